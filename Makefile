@@ -1,0 +1,34 @@
+# seedsweep: `make sweep` runs the quickstart sweep, `make test` the test suite, `make bench` the benchmarks.
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed
+
+.PHONY: install sweep test bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned to the local CPU wheel unless TORCH says otherwise, so that the
+# project's plain `torch` requirement does not pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+sweep: $(STAMP)
+	@test -f sweeps/quickstart.yaml || { echo "make sweep: the sweep runner is not built yet (sweeps/quickstart.yaml is missing)"; exit 1; }
+	$(VENV)/bin/seedsweep run sweeps/quickstart.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Each benchmark prints a small markdown table; copy it into benchmarks/README.md with its date and machine.
+bench: $(STAMP)
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache ray_results mlruns.db mlartifacts reports

@@ -1,0 +1,1 @@
+"""Success statistics of a sweep, read from MLflow: tables, comparisons, seed budgets, plots and a report."""
