@@ -1,0 +1,131 @@
+"""Seed-steps per second: S seeds packed in one process against S processes of one seed each.
+
+One seed-step = one optimiser step of one seed on a batch of 32 sequences of 20 frames of 32 x 32
+RGB, SPS reference configuration (``rnn_width`` 256, ``z_dim`` 3). For each S in ``--sizes``, both
+settings run side by side in one invocation: a ``Pack`` of S seeds, and S processes (spawned) of a
+one-seed ``Pack`` each, which warm up, wait on a barrier, then time their own steps concurrently
+(their rates are summed). The separate processes get ``cores // S`` threads each (at least 1),
+as Ray gives each one-CPU trial; the pack gets all cores. CUDA is used when available.
+
+    python benchmarks/train_throughput.py [--steps 3] [--sizes 1,4,16] [--out table.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import platform
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# The SPS reference configuration; n_train = batch so that one epoch is one optimiser step.
+REFERENCE = {"model": "sps", "env": "ball", "n_train": 32, "n_val": 32, "frames": 20, "image_size": 32,
+             "batch_size": 32, "rnn_width": 256, "z_dim": 3}  # fmt: skip
+
+
+def device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def timed_steps(pack, steps: int) -> float:
+    """Seconds for ``steps`` optimiser steps of every seed in ``pack`` (whole epochs of one step)."""
+    import torch
+
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    start_step = pack.step
+    sync()
+    start = time.perf_counter()
+    while pack.step - start_step < steps:
+        pack.train_epoch()
+    sync()
+    elapsed = time.perf_counter() - start
+    return elapsed * steps / (pack.step - start_step)  # in case an epoch is more than one step
+
+
+def packed(seeds: int, steps: int) -> float:
+    """Seed-steps/s of one ``Pack`` of ``seeds`` seeds."""
+    from trainables.pack import Pack
+
+    pack = Pack(dict(REFERENCE), list(range(seeds)), device=device())
+    pack.train_epoch()  # warm-up
+    return seeds * steps / timed_steps(pack, steps)
+
+
+def one_seed(seed: int, steps: int, threads: int, barrier, rates) -> None:
+    """Child process: warm up a one-seed pack, wait for the others, time ``steps`` steps."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from trainables.pack import Pack
+
+    pack = Pack(dict(REFERENCE), [seed], device=device())
+    pack.train_epoch()  # warm-up
+    barrier.wait()
+    rates[seed] = steps / timed_steps(pack, steps)
+
+
+def separate(seeds: int, steps: int) -> float:
+    """Seed-steps/s summed over ``seeds`` concurrent processes of one seed each."""
+    ctx = mp.get_context("spawn")
+    barrier, rates = ctx.Barrier(seeds), ctx.Array("d", seeds)
+    threads = max(1, (os.cpu_count() or 1) // seeds)
+    procs = [ctx.Process(target=one_seed, args=(s, steps, threads, barrier, rates)) for s in range(seeds)]
+    for p in procs:
+        p.start()
+    while any(p.is_alive() for p in procs):
+        if any(p.exitcode for p in procs):
+            barrier.abort()  # release the others waiting at the barrier
+        time.sleep(0.2)
+    if any(p.exitcode for p in procs):
+        raise RuntimeError(f"one-seed processes failed (exit codes {[p.exitcode for p in procs]})")
+    return sum(rates)
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3, help="timed optimiser steps per measurement (after 1 warm-up)")
+    parser.add_argument("--sizes", default="1,4,16", help="seeds per measurement, comma-separated")
+    parser.add_argument("--out", help="also write the table to this file")
+    args = parser.parse_args()
+
+    import torch
+
+    where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{cpu_name()}, {os.cpu_count()} cores"
+    rows = []
+    for s in (int(x) for x in args.sizes.split(",")):
+        sep = separate(s, args.steps)
+        pk = packed(s, args.steps)
+        rows.append(f"| packed, 1 process | {s} | {pk:.2f} | {pk / sep:.2f}x |")
+        rows.append(f"| separate, {s} process{'es' if s > 1 else ''} x 1 seed | {s} | {sep:.2f} | 1.00x |")
+        print(rows[-2], rows[-1], sep="\n", file=sys.stderr, flush=True)
+    table = "\n".join([
+        f"train throughput, {date.today()}, {where}; SPS reference (batch 32 x 20 frames, 32x32, "
+        f"rnn_width 256, z_dim 3), {args.steps} timed steps after 1 warm-up",
+        "",
+        "| setting | seeds | seed-steps/s | ratio to separate processes |",
+        "|---|---|---|---|",
+        *rows,
+    ])  # fmt: skip
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Metrics (linear projection, PSNR, image errors) and the dataset -> tensor conversion."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from trainables.data import load_data, projection_targets, to_tensors, val_seed
+from trainables.metrics import linear_projection, mse, prediction_mse, psnr, psnr_from_mse
+
+
+def positions(n=40, t=20, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, t, d)) * [1.0, 3.0, 0.2] + [0.0, 10.0, 2.0]
+
+
+def test_linear_latent_projects_almost_perfectly():
+    y = positions()
+    rng = np.random.default_rng(1)
+    mix = np.linalg.qr(rng.normal(size=(3, 3)))[0] * [2.0, 0.5, 1.0]  # a well-conditioned linear map
+    z = y @ mix + 5 + 0.01 * rng.normal(size=y.shape)  # ... of the positions, plus small noise
+    out = linear_projection(z, y)
+    assert out["mse"] < 0.01 and out["r2"] > 0.99
+    assert linear_projection(y @ mix, y)["mse"] < 1e-12  # exact without the noise
+
+
+def test_noise_latent_projects_to_one():
+    y = positions()
+    z = np.random.default_rng(2).normal(size=(40, 20, 3))
+    out = linear_projection(z, y)
+    assert 0.9 < out["mse"] < 1.15 and abs(out["r2"]) < 0.1
+
+
+def test_partial_information_and_split():
+    y = positions()
+    z = y[..., :1] * 2.0  # only the first coordinate: 1 of 3 dims explained
+    out = linear_projection(z, y, split=np.arange(20))
+    assert out["mse"] == pytest.approx(2 / 3, abs=0.1)
+    mask = np.zeros(40, bool)
+    mask[:20] = True
+    assert linear_projection(z, y, split=mask) == out
+    assert linear_projection(z, y, train_frac=0.5) == out  # the default split: the first half
+    with pytest.raises(ValueError):
+        linear_projection(z, y, train_frac=1.0)
+
+
+def test_non_finite_latent_gives_nan():
+    y = positions()
+    z = y.copy()
+    z[3, 4, 0] = np.nan
+    out = linear_projection(z, y)
+    assert math.isnan(out["mse"]) and math.isnan(out["r2"])
+
+
+def test_collapsed_latent_is_no_information():
+    y = positions()
+    out = linear_projection(np.zeros((40, 20, 3)), y)
+    assert out["mse"] == pytest.approx(1.0, abs=0.15)
+
+
+def test_psnr_and_errors():
+    a = np.zeros((2, 5, 3, 4, 4))
+    b = a + 0.1
+    assert mse(a, b) == pytest.approx(0.01)
+    assert psnr(a, b) == pytest.approx(20.0)
+    assert psnr_from_mse(0.0) == math.inf and psnr_from_mse(1e-4) == pytest.approx(40.0)
+    assert psnr(torch.zeros(3), torch.full((3,), 0.5)) == pytest.approx(10 * math.log10(4))
+    pred = np.zeros((2, 4, 3, 4, 4))
+    pred[:, 2:] = 0.1  # predictions of frames 3, 4 are off by 0.1; frames 1, 2 are not scored with context 3
+    assert prediction_mse(a, pred, context=3) == pytest.approx(0.01)
+
+
+def synthetic(n=6, t=4, bodies=2, size=8):
+    rng = np.random.default_rng(0)
+    return {
+        "frames": rng.integers(0, 256, size=(n, t, size, size, 3), dtype=np.uint8),
+        "positions": rng.normal(size=(n, t, bodies, 3)).astype(np.float32),
+    }
+
+
+def test_to_tensors_layout_and_targets():
+    arrays = synthetic()
+    frames, rel = to_tensors(arrays, "relative")
+    assert frames.shape == (6, 4, 3, 8, 8) and frames.dtype == torch.float32 and frames.is_contiguous()
+    assert torch.equal(frames[2, 1, 0], torch.from_numpy(arrays["frames"][2, 1, :, :, 0]).float() / 255)
+    p = arrays["positions"]
+    assert np.allclose(rel.numpy(), p[:, :, 0] - p[:, :, 1])
+    _, both = to_tensors(arrays, "both")
+    assert both.shape == (6, 4, 6) and np.allclose(both.numpy()[..., 3:], p[:, :, 1])
+    one = synthetic(bodies=1)
+    assert np.allclose(projection_targets(one["positions"], "relative"), one["positions"][:, :, 0])
+
+
+def test_load_data_from_envs(tmp_path):
+    import envs
+
+    config = {"env": "seedsweep/TwoBody-v0", "n_train": 6, "n_val": 4, "frames": 5, "image_size": 16, "data_seed": 3,
+              "projection_target": "both"}  # fmt: skip
+    train_x, train_y, val_x, val_y = load_data(config, cache_dir=tmp_path)
+    assert train_x.shape == (6, 5, 3, 16, 16) and val_x.shape == (4, 5, 3, 16, 16)
+    assert train_y.shape == (6, 5, 6) and val_y.shape == (4, 5, 6)
+    assert 0 <= float(train_x.min()) and float(train_x.max()) <= 1 and float(train_x.max()) > 0.2
+    table = envs.to_numpy(envs.load_or_generate("two_body", 6, 5, 3, tmp_path, image_size=16))
+    assert np.allclose(train_y.numpy(), table["positions"].reshape(6, 5, 6))  # the train set is data_seed's dataset
+    assert not np.allclose(val_y.numpy()[:4], train_y.numpy()[:4])  # the val set is another
+    assert val_seed(3) != 3 and val_seed(3) == val_seed(3)

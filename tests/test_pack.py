@@ -1,0 +1,126 @@
+"""Pack: packed seeds equal lone seeds, a diverging seed is frozen while the others go on, exact
+resume from a state_dict, falling losses on CPU, and config resolution / ids."""
+
+import io
+import math
+import time
+
+import pytest
+import torch
+
+from trainables import Pack, config_id, fit, resolve_config
+
+TINY = {"env": "ball", "n_train": 32, "n_val": 16, "frames": 8, "image_size": 16, "channels": [8, 16, 16],
+        "dec_hidden": [16], "rnn_width": 32, "batch_size": 16, "rnn_min_context": 3, "grad_clip": 1.0, "lr": 3e-3}  # fmt: skip
+METRICS = ("linear_proj_mse", "linear_proj_r2", "recon_mse", "pred_mse", "psnr", "train/total", "train/recon")
+
+
+def close(a: dict, b: dict, rel=1e-4):
+    for key in METRICS:
+        assert a[key] == pytest.approx(b[key], rel=rel, abs=1e-6), key
+
+
+def test_packed_seed_equals_lone_seed():
+    packed, alone = Pack(TINY, [3, 7, 11], device="cpu"), Pack(TINY, [7], device="cpu")
+    for _ in range(3):
+        losses, lone = packed.train_epoch(), alone.train_epoch()
+        for term in losses:
+            assert losses[term][1] == pytest.approx(lone[term][0], rel=1e-4), term
+    a, b = packed.evaluate(), alone.evaluate()
+    assert [r["seed"] for r in a] == [3, 7, 11] and b[0]["seed"] == 7
+    close(a[1], b[0])
+    assert a[0]["linear_proj_mse"] != pytest.approx(a[1]["linear_proj_mse"], rel=1e-3)  # and seeds do differ
+    z, pos = packed.latents(1)
+    assert z.shape == (16, 8, 3) and pos.shape == (16, 8, 3)
+    assert torch.allclose(torch.from_numpy(z), torch.from_numpy(alone.latents(0)[0]), atol=1e-4)
+
+
+def test_nan_seed_is_diverged_and_frozen_while_others_finish():
+    pack, clean = Pack(TINY, [0, 1, 2], device="cpu"), Pack(TINY, [0, 1, 2], device="cpu")
+    with torch.no_grad():
+        pack.model.encoder[0].weight[1] = math.nan  # seed 1 turns NaN after init
+    frozen = pack.model.fc_mu.weight[1].detach().clone()
+    for _ in range(2):
+        pack.train_epoch()
+        clean.train_epoch()
+    assert pack.status == ["running", "diverged", "running"]
+    assert torch.equal(pack.model.fc_mu.weight[1], frozen)  # its other parameters kept their values
+    pack.finish()
+    assert pack.status == ["finished", "diverged", "finished"]
+    results, reference = pack.evaluate(), clean.evaluate()
+    assert results[1]["status"] == "diverged" and results[1]["success"] is False
+    for s in (0, 2):  # the others trained exactly as without the NaN seed
+        assert results[s]["status"] == "finished"
+        assert all(math.isfinite(results[s][k]) for k in METRICS)
+        assert 0 < results[s]["recon_mse"] < 0.3
+        close(results[s], reference[s])
+
+
+def test_state_dict_round_trip_gives_identical_final_metrics():
+    straight = Pack(TINY, [4, 9], device="cpu")
+    for _ in range(3):
+        straight.train_epoch()
+    first = Pack(TINY, [4, 9], device="cpu")
+    first.train_epoch()
+    buffer = io.BytesIO()
+    torch.save(first.state_dict(), buffer)  # as the trainable's checkpoint does
+    buffer.seek(0)
+    resumed = Pack(TINY, [4, 9], device="cpu")
+    resumed.load_state_dict(torch.load(buffer, weights_only=False))
+    assert (resumed.epoch, resumed.step) == (1, 2)
+    for _ in range(2):
+        resumed.train_epoch()
+    for a, b in zip(straight.evaluate(), resumed.evaluate()):
+        assert a == b  # exactly
+    with pytest.raises(ValueError):
+        Pack(TINY, [4, 10], device="cpu").load_state_dict(first.state_dict())
+
+
+def test_tiny_config_trains_on_cpu_with_falling_losses():
+    config = {**TINY, "image_size": 32, "n_train": 64, "frames": 10, "channels": [8, 16, 32], "rnn_min_context": 4}
+    start = time.perf_counter()
+    pack = Pack(config, [0, 1], device="cpu")
+    before = pack.evaluate()
+    history = [pack.train_epoch() for _ in range(12)]
+    after = pack.evaluate()
+    assert time.perf_counter() - start < 60
+    for s in range(2):
+        for term in ("total", "recon", "pred"):
+            assert history[-1][term][s] < 0.9 * history[0][term][s], (term, s)
+        assert after[s]["recon_mse"] < 0.5 * before[s]["recon_mse"]
+        assert after[s]["psnr"] > before[s]["psnr"] + 3
+
+
+def test_fit_and_baselines():
+    results = fit({**TINY, "use_rnn": False, "success": {"metric": "recon_mse", "below": 1.0}}, [0, 1], epochs=1)
+    assert [r["status"] for r in results] == ["finished", "finished"]
+    assert all(r["success"] is True for r in results)  # recon_mse < 1 always holds for images in [0, 1]
+    assert all(math.isnan(r["pred_mse"]) for r in results)  # no RNN, no prediction
+    ae = Pack({**TINY, "deterministic": True, "symmetry": "none"}, [0], device="cpu")
+    assert set(ae.train_epoch()) == {"recon", "pred", "z_pred", "total"}
+
+
+def test_unknown_config_key_is_rejected_by_name():
+    with pytest.raises(ValueError, match="'rnn_widht'"):
+        resolve_config({**TINY, "rnn_widht": 16})
+    with pytest.raises(ValueError, match="model"):
+        resolve_config({"model": "transformer"})
+    with pytest.raises(ValueError, match="'n_train'"):
+        resolve_config({"n_train": 8, "batch_size": 16})
+    with pytest.raises(ValueError, match="'success'"):
+        resolve_config({"success": {"metric": "accuracy", "below": 1}})
+    with pytest.raises(ValueError, match="'frames'"):
+        resolve_config({"frames": 5})  # rnn_min_context is 5
+    with pytest.raises(ValueError):
+        resolve_config({"env": "nope"})
+
+
+def test_resolved_config_and_id():
+    resolved = resolve_config({"env": "ball"})
+    assert resolved["env"] == "seedsweep/BouncingBall-v0" and resolved["z_dim"] == 3 and resolved["rnn_width"] == 256
+    assert resolved["symmetry"] == "T2R2" and resolved["success"] == {"metric": "linear_proj_mse", "below": 0.2}
+    assert resolve_config(resolved) == resolved  # idempotent
+    same = {"rnn_width": 32, "env": "seedsweep/BouncingBall-v0", "lr": 1e-3, "device": "cpu", "t_range": [-1, 1]}
+    assert config_id({"env": "ball", "rnn_width": 32}) == config_id(same)  # defaults, env alias, lists, device: same id
+    assert config_id({"rnn_width": 32}) != config_id({"rnn_width": 64})
+    assert len(config_id({})) == 10

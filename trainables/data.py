@@ -1,0 +1,46 @@
+"""World datasets as training tensors: frames [N, T, 3, H, W] float32 in [0, 1] and the positions
+the latent is projected onto."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def val_seed(data_seed: int) -> int:
+    """The validation set's dataset seed: a stream of its own, derived from ``data_seed``
+    (the training set uses ``data_seed`` itself), so the two never share trajectories."""
+    return int(np.random.SeedSequence([data_seed, 1]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def projection_targets(positions: np.ndarray, target: str = "relative") -> np.ndarray:
+    """positions [N, T, bodies, 3] -> targets [N, T, D]. One body: its position. Two bodies:
+    ``relative`` = r1 - r2 (3-D), ``both`` = (r1, r2) concatenated (6-D)."""
+    if positions.shape[2] == 1:
+        return positions[:, :, 0]
+    if target == "relative":
+        return positions[:, :, 0] - positions[:, :, 1]
+    if target == "both":
+        return positions.reshape(*positions.shape[:2], -1)
+    raise ValueError(f"unknown projection_target {target!r}; use relative or both")
+
+
+def to_tensors(arrays: dict[str, np.ndarray], target: str = "relative") -> tuple[torch.Tensor, torch.Tensor]:
+    """``envs.to_numpy`` arrays (frames uint8 [N, T, H, W, 3], positions [N, T, bodies, 3]) ->
+    (frames float32 [N, T, 3, H, W] in [0, 1], targets float32 [N, T, D])."""
+    frames = torch.from_numpy(np.array(arrays["frames"], copy=True)).permute(0, 1, 4, 2, 3).float().div_(255)
+    targets = torch.from_numpy(np.array(projection_targets(arrays["positions"], target), dtype=np.float32))
+    return frames.contiguous(), targets
+
+
+def load_data(config: dict, cache_dir=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(train_frames, train_targets, val_frames, val_targets) for a resolved config: ``n_train``
+    sequences from dataset seed ``data_seed`` and ``n_val`` from ``val_seed(data_seed)``, of
+    ``frames`` frames at ``image_size``, from ``envs.load_or_generate`` (cached as Parquet)."""
+    import envs
+
+    def load(n: int, seed: int):
+        table = envs.load_or_generate(config["env"], n, config["frames"], seed, cache_dir, image_size=config["image_size"])
+        return to_tensors(envs.to_numpy(table), config.get("projection_target", "relative"))
+
+    return (*load(config["n_train"], config["data_seed"]), *load(config["n_val"], val_seed(config["data_seed"])))

@@ -1,0 +1,421 @@
+"""SPS (Self-supervised learning via Physical Symmetry), packed: S seeds in one module.
+
+A VAE encodes each frame to a small latent z, an RNN predicts the next z, and symmetry
+augmentation applies one random group action g to a sequence of z fed to the RNN and g^-1 to
+what the RNN predicts, so the learned dynamics must commute with the group. Losses (summed
+over pixels / latent dims and time, averaged over sequences, as in the SPS code up to the
+1/batch scale): self-reconstruction, image prediction from the RNN's z, z prediction, the
+symmetry terms (z consistency and decoded images of the un-transformed predictions), KL * beta.
+
+Packing: every parameter has a leading seed dimension S. Convolutions fold the seeds into the
+channels (``groups=S``), linear layers are batched matmuls, the RNN cell is written out and
+looped over time. Activations are [N, S*C, H, W] in the conv stacks and [S, N, F] elsewhere.
+Nothing mixes seeds, and every random number is drawn per seed (``draw``) from that seed's own
+generator, so a seed gives the same numbers packed with others as alone.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class SPSConfig:
+    """SPS hyperparameters. Defaults: the authors' public ``sps_video/exp/sps_ball/train_config.py``
+    and ``sps_video/trainer_symmetry.py`` / ``normal_rnn.py`` unless the comment says otherwise."""
+
+    # architecture
+    z_dim: int = 3  # latent_code_num = 3 (ball); 6 for two-body "both"
+    # encoder convs k4 s2 p1 (32x32 -> 4x4), decoder mirrored. SPS code: 64/128/256; MEASUREMENTS.md probe: 32/64/128
+    channels: tuple[int, ...] = (32, 64, 128)
+    dec_hidden: tuple[int, ...] = (16, 32, 64)  # decoder MLP z -> 16 -> 32 -> 64 -> conv features (SPS fc3)
+    # "gru" | "rnn" (tanh). SPS paper and lab notes: GRU; the public sps_ball config sets rnn_type 'RNN'
+    rnn_cell: str = "gru"
+    rnn_width: int = 256  # rnn_hidden_size = 256, rnn_num_layers = 1
+    use_rnn: bool = True  # False: beta-VAE baseline (reconstruction + beta * KL only)
+    deterministic: bool = False  # True: AE (z = mu, no sampling, no KL term; beta is ignored)
+    # losses
+    # "bce" | "mse": pixel loss of every image term. SPS code: BCELoss(reduction='sum'); lab notes 12/9: MSE as good
+    loss: str = "bce"
+    beta: float = 0.01  # kld_loss_scalar
+    z_loss_weight: float = 2.0  # z_rnn_loss_scalar: RNN's z vs the encoder's next z (0 turns it off)
+    symmetry_loss_weight: float = 2.0  # z_symm_loss_scalar
+    # "none" | T<n> | R<n> and combos (T2R2, T3R2, ...), acting on the first n dims of z, one augmented
+    # branch per letter. SPS ball: translations of the horizontal plane + rotations about the vertical axis
+    symmetry: str = "T2R2"
+    t_range: tuple[float, float] = (-1.0, 1.0)  # t_range: translations uniform in this range per dim
+    r_range: tuple[float, float] = (-math.pi, math.pi)  # r_range: R2 angles uniform in this range (R3+ are Haar-random)
+    k: int = 1  # augmented copies K of each batch per symmetry letter (t_batch_multiple = r_batch_multiple = 1)
+    # RNN context and scheduled sampling
+    rnn_min_context: int = 5  # base_len: inputs before this frame are always the encoder's z
+    scheduled_sampling: bool = True  # enable_sample
+    tf_steps: tuple[float, float] = (2200.0, 8000.0)  # (alpha, beta): P(teacher forcing) = a / (a + exp((step + b) / a))
+    # optimisation
+    lr: float = 1e-3  # learning_rate (Adam)
+    # scheduler_base_num: lr * lr_decay**step. The public code's schedule never kicks in (a bug, lab notes 12/13): 1.0 reproduces it
+    lr_decay: float = 0.99999
+    batch_size: int = 32  # BATCH_SIZE = 32 (lab notes 12/14: 16 slightly better, 32 kept for speed)
+    grad_clip: float | None = None  # per-seed max grad norm; SPS code: none (lab notes tried 0.03 and 1)
+    # evaluation
+    # what the latent is projected onto. Two-body: "relative" (r1 - r2, for a 3-D z) or "both" (r1, r2, for a 6-D z).
+    # A lone ball: its position either way
+    projection_target: str = "relative"
+
+    def __post_init__(self):
+        for f in fields(self):
+            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), f.default))
+        checks = {
+            "z_dim": self.z_dim >= 1,
+            "channels": len(self.channels) >= 1 and min(self.channels) >= 1,
+            "dec_hidden": all(c >= 1 for c in self.dec_hidden),
+            "rnn_cell": self.rnn_cell in ("gru", "rnn"),
+            "rnn_width": self.rnn_width >= 1,
+            "loss": self.loss in ("bce", "mse"),
+            "beta": self.beta >= 0,
+            "t_range": self.t_range[0] <= self.t_range[1],
+            "r_range": self.r_range[0] <= self.r_range[1],
+            "k": self.k >= 0,
+            "rnn_min_context": self.rnn_min_context >= 1,
+            "tf_steps": self.tf_steps[0] > 0,
+            "lr": self.lr > 0,
+            "lr_decay": 0 < self.lr_decay <= 1,
+            "batch_size": self.batch_size >= 1,
+            "grad_clip": self.grad_clip is None or self.grad_clip > 0,
+            "projection_target": self.projection_target in ("relative", "both"),
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"invalid value for '{name}': {getattr(self, name)!r}")
+        parse_symmetry(self.symmetry, self.z_dim)
+
+
+def _coerce(name: str, value, default):
+    """``value`` checked against the type of the field's default (YAML lists -> tuples, ints -> floats)."""
+    bad = ValueError(f"config key '{name}' must be like {default!r}, got {value!r}")
+    if default is None:  # optional number
+        return None if value is None else _coerce(name, value, 1.0)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        if isinstance(default, int) and value != int(value):
+            raise bad
+        return type(default)(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise bad
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or (len(default) == 2 and len(value) != 2):
+            raise bad
+        return tuple(_coerce(name, v, default[0]) for v in value)
+    raise TypeError(f"no rule for field {name}")
+
+
+def parse_symmetry(spec: str, z_dim: int) -> list[tuple[str, int]]:
+    """``"T2R2"`` -> ``[("T", 2), ("R", 2)]``: each letter acts on the first n latent dims, in its own
+    augmented branch. ``"none"`` (or ``""``, ``"I"``) -> ``[]``."""
+    if spec in ("none", "", "I"):
+        return []
+    parts = re.findall(r"([TR])(\d+)", spec)
+    if "".join(f"{a}{b}" for a, b in parts) != spec:
+        raise ValueError(f"invalid value for 'symmetry': {spec!r} (use none or letters T<n>/R<n>, e.g. T2R2)")
+    out = [(kind, int(n)) for kind, n in parts]
+    for kind, n in out:
+        if not 1 <= n <= z_dim or (kind == "R" and n < 2):
+            raise ValueError(f"invalid value for 'symmetry': {kind}{n} needs {'2' if kind == 'R' else '1'} <= n <= z_dim={z_dim}")
+    return out
+
+
+def teacher_forcing_prob(step: int, tf_steps: tuple[float, float]) -> float:
+    """SPS scheduled sampling: P(feed the encoder's z rather than the RNN's own prediction)."""
+    a, b = tf_steps
+    x = (step + b) / a
+    return 0.0 if x > 700 else a / (a + math.exp(x))
+
+
+# ---- packed layers: parameters [S, ...], one slice per seed, initialised like the nn layer ----
+
+
+def _layer_params(gens, weight_shape, bias_size):
+    """Weight and bias initialised per seed as ``nn.Linear`` / ``nn.Conv2d`` / ``nn.ConvTranspose2d``
+    do (``reset_parameters``): kaiming_uniform(a=sqrt(5)) weight, U(+-1/sqrt(fan_in)) bias."""
+    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(torch.empty(weight_shape))
+    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+    weights, biases = [], []
+    for g in gens:  # per seed: weight then bias, as the nn layer draws them
+        w = nn.init.kaiming_uniform_(torch.empty(weight_shape), a=math.sqrt(5), generator=g)
+        b = nn.init.uniform_(torch.empty(bias_size), -bound, bound, generator=g)
+        weights.append(w)
+        biases.append(b)
+    return nn.Parameter(torch.stack(weights)), nn.Parameter(torch.stack(biases))
+
+
+class PackedConv(nn.Module):
+    """S independent ``Conv2d`` (or ``ConvTranspose2d``) k4 s2 p1 as one grouped convolution on
+    [N, S*C_in, H, W]."""
+
+    def __init__(self, gens, c_in: int, c_out: int, transpose: bool = False):
+        super().__init__()
+        self.transpose = transpose
+        shape = (c_in, c_out, 4, 4) if transpose else (c_out, c_in, 4, 4)
+        self.weight, self.bias = _layer_params(gens, shape, c_out)
+
+    def forward(self, x):
+        conv = F.conv_transpose2d if self.transpose else F.conv2d
+        return conv(x, self.weight.flatten(0, 1), self.bias.flatten(), stride=2, padding=1, groups=self.weight.shape[0])
+
+
+class PackedLinear(nn.Module):
+    """S independent ``Linear`` layers: [S, N, in] -> [S, N, out] by one batched matmul."""
+
+    def __init__(self, gens, d_in: int, d_out: int):
+        super().__init__()
+        self.weight, self.bias = _layer_params(gens, (d_out, d_in), d_out)
+
+    def forward(self, x):
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+
+
+class PackedRNNCell(nn.Module):
+    """S independent one-layer ``nn.GRU`` (``gru``) or tanh ``nn.RNN`` (``rnn``) cells, same equations
+    and init (U(+-1/sqrt(width)) for every weight and bias)."""
+
+    def __init__(self, gens, d_in: int, width: int, kind: str = "gru"):
+        super().__init__()
+        self.kind, gates = kind, 3 if kind == "gru" else 1
+        bound = 1 / math.sqrt(width)
+        init = lambda t, g: nn.init.uniform_(t, -bound, bound, generator=g)  # noqa: E731
+        # nn.GRU's parameter order: weight_ih, weight_hh, bias_ih, bias_hh (each drawn in turn per seed)
+        shapes = {"w_ih": (gates * width, d_in), "w_hh": (gates * width, width), "b_ih": (gates * width,), "b_hh": (gates * width,)}
+        per_seed = [[init(torch.empty(s), g) for s in shapes.values()] for g in gens]
+        for i, name in enumerate(shapes):
+            setattr(self, name, nn.Parameter(torch.stack([p[i] for p in per_seed])))
+
+    def forward(self, x, h):
+        gi = torch.baddbmm(self.b_ih.unsqueeze(1), x, self.w_ih.transpose(1, 2))
+        gh = torch.baddbmm(self.b_hh.unsqueeze(1), h, self.w_hh.transpose(1, 2))
+        if self.kind == "rnn":
+            return torch.tanh(gi + gh)
+        i_r, i_z, i_n = gi.chunk(3, -1)
+        h_r, h_z, h_n = gh.chunk(3, -1)
+        r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+        n = torch.tanh(i_n + r * h_n)
+        return n + z * (h - n)  # = (1 - z) * n + z * h
+
+
+# ---- symmetry actions on z [..., z_dim]; params broadcast over the time axis ----
+
+
+def sample_action(kind: str, n: int, shape: tuple[int, ...], cfg: SPSConfig, g: torch.Generator) -> torch.Tensor:
+    """Random group elements: translations [*shape, n], or rotation matrices [*shape, n, n]."""
+    if kind == "T":
+        lo, hi = cfg.t_range
+        return torch.rand(*shape, n, generator=g) * (hi - lo) + lo
+    if n == 2:
+        lo, hi = cfg.r_range
+        theta = torch.rand(*shape, generator=g) * (hi - lo) + lo
+        c, s = torch.cos(theta), torch.sin(theta)
+        return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+    q, r = torch.linalg.qr(torch.randn(*shape, n, n, generator=g))
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)  # Haar-distributed on O(n)
+    q[..., :, 0] *= torch.sign(torch.linalg.det(q)).unsqueeze(-1)  # reflections -> rotations: SO(n)
+    return q
+
+
+def act(kind: str, z: torch.Tensor, p: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+    """Apply the action ``p`` (or its inverse) to the first n dims of z [..., T, z_dim]; ``p`` is
+    [..., n] (translation) or [..., n, n] (rotation, z as a row vector: z @ M; inverse z @ M^T)."""
+    n = p.shape[-1]
+    head, tail = z[..., :n], z[..., n:]
+    if kind == "T":
+        head = head - p.unsqueeze(-2) if inverse else head + p.unsqueeze(-2)
+    else:
+        head = head @ (p.transpose(-1, -2) if inverse else p)
+    return torch.cat([head, tail.expand(*head.shape[:-1], -1)], -1)
+
+
+# ---- the model ----
+
+
+class SPS(nn.Module):
+    """S seeds of SPS in one module; ``gens`` are the seeds' generators (used here for the init)."""
+
+    def __init__(self, cfg: SPSConfig, gens: list[torch.Generator], image_size: int):
+        super().__init__()
+        self.cfg, self.S = cfg, len(gens)
+        self.channels_last = False  # fold inputs channels-last (for GPU convolutions); same numbers either way
+        depth = len(cfg.channels)
+        if image_size % 2**depth:
+            raise ValueError(f"image_size {image_size} must be divisible by 2**len(channels) = {2**depth}")
+        self.side = image_size // 2**depth
+        ch = (3, *cfg.channels)
+        feat = ch[-1] * self.side**2
+        self.encoder = nn.ModuleList(PackedConv(gens, ch[i], ch[i + 1]) for i in range(depth))
+        self.fc_mu = PackedLinear(gens, feat, cfg.z_dim)
+        self.fc_logvar = PackedLinear(gens, feat, cfg.z_dim)
+        if cfg.use_rnn:
+            self.rnn = PackedRNNCell(gens, cfg.z_dim, cfg.rnn_width, cfg.rnn_cell)
+            self.rnn_out = PackedLinear(gens, cfg.rnn_width, cfg.z_dim)
+        dims = (cfg.z_dim, *cfg.dec_hidden, feat)
+        self.dec_fc = nn.ModuleList(PackedLinear(gens, dims[i], dims[i + 1]) for i in range(len(dims) - 1))
+        self.decoder = nn.ModuleList(PackedConv(gens, ch[i + 1], ch[i], transpose=True) for i in reversed(range(depth)))
+        self.actions = parse_symmetry(cfg.symmetry, cfg.z_dim) if cfg.use_rnn and cfg.k > 0 else []
+
+    # -- building blocks --
+
+    def fold(self, x: torch.Tensor) -> torch.Tensor:
+        """[S, B, T, C, H, W] -> [B*T, S*C, H, W] (seeds folded into channels)."""
+        S, B, T, C, H, W = x.shape
+        if self.channels_last:
+            return x.permute(1, 2, 4, 5, 0, 3).reshape(B * T, H, W, S * C).permute(0, 3, 1, 2)
+        return x.permute(1, 2, 0, 3, 4, 5).reshape(B * T, S * C, H, W)
+
+    def encode(self, xf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Folded frames [N, S*3, H, W] -> mu, logvar [S, N, z_dim]."""
+        h = xf
+        for conv in self.encoder:
+            h = F.relu(conv(h))
+        h = h.unflatten(1, (self.S, -1)).flatten(2).transpose(0, 1)  # [S, N, C*h*w], nn's flatten order
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z [S, N, z_dim] -> pixel logits [N, S*3, H, W]."""
+        h = z
+        for i, fc in enumerate(self.dec_fc):
+            h = fc(h)
+            h = F.relu(h) if i < len(self.dec_fc) - 1 else h
+        N = h.shape[1]
+        h = h.transpose(0, 1).reshape(N, -1, self.side, self.side)  # [N, S*C, side, side]
+        if self.channels_last:
+            h = h.contiguous(memory_format=torch.channels_last)
+        for i, conv in enumerate(self.decoder):
+            h = conv(h)
+            h = F.relu(h) if i < len(self.decoder) - 1 else h
+        return h
+
+    def rollout(self, z: torch.Tensor, use_pred: torch.Tensor | None) -> torch.Tensor:
+        """RNN over z [S, M, T, z_dim] -> predictions of frames 1..T-1 [S, M, T-1, z_dim]. At input
+        t >= rnn_min_context the RNN's own previous prediction replaces z where ``use_pred``
+        [S, M, T-1] (bool) is set; ``None`` = open loop from rnn_min_context on."""
+        S, M, T, _ = z.shape
+        h = z.new_zeros(S, M, self.cfg.rnn_width)
+        outs = []
+        for t in range(T - 1):
+            inp = z[:, :, t]
+            if outs and t >= self.cfg.rnn_min_context:
+                inp = outs[-1] if use_pred is None else torch.where(use_pred[:, :, t, None], outs[-1], inp)
+            h = self.rnn(inp, h)
+            outs.append(self.rnn_out(h))
+        return torch.stack(outs, 2)
+
+    def pixel_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Elementwise BCE (on logits, stable) or squared error; broadcasts."""
+        if self.cfg.loss == "bce":
+            return F.softplus(logits) - logits * target
+        return (torch.sigmoid(logits) - target) ** 2
+
+    def per_seed(self, e: torch.Tensor) -> torch.Tensor:
+        """Sum of a folded [..., S*C, H, W] tensor per seed -> [S]."""
+        e = e.unflatten(-3, (self.S, -1))
+        return e.sum([d for d in range(e.dim()) if d != e.dim() - 4])
+
+    # -- training --
+
+    def draw(self, g: torch.Generator, batch: int, frames: int, step: int) -> dict[str, torch.Tensor]:
+        """One seed's random numbers for one step, from its generator (CPU): reparameterisation
+        noise, scheduled-sampling choices per branch, symmetry actions."""
+        cfg, out = self.cfg, {}
+        if not cfg.deterministic:
+            out["eps"] = torch.randn(batch, frames, cfg.z_dim, generator=g)
+        if cfg.use_rnn:
+            coins = torch.rand(1 + len(self.actions), frames - 1, generator=g)  # one per branch and input frame, shared by the batch
+            p_tf = teacher_forcing_prob(step, cfg.tf_steps) if cfg.scheduled_sampling else 1.0
+            out["use_pred"] = (coins > p_tf) & (torch.arange(frames - 1) >= cfg.rnn_min_context)
+            for i, (kind, n) in enumerate(self.actions):
+                out[f"action{i}"] = sample_action(kind, n, (cfg.k, batch), cfg, g)
+        return out
+
+    def branches(self, zs: torch.Tensor, rand: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The RNN on z [S, B, T, z_dim] (the identity branch) and on K copies per symmetry letter
+        (g applied to the input sequence, g^-1 to the predictions), in one batched pass ->
+        predictions of frames 1..T-1 in the original frame, [S, 1 + G*K, B, T-1, z_dim]."""
+        S, B, T, D = zs.shape
+        K = self.cfg.k
+        inputs, masks = [zs.unsqueeze(1)], [rand["use_pred"][:, :1]]
+        for i, (kind, _) in enumerate(self.actions):
+            inputs.append(act(kind, zs.unsqueeze(1), rand[f"action{i}"]))
+            masks.append(rand["use_pred"][:, 1 + i : 2 + i].expand(-1, K, -1))  # the K copies share a schedule
+        z_in = torch.cat(inputs, 1)  # [S, R, B, T, D]
+        R = z_in.shape[1]
+        use_pred = torch.cat(masks, 1).unsqueeze(2).expand(-1, -1, B, -1)  # [S, R, B, T-1]
+        pred = self.rollout(z_in.reshape(S, R * B, T, D), use_pred.reshape(S, R * B, T - 1)).reshape(S, R, B, T - 1, D)
+        out = [pred[:, :1]]
+        for i, (kind, _) in enumerate(self.actions):
+            out.append(act(kind, pred[:, 1 + i * K : 1 + (i + 1) * K], rand[f"action{i}"], inverse=True))
+        return torch.cat(out, 1)
+
+    def losses(self, x: torch.Tensor, rand: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """x [S, B, T, 3, H, W] in [0, 1]; ``rand``: ``draw``'s tensors stacked over seeds. Returns
+        each loss term per seed [S] (sums over pixels, dims, time; mean over sequences), and ``total``."""
+        cfg, S = self.cfg, self.S
+        _, B, T = x.shape[:3]
+        sq = lambda e: e.square().flatten(1).sum(1)  # noqa: E731  per-seed sum of squares
+        xf = self.fold(x)  # [B*T, S*3, H, W]
+        mu, logvar = self.encode(xf)
+        terms = {}
+        if cfg.deterministic:
+            z = mu
+        else:
+            z = mu + rand["eps"].reshape(S, B * T, -1) * torch.exp(0.5 * logvar)
+            terms["kl"] = cfg.beta * -0.5 * (1 + logvar - mu**2 - logvar.exp()).sum((1, 2)) / B
+        to_decode = [z]  # every latent whose image is scored, decoded in one pass
+        if cfg.use_rnn:
+            zs = z.reshape(S, B, T, -1)
+            pred = self.branches(zs, rand)
+            p_id, p_sym, z_next = pred[:, 0], pred[:, 1:], zs[:, :, 1:]
+            if cfg.z_loss_weight:
+                terms["z_pred"] = cfg.z_loss_weight * sq(p_id - z_next) / B
+            if self.actions:  # augmented predictions, mapped back, must agree with the plain one and with the next z
+                consistency = sq(p_sym - p_id.unsqueeze(1)) + sq(p_sym - z_next.unsqueeze(1))
+                terms["sym_z"] = cfg.symmetry_loss_weight * consistency / (cfg.k * B)
+            to_decode.append(pred.reshape(S, -1, pred.shape[-1]))
+        logits = self.decode(torch.cat(to_decode, 1))
+        terms["recon"] = self.per_seed(self.pixel_loss(logits[: B * T], xf)) / B
+        if cfg.use_rnn:
+            target = xf.unflatten(0, (B, T))[:, 1:]  # next frames [B, T-1, S*3, H, W]
+            pred_logits = logits[B * T :].unflatten(0, (-1, B, T - 1))  # [1 + G*K, B, T-1, S*3, H, W]
+            terms["pred"] = self.per_seed(self.pixel_loss(pred_logits[0], target)) / B
+            if self.actions:
+                terms["sym_recon"] = self.per_seed(self.pixel_loss(pred_logits[1:], target)) / (cfg.k * B)
+        terms["total"] = sum(terms.values())
+        return terms
+
+    # -- evaluation --
+
+    @torch.no_grad()
+    def measure(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """x [S, B, T, 3, H, W] -> z = mu [S, B, T, z_dim], per-seed squared-error sums of the
+        reconstruction (from mu) ``recon_se`` and of the open-loop prediction of frames
+        rnn_min_context..T-1 ``pred_se`` (RNN fed mu up to rnn_min_context, then itself)."""
+        S, B, T = x.shape[:3]
+        xf = self.fold(x)
+        mu, _ = self.encode(xf)
+        out = {"z": mu.reshape(S, B, T, -1)}
+        recon = torch.sigmoid(self.decode(mu))
+        out["recon_se"] = self.per_seed((recon - xf) ** 2)
+        ctx = self.cfg.rnn_min_context
+        if self.cfg.use_rnn and T > ctx:
+            pred = self.rollout(out["z"], None)[:, :, ctx - 1 :]  # predictions of frames ctx..T-1
+            frames = torch.sigmoid(self.decode(pred.reshape(S, -1, pred.shape[-1]))).unflatten(0, (B, T - ctx))
+            out["pred_se"] = self.per_seed((frames - xf.unflatten(0, (B, T))[:, ctx:]) ** 2)
+        return out

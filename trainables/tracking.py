@@ -1,0 +1,286 @@
+"""MLflow records of one trial: a parent run per configuration, a child run per seed.
+
+Layout (what ``analysis.runs`` reads): both kinds carry the tags ``sweep``, ``config_id``,
+``trial_id`` and ``seedsweep.kind`` (``config`` | ``seed``); params are the resolved config,
+flattened (``success.metric``, ``success.below``, ...), children add ``seed``. Children are
+tagged ``mlflow.parentRunId``, ``seed``, ``status`` (running | finished | diverged | pruned |
+failed) and ``success`` ("true" | "false"). Per-seed metrics use step = epoch; the parent holds
+the aggregates over seeds.
+
+Metrics are buffered and sent with ``log_batch`` (chunked to MLflow's limits). Exactly-once
+across crash and restore: reopening a trial's runs reads the last step MLflow holds for each
+(run, metric) once, and steps at or below it are not sent again, so the restored training,
+which recomputes them identically, leaves no duplicate and no gap. SQLite's "database is
+locked" is retried with backoff.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+KIND = "seedsweep.kind"
+MAX_ENTITIES = 1000  # MLflow's limit of metrics + params + tags per log_batch call
+MAX_PARAMS_TAGS = 100  # and of params, and of tags
+MLFLOW_END = {"pruned": "KILLED", "failed": "FAILED"}  # seed status -> MLflow run status (else FINISHED)
+
+
+def retry(fn: Callable, *args, attempts: int = 8, **kwargs):
+    """``fn(*args, **kwargs)``, retried with jittered exponential backoff while SQLite is locked."""
+    for attempt in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:  # MlflowException or sqlalchemy's OperationalError, depending on the path
+            if "database is locked" not in str(e) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * 2**attempt * (1 + random.random()))
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, str]:
+    """``{"success": {"metric": m}}`` -> ``{"success.metric": "m"}``, values as strings."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = str(value)
+    return out
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, else ``None``."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return Path(unquote(urlparse(tracking_uri).path)) if tracking_uri.startswith("sqlite:////") else Path(tracking_uri[len("sqlite:///"):])
+
+
+def default_artifacts(tracking_uri: str) -> str | None:
+    """``mlartifacts/`` beside a SQLite store (as a file URI), else ``None`` (the server decides)."""
+    db = sqlite_path(tracking_uri)
+    return None if db is None else (db.resolve().parent / "mlartifacts").as_uri()
+
+
+def open_client(tracking_uri: str) -> MlflowClient:
+    """An ``MlflowClient`` with its store opened. MLflow creates a new SQLite store's schema on first
+    contact, and concurrent creators corrupt each other's migrations, so for SQLite that first
+    contact holds an exclusive lock on ``<db>.lock`` beside the database."""
+    db = sqlite_path(tracking_uri)
+    if db is None:
+        return MlflowClient(tracking_uri)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{db}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        client = MlflowClient(tracking_uri)
+        retry(client.search_experiments, max_results=1)
+    return client
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The id of experiment ``name``, created if missing (tolerating a concurrent creator)."""
+    for _ in range(3):
+        experiment = retry(client.get_experiment_by_name, name)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return retry(client.create_experiment, name, artifact_location=default_artifacts(client.tracking_uri))
+        except Exception as e:
+            if "already exists" not in str(e) and "UNIQUE constraint" not in str(e):
+                raise
+    raise RuntimeError(f"could not get or create MLflow experiment {name!r}")
+
+
+def quote(value: str) -> str:
+    """A string literal for an MLflow search filter."""
+    return f'"{value}"' if "'" in value else f"'{value}'"
+
+
+def chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class Tracker:
+    """The MLflow runs of one trial. ``run_ids`` (from a checkpoint) reopens them; without it the
+    trial's runs are looked up by ``trial_id`` and created only if missing, so a trial restarted
+    before its first checkpoint does not make a second set."""
+
+    def __init__(self, tracking_uri: str, experiment: str, sweep: str, trial_id: str, config_id: str,
+                 config: dict, seeds: list[int], run_ids: dict | None = None):  # fmt: skip
+        self.client = open_client(tracking_uri)
+        self.tracking_uri, self.seeds = tracking_uri, list(seeds)
+        self.tags = {"sweep": sweep, "config_id": config_id, "trial_id": trial_id}
+        self.params = [Param(k, v) for k, v in flatten(config).items()]
+        self.experiment_id = experiment_id(self.client, experiment)
+        self.last_step: dict[str, dict[str, int]] = {}  # run -> metric -> last step MLflow holds
+        self.buffer: dict[str, list[Metric]] = {}
+        self.pending_tags: dict[str, dict[str, str]] = {}  # run -> tags to send with its next flush
+        self.sent_tags: dict[str, dict[str, str]] = {}  # run -> tags sent by this process
+        self.parent, self.children = self._open(run_ids)
+
+    @property
+    def run_ids(self) -> dict:
+        return {"parent": self.parent, "seeds": dict(zip(map(str, self.seeds), self.children))}
+
+    def _open(self, run_ids: dict | None) -> tuple[str, list[str]]:
+        if run_ids is None:
+            run_ids = self._find()
+        parent = run_ids.get("parent")
+        if parent is None:
+            parent = self._create({**self.tags, KIND: "config", "status": "running"}, self.tags["config_id"], self.params)
+        else:
+            self._reopen(parent)
+            self.pending_tags[parent] = {"status": "running"}
+        children = []
+        for seed in self.seeds:
+            child = run_ids.get("seeds", {}).get(str(seed))
+            if child is None:
+                tags = {**self.tags, KIND: "seed", "mlflow.parentRunId": parent, "seed": str(seed),
+                        "status": "running", "success": "false"}  # fmt: skip
+                child = self._create(tags, f"{self.tags['config_id']}/{seed}", self.params + [Param("seed", str(seed))])
+            else:
+                self._reopen(child)
+                self.pending_tags[child] = {"status": "running"}
+            children.append(child)
+        return parent, children
+
+    def _find(self) -> dict:
+        """Runs of this trial already in MLflow (a restart before any checkpoint)."""
+        query = " AND ".join(f"tags.{k} = {quote(v)}" for k, v in self.tags.items())
+        found = {"seeds": {}}
+        for run in retry(self.client.search_runs, [self.experiment_id], query, max_results=10_000):
+            tags = run.data.tags
+            if tags.get(KIND) == "config":
+                found["parent"] = run.info.run_id
+            elif tags.get(KIND) == "seed":
+                found["seeds"][tags["seed"]] = run.info.run_id
+        if "parent" not in found:
+            return {"seeds": {}}  # children without their parent: start over
+        return found
+
+    def _create(self, tags: dict, name: str, params: list[Param]) -> str:
+        run_id = retry(self.client.create_run, self.experiment_id, tags=tags, run_name=name).info.run_id
+        for part in chunks(params, MAX_PARAMS_TAGS):
+            retry(self.client.log_batch, run_id, params=part)
+        self.last_step[run_id], self.sent_tags[run_id] = {}, dict(tags)
+        return run_id
+
+    def _reopen(self, run_id: str) -> None:
+        """Read the last logged step of each metric of a run, and mark it running again."""
+        run = retry(self.client.get_run, run_id)
+        self.last_step[run_id] = {
+            key: max(m.step for m in retry(self.client.get_metric_history, run_id, key))
+            for key in run.data.metrics
+        }  # fmt: skip
+        if run.info.status != "RUNNING":
+            retry(self.client.update_run, run_id, status="RUNNING")
+
+    def log(self, step: int, parent: dict[str, float], seeds: list[dict[str, float]]) -> None:
+        """Buffer the aggregates (parent run) and each seed's metrics at ``step``; steps MLflow
+        already holds are dropped."""
+        now = int(time.time() * 1000)
+        for run_id, metrics in zip([self.parent, *self.children], [parent, *seeds]):
+            last = self.last_step[run_id]
+            self.buffer.setdefault(run_id, []).extend(
+                Metric(key, float(value), now, step) for key, value in metrics.items() if step > last.get(key, -1)
+            )  # fmt: skip
+
+    def set_seeds(self, results: list[dict]) -> None:
+        """Queue each seed's ``status`` / ``success`` tags from ``Pack.evaluate()`` results."""
+        for child, result in zip(self.children, results):
+            tags = {"status": result["status"], "success": str(bool(result["success"])).lower()}
+            changed = {k: v for k, v in tags.items() if self.sent_tags.get(child, {}).get(k) != v}
+            self.pending_tags[child] = {**self.pending_tags.get(child, {}), **changed}
+
+    def flush(self) -> None:
+        """Send the buffered metrics and queued tags: one ``log_batch`` per run (more past 1000 metrics)."""
+        for run_id in [self.parent, *self.children]:
+            metrics = self.buffer.pop(run_id, [])
+            pending = self.pending_tags.pop(run_id, {})
+            tags = [RunTag(k, v) for k, v in pending.items()]
+            if not metrics and not tags:
+                continue
+            for i, part in enumerate(chunks(metrics, MAX_ENTITIES - MAX_PARAMS_TAGS) if metrics else [[]]):
+                retry(self.client.log_batch, run_id, metrics=part, tags=tags if i == 0 else [])
+                for m in part:
+                    self.last_step[run_id][m.key] = max(m.step, self.last_step[run_id].get(m.key, -1))
+            self.sent_tags.setdefault(run_id, {}).update(pending)
+
+    def finish(self, results: list[dict], latents: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None) -> None:
+        """Final tags, one latent-vs-position PNG per seed (``latents(i) -> (z, positions)``), and
+        every run terminated."""
+        self.set_seeds([{**r, "status": "finished" if r["status"] == "running" else r["status"]} for r in results])
+        n_success = sum(bool(r["success"]) for r in results)
+        self.pending_tags[self.parent] = {"n_seeds": str(len(results)), "n_success": str(n_success), "status": "finished"}
+        self.flush()
+        if latents is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                for i, child in enumerate(self.children):
+                    path = latent_plot(*latents(i), Path(tmp) / "latent_vs_position.png", title=f"seed {self.seeds[i]}")
+                    retry(self.client.log_artifact, child, str(path))
+        for run_id in [*self.children, self.parent]:
+            retry(self.client.set_terminated, run_id, "FINISHED")
+
+
+def latent_plot(z: np.ndarray, positions: np.ndarray, path: str | Path, title: str = "") -> Path:
+    """Scatter of each true coordinate against its best linear fit from ``z`` (least squares with an
+    intercept, over all validation frames), with R^2 per coordinate; written as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    z = np.asarray(z, dtype=np.float64).reshape(-1, np.shape(z)[-1])
+    y = np.asarray(positions, dtype=np.float64).reshape(-1, np.shape(positions)[-1])
+    ok = np.isfinite(z).all(1) & np.isfinite(y).all(1)
+    z, y = z[ok], y[ok]
+    design = np.c_[z, np.ones(len(z))]
+    fit = design @ np.linalg.lstsq(design, y, rcond=None)[0] if len(z) else y
+    dims = y.shape[1]
+    fig, axes = plt.subplots(1, dims, figsize=(3 * dims, 3), squeeze=False)
+    for d, ax in enumerate(axes[0]):
+        var = y[:, d].var() if len(y) else 0.0
+        r2 = 1 - ((y[:, d] - fit[:, d]) ** 2).mean() / var if var > 0 else math.nan
+        ax.scatter(y[:, d], fit[:, d], s=2, alpha=0.4)
+        lo, hi = (y[:, d].min(), y[:, d].max()) if len(y) else (0, 1)
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set(xlabel=f"true {'xyz'[d] if d < 3 else d}", ylabel="linear fit from z", title=f"R² = {r2:.3f}")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return Path(path)
+
+
+def mark_trial(tracking_uri: str, trial_id: str, status: str = "pruned") -> int:
+    """Give the seed runs of ``trial_id`` still ``running`` the status ``status`` (``pruned`` when
+    ASHA stopped the trial, ``failed`` when it errored) and terminate them (KILLED / FAILED), with
+    their parent. Returns the number of seed runs changed. For the sweep runner's callback."""
+    client = open_client(tracking_uri)
+    experiments = [e.experiment_id for e in retry(client.search_experiments)]
+    if not experiments:
+        return 0
+    query = f"tags.trial_id = {quote(trial_id)}"
+    runs = retry(client.search_runs, experiments, query, max_results=10_000)
+    end = MLFLOW_END.get(status, "FINISHED")
+    changed = 0
+    for run in runs:
+        if run.data.tags.get(KIND) == "seed" and run.data.tags.get("status") == "running":
+            retry(client.set_tag, run.info.run_id, "status", status)
+            retry(client.set_terminated, run.info.run_id, end)
+            changed += 1
+    for run in runs:
+        if run.data.tags.get(KIND) == "config" and run.info.status == "RUNNING":
+            retry(client.set_tag, run.info.run_id, "status", status)
+            retry(client.set_terminated, run.info.run_id, end)
+    return changed
+

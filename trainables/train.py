@@ -1,0 +1,167 @@
+"""The Ray Tune function trainable: one trial = one configuration, its seeds packed in one process.
+
+``train(config)`` takes the model config (see ``trainables.pack.resolve_config``) plus run-only keys,
+which it strips before building the ``Pack``:
+
+- ``seeds``: a count n (seeds 0..n-1) or an explicit list; ``epochs``;
+- ``checkpoint_every`` (default 5; also at the end), ``eval_every`` (default 1; also at the end);
+- ``sweep`` (name, tag on every run), ``experiment`` (MLflow experiment, default = sweep);
+- ``tracking_uri``: default ``sqlite:///<driver cwd>/mlruns.db``. Tune runs trials in their own
+  trial folder, so a relative ``sqlite:///`` path is taken relative to the driver's working
+  folder (``TUNE_ORIG_WORKING_DIR``); the sweep runner passes absolute URIs.
+
+Each epoch it trains, evaluates and calls ``tune.report`` with aggregates over the seeds only
+(``epoch`` is ASHA's time attribute): ``median_*`` / ``best_*`` of ``linear_proj_mse``,
+``recon_mse``, ``pred_mse``, ``n_success``, ``n_diverged``, ``success_rate``. Per-seed histories
+go to MLflow (``trainables.tracking``). A checkpoint holds the pack state and the MLflow run ids;
+a restored trial continues the same seeds in the same runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from ray import tune
+
+from trainables.tracking import Tracker
+
+RUN_DEFAULTS = {
+    "seeds": 4,
+    "epochs": 10,
+    "checkpoint_every": 5,
+    "eval_every": 1,
+    "sweep": "default",
+    "experiment": None,  # = sweep
+    "tracking_uri": None,  # = sqlite:///<driver cwd>/mlruns.db
+    "_crash_after_epoch": None,  # tests only: raise once after reporting this epoch (not after a restore)
+}
+AGGREGATED = ("linear_proj_mse", "recon_mse", "pred_mse")
+NOT_METRICS = ("seed", "status", "success")
+
+
+def split_config(config: dict) -> tuple[dict, dict]:
+    """``(run options, model config)``: the run-only keys with defaults, and the rest."""
+    run = {**RUN_DEFAULTS, **{k: v for k, v in config.items() if k in RUN_DEFAULTS}}
+    run["experiment"] = run["experiment"] or run["sweep"]
+    run["tracking_uri"] = absolute_uri(run["tracking_uri"] or "sqlite:///mlruns.db")
+    model = {k: v for k, v in config.items() if k not in RUN_DEFAULTS}
+    return run, model
+
+
+def seed_list(seeds: int | list[int]) -> list[int]:
+    """A count n -> ``[0, ..., n-1]``; a list is kept as given."""
+    if isinstance(seeds, int):
+        return list(range(seeds))
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be a positive count or a list of distinct ints, got {seeds!r}")
+    return seeds
+
+
+def absolute_uri(uri: str) -> str:
+    """A relative ``sqlite:///`` path is made absolute against the driver's working folder."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        base = Path(os.environ.get("TUNE_ORIG_WORKING_DIR", os.getcwd()))
+        return f"sqlite:///{(base / uri[len('sqlite:///'):]).resolve()}"
+    return uri
+
+
+def aggregate(results: list[dict]) -> dict[str, float]:
+    """Over seeds: ``median_K`` / ``best_K`` (min; a diverged or NaN seed counts as +inf) for K in
+    ``AGGREGATED``, ``n_success``, ``n_diverged``, ``success_rate``."""
+    out = {}
+    for key in AGGREGATED:
+        values = np.array([r.get(key, math.nan) for r in results], dtype=float)
+        values[~np.isfinite(values) | np.array([r["status"] == "diverged" for r in results])] = math.inf
+        out[f"median_{key}"] = float(np.median(values))
+        out[f"best_{key}"] = float(values.min())
+    out["n_success"] = sum(bool(r["success"]) for r in results)
+    out["n_diverged"] = sum(r["status"] == "diverged" for r in results)
+    out["success_rate"] = out["n_success"] / len(results)
+    return out
+
+
+def finite_median(values) -> float:
+    """Median of the finite values (NaN if none)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if len(values) else math.nan
+
+
+def seed_metrics(losses: dict[str, list[float]], results: list[dict] | None) -> list[dict[str, float]]:
+    """Each seed's metrics for MLflow: ``train/<term>`` losses, and the evaluation if there is one."""
+    n = len(next(iter(losses.values())))
+    rows = [{f"train/{term}": float(values[i]) for term, values in losses.items()} for i in range(n)]
+    for row, result in zip(rows, results or []):
+        row.update({k: float(v) for k, v in result.items() if k not in NOT_METRICS and isinstance(v, (int, float))})
+    return rows
+
+
+def plain(result: dict) -> dict:
+    """A result with numpy scalars made Python ones (JSON for the checkpoint)."""
+    return {k: v.item() if isinstance(v, np.generic) else v for k, v in result.items()}
+
+
+def report_with_checkpoint(report: dict, pack, meta: dict) -> None:
+    """``tune.report`` with a checkpoint folder: ``pack.pt`` (``pack.state_dict()``) and ``meta.json``."""
+    with tempfile.TemporaryDirectory(prefix="seedsweep-ckpt-") as folder:
+        torch.save(pack.state_dict(), Path(folder) / "pack.pt")
+        (Path(folder) / "meta.json").write_text(json.dumps(meta))
+        tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def train(config: dict) -> None:
+    """Ray Tune function trainable (see the module docstring)."""
+    from trainables.pack import Pack, config_id, resolve_config
+
+    run, model_config = split_config(config)
+    resolved = resolve_config(model_config)
+    seeds = seed_list(run["seeds"])
+    epochs = int(run["epochs"])
+    pack = Pack(resolved, seeds)
+
+    meta = {"epoch": 0, "run_ids": None, "results": None, "report": None}
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            pack.load_state_dict(torch.load(Path(folder) / "pack.pt", weights_only=False))
+            meta = json.loads((Path(folder) / "meta.json").read_text())
+    start = meta["epoch"]
+    trial_id = tune.get_context().get_trial_id()
+    tracker = Tracker(run["tracking_uri"], run["experiment"], run["sweep"], trial_id, config_id(resolved),
+                      resolved, seeds, meta["run_ids"])  # fmt: skip
+    results, report = meta["results"], meta["report"]
+
+    for epoch in range(start + 1, epochs + 1):
+        losses = pack.train_epoch()
+        fresh = None
+        if epoch == epochs:
+            pack.finish()  # seeds still running become finished
+        if epoch % run["eval_every"] == 0 or epoch == epochs or results is None:
+            results = fresh = [plain(r) for r in pack.evaluate()]
+            tracker.set_seeds(results)
+        train_medians = {f"median_train/{t}": finite_median(v) for t, v in losses.items()}
+        report = {"epoch": epoch, **aggregate(results), **train_medians}
+        parent = {**train_medians, **(aggregate(fresh) if fresh else {})}
+        tracker.log(epoch, parent, seed_metrics(losses, fresh))
+        tracker.flush()  # before reporting: Tune may stop the trial inside tune.report
+        last = epoch == epochs
+        if last:
+            tracker.finish(results, pack.latents)
+        if last or epoch % run["checkpoint_every"] == 0:
+            meta = {"epoch": epoch, "run_ids": tracker.run_ids, "results": results, "report": report}
+            report_with_checkpoint(report, pack, meta)
+        else:
+            tune.report(report)
+        if epoch == run["_crash_after_epoch"] and start == 0:
+            raise RuntimeError(f"test crash after epoch {epoch} (_crash_after_epoch)")
+
+    if start >= epochs:  # restored from the final checkpoint: nothing left to train
+        tracker.finish(results, pack.latents)
+        tune.report(report)
