@@ -1,0 +1,43 @@
+"""``seedsweep analyze NAME``: print a sweep's success table and write its report."""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_URI = "sqlite:///mlruns.db"
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    analyze = sub.add_parser("analyze", help="success table and report of a sweep's MLflow runs")
+    analyze.add_argument("name", help="sweep name (its MLflow experiment)")
+    analyze.add_argument("--tracking-uri", default=DEFAULT_URI, help=f"MLflow tracking URI (default: {DEFAULT_URI})")
+    analyze.add_argument("--metric", help="recompute success from this final metric (default: the stored rule)")
+    analyze.add_argument("--below", type=float, help="success when the final metric is below this")
+    analyze.add_argument("--above", type=float, help="success when the final metric is above this")
+    analyze.add_argument("--baseline", help="config_id to compare against (default: the highest rate)")
+    analyze.add_argument("--out", help="report folder (default: reports/NAME)")
+    analyze.set_defaults(func=analyze_command)
+
+
+def analyze_command(args: argparse.Namespace) -> None:
+    from analysis.report import format_table, write_report
+    from analysis.success import compare
+
+    if args.below is not None and args.above is not None:
+        raise ValueError("give one of --below / --above, not both")
+    if args.metric is not None and args.below is None and args.above is None:
+        raise ValueError(f"--metric {args.metric} needs --below X or --above X")
+    out = args.out or f"reports/{args.name}"
+    table = write_report(args.tracking_uri, args.name, out, args.metric, args.below, args.above, args.baseline)
+    print(format_table(table, compare(table, args.baseline) if table["n"].any() else None))
+    print(f"report: {out}/report.html")
+
+
+def print_success_table(tracking_uri: str, sweep: str) -> None:
+    """Print the sweep's success table under its stored rule (the sweep runner's last step)."""
+    from analysis.report import format_table
+    from analysis.runs import load_runs
+    from analysis.success import compare, success_table
+
+    table = success_table(load_runs(tracking_uri, sweep))
+    print(format_table(table, compare(table) if table["n"].any() else None))

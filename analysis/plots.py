@@ -1,0 +1,202 @@
+"""PNG plots of a sweep (matplotlib ``Figure`` objects, no pyplot state, so no display is needed).
+
+Every function writes one PNG and returns its path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+from unittest import mock
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+SUCCESS, FAILURE, OTHER = "#1b9e77", "#d95f02", "#999999"
+
+
+def save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def label(row: pd.Series, params: list[str]) -> str:
+    return " ".join([str(row["config_id"]), *(f"{p}={fmt(row[p])}" for p in params)])
+
+
+def fmt(value) -> str:
+    if isinstance(value, (float, np.floating)):
+        return "-" if np.isnan(value) else f"{value:.3g}"
+    return str(value)
+
+
+def forest(table: pd.DataFrame, path, comparison: pd.DataFrame | None = None) -> Path:
+    """Success rate per configuration with its 95% Wilson interval (k/n beside each row)."""
+    params = table.attrs.get("params", [])
+    fig = Figure(figsize=(8, 1.2 + 0.28 * len(table)))
+    ax = fig.add_subplot()
+    y = np.arange(len(table))[::-1]
+    rate = table["rate"].to_numpy(float)
+    err = np.vstack([rate - table["wilson_low"], table["wilson_high"] - rate])
+    ax.errorbar(rate, y, xerr=err, fmt="o", color="#333333", ecolor="#4c72b0", capsize=3)
+    ax.set_yticks(y, [f"{label(r, params)}  {r['successes']}/{r['n']}" for _, r in table.iterrows()])
+    if comparison is not None and "reference" in comparison.attrs:
+        for tick, cid in zip(ax.get_yticklabels(), table["config_id"]):
+            tick.set_fontweight("bold" if cid == comparison.attrs["reference"] else "normal")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.7, len(table) - 0.3)
+    ax.set_xlabel("success rate (95% Wilson interval)")
+    ax.grid(axis="x", alpha=0.3)
+    return save(fig, path)
+
+
+def rate_vs_param(table: pd.DataFrame, param: str, path) -> Path:
+    """Success rate (Wilson interval) of each configuration against one swept hyperparameter."""
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    values = table[param]
+    rate = table["rate"].to_numpy(float)
+    err = np.vstack([rate - table["wilson_low"], table["wilson_high"] - rate])
+    if pd.api.types.is_numeric_dtype(values):
+        x = values.to_numpy(float)
+        if (x > 0).all() and x.max() / x.min() > 20:
+            ax.set_xscale("log")
+    else:
+        categories = sorted(values.astype(str).unique())
+        x = np.array([categories.index(v) for v in values.astype(str)], dtype=float)
+        for c in range(len(categories)):  # spread configurations that share a category
+            same = np.flatnonzero(x == c)
+            x[same] += np.linspace(-0.15, 0.15, len(same)) if len(same) > 1 else 0
+        ax.set_xticks(range(len(categories)), categories)
+    ax.errorbar(x, rate, yerr=err, fmt="o", capsize=3, color="#4c72b0")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel(param)
+    ax.set_ylabel("success rate (95% Wilson)")
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
+def boxplot(runs: pd.DataFrame, metric: str, path, ok: pd.Series | None = None, threshold: float | None = None) -> Path:
+    """Final ``metric`` of finished seeds per configuration: a box and every seed as a dot
+    (green success, orange failure), with the success threshold as a dashed line."""
+    finished = runs[runs["status"].eq("finished") & np.isfinite(runs[metric].astype(float))]
+    groups = list(finished.groupby("config_id", sort=False))
+    fig = Figure(figsize=(8, 1.2 + 0.28 * max(len(groups), 1)))
+    ax = fig.add_subplot()
+    y = np.arange(len(groups))[::-1]
+    ax.boxplot([g[metric].to_numpy(float) for _, g in groups], positions=y, orientation="horizontal",
+               widths=0.6, showfliers=False, medianprops={"color": "#333333"})  # fmt: skip
+    rng = np.random.default_rng(0)
+    for yi, (_, g) in zip(y, groups):
+        colour = [SUCCESS if s else FAILURE for s in ok.loc[g.index]] if ok is not None else OTHER
+        ax.scatter(g[metric], yi + rng.uniform(-0.15, 0.15, len(g)), s=8, c=colour, zorder=3)
+    ax.set_yticks(y, [str(cid) for cid, _ in groups])
+    values = finished[metric].to_numpy(float)
+    if len(values) and (values > 0).all() and values.max() / values.min() > 50:
+        ax.set_xscale("log")
+    if threshold is not None:
+        ax.axvline(threshold, ls="--", color="#333333", lw=1)
+    ax.set_xlabel(f"final {metric} (finished seeds)")
+    return save(fig, path)
+
+
+def curves(histories: dict[str, tuple], ok: dict[str, bool], metric: str, path, threshold=None, smoothing: float = 0.6) -> Path:
+    """Training curves of ``metric`` per seed, EMA-smoothed (weight ``smoothing`` on the past, as in
+    TensorBoard), green for seeds that succeeded and orange for the rest."""
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    counts = {True: 0, False: 0}
+    positive = True
+    for run_id, (steps, values) in histories.items():
+        smooth = pd.Series(values).ewm(alpha=1 - smoothing).mean().to_numpy()
+        good = bool(ok.get(run_id, False))
+        counts[good] += 1
+        positive &= bool(np.all(values[np.isfinite(values)] > 0))
+        ax.plot(steps, smooth, color=SUCCESS if good else FAILURE, alpha=0.5, lw=1)
+    if histories and positive:
+        ax.set_yscale("log")
+    if threshold is not None:
+        ax.axhline(threshold, ls="--", color="#333333", lw=1)
+    ax.plot([], [], color=SUCCESS, label=f"success ({counts[True]})")
+    ax.plot([], [], color=FAILURE, label=f"failure ({counts[False]})")
+    ax.legend()
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{metric} (EMA {smoothing})")
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
+def latent_vs_position(z: np.ndarray, positions: np.ndarray, path) -> Path:
+    """Each latent dimension against each true position coordinate (z: [N, zdim], positions: [N, 3])."""
+    zdim, pdim = z.shape[1], positions.shape[1]
+    fig = Figure(figsize=(2.2 * pdim, 2.0 * zdim))
+    axes = fig.subplots(zdim, pdim, squeeze=False)
+    for i in range(zdim):
+        for j in range(pdim):
+            axes[i, j].scatter(positions[:, j], z[:, i], s=3, alpha=0.5)
+            axes[i, j].set_xlabel("xyz"[j] if j < 3 else f"pos {j}")
+            axes[i, j].set_ylabel(f"z{i}")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def traversal_grid(decode: Callable[[np.ndarray], np.ndarray], zdim: int, path,
+                   center=None, span: float = 2.0, steps: int = 7) -> Path:  # fmt: skip
+    """Decoder traversal: row d varies latent d over ``center[d] +- span`` with the others at
+    ``center``. ``decode(z[N, zdim]) -> images[N, H, W, 3]`` (floats in [0, 1] or uint8)."""
+    center = np.zeros(zdim) if center is None else np.asarray(center, dtype=float)
+    offsets = np.linspace(-span, span, steps)
+    z = np.repeat(center[None], zdim * steps, axis=0)
+    for d in range(zdim):
+        z[d * steps:(d + 1) * steps, d] += offsets
+    images = np.asarray(decode(z))
+    fig = Figure(figsize=(1.1 * steps, 1.1 * zdim + 0.3))
+    axes = fig.subplots(zdim, steps, squeeze=False)
+    for d in range(zdim):
+        for s in range(steps):
+            image = images[d * steps + s]
+            axes[d, s].imshow(image if image.dtype == np.uint8 else np.clip(image, 0, 1))
+            axes[d, s].set_xticks([])
+            axes[d, s].set_yticks([])
+        axes[d, 0].set_ylabel(f"z{d}")
+    for s in range(steps):
+        axes[-1, s].set_xlabel(f"{offsets[s]:+.1f}")
+    return save(fig, path)
+
+
+def seed_images(tracking_uri: str, runs: pd.DataFrame, ok: pd.Series, out_dir,
+                match: str = "latent", tries: int = 10) -> dict[str, Path]:  # fmt: skip
+    """Download the PNG the trainable logged (name containing ``match``) for one successful and one
+    failed finished seed into ``out_dir``; returns ``{"success": path, "failure": path}`` for those found."""
+    from analysis.runs import client
+
+    mlflow_client = client(tracking_uri)
+    finished = runs["status"].eq("finished")
+    found = {}
+    for name, pick in (("success", finished & ok), ("failure", finished & ~ok)):
+        for run_id in runs.loc[pick, "run_id"].head(tries):
+            artifact = find_png(mlflow_client, run_id, match)
+            if artifact:
+                target = Path(out_dir) / f"{name}_{run_id}"
+                target.mkdir(parents=True, exist_ok=True)
+                with mock.patch.dict(os.environ, {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}):  # no tqdm bar
+                    local = Path(mlflow_client.download_artifacts(run_id, artifact, str(target)))
+                found[name] = local
+                break
+    return found
+
+
+def find_png(mlflow_client, run_id: str, match: str, path: str | None = None, depth: int = 2) -> str | None:
+    """The first PNG artifact of a run whose path contains ``match`` (searching ``depth`` folders)."""
+    for item in mlflow_client.list_artifacts(run_id, path):
+        if item.is_dir and depth > 0:
+            found = find_png(mlflow_client, run_id, match, item.path, depth - 1)
+            if found:
+                return found
+        elif item.path.lower().endswith(".png") and match in item.path.lower():
+            return item.path
+    return None

@@ -1,0 +1,176 @@
+"""A sweep's report: the terminal table, and ``report.html`` + PNGs + ``runs.parquet`` in a folder."""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import plots
+from analysis.runs import load_runs, metric_histories, success_rule, write_parquet
+from analysis.success import compare, metric_summary, outcome, seeds_for_halfwidth, seeds_for_power, success_table
+
+HALFWIDTH = 0.1  # target half-width of the seed-budget column
+CURVES = 200  # most training curves fetched from MLflow for the curves plot
+
+
+def display_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The success table as strings: config, swept params, k/n, rate, intervals, p vs reference, counts."""
+    params = table.attrs.get("params", [])
+    out = pd.DataFrame({"config": table["config_id"].astype(str)})
+    for p in params:
+        out[p] = table[p].map(plots.fmt)
+    out["k/n"] = [f"{k}/{n}" for k, n in zip(table["successes"], table["n"])]
+    out["rate"] = table["rate"].map(lambda r: "-" if np.isnan(r) else f"{r:.2f}")
+    out["Wilson 95%"] = [span(a, b) for a, b in zip(table["wilson_low"], table["wilson_high"])]
+    out["CP 95%"] = [span(a, b) for a, b in zip(table["cp_low"], table["cp_high"])]
+    if comparison is not None:
+        ref = comparison.attrs["reference"]
+        column = f"p vs {'best' if comparison.attrs['chosen'] == 'best' else ref} (Holm)"
+        p = dict(zip(comparison["config_id"], comparison["p_holm"]))
+        out[column] = ["ref" if cid == ref else pvalue(p.get(cid, np.nan)) for cid in table["config_id"]]
+    for status in ("pruned", "diverged", "running", "failed"):
+        if status in ("pruned", "diverged") or table[status].any():
+            out[status] = table[status].astype(str)
+    return out
+
+
+def span(low: float, high: float) -> str:
+    return "-" if np.isnan(low) else f"[{low:.2f}, {high:.2f}]"
+
+
+def pvalue(p: float) -> str:
+    return "-" if np.isnan(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def format_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) -> str:
+    """Aligned text: text columns left, numbers right; the rule and the test as a footer."""
+    shown = display_table(table, comparison)
+    widths = {c: max(len(c), *(len(v) for v in shown[c])) for c in shown}
+    left = {"config", *table.attrs.get("params", [])}
+
+    def line(cells):
+        return "  ".join(v.ljust(widths[c]) if c in left else v.rjust(widths[c]) for c, v in zip(shown, cells))
+
+    lines = [line(shown.columns), line("-" * widths[c] for c in shown)]
+    lines += [line(row) for row in shown.itertuples(index=False)]
+    foot = f"success: {table.attrs.get('rule', 'stored success tags')}; n = finished + diverged seeds; pruned seeds are not in n"
+    if comparison is not None:
+        foot += f"; p: two-sided {comparison.attrs['test'].capitalize()} exact test, Holm-corrected"
+    return "\n".join([*lines, foot])
+
+
+def write_report(tracking_uri: str, sweep: str, out_dir, metric=None, below=None, above=None, baseline=None) -> pd.DataFrame:
+    """Write ``out_dir/report.html`` (tables, PNGs beside it), ``runs.parquet`` and CSVs of the
+    tables; return the success table."""
+    runs = load_runs(tracking_uri, sweep)
+    table = success_table(runs, metric, below, above)  # both fail before anything is written
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    comparison = compare(table, baseline) if table["n"].any() else None
+    ok = outcome(runs, metric, below, above)
+    stored = success_rule(tracking_uri, sweep) or {}
+    given = below is not None or above is not None
+    rule_metric = metric or stored.get("metric")
+    threshold = (below if below is not None else above) if given else stored.get("below", stored.get("above"))
+
+    write_parquet(runs, out / "runs.parquet")
+    table.to_csv(out / "success.csv", index=False)
+    if comparison is not None:
+        comparison.to_csv(out / "comparison.csv", index=False)
+    figures = [("Success rate per configuration", plots.forest(table, out / "forest.png", comparison))]
+    for param in table.attrs["params"]:
+        figures.append((f"Success rate against {param}", plots.rate_vs_param(table, param, out / f"rate_{safe(param)}.png")))
+    sections = []
+    if rule_metric in runs.columns:
+        box = plots.boxplot(runs, rule_metric, out / f"box_{safe(rule_metric)}.png", ok, threshold)
+        figures.append((f"Final {rule_metric}", box))
+        histories = metric_histories(tracking_uri, curve_sample(runs), rule_metric)
+        if histories:
+            outcomes = dict(zip(runs["run_id"], ok))
+            path = plots.curves(histories, outcomes, rule_metric, out / f"curves_{safe(rule_metric)}.png", threshold)
+            figures.append((f"Training curves of {rule_metric} ({len(histories)} seeds)", path))
+        summary = metric_summary(runs, rule_metric)
+        sections.append((f"Final {rule_metric}: median and IQM with 95% bootstrap intervals (finished seeds)", numbers(summary)))
+    images = plots.seed_images(tracking_uri, runs, ok, out / "seeds")
+    for name, path in images.items():
+        figures.append((f"Latent vs true position, a {name}", path))
+    if comparison is not None:
+        sections.insert(0, ("Comparisons: rate difference to the reference (95% Newcombe interval)", numbers(comparison)))
+        sections.append(("Seed budget at the observed rates", budget(table, comparison)))
+
+    page = render(sweep, tracking_uri, table, comparison, sections, figures, out)
+    (out / "report.html").write_text(page)
+    return table
+
+
+def curve_sample(runs: pd.DataFrame, total: int = CURVES) -> list[str]:
+    """Up to ``total`` counted seeds, spread evenly over the configurations."""
+    counted = runs[runs["status"].isin(("finished", "diverged"))]
+    per_config = max(1, total // max(counted["config_id"].nunique(), 1))
+    return list(counted.groupby("config_id", sort=False).head(per_config)["run_id"][:total])
+
+
+def budget(table: pd.DataFrame, comparison: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration: seeds for a +-HALFWIDTH Wilson interval at its rate, and seeds per arm
+    to tell its rate from the reference's with 80% power at alpha 0.05 (a lower bound for Fisher)."""
+    ref = comparison.attrs["reference"]
+    ref_rate = float(table.loc[table["config_id"] == ref, "rate"].iloc[0])
+    rows = []
+    for cid, rate in zip(table["config_id"], table["rate"]):
+        if not np.isnan(rate):
+            power = seeds_for_power(rate, ref_rate) if abs(rate - ref_rate) > 1e-9 else "-"
+            rows.append({
+                "config_id": cid,
+                "rate": f"{rate:.2f}",
+                f"seeds for +-{HALFWIDTH:g} (95% Wilson)": str(seeds_for_halfwidth(rate, HALFWIDTH)),
+                f"seeds per arm to tell from {ref} (80% power)": str(power),
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def numbers(df: pd.DataFrame) -> pd.DataFrame:
+    return df.apply(lambda c: c.map(plots.fmt) if pd.api.types.is_float_dtype(c) else c)
+
+
+def safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}
+table{border-collapse:collapse;font-size:0.9em;margin:0.5em 0 1.5em}
+th,td{padding:0.2em 0.7em;border-bottom:1px solid #ddd;text-align:right}th{background:#f4f4f4}
+td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee}
+.note{color:#555;font-size:0.9em}"""
+
+
+def comparison_note(comparison: pd.DataFrame | None) -> str:
+    if comparison is None:
+        return ""
+    best = comparison.attrs["chosen"] == "best"
+    chosen = "the highest rate, chosen from these data, so exploratory" if best else "the named baseline"
+    return (f" p: two-sided {comparison.attrs['test'].capitalize()} exact test against"
+            f" {html.escape(str(comparison.attrs['reference']))} ({chosen}), Holm-corrected over the configurations.")
+
+
+def render(sweep, tracking_uri, table, comparison, sections, figures, out: Path) -> str:
+    """The HTML page: one self-contained file linking the PNGs by relative path."""
+    esc = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(sweep)}: success report</title>",
+             f"<style>{CSS}</style></head><body><h1>Sweep {esc(sweep)}</h1>",
+             f"<p class='note'>{esc(tracking_uri)} · {datetime.now():%Y-%m-%d %H:%M} · {int(table['n'].sum())} seeds counted,"
+             f" {int(table['pruned'].sum())} pruned, {len(table)} configurations · success: {esc(table.attrs['rule'])}</p>",
+             "<h2>Success rate per configuration</h2>", display_table(table, comparison).to_html(index=False),
+             "<p class='note'>n counts finished and diverged seeds (diverged = failure); pruned, running and failed seeds are"
+             " shown but not in n. Intervals are 95% Wilson score and Clopper-Pearson.",
+             comparison_note(comparison), "</p>"]  # fmt: skip
+    for title, df in sections:
+        parts += [f"<h2>{esc(title)}</h2>", df.to_html(index=False, na_rep="-")]
+    for title, path in figures:
+        rel = Path(path).resolve().relative_to(out.resolve()).as_posix()
+        parts += [f"<h2>{esc(title)}</h2>", f"<img src='{esc(rel)}' alt='{esc(title)}'>"]
+    parts.append("</body></html>")
+    return "\n".join(parts)

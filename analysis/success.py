@@ -1,0 +1,214 @@
+"""Success statistics per configuration: k/n with Wilson and Clopper-Pearson intervals, exact
+comparisons with Holm's correction, seed budgets, and bootstrap summaries of continuous metrics.
+
+Which seeds count: ``finished`` seeds succeed or fail by the rule; ``diverged`` seeds are
+failures (they count in n); ``pruned`` seeds (stopped early by ASHA), and ``running`` or
+``failed`` ones, are not in n but are counted in their own columns.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import NormalIndPower
+from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint, proportion_effectsize
+
+from analysis.runs import INFO, natural_key
+
+COUNTED = ("finished", "diverged")
+SHOWN = ("diverged", "pruned", "running", "failed")
+ALPHA = 0.05
+
+
+def success_table(runs: pd.DataFrame, metric=None, below=None, above=None, params=None) -> pd.DataFrame:
+    """One row per configuration: ``config_id``, swept params, ``n``, ``successes``, ``rate``,
+    95% ``wilson_low/high`` and ``cp_low/high``, and ``diverged``/``pruned``/``running``/``failed``
+    counts. With ``metric`` / ``below`` / ``above``, success is recomputed from each seed's final
+    metric; otherwise the stored ``success`` tag is used."""
+    ok = outcome(runs, metric, below, above)
+    params = swept_params(runs) if params is None else list(params)
+    status = runs["status"].fillna("unknown")
+    extra = sorted(set(status) - set(COUNTED) - set(SHOWN))
+    counts = pd.DataFrame({
+        "config_id": runs["config_id"],
+        "n": status.isin(COUNTED),
+        "successes": ok,
+        **{s: status.eq(s) for s in (*SHOWN, *extra)},
+    }).groupby("config_id", sort=False).sum()  # fmt: skip
+    table = runs.groupby("config_id", sort=False)[params].first().join(counts).reset_index()
+    table = table.sort_values("config_id", key=lambda ids: ids.map(natural_key), ignore_index=True)
+    k, n = table["successes"].to_numpy(), table["n"].to_numpy()
+    table["rate"] = np.where(n > 0, k / np.maximum(n, 1), np.nan)
+    table["wilson_low"], table["wilson_high"] = interval(k, n, "wilson")
+    table["cp_low"], table["cp_high"] = interval(k, n, "beta")
+    ordered = ["config_id", *params, "n", "successes", "rate", "wilson_low", "wilson_high", "cp_low", "cp_high"]
+    table = table[ordered + [*SHOWN, *extra]]
+    table.attrs.update(params=params, rule=describe_rule(runs, metric, below, above))
+    return table
+
+
+def outcome(runs: pd.DataFrame, metric=None, below=None, above=None) -> pd.Series:
+    """Each seed's success (bool). Only ``finished`` seeds can succeed; with a rule, success is
+    ``final metric < below`` or ``> above`` (a missing or NaN metric fails), else the stored tag."""
+    finished = runs["status"].eq("finished")
+    if metric is None and below is None and above is None:
+        return finished & runs["success"].fillna(False).astype(bool)
+    metric, bound, value = check_rule(runs, metric, below, above)
+    values = runs[metric].astype(float)
+    return finished & (values < value if bound == "below" else values > value)
+
+
+def check_rule(runs: pd.DataFrame, metric, below, above) -> tuple[str, str, float]:
+    """Validate a rule given on the command line; a bare ``below``/``above`` keeps the stored metric."""
+    if below is not None and above is not None:
+        raise ValueError("give one of --below / --above, not both")
+    if below is None and above is None:
+        raise ValueError(f"--metric {metric} needs --below X or --above X")
+    if metric is None:
+        stored = runs["success.metric"].dropna().unique() if "success.metric" in runs else []
+        if len(stored) != 1:
+            raise ValueError("no stored success metric to apply the threshold to; pass --metric")
+        metric = stored[0]
+    metrics = runs.attrs.get("metrics") or [c for c in runs.select_dtypes("number") if c not in INFO]
+    if metric not in runs.columns:
+        raise ValueError(f"metric {metric!r} is not in the runs; metrics there: {', '.join(metrics) or 'none'}")
+    return metric, ("below" if below is not None else "above"), float(below if below is not None else above)
+
+
+def describe_rule(runs: pd.DataFrame, metric, below, above) -> str:
+    if metric is None and below is None and above is None:
+        stored = [runs[f"success.{k}"].dropna().unique() for k in ("metric", "below", "above") if f"success.{k}" in runs]
+        bound = "below" if "success.below" in runs else "above"
+        if len(stored) == 2 and all(len(s) == 1 for s in stored):
+            return f"stored rule: {stored[0][0]} {bound} {stored[1][0]:g}"
+        return "stored success tags"
+    metric, bound, value = check_rule(runs, metric, below, above)
+    return f"recomputed: final {metric} {bound} {value:g}"
+
+
+def swept_params(runs: pd.DataFrame) -> list[str]:
+    """Params constant within each configuration whose values differ between configurations."""
+    metrics = set(runs.attrs.get("metrics", []))
+    candidates = runs.attrs.get("params") or [c for c in runs.columns if c not in INFO and c not in metrics]
+    by_config = runs.groupby("config_id")
+    swept = []
+    for name in candidates:
+        if name in runs and runs[name].nunique(dropna=False) > 1 and by_config[name].nunique(dropna=False).max() == 1:
+            swept.append(name)
+    return swept
+
+
+def interval(k, n, method: str = "wilson", alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided (1 - alpha) interval for k/n (statsmodels ``proportion_confint``); NaN where n = 0."""
+    k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+    low, high = np.full(k.shape, np.nan), np.full(k.shape, np.nan)
+    some = n > 0
+    if some.any():
+        low[some], high[some] = proportion_confint(k[some], n[some], alpha=alpha, method=method)
+    low[some & (k == 0)], high[some & (k == n)] = 0.0, 1.0  # exact there; the formulas round to 1 - 1e-16
+    return low, high
+
+
+def compare(table: pd.DataFrame, baseline: str | None = None, test: str = "fisher", alpha: float = ALPHA) -> pd.DataFrame:
+    """Every configuration against ``baseline`` (a config_id) or the best (highest rate): ``diff`` =
+    rate - reference rate with its 95% Newcombe interval, the exact ``p`` (Fisher or Boschloo,
+    two-sided) and ``p_holm`` corrected over the family. The best is chosen from the same data, so
+    p-values against it are exploratory; name a baseline for a confirmatory test."""
+    if test not in ("fisher", "boschloo"):
+        raise ValueError(f"test must be fisher or boschloo, got {test!r}")
+    counted = table[table["n"] > 0]
+    if counted.empty:
+        raise ValueError("no configuration has a finished or diverged seed yet")
+    if baseline is None:
+        ref = counted.loc[counted["rate"].idxmax()]
+    elif baseline in set(table["config_id"]):
+        ref = table.loc[table["config_id"] == baseline].iloc[0]
+        if ref["n"] == 0:
+            raise ValueError(f"baseline {baseline!r} has no finished or diverged seeds")
+    else:
+        raise ValueError(f"no configuration {baseline!r}; configurations: {', '.join(map(str, table['config_id']))}")
+    kr, nr = int(ref["successes"]), int(ref["n"])
+    rows = []
+    for cid, k, n in zip(table["config_id"], table["successes"].astype(int), table["n"].astype(int)):
+        row = {"config_id": cid, "diff": np.nan, "diff_low": np.nan, "diff_high": np.nan, "p": np.nan}
+        if n > 0:
+            row["diff"] = k / n - kr / nr
+            newcombe = confint_proportions_2indep(k, n, kr, nr, method="newcomb", compare="diff", alpha=alpha)
+            row["diff_low"], row["diff_high"] = newcombe
+        if n > 0 and cid != ref["config_id"]:
+            two_by_two = [[k, n - k], [kr, nr - kr]]
+            p = (stats.fisher_exact(two_by_two) if test == "fisher" else stats.boschloo_exact(two_by_two)).pvalue
+            row["p"] = 1.0 if np.isnan(p) else p  # Boschloo gives NaN when all seeds of both succeed (or fail)
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    out["p_holm"] = holm(out["p"].to_numpy())
+    out["significant"] = out["p_holm"] < alpha
+    out.attrs.update(reference=ref["config_id"], chosen="baseline" if baseline else "best", test=test, alpha=alpha)
+    return out
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm-corrected p-values over the non-NaN entries (statsmodels ``multipletests``)."""
+    out = np.full(len(p), np.nan)
+    some = ~np.isnan(p)
+    if some.any():
+        out[some] = multipletests(p[some], method="holm")[1]
+    return out
+
+
+def seeds_for_halfwidth(rate: float, halfwidth: float, method: str = "wilson", alpha: float = ALPHA, max_n: int = 100_000) -> int:
+    """Fewest seeds for which the (1 - alpha) interval ("wilson" or "beta" = Clopper-Pearson) at
+    ``rate`` has half-width (high - low) / 2 at most ``halfwidth``."""
+    if not 0 <= rate <= 1 or not 0 < halfwidth < 0.5:
+        raise ValueError(f"need 0 <= rate <= 1 and 0 < halfwidth < 0.5, got {rate}, {halfwidth}")
+    n = np.arange(1, max_n + 1, dtype=float)
+    low, high = proportion_confint(rate * n, n, alpha=alpha, method=method)
+    enough = np.flatnonzero((np.nan_to_num(high, nan=1.0) - np.nan_to_num(low)) / 2 <= halfwidth)
+    if not len(enough):
+        raise ValueError(f"more than {max_n} seeds needed for half-width {halfwidth}")
+    return int(n[enough[0]])
+
+
+def seeds_for_power(p1: float, p2: float, power: float = 0.8, alpha: float = ALPHA) -> int:
+    """Seeds per configuration to tell success rates p1 and p2 apart (two-sided test at ``alpha``)
+    with ``power``: normal approximation on Cohen's h (statsmodels ``NormalIndPower``), and never
+    fewer than the seeds at which Fisher's exact test can reject at all. Fisher's test is more
+    conservative than the approximation, so treat the result as a lower bound."""
+    if p1 == p2:
+        raise ValueError("p1 == p2: no number of seeds tells equal rates apart")
+    floor = next(n for n in range(1, 1000) if stats.fisher_exact([[0, n], [n, 0]]).pvalue <= alpha)
+    solver, h = NormalIndPower(), abs(proportion_effectsize(p1, p2))
+    if solver.power(h, nobs1=floor, alpha=alpha) >= power:
+        return floor
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        n = solver.solve_power(effect_size=h, alpha=alpha, power=power, ratio=1.0)
+    return max(floor, int(np.ceil(n)))
+
+
+def metric_summary(runs: pd.DataFrame, metric: str, params=None, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Per configuration, over finished seeds with a finite final ``metric``: ``n``, ``median`` and
+    ``iqm`` (interquartile mean, ``trim_mean(x, 0.25)``) with 95% percentile-bootstrap intervals."""
+    if metric not in runs.columns:
+        raise ValueError(f"metric {metric!r} is not in the runs; metrics there: {', '.join(runs.attrs.get('metrics', []))}")
+    params = swept_params(runs) if params is None else list(params)
+    keep = runs["status"].eq("finished") & np.isfinite(runs[metric].astype(float))
+    rows = []
+    for cid, group in runs[keep].groupby("config_id", sort=False):
+        x = group[metric].to_numpy(float)
+        row = {"config_id": cid, **group[params].iloc[0].to_dict(), "n": len(x)}
+        for name, stat in (("median", np.median), ("iqm", lambda v, axis=-1: stats.trim_mean(v, 0.25, axis=axis))):
+            row[name] = float(stat(x, axis=-1))
+            row[f"{name}_low"] = row[f"{name}_high"] = np.nan
+            if len(x) > 1:
+                ci = stats.bootstrap((x,), stat, n_resamples=n_resamples, method="percentile", vectorized=True,
+                                     rng=np.random.default_rng(seed)).confidence_interval  # fmt: skip
+                row[f"{name}_low"], row[f"{name}_high"] = ci.low, ci.high
+        rows.append(row)
+    stats_columns = ["n", "median", "median_low", "median_high", "iqm", "iqm_low", "iqm_high"]
+    out = pd.DataFrame(rows, columns=["config_id", *params, *stats_columns])
+    return out.sort_values("config_id", key=lambda ids: ids.map(natural_key), ignore_index=True)
