@@ -1,21 +1,56 @@
-"""The ``seedsweep`` command."""
+"""The ``seedsweep`` command: ``run`` a sweep, ``analyze`` its runs, ``envs`` to use the worlds alone."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from analysis import cli as analysis_cli
 from envs import cli as envs_cli
+
+
+def add_run_command(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="run a sweep spec (YAML) on Ray Tune")
+    run.add_argument("spec", help="sweep spec, e.g. sweeps/quickstart.yaml")
+    run.add_argument("--name", help="sweep name (default: the spec's name)")
+    run.add_argument("--address", help="Ray cluster to join: auto, or ray://host:port (default: local Ray)")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlruns.db here)")
+    run.add_argument("--storage", help="Tune results folder or URI (default: ./ray_results; shared on a cluster)")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    run.add_argument("--dry-run", action="store_true", help="print the configurations and resources, train nothing")
+    run.set_defaults(func=run_command)
+
+
+def run_command(args: argparse.Namespace) -> None:
+    from analysis.cli import print_success_table
+    from sweeps import runner, spec as specs
+
+    spec = specs.load(args.spec)
+    if args.name:
+        spec.name = args.name
+    print(runner.plan(spec))
+    if args.dry_run:
+        return
+    try:
+        summary = runner.run(spec, address=args.address, tracking_uri=args.tracking_uri,
+                             storage=args.storage, resume=args.resume)
+        print(f"sweep {spec.name!r} finished: {summary['trials']} trials in {summary['seconds']} s"
+              + (f", {summary['errors']} with errors" if summary["errors"] else ""))
+    except runner.AlreadyDone as done:
+        print(done)
+    print_success_table(args.tracking_uri or runner.Where.default().tracking_uri, spec.name)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="seedsweep", description="Success probabilities across many random seeds.")
     sub = parser.add_subparsers(dest="command", required=True)
+    add_run_command(sub)
+    analysis_cli.add_commands(sub)
     envs_cli.add_commands(sub)
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, RuntimeError) as err:
         print(f"seedsweep: error: {err}", file=sys.stderr)
         return 2
     return 0

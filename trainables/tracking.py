@@ -201,6 +201,10 @@ class Tracker:
             changed = {k: v for k, v in tags.items() if self.sent_tags.get(child, {}).get(k) != v}
             self.pending_tags[child] = {**self.pending_tags.get(child, {}), **changed}
 
+    def tag_config(self, **tags: str) -> None:
+        """Queue tags on the configuration's (parent) run, e.g. the Ray node it runs on."""
+        self.pending_tags[self.parent] = {**self.pending_tags.get(self.parent, {}), **tags}
+
     def flush(self) -> None:
         """Send the buffered metrics and queued tags: one ``log_batch`` per run (more past 1000 metrics)."""
         for run_id in [self.parent, *self.children]:

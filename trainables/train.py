@@ -13,7 +13,7 @@ which it strips before building the ``Pack``:
 Each epoch it trains, evaluates and calls ``tune.report`` with aggregates over the seeds only
 (``epoch`` is ASHA's time attribute): ``median_*`` / ``best_*`` of ``linear_proj_mse``,
 ``recon_mse``, ``pred_mse``, ``n_success``, ``n_diverged``, ``success_rate``. Per-seed histories
-go to MLflow (``trainables.tracking``). A checkpoint holds the pack state and the MLflow run ids;
+go to MLflow (``trainables.tracking``); the parent run is tagged with the Ray ``node_id`` it ran on. A checkpoint holds the pack state and the MLflow run ids;
 a restored trial continues the same seeds in the same runs.
 """
 
@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import ray
 import torch
 from ray import tune
 
@@ -136,6 +137,8 @@ def train(config: dict) -> None:
     trial_id = tune.get_context().get_trial_id()
     tracker = Tracker(run["tracking_uri"], run["experiment"], run["sweep"], trial_id, config_id(resolved),
                       resolved, seeds, meta["run_ids"])  # fmt: skip
+    if ray.is_initialized():
+        tracker.tag_config(node_id=ray.get_runtime_context().get_node_id())  # where it ran (last attempt)
     results, report = meta["results"], meta["report"]
 
     for epoch in range(start + 1, epochs + 1):

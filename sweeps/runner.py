@@ -1,0 +1,232 @@
+"""Run a sweep on Ray Tune: one trial per configuration, its seeds packed inside the trial.
+
+Local by default (Ray started here, MLflow in ``./mlruns.db`` with artifacts in
+``./mlartifacts``, results in ``./ray_results/NAME``); ``address`` joins a Ray cluster and
+``tracking_uri`` points at an MLflow server. An interrupted sweep continues with
+``resume=True`` (``Tuner.restore``); each trial continues from its checkpoint and its MLflow runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from sweeps.spec import SweepSpec
+
+DONE = "seedsweep_done.json"  # written beside the Tune results when a sweep has finished
+
+
+@dataclass
+class Where:
+    """Where a sweep's results go."""
+
+    storage: str  # Tune's storage path (a local folder, or a shared path / URI on a cluster)
+    tracking_uri: str  # MLflow
+    artifacts: str  # MLflow artifact root for new experiments
+
+    @classmethod
+    def default(cls, storage: str | None = None, tracking_uri: str | None = None) -> "Where":
+        here = Path.cwd()
+        storage = storage or str(here / "ray_results")
+        if "://" not in storage:
+            storage = str(Path(storage).resolve())
+        return cls(
+            storage=storage,
+            tracking_uri=tracking_uri or f"sqlite:///{here / 'mlruns.db'}",
+            artifacts=(here / "mlartifacts").as_uri(),
+        )
+
+
+def search_space(spec: SweepSpec) -> dict[str, Any]:
+    """Tune's param space for the swept params."""
+    makers = {
+        "grid": tune.grid_search,
+        "choice": tune.choice,
+        "uniform": lambda a: tune.uniform(*a),
+        "loguniform": lambda a: tune.loguniform(*a),
+        "randint": lambda a: tune.randint(a[0], a[1] + 1),  # inclusive bounds in the spec
+    }
+    return {key: makers[kind](args) for key, space in spec.swept().items() for kind, args in space.items()}
+
+
+def param_space(spec: SweepSpec, where: Where) -> dict[str, Any]:
+    """Everything a trial's config holds: the base config, the search space and the run-only keys."""
+    return {
+        **spec.base_config(),
+        **search_space(spec),
+        "seeds": spec.seeds,
+        "epochs": spec.epochs,
+        "checkpoint_every": spec.checkpoint_every,
+        "sweep": spec.name,
+        "experiment": spec.name,
+        "tracking_uri": where.tracking_uri,
+    }
+
+
+def plan(spec: SweepSpec) -> str:
+    """A human-readable plan: configurations, seeds and resources, without training."""
+    grid = 1
+    for space in spec.swept().values():
+        if "grid" in space:
+            grid *= len(space["grid"])
+    configs = grid * spec.num_samples
+    lines = [
+        f"sweep {spec.name!r} ({spec.path}): model {spec.model} on {spec.env}",
+        f"  configurations: {configs} ({spec.searcher} search"
+        + (f", {grid} grid points x {spec.num_samples} samples" if grid > 1 else "")
+        + f"), seeds per configuration: {spec.seeds}, seed runs: {configs * spec.seeds}",
+        f"  epochs: {spec.epochs}, checkpoint every {spec.checkpoint_every}, "
+        + (f"ASHA on {spec.scheduler.metric} ({spec.scheduler.mode}), grace {spec.scheduler.grace_period}, "
+           f"reduction {spec.scheduler.reduction_factor}" if spec.scheduler else "no early stopping"),
+        f"  each trial: {spec.resources['cpu']} CPU, {spec.resources['gpu']} GPU, {spec.seeds} seeds packed; "
+        f"at most {spec.max_concurrent or 'as many as fit'} at once",
+        f"  success: {spec.success['metric']} " + ("below " if "below" in spec.success else "above ")
+        + str(spec.success.get("below", spec.success.get("above"))),
+        f"  fixed: {spec.fixed() or '-'}",
+        f"  swept: {spec.swept() or '-'}",
+    ]
+    return "\n".join(lines)
+
+
+def make_searcher(spec: SweepSpec, run_dir: Path):
+    """Optuna's TPE, its study kept in SQLite beside the results; ``None`` for grid / random (Tune's own)."""
+    if spec.searcher != "optuna":
+        return None
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{run_dir / 'optuna.db'}")
+    metric, mode = objective(spec)
+    return OptunaSearch(metric=metric, mode=mode, storage=storage, study_name=spec.name, seed=0)
+
+
+def objective(spec: SweepSpec) -> tuple[str, str]:
+    """The reported aggregate that the scheduler and searcher optimise."""
+    if spec.scheduler:
+        return spec.scheduler.metric, spec.scheduler.mode
+    return "success_rate", "max"
+
+
+def make_tuner(spec: SweepSpec, where: Where, resume: bool = False) -> tune.Tuner:
+    from ray.tune.schedulers import ASHAScheduler
+
+    from trainables.train import train
+
+    trainable = tune.with_resources(train, {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]})
+    run_dir = Path(where.storage) / spec.name if "://" not in where.storage else None
+    callbacks = [Progress(spec, where.tracking_uri)]
+    if resume:
+        return tune.Tuner.restore(os.path.join(where.storage, spec.name), trainable=trainable,
+                                  resume_unfinished=True, resume_errored=True)
+    metric, mode = objective(spec)
+    scheduler = None
+    if spec.scheduler:
+        scheduler = ASHAScheduler(
+            time_attr="epoch", max_t=spec.epochs, grace_period=spec.scheduler.grace_period,
+            reduction_factor=spec.scheduler.reduction_factor,
+        )
+    return tune.Tuner(
+        trainable,
+        param_space=param_space(spec, where),
+        tune_config=tune.TuneConfig(
+            metric=metric, mode=mode, scheduler=scheduler, search_alg=make_searcher(spec, run_dir or Path(".")),
+            num_samples=spec.num_samples, max_concurrent_trials=spec.max_concurrent or None,
+        ),
+        run_config=tune.RunConfig(
+            name=spec.name,
+            storage_path=where.storage,
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            callbacks=callbacks,
+            verbose=0,
+        ),
+    )
+
+
+def run(
+    spec: SweepSpec,
+    address: str | None = None,
+    tracking_uri: str | None = None,
+    storage: str | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Run (or resume) a sweep to the end; returns a summary. Raises ``RuntimeError`` if the sweep
+    already finished or was interrupted and ``resume`` is not set."""
+    import mlflow
+    import ray
+
+    where = Where.default(storage, tracking_uri)
+    run_dir = Path(where.storage) / spec.name
+    if "://" not in where.storage and (run_dir / DONE).exists():
+        raise AlreadyDone(spec.name, json.loads((run_dir / DONE).read_text()))
+    exists = tune.Tuner.can_restore(str(run_dir)) if "://" not in where.storage else False
+    if exists and not resume:
+        raise RuntimeError(f"sweep {spec.name!r} was started before and did not finish ({run_dir}); "
+                           "continue it with --resume, or pick another --name")
+    if resume and not exists:
+        raise RuntimeError(f"nothing to resume: no sweep {spec.name!r} under {where.storage}")
+
+    # One MLflow experiment per sweep, with artifacts beside the store unless the server says otherwise.
+    mlflow.set_tracking_uri(where.tracking_uri)
+    if mlflow.get_experiment_by_name(spec.name) is None:
+        artifacts = where.artifacts if where.tracking_uri.startswith("sqlite") else None
+        mlflow.create_experiment(spec.name, artifact_location=artifacts)
+
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=False)
+    start = time.time()
+    tuner = make_tuner(spec, where, resume=resume)
+    results = tuner.fit()
+    errors = [str(r.error) for r in results if r.error]
+    summary = {
+        "name": spec.name,
+        "trials": len(results),
+        "errors": len(errors),
+        "seconds": round(time.time() - start, 1),
+        "tracking_uri": where.tracking_uri,
+    }
+    if not errors and "://" not in where.storage:
+        (run_dir / DONE).write_text(json.dumps(summary))
+    return summary
+
+
+class AlreadyDone(RuntimeError):
+    def __init__(self, name: str, summary: dict):
+        super().__init__(f"sweep {name!r} already finished ({summary.get('trials')} trials); "
+                         "its table follows. Run it again under another --name to redo it.")
+        self.summary = summary
+
+
+class Progress(tune.Callback):
+    """One line per finished trial: trials done and seeds succeeded so far. Marks the seed runs of a
+    trial stopped early by ASHA as ``pruned`` in MLflow (``failed`` if it errored)."""
+
+    def __init__(self, spec: SweepSpec, tracking_uri: str):
+        self.spec, self.tracking_uri = spec, tracking_uri
+        self.done: dict[str, int] = {}
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._finish(trials, trial, "pruned")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._finish(trials, trial, "failed")
+
+    def _finish(self, trials, trial, status):
+        from trainables.tracking import mark_trial
+
+        last = trial.last_result or {}
+        if status == "failed" or last.get("epoch", 0) < self.spec.epochs:
+            mark_trial(self.tracking_uri, trial.trial_id, status)  # touches only seed runs still running
+        self.done[trial.trial_id] = int(last.get("n_success", 0))
+        print(f"[{self.spec.name}] trials done {len(self.done)}/{len(trials)}; seeds succeeded so far "
+              f"{sum(self.done.values())}/{len(self.done) * self.spec.seeds}", flush=True)

@@ -1,0 +1,243 @@
+"""Sweep specs: a YAML file -> a validated, typed ``SweepSpec``.
+
+A spec names the model, the world and its data, the hyperparameters (fixed values or search
+spaces), how many seeds each configuration gets, the searcher, ASHA, resources and the success
+rule. Everything is checked before Ray starts; a bad field gives one ``SpecError`` naming the
+file and the field.
+
+    name: quickstart
+    model: sps
+    env: ball
+    data: {n_train: 64, n_val: 32, frames: 12, image_size: 32, data_seed: 0}
+    params:
+      symmetry: {grid: [none, T2R2]}
+      lr: {loguniform: [1.0e-4, 1.0e-2]}
+      rnn_width: 32
+    seeds: 8
+    searcher: grid            # grid | random | optuna
+    num_samples: 1            # samples of the search space (grid: repeats of the grid)
+    max_concurrent: 2
+    epochs: 30
+    scheduler: {metric: median_linear_proj_mse, mode: min, grace_period: 5, reduction_factor: 2}  # ASHA, or: none
+    resources: {cpu: 1, gpu: 0}
+    success: {metric: linear_proj_mse, below: 0.2}
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SPACES = ("grid", "choice", "uniform", "loguniform", "randint")
+SEARCHERS = ("grid", "random", "optuna")
+DATA_KEYS = ("n_train", "n_val", "frames", "image_size", "data_seed")
+TOP_KEYS = (
+    "name", "model", "env", "data", "params", "seeds", "searcher", "num_samples", "max_concurrent",
+    "epochs", "checkpoint_every", "scheduler", "resources", "success", "max_failures",
+)  # fmt: skip
+SCHEDULER_KEYS = ("metric", "mode", "grace_period", "reduction_factor")
+
+
+class SpecError(ValueError):
+    """A sweep spec that cannot run; the message names the file and the field."""
+
+
+@dataclass
+class Scheduler:
+    """ASHA over configurations; the time attribute is the epoch."""
+
+    metric: str = "median_linear_proj_mse"
+    mode: str = "min"
+    grace_period: int = 5
+    reduction_factor: int = 2
+
+
+@dataclass
+class SweepSpec:
+    name: str
+    model: str = "sps"
+    env: str = "ball"
+    data: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # fixed values, or {space: args}
+    seeds: int = 8
+    searcher: str = "grid"
+    num_samples: int = 1
+    max_concurrent: int = 0  # 0: as many as resources allow
+    epochs: int = 20
+    checkpoint_every: int = 5
+    scheduler: Scheduler | None = field(default_factory=Scheduler)
+    resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
+    success: dict[str, Any] = field(default_factory=lambda: {"metric": "linear_proj_mse", "below": 0.2})
+    max_failures: int = 2
+    path: str = "<dict>"
+
+    def swept(self) -> dict[str, dict]:
+        """The params that are search spaces."""
+        return {k: v for k, v in self.params.items() if is_space(v)}
+
+    def fixed(self) -> dict[str, Any]:
+        """The params with one value."""
+        return {k: v for k, v in self.params.items() if not is_space(v)}
+
+    def base_config(self) -> dict[str, Any]:
+        """The trainable's config without the swept params: model, env, data, fixed params, success rule."""
+        return {"model": self.model, "env": self.env, **self.data, **self.fixed(), "success": dict(self.success)}
+
+
+def is_space(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in SPACES
+
+
+def load(path: str | Path) -> SweepSpec:
+    """Read and validate a YAML sweep spec."""
+    path = Path(path)
+    if not path.exists():
+        raise SpecError(f"{path}: no such file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path}: not valid YAML: {err}") from None
+    return from_dict(raw, str(path))
+
+
+def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
+    """Validate a spec given as a dict (as parsed from YAML)."""
+
+    def fail(field_name: str, problem: str):
+        raise SpecError(f"{where}: {field_name}: {problem}")
+
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: a sweep spec is a mapping of fields, got {type(raw).__name__}")
+    for key in raw:
+        if key not in TOP_KEYS:
+            fail(key, f"unknown field; known fields: {', '.join(TOP_KEYS)}")
+    if not isinstance(raw.get("name"), str) or not raw["name"].strip() or "/" in raw["name"]:
+        fail("name", "required: a non-empty name without '/'")
+
+    spec = SweepSpec(name=raw["name"], path=where)
+    for key in ("model", "env", "searcher"):
+        if key in raw:
+            if not isinstance(raw[key], str):
+                fail(key, f"must be a string, got {raw[key]!r}")
+            setattr(spec, key, raw[key])
+    for key, low in (("seeds", 1), ("num_samples", 1), ("max_concurrent", 0), ("epochs", 1), ("checkpoint_every", 1), ("max_failures", 0)):
+        if key in raw:
+            value = raw[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                fail(key, f"must be an integer >= {low}, got {value!r}")
+            setattr(spec, key, value)
+
+    from trainables.models import MODELS
+
+    if spec.model not in MODELS:
+        fail("model", f"unknown model {spec.model!r}; known: {', '.join(sorted(MODELS))}")
+    from envs.dataset import resolve_env_id
+
+    try:
+        resolve_env_id(spec.env)
+    except ValueError as err:
+        fail("env", str(err))
+    if spec.searcher not in SEARCHERS:
+        fail("searcher", f"must be one of {', '.join(SEARCHERS)}, got {spec.searcher!r}")
+
+    data = raw.get("data", {}) or {}
+    if not isinstance(data, dict):
+        fail("data", "must be a mapping")
+    for key, value in data.items():
+        if key not in DATA_KEYS:
+            fail(f"data.{key}", f"unknown; known: {', '.join(DATA_KEYS)}")
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "data_seed" else 1):
+            fail(f"data.{key}", f"must be a positive integer, got {value!r}")
+    spec.data = dict(data)
+
+    params = raw.get("params", {}) or {}
+    if not isinstance(params, dict):
+        fail("params", "must be a mapping of hyperparameter -> value or search space")
+    for key, value in params.items():
+        if key in DATA_KEYS or key in ("model", "env", "success", "seeds"):
+            fail(f"params.{key}", "is not a hyperparameter; set it at the top level or under data")
+        if isinstance(value, dict) and len(value) == 1 and next(iter(value)) not in SPACES:
+            fail(f"params.{key}", f"unknown search space {next(iter(value))!r}; use one of {', '.join(SPACES)}")
+        if is_space(value):
+            check_space(f"params.{key}", value, fail)
+    spec.params = dict(params)
+    if spec.searcher == "optuna" and any("grid" in v for v in spec.swept().values()):
+        fail("searcher", "optuna cannot search a grid space; use choice, or searcher: grid")
+    if spec.searcher != "grid" and not spec.swept() and spec.num_samples > 1:
+        fail("num_samples", "nothing is swept, so one sample is the whole sweep")
+
+    resources = raw.get("resources", spec.resources)
+    if not isinstance(resources, dict) or set(resources) - {"cpu", "gpu"}:
+        fail("resources", f"must be a mapping with cpu and gpu, got {resources!r}")
+    cpu, gpu = resources.get("cpu", 1), resources.get("gpu", 0)
+    if not isinstance(cpu, (int, float)) or cpu <= 0:
+        fail("resources.cpu", f"must be a positive number, got {cpu!r}")
+    if not isinstance(gpu, (int, float)) or gpu < 0 or gpu > 1 and gpu != int(gpu):
+        fail("resources.gpu", f"must be a fraction in [0, 1] or a whole number of GPUs, got {gpu!r}")
+    spec.resources = {"cpu": cpu, "gpu": gpu}
+
+    success = raw.get("success", spec.success)
+    if not isinstance(success, dict) or not isinstance(success.get("metric"), str):
+        fail("success", "must be {metric: NAME, below: X} or {metric: NAME, above: X}")
+    bounds = [k for k in ("below", "above") if k in success]
+    if len(bounds) != 1 or set(success) - {"metric", "below", "above"}:
+        fail("success", f"needs a metric and exactly one of below / above, got {success!r}")
+    if not isinstance(success[bounds[0]], (int, float)) or not math.isfinite(success[bounds[0]]):
+        fail(f"success.{bounds[0]}", f"must be a number, got {success[bounds[0]]!r}")
+    spec.success = dict(success)
+
+    scheduler = raw.get("scheduler", {})
+    if scheduler in (None, "none", False):
+        spec.scheduler = None
+    elif isinstance(scheduler, dict):
+        for key in scheduler:
+            if key not in SCHEDULER_KEYS:
+                fail(f"scheduler.{key}", f"unknown; ASHA takes {', '.join(SCHEDULER_KEYS)}")
+        spec.scheduler = Scheduler(**scheduler)
+        if spec.scheduler.mode not in ("min", "max"):
+            fail("scheduler.mode", f"must be min or max, got {spec.scheduler.mode!r}")
+        if not isinstance(spec.scheduler.grace_period, int) or not 1 <= spec.scheduler.grace_period <= spec.epochs:
+            fail("scheduler.grace_period", f"must be an integer in [1, epochs={spec.epochs}]")
+        if not isinstance(spec.scheduler.reduction_factor, (int, float)) or spec.scheduler.reduction_factor < 2:
+            fail("scheduler.reduction_factor", "must be >= 2")
+    else:
+        fail("scheduler", "must be an ASHA mapping or none")
+
+    # Finally the model itself: every fixed and swept param must be one of its config fields.
+    from trainables.pack import resolve_config
+
+    sample = {k: first_value(v) for k, v in spec.swept().items()}
+    try:
+        resolve_config({**spec.base_config(), **sample})
+    except (ValueError, TypeError) as err:
+        bad = next((k for k in spec.params if f"'{k}'" in str(err) or f" {k}" in str(err)), None)
+        fail(f"params.{bad}" if bad else "params", str(err))
+    return spec
+
+
+def check_space(name: str, space: dict, fail) -> None:
+    kind, args = next(iter(space.items()))
+    if kind in ("grid", "choice"):
+        if not isinstance(args, list) or not args:
+            fail(name, f"{kind} needs a non-empty list of values, got {args!r}")
+        return
+    if not isinstance(args, list) or len(args) != 2 or not all(isinstance(a, (int, float)) for a in args):
+        fail(name, f"{kind} needs [low, high], got {args!r}")
+    low, high = args
+    if not low < high:
+        fail(name, f"{kind} needs low < high, got [{low}, {high}]")
+    if kind == "loguniform" and low <= 0:
+        fail(name, f"loguniform needs 0 < low, got {low}")
+    if kind == "randint" and not all(isinstance(a, int) for a in args):
+        fail(name, f"randint needs integer bounds, got {args!r}")
+
+
+def first_value(space: dict) -> Any:
+    kind, args = next(iter(space.items()))
+    if kind in ("grid", "choice"):
+        return args[0]
+    return int(args[0]) if kind == "randint" else float(args[0])

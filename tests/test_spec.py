@@ -1,0 +1,93 @@
+"""Sweep specs: valid ones load into a typed spec, each kind of bad one gets its own clear message."""
+
+import pytest
+import yaml
+
+from sweeps import spec as specs
+from sweeps.cli import main
+
+GOOD = {
+    "name": "t",
+    "model": "sps",
+    "env": "ball",
+    "data": {"n_train": 32, "n_val": 16, "frames": 8, "image_size": 32, "data_seed": 0},
+    "params": {"symmetry": {"grid": ["none", "T2R2"]}, "lr": {"loguniform": [1e-4, 1e-2]}, "rnn_width": 16},
+    "seeds": 3,
+    "epochs": 4,
+    "scheduler": {"metric": "median_linear_proj_mse", "mode": "min", "grace_period": 2, "reduction_factor": 2},
+    "resources": {"cpu": 1, "gpu": 0.25},
+    "success": {"metric": "linear_proj_mse", "below": 0.2},
+}
+
+
+def write(tmp_path, spec, name="spec.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_good_spec_loads_typed(tmp_path):
+    spec = specs.load(write(tmp_path, GOOD))
+    assert spec.name == "t" and spec.seeds == 3 and spec.resources == {"cpu": 1, "gpu": 0.25}
+    assert set(spec.swept()) == {"symmetry", "lr"} and spec.fixed() == {"rnn_width": 16}
+    assert spec.scheduler.grace_period == 2
+    base = spec.base_config()
+    assert base["n_train"] == 32 and base["rnn_width"] == 16 and base["success"] == {"metric": "linear_proj_mse", "below": 0.2}
+
+
+@pytest.mark.parametrize(
+    "change, field, words",
+    [
+        ({"colour": "red"}, "colour", "unknown field"),
+        ({"model": "resnet"}, "model", "unknown model"),
+        ({"env": "pendulum"}, "env", "unknown env"),
+        ({"params": {"symmetry": {"grid": []}}}, "params.symmetry", "non-empty list"),
+        ({"params": {"lr": {"uniform": [0.1, 0.01]}}}, "params.lr", "low < high"),
+        ({"params": {"lr": {"loguniform": [0, 0.01]}}}, "params.lr", "0 < low"),
+        ({"params": {"lr": {"gaussian": [0, 1]}}}, "params.lr", "unknown search space"),
+        ({"params": {"not_a_knob": 3}}, "params.not_a_knob", "not_a_knob"),
+        ({"seeds": 0}, "seeds", ">= 1"),
+        ({"resources": {"cpu": 1, "gpu": 1.5}}, "resources.gpu", "fraction"),
+        ({"resources": {"cpu": 0}}, "resources.cpu", "positive"),
+        ({"success": {"metric": "linear_proj_mse", "below": 0.2, "above": 0.1}}, "success", "exactly one"),
+        ({"searcher": "optuna"}, "searcher", "grid"),
+        ({"searcher": "bayes"}, "searcher", "one of"),
+        ({"scheduler": {"grace_period": 10}}, "scheduler.grace_period", "epochs=4"),
+        ({"data": {"n_train": -1}}, "data.n_train", "positive"),
+        ({"name": ""}, "name", "required"),
+    ],
+)
+def test_bad_spec_names_file_and_field(tmp_path, change, field, words):
+    path = write(tmp_path, {**GOOD, **change})
+    with pytest.raises(specs.SpecError) as err:
+        specs.load(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: {field}: "), message
+    assert words in message
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: [unclosed")
+    with pytest.raises(specs.SpecError, match="not valid YAML"):
+        specs.load(path)
+    with pytest.raises(specs.SpecError, match="no such file"):
+        specs.load(tmp_path / "absent.yaml")
+
+
+def test_cli_exits_non_zero_with_the_message(tmp_path, capsys):
+    path = write(tmp_path, {**GOOD, "seeds": 0})
+    assert main(["run", str(path), "--dry-run"]) == 2
+    assert f"{path}: seeds: must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_dry_run_prints_the_plan(tmp_path, capsys):
+    assert main(["run", str(write(tmp_path, GOOD)), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "configurations: 2" in out and "seed runs: 6" in out and "0.25 GPU" in out
+
+
+def test_shipped_specs_are_valid():
+    for name in ("quickstart", "sps_ball", "sps_two_body"):
+        spec = specs.load(f"sweeps/{name}.yaml")
+        assert spec.seeds >= 8

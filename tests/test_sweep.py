@@ -1,0 +1,172 @@
+"""The sweep runner end to end: the ``seedsweep`` CLI against a real local Ray (or a two-node Ray
+cluster started here) and a real MLflow SQLite store, with tiny models."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+BIN = Path(sys.executable).parent
+TINY = {
+    "name": "tiny",
+    "model": "sps",
+    "env": "ball",
+    "data": {"n_train": 32, "n_val": 16, "frames": 6, "image_size": 16, "data_seed": 0},
+    "params": {
+        "symmetry": {"grid": ["none", "T2R2"]},
+        "channels": [4, 8], "dec_hidden": [8], "rnn_width": 8, "batch_size": 16, "rnn_min_context": 2,
+    },  # fmt: skip
+    "seeds": 3,
+    "epochs": 3,
+    "checkpoint_every": 1,
+    "scheduler": "none",
+    "resources": {"cpu": 1, "gpu": 0},
+    "success": {"metric": "linear_proj_mse", "below": 0.9},
+}
+
+
+def seedsweep(cwd: Path, *args: str, timeout: float = 300, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SEEDSWEEP_CACHE": str(cwd / "cache"), **(env or {})}
+    proc = subprocess.run([str(BIN / "seedsweep"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"seedsweep {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def write_spec(cwd: Path, **change) -> str:
+    spec = {**TINY, **change}
+    path = cwd / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def runs(cwd: Path, sweep: str, kind: str) -> list:
+    client = MlflowClient(f"sqlite:///{cwd / 'mlruns.db'}")
+    experiment = client.get_experiment_by_name(sweep)
+    return client.search_runs([experiment.experiment_id], f"tags.`seedsweep.kind` = '{kind}'", max_results=1000)
+
+
+def history_steps(cwd: Path, run_id: str, metric: str) -> list[int]:
+    client = MlflowClient(f"sqlite:///{cwd / 'mlruns.db'}")
+    return sorted(m.step for m in client.get_metric_history(run_id, metric))
+
+
+def test_sweep_end_to_end(tmp_path):
+    spec = write_spec(tmp_path)
+    dry = seedsweep(tmp_path, "run", spec, "--dry-run")
+    assert "configurations: 2" in dry.stdout and "seed runs: 6" in dry.stdout
+    assert not (tmp_path / "mlruns.db").exists()  # a dry run trains and records nothing
+
+    out = seedsweep(tmp_path, "run", spec).stdout
+    assert "trials done 2/2" in out and "sweep 'tiny' finished: 2 trials" in out
+    assert "symmetry" in out and "wilson" in out.lower()  # the success table, per configuration
+
+    seeds, parents = runs(tmp_path, "tiny", "seed"), runs(tmp_path, "tiny", "config")
+    assert len(seeds) == 2 * 3 and len(parents) == 2
+    keys = Counter((r.data.tags["config_id"], r.data.tags["seed"]) for r in seeds)
+    assert len(keys) == 6 and set(keys.values()) == {1}
+    for r in seeds:
+        tags = r.data.tags
+        assert tags["sweep"] == "tiny" and tags["status"] == "finished" and tags["success"] in ("true", "false")
+        assert tags["trial_id"] and tags["mlflow.parentRunId"] in {p.info.run_id for p in parents}
+        assert r.data.params["seed"] == tags["seed"]
+        assert history_steps(tmp_path, r.info.run_id, "linear_proj_mse") == [1, 2, 3]
+        success = r.data.metrics["linear_proj_mse"] < 0.9
+        assert tags["success"] == str(success).lower()
+    for p in parents:  # the sweep's success rule, for the analysis to recompute
+        assert p.data.params["success.metric"] == "linear_proj_mse" and float(p.data.params["success.below"]) == 0.9
+        assert p.data.params["symmetry"] in ("none", "T2R2")
+
+    again = seedsweep(tmp_path, "run", spec).stdout
+    assert "already finished" in again and "wilson" in again.lower()
+    assert len(runs(tmp_path, "tiny", "seed")) == 6  # nothing redone
+
+
+def test_asha_stops_a_clearly_worse_configuration(tmp_path):
+    """The same seeds with lr 1e-3 and with lr 1e-9 (which cannot learn): run one after the other, the
+    second reaches the first rung worse than the first and is stopped there."""
+    spec = write_spec(
+        tmp_path, name="asha", epochs=4, max_concurrent=1, seeds=2,
+        data={**TINY["data"], "n_train": 64},
+        params={**TINY["params"], "symmetry": "none", "lr": {"grid": [1e-3, 1e-9]}},
+        scheduler={"metric": "median_recon_mse", "mode": "min", "grace_period": 1, "reduction_factor": 2},
+    )  # fmt: skip
+    seedsweep(tmp_path, "run", spec)
+    parents = {float(p.data.params["lr"]): p for p in runs(tmp_path, "asha", "config")}
+    good, bad = parents[1e-3], parents[1e-9]
+    assert good.data.tags["status"] == "finished" and good.data.metrics["median_recon_mse"] < bad.data.metrics["median_recon_mse"]
+    assert max(history_steps(tmp_path, good.info.run_id, "median_recon_mse")) == 4
+    assert max(history_steps(tmp_path, bad.info.run_id, "median_recon_mse")) < 4  # stopped before the last epoch
+    statuses = Counter(r.data.tags["status"] for r in runs(tmp_path, "asha", "seed") if r.data.tags["mlflow.parentRunId"] == bad.info.run_id)
+    assert statuses == {"pruned": 2}
+
+
+def test_killed_driver_resumes_each_seed_exactly_once(tmp_path):
+    spec = write_spec(tmp_path, name="resume", epochs=6, seeds=2, max_concurrent=1)
+    env = {**os.environ, "SEEDSWEEP_CACHE": str(tmp_path / "cache"), "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+    driver = subprocess.Popen([str(BIN / "seedsweep"), "run", spec], cwd=tmp_path, env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    run_dir = tmp_path / "ray_results" / "resume"
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(run_dir.glob("*/checkpoint_00000[2-9]")):
+        assert driver.poll() is None, "the sweep ended before it could be killed"
+        time.sleep(0.2)
+    time.sleep(1.5)  # let Tune write its experiment state past that checkpoint (at most ~1 s old)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver, and the local Ray it started, die mid-sweep
+    driver.wait()
+    done_before = [r for r in runs(tmp_path, "resume", "seed") if r.data.tags["status"] == "finished"]
+    assert len(done_before) < 4, "the sweep finished before it was killed"
+
+    plain = seedsweep(tmp_path, "run", spec, check=False)
+    assert plain.returncode == 2 and "--resume" in plain.stderr  # an interrupted sweep is not silently redone
+    out = seedsweep(tmp_path, "run", spec, "--resume").stdout
+    assert "sweep 'resume' finished: 2 trials" in out
+
+    seeds = runs(tmp_path, "resume", "seed")
+    keys = Counter((r.data.tags["config_id"], r.data.tags["seed"]) for r in seeds)
+    assert len(keys) == 4 and set(keys.values()) == {1}  # every (configuration, seed) once: none lost, none doubled
+    for r in seeds:
+        assert r.data.tags["status"] == "finished"
+        for metric in ("linear_proj_mse", "train/total"):
+            assert history_steps(tmp_path, r.info.run_id, metric) == [1, 2, 3, 4, 5, 6]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def two_node_cluster(tmp_path):
+    """A Ray head and one worker node on this machine, one CPU each. ``ray start --head`` turns on
+    token authentication (the token in ~/.ray/auth_token), so every process joining says so."""
+    port, env = free_port(), {**os.environ, "SEEDSWEEP_CACHE": str(tmp_path / "cache"), "RAY_AUTH_MODE": "token"}
+    ray = str(BIN / "ray")
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"]
+    try:
+        subprocess.run([ray, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
+                       env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
+        subprocess.run([ray, "start", f"--address=127.0.0.1:{port}", *common], env=env, check=True, capture_output=True, timeout=120)
+        yield f"127.0.0.1:{port}", env
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_sweep_on_a_two_node_cluster(tmp_path, two_node_cluster):
+    spec = write_spec(tmp_path, name="cluster", seeds=2, epochs=2)
+    address, env = two_node_cluster
+    out = seedsweep(tmp_path, "run", spec, "--address", address, env=env).stdout
+    assert "sweep 'cluster' finished: 2 trials" in out
+    parents = runs(tmp_path, "cluster", "config")
+    assert len(parents) == 2 and len(runs(tmp_path, "cluster", "seed")) == 4
+    nodes = {p.data.tags["node_id"] for p in parents}
+    assert len(nodes) == 2  # one CPU per node and one per trial: the two trials ran on different nodes
