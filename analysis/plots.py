@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
 from unittest import mock
 
 import numpy as np
@@ -144,34 +143,11 @@ def latent_vs_position(z: np.ndarray, positions: np.ndarray, path) -> Path:
     return save(fig, path)
 
 
-def traversal_grid(decode: Callable[[np.ndarray], np.ndarray], zdim: int, path,
-                   center=None, span: float = 2.0, steps: int = 7) -> Path:  # fmt: skip
-    """Decoder traversal: row d varies latent d over ``center[d] +- span`` with the others at
-    ``center``. ``decode(z[N, zdim]) -> images[N, H, W, 3]`` (floats in [0, 1] or uint8)."""
-    center = np.zeros(zdim) if center is None else np.asarray(center, dtype=float)
-    offsets = np.linspace(-span, span, steps)
-    z = np.repeat(center[None], zdim * steps, axis=0)
-    for d in range(zdim):
-        z[d * steps:(d + 1) * steps, d] += offsets
-    images = np.asarray(decode(z))
-    fig = Figure(figsize=(1.1 * steps, 1.1 * zdim + 0.3))
-    axes = fig.subplots(zdim, steps, squeeze=False)
-    for d in range(zdim):
-        for s in range(steps):
-            image = images[d * steps + s]
-            axes[d, s].imshow(image if image.dtype == np.uint8 else np.clip(image, 0, 1))
-            axes[d, s].set_xticks([])
-            axes[d, s].set_yticks([])
-        axes[d, 0].set_ylabel(f"z{d}")
-    for s in range(steps):
-        axes[-1, s].set_xlabel(f"{offsets[s]:+.1f}")
-    return save(fig, path)
-
-
 def seed_images(tracking_uri: str, runs: pd.DataFrame, ok: pd.Series, out_dir,
-                match: str = "latent", tries: int = 10) -> dict[str, Path]:  # fmt: skip
-    """Download the PNG the trainable logged (name containing ``match``) for one successful and one
-    failed finished seed into ``out_dir``; returns ``{"success": path, "failure": path}`` for those found."""
+                matches: tuple[str, ...] = ("latent", "traversal"), tries: int = 10) -> dict[str, dict[str, Path]]:  # fmt: skip
+    """Download the PNGs the trainable logged (names containing each of ``matches``) for one successful
+    and one failed finished seed (the first with any of them) into ``out_dir``; returns
+    ``{"success": {match: path}, "failure": {match: path}}`` for those found."""
     from analysis.runs import client
 
     mlflow_client = client(tracking_uri)
@@ -179,13 +155,12 @@ def seed_images(tracking_uri: str, runs: pd.DataFrame, ok: pd.Series, out_dir,
     found = {}
     for name, pick in (("success", finished & ok), ("failure", finished & ~ok)):
         for run_id in runs.loc[pick, "run_id"].head(tries):
-            artifact = find_png(mlflow_client, run_id, match)
-            if artifact:
+            artifacts = {m: a for m in matches if (a := find_png(mlflow_client, run_id, m))}
+            if artifacts:
                 target = Path(out_dir) / f"{name}_{run_id}"
                 target.mkdir(parents=True, exist_ok=True)
                 with mock.patch.dict(os.environ, {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}):  # no tqdm bar
-                    local = Path(mlflow_client.download_artifacts(run_id, artifact, str(target)))
-                found[name] = local
+                    found[name] = {m: Path(mlflow_client.download_artifacts(run_id, a, str(target))) for m, a in artifacts.items()}
                 break
     return found
 

@@ -208,12 +208,28 @@ class AlreadyDone(RuntimeError):
 
 
 class Progress(tune.Callback):
-    """One line per finished trial: trials done and seeds succeeded so far. Marks the seed runs of a
+    """Progress lines: every ``EVERY`` seconds (epochs of the running trials, seeds meeting the rule
+    now) and per finished trial (trials done, seeds succeeded so far). Marks the seed runs of a
     trial stopped early by ASHA as ``pruned`` in MLflow (``failed`` if it errored)."""
+
+    EVERY = 30.0  # seconds between progress lines while trials run
 
     def __init__(self, spec: SweepSpec, tracking_uri: str):
         self.spec, self.tracking_uri = spec, tracking_uri
         self.done: dict[str, int] = {}
+        self.latest: dict[str, dict] = {}  # trial id -> its last result
+        self.shown = time.time()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.latest[trial.trial_id] = result
+        if time.time() - self.shown < self.EVERY:
+            return
+        self.shown = time.time()
+        running = [r for t, r in self.latest.items() if t not in self.done]
+        epochs = ", ".join(f"{r.get('epoch', 0)}/{self.spec.epochs}" for r in running)
+        now = sum(int(r.get("n_success", 0)) for r in self.latest.values())
+        print(f"[{self.spec.name}] trials done {len(self.done)}/{len(trials)}; running at epoch {epochs or '-'}; "
+              f"seeds meeting the success rule now {now}/{len(self.latest) * self.spec.seeds}", flush=True)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._finish(trials, trial, "pruned")

@@ -13,7 +13,7 @@ from mlflow.entities import Metric, Param, RunTag
 from scipy import stats
 
 from analysis import cli, runs as runs_mod
-from analysis.plots import seed_images, traversal_grid
+from analysis.plots import seed_images
 from analysis.report import format_table, write_report
 from analysis.runs import load_runs, success_rule
 from analysis.success import compare, holm, interval, metric_summary, seeds_for_halfwidth, seeds_for_power, success_table
@@ -24,7 +24,8 @@ RULE = {"metric": "linear_proj_mse", "below": 0.2}
 def write_sweep(uri: str, sweep: str, configs: dict, epochs: int = 4, artifacts=None) -> None:
     """Write a synthetic sweep: ``configs = {config_id: (params, [(status, final linear_proj_mse), ...])}``.
     Seeds get a decreasing ``linear_proj_mse`` history ending at the final value, ``recon_mse`` =
-    half of it, and the ``success`` tag under RULE; with ``artifacts`` each finished seed logs a PNG."""
+    half of it, and the ``success`` tag under RULE; with ``artifacts`` each finished seed logs the
+    trainable's two PNGs."""
     client = MlflowClient(uri)
     exp = client.create_experiment(sweep, artifact_location=artifacts)
     rule = [Param("success.metric", RULE["metric"]), Param("success.below", str(RULE["below"]))]
@@ -43,7 +44,8 @@ def write_sweep(uri: str, sweep: str, configs: dict, epochs: int = 4, artifacts=
                        for name, f in (("linear_proj_mse", 1), ("recon_mse", 0.5))]  # fmt: skip
             client.log_batch(run, metrics=metrics, params=config + [Param("seed", str(seed))], tags=[RunTag("note", "x")])
             if artifacts and status == "finished":
-                client.log_image(run, np.zeros((8, 8, 3), np.uint8), "latent_vs_position.png")
+                for png in ("latent_vs_position.png", "decoder_traversal.png"):
+                    client.log_image(run, np.zeros((8, 8, 3), np.uint8), png)
             client.set_terminated(run, "FAILED" if status == "failed" else "FINISHED")
         client.set_terminated(parent)
 
@@ -186,7 +188,13 @@ def test_report_writes_html_pngs_and_parquet(store, tmp_path):
     page = (tmp_path / "rep" / "report.html").read_text()
     for png in ("forest.png", "rate_symmetry.png", "box_linear_proj_mse.png", "curves_linear_proj_mse.png"):
         assert (tmp_path / "rep" / png).stat().st_size > 1000 and f"src='{png}'" in page
-    assert "a success" in page and "a failure" in page  # the trainable's latent PNGs, one of each
+    for title in ("Latent vs true position", "Decoder traversal"):  # the trainable's PNGs, of one success and one failure
+        for name in ("success", "failure"):
+            assert f"{title}, a {name}" in page
+    for png in ("latent_vs_position.png", "decoder_traversal.png"):
+        shown = list((tmp_path / "rep" / "seeds").rglob(png))
+        assert len(shown) == 2 and all(f"src='{p.relative_to(tmp_path / 'rep').as_posix()}'" in page for p in shown)
+    assert len({p.parent for p in (tmp_path / "rep" / "seeds").rglob("*.png")}) == 2  # both PNGs of a seed from one run
     assert pq.read_table(tmp_path / "rep" / "runs.parquet").num_rows == 16
     assert list(table["successes"]) == [3, 1]
 
@@ -217,18 +225,6 @@ def test_format_table_aligns_columns():
     assert "3/20" in text and "[0.05, 0.36]" in text and "[0.03, 0.38]" in text and "0/0" in text
 
 
-def test_traversal_grid_calls_the_decoder(tmp_path):
-    seen = []
-
-    def decode(z):
-        seen.append(z.copy())
-        return np.broadcast_to(np.clip(z[:, :1, None, None] / 4 + 0.5, 0, 1), (len(z), 8, 8, 3))
-
-    path = traversal_grid(decode, zdim=3, path=tmp_path / "grid.png", steps=5)
-    assert path.stat().st_size > 1000 and seen[0].shape == (15, 3)
-    assert np.allclose(seen[0][:5, 0], np.linspace(-2, 2, 5)) and np.allclose(seen[0][:5, 1:], 0)
-
-
 def test_reads_what_the_trainables_tracker_writes(tmp_path):
     tracking = pytest.importorskip("trainables.tracking")
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
@@ -239,7 +235,8 @@ def test_reads_what_the_trainables_tracker_writes(tmp_path):
             tracker.log(epoch, {"median_linear_proj_mse": 0.5}, [{"linear_proj_mse": 0.1 * (s + 1) + 0.1 * t} for s in range(3)])
         results = [{"status": "finished", "success": 0.1 * (s + 1) + 0.1 * t < 0.2} for s in range(2)]
         results.append({"status": "diverged", "success": False})
-        tracker.finish(results, latents=lambda i: (np.random.default_rng(i).normal(size=(20, 3)),) * 2)
+        decode = lambda i, z: np.broadcast_to(1 / (1 + np.exp(-z[:, :1, None, None])), (len(z), 8, 8, 3))  # noqa: E731
+        tracker.finish(results, latents=lambda i: (np.random.default_rng(i).normal(size=(20, 3)),) * 2, decode=decode)
     runs = load_runs(uri, "tracked")
     assert len(runs) == 6 and success_rule(uri, "tracked") == RULE
     table = success_table(runs)
@@ -247,4 +244,12 @@ def test_reads_what_the_trainables_tracker_writes(tmp_path):
     assert list(success_table(runs, below=0.25)["successes"]) == [2, 1]
     assert runs["lr"].dtype == float and "linear_proj_mse" in runs.attrs["metrics"]
     images = seed_images(uri, runs, runs["status"].eq("finished") & runs["success"], tmp_path / "img")
-    assert set(images) == {"success", "failure"} and all(p.name == "latent_vs_position.png" for p in images.values())
+    assert set(images) == {"success", "failure"}
+    for found in images.values():
+        assert {m: p.name for m, p in found.items()} == {"latent": "latent_vs_position.png", "traversal": "decoder_traversal.png"}
+        assert all(p.read_bytes()[:4] == b"\x89PNG" for p in found.values())
+    report = tmp_path / "rep"
+    write_report(uri, "tracked", report)
+    page = (report / "report.html").read_text()
+    assert "Decoder traversal, a success" in page and "Decoder traversal, a failure" in page
+    assert len(list((report / "seeds").rglob("decoder_traversal.png"))) == 2

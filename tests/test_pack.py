@@ -5,6 +5,7 @@ import io
 import math
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -33,6 +34,21 @@ def test_packed_seed_equals_lone_seed():
     z, pos = packed.latents(1)
     assert z.shape == (16, 8, 3) and pos.shape == (16, 8, 3)
     assert torch.allclose(torch.from_numpy(z), torch.from_numpy(alone.latents(0)[0]), atol=1e-4)
+
+
+def test_decode_is_the_seeds_own_decoder():
+    packed, alone = Pack(TINY, [3, 7, 11], device="cpu"), Pack(TINY, [7], device="cpu")
+    packed.train_epoch()
+    alone.train_epoch()
+    z = packed.latents(1)[0].reshape(-1, 3)  # mu of every validation frame
+    images = packed.decode(1, z)
+    assert images.shape == (16 * 8, 16, 16, 3) and images.dtype == np.float32
+    assert images.min() >= 0 and images.max() <= 1
+    assert np.allclose(images, alone.decode(0, z), atol=1e-4)  # the same seed packed with others or alone
+    assert not np.allclose(images, packed.decode(0, z), atol=1e-3)  # another seed's decoder differs
+    frames = packed.val_x.permute(0, 1, 3, 4, 2).reshape(-1, 16, 16, 3).numpy()  # [N*T, H, W, 3]
+    recon_mse = packed.evaluate()[1]["recon_mse"]  # the model's own reconstruction from mu
+    assert ((images - frames) ** 2).mean() == pytest.approx(recon_mse, rel=1e-4)
 
 
 def test_nan_seed_is_diverged_and_frozen_while_others_finish():

@@ -66,7 +66,7 @@ def sweep(tmp_path_factory):
     return {"uri": uri, "plain": by_crash[None], "crashed": by_crash[3], "diverged": diverging[0], "client": MlflowClient(uri)}
 
 
-def test_mlflow_layout(sweep):
+def test_mlflow_layout(sweep, tmp_path):
     client = sweep["client"]
     exp = client.get_experiment_by_name("trainsweep").experiment_id
     runs = client.search_runs([exp], max_results=1000)
@@ -94,7 +94,10 @@ def test_mlflow_layout(sweep):
             assert "linear_proj_mse" in steps and "train/recon" in steps
             for key, logged in steps.items():
                 assert logged == list(range(1, EPOCHS + 1)), (key, logged)
-            assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["latent_vs_position.png"]
+            pngs = sorted(a.path for a in client.list_artifacts(run.info.run_id))
+            assert pngs == ["decoder_traversal.png", "latent_vs_position.png"]
+            for png in pngs:
+                assert open(client.download_artifacts(run.info.run_id, png, str(tmp_path)), "rb").read(4) == b"\x89PNG"
 
 
 def test_diverged_seeds(sweep):
@@ -210,3 +213,20 @@ def test_latent_plot(tmp_path):
     z = rng.normal(size=(4, 8, 3))
     path = tracking.latent_plot(z, z @ rng.normal(size=(3, 2)), tmp_path / "p.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_traversal_grid_sweeps_each_dim_around_the_center(tmp_path):
+    seen = []
+
+    def decode(z):
+        seen.append(z.copy())
+        return np.broadcast_to(1 / (1 + np.exp(-z[:, :1, None, None])), (len(z), 8, 8, 3))
+
+    center, std = np.array([1.0, -2.0, 0.5]), np.array([0.5, 2.0, 1.0])
+    path = tracking.traversal_grid(decode, center, std, tmp_path / "grid.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and len(seen) == 1
+    z = seen[0].reshape(3, tracking.TRAVERSAL_STEPS, 3)  # [row = swept dim, column, z]
+    for d in range(3):
+        assert np.allclose(z[d, :, d], np.linspace(center[d] - 2 * std[d], center[d] + 2 * std[d], 7))
+        others = [e for e in range(3) if e != d]
+        assert np.allclose(z[d][:, others], center[others])

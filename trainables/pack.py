@@ -232,6 +232,14 @@ class Pack:
         """(z = the encoder's mean [N, T, z_dim], true targets [N, T, D]) on the validation set."""
         return self._measure_val()["z"][seed_index], self.val_y
 
+    @torch.no_grad()
+    def decode(self, seed_index: int, z: np.ndarray) -> np.ndarray:
+        """One seed's decoder on z [N, z_dim] -> images [N, H, W, 3] in [0, 1] (the other seeds decode zeros)."""
+        zs = torch.zeros(len(self.seeds), len(z), self.cfg.z_dim, device=self.device)
+        zs[seed_index] = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.device)
+        logits = self.model.decode(zs).unflatten(1, (len(self.seeds), -1))[:, seed_index]  # [N, 3, H, W]
+        return torch.sigmoid(logits).permute(0, 2, 3, 1).float().cpu().numpy()
+
     # ---- checkpoints ----
 
     def state_dict(self) -> dict:

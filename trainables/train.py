@@ -13,7 +13,8 @@ which it strips before building the ``Pack``:
 Each epoch it trains, evaluates and calls ``tune.report`` with aggregates over the seeds only
 (``epoch`` is ASHA's time attribute): ``median_*`` / ``best_*`` of ``linear_proj_mse``,
 ``recon_mse``, ``pred_mse``, ``n_success``, ``n_diverged``, ``success_rate``. Per-seed histories
-go to MLflow (``trainables.tracking``); the parent run is tagged with the Ray ``node_id`` it ran on. A checkpoint holds the pack state and the MLflow run ids;
+go to MLflow (``trainables.tracking``), and at the end each seed's latent-vs-position and decoder
+traversal PNGs; the parent run is tagged with the Ray ``node_id`` it ran on. A checkpoint holds the pack state and the MLflow run ids;
 a restored trial continues the same seeds in the same runs.
 """
 
@@ -156,7 +157,7 @@ def train(config: dict) -> None:
         tracker.flush()  # before reporting: Tune may stop the trial inside tune.report
         last = epoch == epochs
         if last:
-            tracker.finish(results, pack.latents)
+            tracker.finish(results, pack.latents, pack.decode)
         if last or epoch % run["checkpoint_every"] == 0:
             meta = {"epoch": epoch, "run_ids": tracker.run_ids, "results": results, "report": report}
             report_with_checkpoint(report, pack, meta)
@@ -166,5 +167,5 @@ def train(config: dict) -> None:
             raise RuntimeError(f"test crash after epoch {epoch} (_crash_after_epoch)")
 
     if start >= epochs:  # restored from the final checkpoint: nothing left to train
-        tracker.finish(results, pack.latents)
+        tracker.finish(results, pack.latents, pack.decode)
         tune.report(report)
