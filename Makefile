@@ -31,4 +31,4 @@ bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache ray_results mlruns.db mlartifacts reports
+	rm -rf $(VENV) .pytest_cache ray_results mlruns.db mlruns.db.lock mlartifacts reports
