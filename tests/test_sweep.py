@@ -170,3 +170,17 @@ def test_sweep_on_a_two_node_cluster(tmp_path, two_node_cluster):
     assert len(parents) == 2 and len(runs(tmp_path, "cluster", "seed")) == 4
     nodes = {p.data.tags["node_id"] for p in parents}
     assert len(nodes) == 2  # one CPU per node and one per trial: the two trials ran on different nodes
+
+
+def test_optuna_search_keeps_its_study_beside_the_results(tmp_path):
+    import optuna
+
+    spec = write_spec(tmp_path, name="tpe", searcher="optuna", num_samples=3, seeds=1, epochs=2, max_concurrent=1,
+                      params={**TINY["params"], "symmetry": {"choice": ["none", "T2R2"]}, "lr": {"loguniform": [1e-4, 1e-2]}})  # fmt: skip
+    seedsweep(tmp_path, "run", spec)
+    parents = runs(tmp_path, "tpe", "config")
+    lrs = {float(p.data.params["lr"]) for p in parents}
+    assert len(parents) == 3 and len(lrs) == 3 and all(1e-4 <= lr <= 1e-2 for lr in lrs)
+    study = optuna.load_study(study_name="tpe", storage=f"sqlite:///{tmp_path / 'ray_results' / 'tpe' / 'optuna.db'}")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 3 and {t.params["lr"] for t in done} == lrs
