@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import date
+
+from machine import machine  # benchmarks/machine.py
 from pathlib import Path
 
 import numpy as np
@@ -82,14 +83,6 @@ def load_and_table(uri: str) -> tuple[float, int]:
     return time.perf_counter() - start, len(runs)
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", type=int, default=100)
@@ -104,13 +97,13 @@ def main() -> None:
     if not path.exists():
         build(path, args.configs, args.seeds)
     uri = f"sqlite:///{path}"
-    code = ("import time; t = time.perf_counter(); from benchmarks.analysis_load import load_and_table; "
+    code = ("import time; t = time.perf_counter(); from analysis_load import load_and_table; "
             f"load_and_table({uri!r}); print(time.perf_counter() - t)")  # fmt: skip
-    fresh = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    fresh = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "benchmarks", capture_output=True, text=True, check=True)
     cold = float(fresh.stdout.split()[-1])
     times, runs = zip(*(load_and_table(uri) for _ in range(args.repeats)))
     table = "\n".join([
-        f"analysis load, {date.today()}, {cpu_name()}, {os.cpu_count()} cores; MLflow SQLite store, "
+        f"analysis load, {date.today()}, {machine()}; MLflow SQLite store, "
         f"{args.configs} configurations x {args.seeds} seeds",
         "",
         "| seed runs | load_runs + success_table, best of " + f"{args.repeats} (s) | fresh process incl. imports (s) | runs/s |",

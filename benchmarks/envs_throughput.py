@@ -9,10 +9,10 @@ seed), side by side in one run. Prints a markdown table; ``--out FILE`` also wri
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from datetime import date
+
+from machine import machine  # benchmarks/machine.py
 
 import gymnasium as gym
 import numpy as np
@@ -41,14 +41,6 @@ def loop_fps(env_id: str, n: int, frames: int) -> float:
     return n * frames / (time.perf_counter() - start)
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000, help="trajectories per batch generation")
@@ -65,8 +57,7 @@ def main() -> None:
         rows.append(f"| {name} | {batch:,.0f} | {loop:,.0f} | {batch / loop:.0f}x |")
     table = "\n".join(
         [
-            f"envs throughput, {date.today()}, {cpu_name()}, "
-            f"{os.cpu_count()} cores; 32x32 frames, {args.frames}-frame sequences",
+            f"envs throughput, {date.today()}, {machine()}; 32x32 frames, {args.frames}-frame sequences",
             "",
             "| env | envs.generate frames/s | env.step loop frames/s | ratio |",
             "|---|---|---|---|",

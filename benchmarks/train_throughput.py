@@ -7,7 +7,12 @@ one-seed ``Pack`` each, which warm up, wait on a barrier, then time their own st
 (their rates are summed). The separate processes get ``cores // S`` threads each (at least 1),
 as Ray gives each one-CPU trial; the pack gets all cores. CUDA is used when available.
 
-    python benchmarks/train_throughput.py [--steps 3] [--sizes 1,4,16] [--out table.md]
+``--precision`` / ``--compile`` / ``--channels-last`` set the pack's speed settings (default: the
+device's, see ``trainables.pack.Speed``), so fast and fp32 paths can be measured side by side.
+``--epoch-steps k`` makes an epoch k steps (n_train = 32 k): the pack syncs with the host once
+per epoch, which with the default 1 is once per step.
+
+    python benchmarks/train_throughput.py [--steps 3] [--sizes 1,4,16] [--precision bf16] [--compile] [--out table.md]
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import platform
 import sys
 import time
 from datetime import date
+
+from machine import machine  # benchmarks/machine.py
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,34 +56,34 @@ def timed_steps(pack, steps: int) -> float:
     return elapsed * steps / (pack.step - start_step)  # in case an epoch is more than one step
 
 
-def packed(seeds: int, steps: int) -> float:
+def packed(seeds: int, steps: int, config: dict) -> float:
     """Seed-steps/s of one ``Pack`` of ``seeds`` seeds."""
     from trainables.pack import Pack
 
-    pack = Pack(dict(REFERENCE), list(range(seeds)), device=device())
+    pack = Pack(config, list(range(seeds)), device=device())
     pack.train_epoch()  # warm-up
     return seeds * steps / timed_steps(pack, steps)
 
 
-def one_seed(seed: int, steps: int, threads: int, barrier, rates) -> None:
+def one_seed(seed: int, steps: int, threads: int, barrier, rates, config: dict) -> None:
     """Child process: warm up a one-seed pack, wait for the others, time ``steps`` steps."""
     import torch
 
     torch.set_num_threads(threads)
     from trainables.pack import Pack
 
-    pack = Pack(dict(REFERENCE), [seed], device=device())
+    pack = Pack(config, [seed], device=device())
     pack.train_epoch()  # warm-up
     barrier.wait()
     rates[seed] = steps / timed_steps(pack, steps)
 
 
-def separate(seeds: int, steps: int) -> float:
+def separate(seeds: int, steps: int, config: dict) -> float:
     """Seed-steps/s summed over ``seeds`` concurrent processes of one seed each."""
     ctx = mp.get_context("spawn")
     barrier, rates = ctx.Barrier(seeds), ctx.Array("d", seeds)
     threads = max(1, (os.cpu_count() or 1) // seeds)
-    procs = [ctx.Process(target=one_seed, args=(s, steps, threads, barrier, rates)) for s in range(seeds)]
+    procs = [ctx.Process(target=one_seed, args=(s, steps, threads, barrier, rates, config)) for s in range(seeds)]
     for p in procs:
         p.start()
     while any(p.is_alive() for p in procs):
@@ -89,34 +95,36 @@ def separate(seeds: int, steps: int) -> float:
     return sum(rates)
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3, help="timed optimiser steps per measurement (after 1 warm-up)")
     parser.add_argument("--sizes", default="1,4,16", help="seeds per measurement, comma-separated")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], help="default: the device's (bf16 on CUDA, fp32 on CPU)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="default: the device's (on CUDA)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model's losses (compiled in the warm-up)")
+    parser.add_argument("--epoch-steps", type=int, default=1, help="optimiser steps per epoch (one host sync each)")
     parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args()
 
     import torch
 
-    where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{cpu_name()}, {os.cpu_count()} cores"
+    from trainables.pack import Speed, resolve_config
+
+    speed_keys = {"precision": args.precision, "channels_last": args.channels_last, "compile": args.compile or None}
+    config = {**REFERENCE, "n_train": REFERENCE["batch_size"] * args.epoch_steps, **speed_keys}
+    speed = Speed.for_device(resolve_config(config), torch.device(device()))
+    where = torch.cuda.get_device_name() if torch.cuda.is_available() else machine()
     rows = []
     for s in (int(x) for x in args.sizes.split(",")):
-        sep = separate(s, args.steps)
-        pk = packed(s, args.steps)
+        sep = separate(s, args.steps, config)
+        pk = packed(s, args.steps, config)
         rows.append(f"| packed, 1 process | {s} | {pk:.2f} | {pk / sep:.2f}x |")
         rows.append(f"| separate, {s} process{'es' if s > 1 else ''} x 1 seed | {s} | {sep:.2f} | 1.00x |")
         print(rows[-2], rows[-1], sep="\n", file=sys.stderr, flush=True)
     table = "\n".join([
         f"train throughput, {date.today()}, {where}; SPS reference (batch 32 x 20 frames, 32x32, "
-        f"rnn_width 256, z_dim 3), {args.steps} timed steps after 1 warm-up",
+        f"rnn_width 256, z_dim 3), {args.steps} timed steps after a warm-up epoch, {args.epoch_steps} step(s) per epoch; "
+        f"precision {speed.precision}, channels_last {speed.channels_last}, tf32 {speed.tf32}, compile {speed.compile}",
         "",
         "| setting | seeds | seed-steps/s | ratio to separate processes |",
         "|---|---|---|---|",

@@ -132,6 +132,7 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
             setattr(spec, key, value)
 
     from trainables.models import MODELS
+    from trainables.pack import RUN_ONLY
 
     if spec.model not in MODELS:
         fail("model", f"unknown model {spec.model!r}; known: {', '.join(sorted(MODELS))}")
@@ -164,6 +165,8 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
             fail(f"params.{key}", f"unknown search space {next(iter(value))!r}; use one of {', '.join(SPACES)}")
         if is_space(value):
             check_space(f"params.{key}", value, fail)
+            if key in RUN_ONLY:
+                fail(f"params.{key}", "says how to run, not what to train (it is not in config_id), so it cannot be swept")
     spec.params = dict(params)
     if spec.searcher == "optuna" and any("grid" in v for v in spec.swept().values()):
         fail("searcher", "optuna cannot search a grid space; use choice, or searcher: grid")

@@ -55,6 +55,7 @@ def test_good_spec_loads_typed(tmp_path):
         ({"scheduler": {"grace_period": 10}}, "scheduler.grace_period", "epochs=4"),
         ({"data": {"n_train": -1}}, "data.n_train", "positive"),
         ({"name": ""}, "name", "required"),
+        ({"params": {"precision": {"grid": ["fp32", "bf16"]}}}, "params.precision", "cannot be swept"),
     ],
 )
 def test_bad_spec_names_file_and_field(tmp_path, change, field, words):

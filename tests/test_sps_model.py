@@ -130,6 +130,20 @@ def test_channels_last_gives_the_same_losses():
     assert torch.allclose(model.losses(x, rand)["total"], ref, rtol=1e-5)
 
 
+@pytest.mark.parametrize("extra", [{}, {"deterministic": True}])
+def test_bf16_autocast_keeps_losses_fp32_and_close(extra):
+    cfg = SPSConfig(**{**TINY, **extra})
+    model = SPS(cfg, gens(), 16)
+    x, rand = make_batch(cfg, model, SEEDS, step=20000)
+    ref = model.losses(x, rand)
+    with torch.autocast("cpu", torch.bfloat16):
+        terms = model.losses(x, rand)
+    for k in ref:
+        assert terms[k].dtype == torch.float32, k  # reduced in fp32
+        assert torch.allclose(terms[k], ref[k], rtol=2e-2), k  # bf16 convs and matmuls: ~1e-2
+    assert not torch.equal(terms["total"], ref["total"])  # and they did run in bf16
+
+
 def test_measure_shapes_and_open_loop_prediction():
     cfg = SPSConfig(**TINY)
     model = SPS(cfg, gens(), 16)

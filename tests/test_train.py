@@ -124,6 +124,8 @@ def test_restored_trial_matches_uninterrupted(sweep):
         assert x.data.metrics.keys() == y.data.metrics.keys()
         for key, value in x.data.metrics.items():
             assert value == pytest.approx(y.data.metrics[key], rel=1e-5, abs=1e-7, nan_ok=True), key
+            steps = sorted(m.step for m in client.get_metric_history(y.info.run_id, key))
+            assert steps == list(range(1, EPOCHS + 1)), key  # no step doubled by the restart, none missing
     # the runs the checkpoint carried are the runs MLflow holds
     with crashed.checkpoint.as_directory() as folder:
         meta = json.loads(open(f"{folder}/meta.json").read())

@@ -7,6 +7,14 @@ zeroed before the step, so its parameters keep their last finite values) and mar
 ``diverged`` while the others go on. Each seed draws its init, batch order and noise from its
 own ``torch.Generator``, so a seed gives the same numbers packed as alone. The training loop
 makes no host sync per step: the finite check stays on the device until an epoch ends.
+
+Speed settings (``Speed``, from the run-only config keys ``precision``, ``channels_last``, ``tf32``
+and ``compile``; None = the device's default) change how a pack computes, not what it trains, so
+they are not part of ``config_id``: bf16 and TF32 change the numbers within their rounding (per-seed
+losses and metrics within a few percent of fp32 over short runs), channels_last and compile only by
+float rounding. Defaults: on CUDA bf16 autocast + channels_last + TF32 + cuDNN autotuning (and the
+fused Adam); on CPU fp32. ``precision: fp32`` gives the reference path on a GPU; ``compile`` is off
+unless asked for.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
@@ -33,8 +41,15 @@ COMMON = {
     "data_seed": 0,  # training set seed; the validation set uses trainables.data.val_seed(data_seed)
     "success": {"metric": "linear_proj_mse", "below": 0.2},  # lab notes 10/21: linear proj MSE < 0.2 "means kinda good"
     "device": None,  # run-only: None = cuda if available, else cpu
+    # run-only speed settings (see Speed); None = the device's default
+    "precision": None,  # "fp32" | "bf16" (autocast); None: bf16 on CUDA, fp32 on CPU
+    "channels_last": None,  # NHWC convolutions; None: on CUDA
+    "tf32": None,  # TF32 matmuls and convs (CUDA only); None: on with bf16
+    "compile": None,  # torch.compile the model's losses; None: off
 }
-NOT_IN_ID = ("device", "success")  # config_id names what is trained, not where or how it is judged
+PRECISIONS = ("fp32", "bf16")
+RUN_ONLY = ("device", "precision", "channels_last", "tf32", "compile")  # where and how fast, not what
+NOT_IN_ID = (*RUN_ONLY, "success")  # config_id names what is trained, not where, how fast or how it is judged
 METRICS = ("linear_proj_mse", "linear_proj_r2", "recon_mse", "pred_mse", "psnr")
 
 
@@ -62,6 +77,11 @@ def resolve_config(config: dict) -> dict:
     out["success"] = check_success(out["success"])
     if out["device"] is not None and not isinstance(out["device"], str):
         raise ValueError(f"config key 'device' must be a string or None, got {out['device']!r}")
+    if out["precision"] is not None and out["precision"] not in PRECISIONS:
+        raise ValueError(f"config key 'precision' must be one of {', '.join(PRECISIONS)} or None (by device), got {out['precision']!r}")
+    for key in ("channels_last", "tf32", "compile"):
+        if out[key] is not None and not isinstance(out[key], bool):
+            raise ValueError(f"config key '{key}' must be true, false or None (by device), got {out[key]!r}")
     if out["n_train"] < cfg.batch_size:
         raise ValueError(f"config key 'n_train' ({out['n_train']}) must be at least 'batch_size' ({cfg.batch_size})")
     if getattr(cfg, "use_rnn", False) and out["frames"] <= cfg.rnn_min_context:
@@ -87,10 +107,27 @@ def succeeded(result: dict, rule: dict) -> bool:
 
 
 def config_id(config: dict) -> str:
-    """Stable short hash of the resolved config, without run-only keys (device) and the success rule."""
+    """Stable short hash of the resolved config, without run-only keys (device, speed) and the success rule."""
     resolved = resolve_config(config)
     payload = json.dumps({k: v for k, v in resolved.items() if k not in NOT_IN_ID}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class Speed:
+    """How a pack computes (see the module docstring); ``for_device`` fills the config's None keys."""
+
+    precision: str = "fp32"  # "bf16": autocast around forward + loss; parameters, grads, Adam state, loss sums fp32
+    channels_last: bool = False  # convolutions on NHWC activations
+    tf32: bool = False  # CUDA: TF32 tensor cores for the fp32 matmuls and convs
+    compile: bool = False  # torch.compile of the model's losses (forward and backward)
+
+    @classmethod
+    def for_device(cls, config: dict, device: torch.device) -> Speed:
+        cuda = device.type == "cuda"
+        precision = config["precision"] or ("bf16" if cuda else "fp32")
+        given = lambda key, default: default if config[key] is None else config[key]  # noqa: E731
+        return cls(precision, given("channels_last", cuda), given("tf32", cuda and precision == "bf16"), given("compile", False))
 
 
 class Pack:
@@ -111,6 +148,9 @@ class Pack:
         self.val_x = val_x.to(self.device, torch.float32)
         self.val_y = np.asarray(val_y, np.float32)
         self.model = model_cls(self.cfg, self.gens, train_x.shape[-1]).to(self.device)
+        self.speed = Speed.for_device(self.config, self.device)
+        self.model.channels_last = self.speed.channels_last
+        self._losses = torch.compile(self.model.losses) if self.speed.compile else self.model.losses
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, fused=self.device.type == "cuda")
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=self.cfg.lr_decay)
         self.alive = torch.ones(len(self.seeds), dtype=torch.bool, device=self.device)
@@ -135,7 +175,8 @@ class Pack:
         """One epoch (len(train) // batch_size steps, each seed its own shuffled order); per seed
         the mean of each loss term over the epoch."""
         B, n = self.cfg.batch_size, len(self.train_x)
-        order = torch.stack([torch.randperm(n, generator=g) for g in self.gens]).to(self.device)
+        order = self._to_device(torch.stack([torch.randperm(n, generator=g) for g in self.gens]))
+        self._set_cuda_flags()
         sums: dict[str, torch.Tensor] = {}
         steps = n // B
         for i in range(steps):
@@ -149,7 +190,8 @@ class Pack:
     def _step(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.train_x[idx]  # [S, B, T, 3, H, W], each seed its own batch
         rand = self._draw(x.shape[1], x.shape[2])
-        terms = self.model.losses(x, rand)
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.speed.precision == "bf16"):
+            terms = self._losses(x, rand)  # fp32 terms (the model reduces its losses in fp32)
         self.optimizer.zero_grad(set_to_none=True)
         terms["total"].sum().backward()
         self._guard_and_clip(terms["total"].detach())
@@ -161,11 +203,18 @@ class Pack:
     def _draw(self, batch: int, frames: int) -> dict[str, torch.Tensor]:
         """Each seed's random numbers from its own generator (outside the packed computation), stacked."""
         draws = [self.model.draw(g, batch, frames, self.step) for g in self.gens]
-        out = {}
-        for k in draws[0]:
-            t = torch.stack([d[k] for d in draws])
-            out[k] = t.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else t
-        return out
+        return {k: self._to_device(torch.stack([d[k] for d in draws])) for k in draws[0]}
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """A fresh CPU tensor to the device without a host sync (pinned, asynchronous on CUDA)."""
+        return t.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else t
+
+    def _set_cuda_flags(self) -> None:
+        """This pack's CUDA math before its work (the flags are process-wide, so set each epoch and
+        evaluation): TF32 as ``speed.tf32``, cuDNN autotuning (the shapes never change)."""
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.speed.tf32
+            torch.backends.cudnn.benchmark = True
 
     def _guard_and_clip(self, total: torch.Tensor) -> None:
         """Per seed: freeze it for good if its loss or gradient is not finite, else clip its gradient norm."""
@@ -190,6 +239,7 @@ class Pack:
         if self._val_cache and self._val_cache[0] == self.step:
             return self._val_cache[1]
         S, chunk = len(self.seeds), self.cfg.batch_size
+        self._set_cuda_flags()  # evaluation itself runs without autocast: metrics from fp32 activations
         parts = [
             self.model.measure(self.val_x[i : i + chunk].unsqueeze(0).expand(S, -1, -1, -1, -1, -1))  # same data for every seed
             for i in range(0, len(self.val_x), chunk)
@@ -258,8 +308,8 @@ class Pack:
         }
 
     def load_state_dict(self, d: dict) -> None:
-        ours = {k: v for k, v in self.config.items() if k != "device"}
-        theirs = {k: v for k, v in resolve_config(d["config"]).items() if k != "device"}
+        ours = {k: v for k, v in self.config.items() if k not in RUN_ONLY}  # a run may resume at another speed
+        theirs = {k: v for k, v in resolve_config(d["config"]).items() if k not in RUN_ONLY}
         if ours != theirs or list(d["seeds"]) != self.seeds:
             raise ValueError("state_dict is of another configuration or seed list")
         self.model.load_state_dict(d["model"])

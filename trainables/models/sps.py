@@ -12,6 +12,10 @@ channels (``groups=S``), linear layers are batched matmuls, the RNN cell is writ
 looped over time. Activations are [N, S*C, H, W] in the conv stacks and [S, N, F] elsewhere.
 Nothing mixes seeds, and every random number is drawn per seed (``draw``) from that seed's own
 generator, so a seed gives the same numbers packed with others as alone.
+
+Mixed precision: under ``torch.autocast`` (bf16) the convolutions and matmuls run in bf16, while
+the RNN state and every loss term are kept and reduced in fp32 (``.float()`` before each loss
+formula; a no-op in fp32).
 """
 
 from __future__ import annotations
@@ -308,7 +312,7 @@ class SPS(nn.Module):
         t >= rnn_min_context the RNN's own previous prediction replaces z where ``use_pred``
         [S, M, T-1] (bool) is set; ``None`` = open loop from rnn_min_context on."""
         S, M, T, _ = z.shape
-        h = z.new_zeros(S, M, self.cfg.rnn_width)
+        h = torch.zeros(S, M, self.cfg.rnn_width, device=z.device)  # fp32 state, also under autocast
         outs = []
         for t in range(T - 1):
             inp = z[:, :, t]
@@ -377,11 +381,12 @@ class SPS(nn.Module):
             z = mu
         else:
             z = mu + rand["eps"].reshape(S, B * T, -1) * torch.exp(0.5 * logvar)
-            terms["kl"] = cfg.beta * -0.5 * (1 + logvar - mu**2 - logvar.exp()).sum((1, 2)) / B
+            mu32, logvar32 = mu.float(), logvar.float()
+            terms["kl"] = cfg.beta * -0.5 * (1 + logvar32 - mu32**2 - logvar32.exp()).sum((1, 2)) / B
         to_decode = [z]  # every latent whose image is scored, decoded in one pass
         if cfg.use_rnn:
             zs = z.reshape(S, B, T, -1)
-            pred = self.branches(zs, rand)
+            pred = self.branches(zs, rand).float()  # z losses in fp32
             p_id, p_sym, z_next = pred[:, 0], pred[:, 1:], zs[:, :, 1:]
             if cfg.z_loss_weight:
                 terms["z_pred"] = cfg.z_loss_weight * sq(p_id - z_next) / B
@@ -389,7 +394,7 @@ class SPS(nn.Module):
                 consistency = sq(p_sym - p_id.unsqueeze(1)) + sq(p_sym - z_next.unsqueeze(1))
                 terms["sym_z"] = cfg.symmetry_loss_weight * consistency / (cfg.k * B)
             to_decode.append(pred.reshape(S, -1, pred.shape[-1]))
-        logits = self.decode(torch.cat(to_decode, 1))
+        logits = self.decode(torch.cat(to_decode, 1)).float()  # pixel losses in fp32
         terms["recon"] = self.per_seed(self.pixel_loss(logits[: B * T], xf)) / B
         if cfg.use_rnn:
             target = xf.unflatten(0, (B, T))[:, 1:]  # next frames [B, T-1, S*3, H, W]
