@@ -242,7 +242,7 @@ class Progress(tune.Callback):
 
         last = trial.last_result or {}
         if status == "failed" or last.get("epoch", 0) < self.spec.epochs:
-            mark_trial(self.tracking_uri, trial.trial_id, status)  # touches only seed runs still running
+            mark_trial(self.tracking_uri, trial.trial_id, status, experiment=self.spec.name)  # touches only seed runs still running
         self.done[trial.trial_id] = int(last.get("n_success", 0))
         print(f"[{self.spec.name}] trials done {len(self.done)}/{len(trials)}; seeds succeeded so far "
               f"{sum(self.done.values())}/{len(self.done) * self.spec.seeds}", flush=True)

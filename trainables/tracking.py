@@ -304,12 +304,17 @@ def traversal_grid(decode: Callable[[np.ndarray], np.ndarray], center: np.ndarra
     return Path(path)
 
 
-def mark_trial(tracking_uri: str, trial_id: str, status: str = "pruned") -> int:
-    """Give the seed runs of ``trial_id`` still ``running`` the status ``status`` (``pruned`` when
-    ASHA stopped the trial, ``failed`` when it errored) and terminate them (KILLED / FAILED), with
-    their parent. Returns the number of seed runs changed. For the sweep runner's callback."""
+def mark_trial(tracking_uri: str, trial_id: str, status: str = "pruned", experiment: str | None = None) -> int:
+    """Give the seed runs of ``trial_id`` (in that MLflow experiment, or in any) still ``running``
+    the status ``status`` (``pruned`` when ASHA stopped the trial, ``failed`` when it errored) and
+    terminate them (KILLED / FAILED), with their parent. Returns the number of seed runs changed.
+    For the sweep runner's callback."""
     client = open_client(tracking_uri)
-    experiments = [e.experiment_id for e in retry(client.search_experiments)]
+    if experiment is not None:
+        found = retry(client.get_experiment_by_name, experiment)
+        experiments = [found.experiment_id] if found else []
+    else:
+        experiments = [e.experiment_id for e in retry(client.search_experiments)]
     if not experiments:
         return 0
     query = f"tags.trial_id = {quote(trial_id)}"
