@@ -17,12 +17,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
-
-from machine import machine  # benchmarks/machine.py
 from pathlib import Path
 
 import numpy as np
+
+from table import emit  # benchmarks/table.py
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -102,18 +101,9 @@ def main() -> None:
     fresh = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "benchmarks", capture_output=True, text=True, check=True)
     cold = float(fresh.stdout.split()[-1])
     times, runs = zip(*(load_and_table(uri) for _ in range(args.repeats)))
-    table = "\n".join([
-        f"analysis load, {date.today()}, {machine()}; MLflow SQLite store, "
-        f"{args.configs} configurations x {args.seeds} seeds",
-        "",
-        "| seed runs | load_runs + success_table, best of " + f"{args.repeats} (s) | fresh process incl. imports (s) | runs/s |",
-        "|---|---|---|---|",
-        f"| {runs[0]:,} | {min(times):.2f} | {cold:.2f} | {runs[0] / min(times):,.0f} |",
-    ])  # fmt: skip
-    print(table)
-    if args.out:
-        Path(args.out).write_text(table + "\n")
-
+    emit(f"analysis load; MLflow SQLite store, {args.configs} configurations x {args.seeds} seeds",
+         ["seed runs", f"load_runs + success_table, best of {args.repeats} (s)", "fresh process incl. imports (s)", "runs/s"],
+         [f"| {runs[0]:,} | {min(times):.2f} | {cold:.2f} | {runs[0] / min(times):,.0f} |"], args.out)
 
 if __name__ == "__main__":
     main()

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import date
-
-from machine import machine  # benchmarks/machine.py
 
 import gymnasium as gym
 import numpy as np
 
 import envs
+from table import emit  # benchmarks/table.py
 
 
 def batch_fps(env_id: str, n: int, frames: int, repeats: int) -> float:
@@ -55,20 +53,8 @@ def main() -> None:
         batch = batch_fps(env_id, args.n, args.frames, args.repeats)
         loop = loop_fps(env_id, args.loop_n, args.frames)
         rows.append(f"| {name} | {batch:,.0f} | {loop:,.0f} | {batch / loop:.0f}x |")
-    table = "\n".join(
-        [
-            f"envs throughput, {date.today()}, {machine()}; 32x32 frames, {args.frames}-frame sequences",
-            "",
-            "| env | envs.generate frames/s | env.step loop frames/s | ratio |",
-            "|---|---|---|---|",
-            *rows,
-        ]
-    )
-    print(table)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(table + "\n")
-
+    emit(f"envs throughput; 32x32 frames, {args.frames}-frame sequences",
+         ["env", "envs.generate frames/s", "env.step loop frames/s", "ratio"], rows, args.out)
 
 if __name__ == "__main__":
     main()

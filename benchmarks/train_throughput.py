@@ -22,10 +22,9 @@ import multiprocessing as mp
 import os
 import sys
 import time
-from datetime import date
-
-from machine import machine  # benchmarks/machine.py
 from pathlib import Path
+
+from table import emit, machine  # benchmarks/table.py
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -121,19 +120,10 @@ def main() -> None:
         rows.append(f"| packed, 1 process | {s} | {pk:.2f} | {pk / sep:.2f}x |")
         rows.append(f"| separate, {s} process{'es' if s > 1 else ''} x 1 seed | {s} | {sep:.2f} | 1.00x |")
         print(rows[-2], rows[-1], sep="\n", file=sys.stderr, flush=True)
-    table = "\n".join([
-        f"train throughput, {date.today()}, {where}; SPS reference (batch 32 x 20 frames, 32x32, "
-        f"rnn_width 256, z_dim 3), {args.steps} timed steps after a warm-up epoch, {args.epoch_steps} step(s) per epoch; "
-        f"precision {speed.precision}, channels_last {speed.channels_last}, tf32 {speed.tf32}, compile {speed.compile}",
-        "",
-        "| setting | seeds | seed-steps/s | ratio to separate processes |",
-        "|---|---|---|---|",
-        *rows,
-    ])  # fmt: skip
-    print(table)
-    if args.out:
-        Path(args.out).write_text(table + "\n")
-
+    emit("train throughput; SPS reference (batch 32 x 20 frames, 32x32, rnn_width 256, z_dim 3), "
+         f"{args.steps} timed steps after a warm-up epoch, {args.epoch_steps} step(s) per epoch; "
+         f"precision {speed.precision}, channels_last {speed.channels_last}, tf32 {speed.tf32}, compile {speed.compile}",
+         ["setting", "seeds", "seed-steps/s", "ratio to separate processes"], rows, args.out, where)
 
 if __name__ == "__main__":
     main()
