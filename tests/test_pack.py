@@ -116,6 +116,19 @@ def test_fit_and_baselines():
     assert set(ae.train_epoch()) == {"recon", "pred", "z_pred", "total"}
 
 
+@pytest.mark.parametrize("z_dim, target, symmetry", [(3, "relative", "T3R2"), (6, "both", "none")])
+def test_two_bodies_train_against_relative_or_both_positions(z_dim, target, symmetry):
+    config = {**TINY, "env": "two_body", "z_dim": z_dim, "projection_target": target, "symmetry": symmetry}
+    pack = Pack(config, [0, 1], device="cpu")
+    assert pack.val_y.shape[-1] == z_dim  # r1 - r2 (3), or r1 and r2 (6)
+    first = pack.train_epoch()["total"]
+    pack.train_epoch()
+    last = pack.train_epoch()["total"]
+    assert all(b < a for a, b in zip(first, last))
+    for result in pack.evaluate():
+        assert result["status"] == "running" and 0 < result["linear_proj_mse"] < 5 and math.isfinite(result["pred_mse"])
+
+
 def test_unknown_config_key_is_rejected_by_name():
     with pytest.raises(ValueError, match="'rnn_widht'"):
         resolve_config({**TINY, "rnn_widht": 16})
