@@ -21,7 +21,8 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=run_command)
 
 
-def run_command(args: argparse.Namespace) -> None:
+def run_command(args: argparse.Namespace) -> int:
+    """Run the spec; 1 when the sweep stopped before its end (interrupted or failed trials)."""
     from analysis.cli import print_success_table
     from sweeps import runner, spec as specs
 
@@ -30,15 +31,22 @@ def run_command(args: argparse.Namespace) -> None:
         spec.name = args.name
     print(runner.plan(spec))
     if args.dry_run:
-        return
+        return 0
+    status = 0
     try:
         summary = runner.run(spec, address=args.address, tracking_uri=args.tracking_uri,
                              storage=args.storage, resume=args.resume)
-        print(f"sweep {spec.name!r} finished: {summary['trials']} trials in {summary['seconds']} s"
-              + (f", {summary['errors']} with errors" if summary["errors"] else ""))
+        if summary["complete"]:
+            print(f"sweep {spec.name!r} finished: {summary['trials']} trials in {summary['seconds']} s")
+        else:
+            failed = f"{summary['errors']} of {summary['trials']} trials failed" if summary["errors"] else "interrupted"
+            print(f"sweep {spec.name!r} did not finish ({failed}); continue it with: "
+                  f"seedsweep run {args.spec}{' --name ' + spec.name if args.name else ''} --resume", file=sys.stderr)
+            status = 1
     except runner.AlreadyDone as done:
         print(done)
     print_success_table(args.tracking_uri or runner.Where.default().tracking_uri, spec.name)
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,11 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     envs_cli.add_commands(sub)
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        return args.func(args) or 0
     except (ValueError, TypeError, RuntimeError) as err:
         print(f"seedsweep: error: {err}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

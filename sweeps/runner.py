@@ -18,6 +18,7 @@ from typing import Any
 from ray import tune
 
 from sweeps.spec import SweepSpec
+from trainables.tracking import sweep_progress
 
 DONE = "seedsweep_done.json"  # written beside the Tune results when a sweep has finished
 
@@ -69,12 +70,17 @@ def param_space(spec: SweepSpec, where: Where) -> dict[str, Any]:
     }
 
 
-def plan(spec: SweepSpec) -> str:
-    """A human-readable plan: configurations, seeds and resources, without training."""
-    grid = 1
+def grid_points(spec: SweepSpec) -> int:
+    points = 1
     for space in spec.swept().values():
         if "grid" in space:
-            grid *= len(space["grid"])
+            points *= len(space["grid"])
+    return points
+
+
+def plan(spec: SweepSpec) -> str:
+    """A human-readable plan: configurations, seeds and resources, without training."""
+    grid = grid_points(spec)
     configs = grid * spec.num_samples
     lines = [
         f"sweep {spec.name!r} ({spec.path}): model {spec.model} on {spec.env}",
@@ -120,8 +126,8 @@ def make_tuner(spec: SweepSpec, where: Where, resume: bool = False) -> tune.Tune
     from trainables.train import train
 
     trainable = tune.with_resources(train, {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]})
-    run_dir = Path(where.storage) / spec.name if "://" not in where.storage else None
-    callbacks = [Progress(spec, where.tracking_uri)]
+    # Optuna's study beside the results (a local folder; with a URI storage, in ./NAME-optuna.db's folder here)
+    run_dir = Path(where.storage) / spec.name if "://" not in where.storage else Path(".")
     if resume:
         return tune.Tuner.restore(os.path.join(where.storage, spec.name), trainable=trainable,
                                   resume_unfinished=True, resume_errored=True)
@@ -136,7 +142,7 @@ def make_tuner(spec: SweepSpec, where: Where, resume: bool = False) -> tune.Tune
         trainable,
         param_space=param_space(spec, where),
         tune_config=tune.TuneConfig(
-            metric=metric, mode=mode, scheduler=scheduler, search_alg=make_searcher(spec, run_dir or Path(".")),
+            metric=metric, mode=mode, scheduler=scheduler, search_alg=make_searcher(spec, run_dir),
             num_samples=spec.num_samples, max_concurrent_trials=spec.max_concurrent or None,
         ),
         run_config=tune.RunConfig(
@@ -144,7 +150,7 @@ def make_tuner(spec: SweepSpec, where: Where, resume: bool = False) -> tune.Tune
             storage_path=where.storage,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=callbacks,
+            callbacks=[Progress(spec, where.tracking_uri)],  # restored with the experiment on resume
             verbose=0,
         ),
     )
@@ -163,15 +169,19 @@ def run(
     import ray
 
     where = Where.default(storage, tracking_uri)
-    run_dir = Path(where.storage) / spec.name
-    if "://" not in where.storage and (run_dir / DONE).exists():
-        raise AlreadyDone(spec.name, json.loads((run_dir / DONE).read_text()))
-    exists = tune.Tuner.can_restore(str(run_dir)) if "://" not in where.storage else False
+    run_dir = f"{where.storage.rstrip('/')}/{spec.name}"  # a local path or a URI (s3://, gs://, ...)
+    done = read_done(run_dir)
+    if done is not None:
+        raise AlreadyDone(spec.name, done)
+    exists = tune.Tuner.can_restore(run_dir)
     if exists and not resume:
         raise RuntimeError(f"sweep {spec.name!r} was started before and did not finish ({run_dir}); "
                            "continue it with --resume, or pick another --name")
     if resume and not exists:
         raise RuntimeError(f"nothing to resume: no sweep {spec.name!r} under {where.storage}")
+    if not exists and sweep_progress(where.tracking_uri, spec.name)[0]:
+        raise RuntimeError(f"MLflow ({where.tracking_uri}) already holds runs of sweep {spec.name!r}, but "
+                           f"{run_dir} has no Tune results to continue; pick another --name (or --storage)")
 
     # One MLflow experiment per sweep, with artifacts beside the store unless the server says otherwise.
     mlflow.set_tracking_uri(where.tracking_uri)
@@ -185,19 +195,42 @@ def run(
         else:
             ray.init(include_dashboard=False, log_to_driver=False)
     start = time.time()
-    tuner = make_tuner(spec, where, resume=resume)
-    results = tuner.fit()
+    results = make_tuner(spec, where, resume=resume).fit()
     errors = [str(r.error) for r in results if r.error]
+    # Complete: every configuration was begun and none of its seeds is still running, by MLflow's
+    # account (after Ctrl-C, Tune returns normally with trials left to --resume).
+    begun, running = sweep_progress(where.tracking_uri, spec.name)
+    complete = begun == grid_points(spec) * spec.num_samples and running == 0
     summary = {
         "name": spec.name,
         "trials": len(results),
         "errors": len(errors),
+        "complete": complete,
         "seconds": round(time.time() - start, 1),
         "tracking_uri": where.tracking_uri,
     }
-    if not errors and "://" not in where.storage:
-        (run_dir / DONE).write_text(json.dumps(summary))
+    if complete and not errors:
+        write_done(run_dir, summary)
     return summary
+
+
+def read_done(run_dir: str) -> dict | None:
+    """The summary a finished sweep left in its results folder (local or a URI), or ``None``."""
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(f"{run_dir}/{DONE}")
+    if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(path) as f:
+        return json.loads(f.read())
+
+
+def write_done(run_dir: str, summary: dict) -> None:
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(f"{run_dir}/{DONE}")
+    with fs.open_output_stream(path) as f:
+        f.write(json.dumps(summary).encode())
 
 
 class AlreadyDone(RuntimeError):

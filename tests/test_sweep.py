@@ -88,6 +88,9 @@ def test_sweep_end_to_end(tmp_path):
     again = seedsweep(tmp_path, "run", spec).stdout
     assert "already finished" in again and "wilson" in again.lower()
     assert len(runs(tmp_path, "tiny", "seed")) == 6  # nothing redone
+    # the Tune results gone but the MLflow runs kept: refused, rather than doubling every seed
+    lost = seedsweep(tmp_path, "run", spec, "--storage", str(tmp_path / "elsewhere"), check=False)
+    assert lost.returncode == 2 and "already holds runs of sweep 'tiny'" in lost.stderr
 
 
 def test_asha_stops_a_clearly_worse_configuration(tmp_path):
@@ -137,6 +140,25 @@ def test_killed_driver_resumes_each_seed_exactly_once(tmp_path):
         assert r.data.tags["status"] == "finished"
         for metric in ("linear_proj_mse", "train/total"):
             assert history_steps(tmp_path, r.info.run_id, metric) == [1, 2, 3, 4, 5, 6]
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
+    spec = write_spec(tmp_path, name="ctrlc", epochs=5, seeds=1, max_concurrent=1, data={**TINY["data"], "n_train": 256})
+    env = {**os.environ, "SEEDSWEEP_CACHE": str(tmp_path / "cache")}
+    driver = subprocess.Popen([str(BIN / "seedsweep"), "run", spec], cwd=tmp_path, env=env, start_new_session=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 240
+    while time.time() < deadline and not list((tmp_path / "ray_results" / "ctrlc").glob("*/checkpoint_*")):
+        assert driver.poll() is None, "the sweep ended before Ctrl-C"
+        time.sleep(0.2)
+    os.killpg(driver.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends to the foreground group
+    out, err = driver.communicate(timeout=120)
+    assert driver.returncode == 1 and "did not finish (interrupted)" in err and "--resume" in err, (out, err)
+    assert "already finished" not in seedsweep(tmp_path, "run", spec, check=False).stdout
+    assert "sweep 'ctrlc' finished: 2 trials" in seedsweep(tmp_path, "run", spec, "--resume").stdout
+    seeds = runs(tmp_path, "ctrlc", "seed")
+    assert len(seeds) == 2 and all(history_steps(tmp_path, r.info.run_id, "train/total") == [1, 2, 3, 4, 5] for r in seeds)
+    assert "already finished" in seedsweep(tmp_path, "run", spec).stdout
 
 
 def free_port() -> int:

@@ -304,6 +304,24 @@ def traversal_grid(decode: Callable[[np.ndarray], np.ndarray], center: np.ndarra
     return Path(path)
 
 
+def sweep_progress(tracking_uri: str, experiment: str) -> tuple[int, int]:
+    """(configurations begun, seed runs still ``running``) of a sweep's MLflow experiment."""
+    client = open_client(tracking_uri)
+    found = retry(client.get_experiment_by_name, experiment)
+    if found is None:
+        return 0, 0
+
+    def count(query: str) -> int:
+        n, token = 0, None
+        while True:
+            page = retry(client.search_runs, [found.experiment_id], query, max_results=1000, page_token=token)
+            n, token = n + len(page), page.token
+            if not token:
+                return n
+
+    return count(f"tags.`{KIND}` = 'config'"), count(f"tags.`{KIND}` = 'seed' AND tags.status = 'running'")
+
+
 def mark_trial(tracking_uri: str, trial_id: str, status: str = "pruned", experiment: str | None = None) -> int:
     """Give the seed runs of ``trial_id`` (in that MLflow experiment, or in any) still ``running``
     the status ``status`` (``pruned`` when ASHA stopped the trial, ``failed`` when it errored) and
