@@ -195,6 +195,7 @@ def run(
         else:
             ray.init(include_dashboard=False, log_to_driver=False)
     start = time.time()
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables; Progress prints instead
     results = make_tuner(spec, where, resume=resume).fit()
     errors = [str(r.error) for r in results if r.error]
     # Complete: every configuration was begun and none of its seeds is still running, by MLflow's
