@@ -206,3 +206,39 @@ def test_optuna_search_keeps_its_study_beside_the_results(tmp_path):
     study = optuna.load_study(study_name="tpe", storage=f"sqlite:///{tmp_path / 'ray_results' / 'tpe' / 'optuna.db'}")
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 3 and {t.params["lr"] for t in done} == lrs
+
+
+def test_sweep_against_an_mlflow_server(tmp_path):
+    """As on a cluster: runs and artifacts go through `mlflow server` (SQL backend, proxied artifacts)."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, "mlflow server did not start"
+                time.sleep(0.5)
+        spec = write_spec(tmp_path, name="served", seeds=2, epochs=2)
+        out = seedsweep(tmp_path, "run", spec, "--tracking-uri", uri).stdout
+        assert "sweep 'served' finished: 2 trials" in out and "wilson" in out.lower()
+        assert not (tmp_path / "mlruns.db").exists()  # nothing went to the local default store
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name("served")
+        seeds = client.search_runs([experiment.experiment_id], "tags.`seedsweep.kind` = 'seed'")
+        assert len(seeds) == 4 and {r.data.tags["status"] for r in seeds} == {"finished"}
+        assert {a.path for a in client.list_artifacts(seeds[0].info.run_id)} >= {"latent_vs_position.png", "decoder_traversal.png"}
+        assert list((tmp_path / "server-artifacts").rglob("latent_vs_position.png"))  # stored by the server
+        analyzed = seedsweep(tmp_path, "analyze", "served", "--tracking-uri", uri).stdout
+        assert "report: reports/served/report.html" in analyzed
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
