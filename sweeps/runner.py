@@ -194,6 +194,7 @@ def run(
             ray.init(address=address, log_to_driver=False)
         else:
             ray.init(include_dashboard=False, log_to_driver=False)
+    check_resources(spec, ray.cluster_resources(), autoscaling=bool(address))
     start = time.time()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables; Progress prints instead
     results = make_tuner(spec, where, resume=resume).fit()
@@ -213,6 +214,19 @@ def run(
     if complete and not errors:
         write_done(run_dir, summary)
     return summary
+
+
+def check_resources(spec: SweepSpec, available: dict[str, float], autoscaling: bool = False) -> None:
+    """A trial that can never be placed would wait forever: say so before Tune starts. On a
+    cluster (which an autoscaler may grow) it is a warning; locally an error."""
+    for key, name in (("cpu", "CPU"), ("gpu", "GPU")):
+        want, have = spec.resources[key], available.get(name, 0)
+        if want > have:
+            message = (f"each trial asks for {want} {name} (resources.{key} in {spec.path}) "
+                       f"but the Ray cluster has {have:g}")
+            if not autoscaling:
+                raise RuntimeError(message)
+            print(f"warning: {message}; trials wait until nodes with {name}s join", flush=True)
 
 
 def read_done(run_dir: str) -> dict | None:

@@ -92,3 +92,15 @@ def test_shipped_specs_are_valid():
     for name in ("quickstart", "sps_ball", "sps_two_body"):
         spec = specs.load(f"sweeps/{name}.yaml")
         assert spec.seeds >= 8
+
+
+def test_resources_the_cluster_cannot_hold_are_refused_before_tune(tmp_path, capsys):
+    from sweeps.runner import check_resources
+
+    spec = specs.load(write(tmp_path, GOOD))  # 1 CPU and 0.25 GPU per trial
+    check_resources(spec, {"CPU": 2.0, "GPU": 1.0})
+    with pytest.raises(RuntimeError, match=r"0.25 GPU \(resources.gpu in .*spec.yaml\) but the Ray cluster has 0"):
+        check_resources(spec, {"CPU": 2.0})
+    check_resources(spec, {"CPU": 2.0}, autoscaling=True)  # a cluster may still grow: a warning
+    assert "trials wait until nodes with GPUs join" in capsys.readouterr().out
+
