@@ -17,6 +17,7 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlruns.db here)")
     run.add_argument("--storage", help="Tune results folder or URI (default: ./ray_results; shared on a cluster)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    run.add_argument("--dashboard", action="store_true", help="start Ray's dashboard with the local Ray (http://127.0.0.1:8265)")
     run.add_argument("--dry-run", action="store_true", help="print the configurations and resources, train nothing")
     run.set_defaults(func=run_command)
 
@@ -35,7 +36,7 @@ def run_command(args: argparse.Namespace) -> int:
     status = 0
     try:
         summary = runner.run(spec, address=args.address, tracking_uri=args.tracking_uri,
-                             storage=args.storage, resume=args.resume)
+                             storage=args.storage, resume=args.resume, dashboard=args.dashboard)
         if summary["complete"]:
             print(f"sweep {spec.name!r} finished: {summary['trials']} trials in {summary['seconds']} s")
         else:

@@ -162,6 +162,7 @@ def run(
     tracking_uri: str | None = None,
     storage: str | None = None,
     resume: bool = False,
+    dashboard: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) a sweep to the end; returns a summary. Raises ``RuntimeError`` if the sweep
     already finished or was interrupted and ``resume`` is not set."""
@@ -193,7 +194,12 @@ def run(
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(include_dashboard=False, log_to_driver=False)
+            try:
+                ray.init(include_dashboard=dashboard, log_to_driver=False)
+            except Exception as err:
+                if "missing packages" not in str(err):
+                    raise
+                raise RuntimeError("Ray's dashboard needs ray[default]: .venv/bin/pip install -e '.[dashboard]'") from None
     check_resources(spec, ray.cluster_resources(), autoscaling=bool(address))
     start = time.time()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables; Progress prints instead
