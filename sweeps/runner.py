@@ -8,6 +8,7 @@ Local by default (Ray started here, MLflow in ``./mlruns.db`` with artifacts in
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -20,6 +21,7 @@ from ray import tune
 from sweeps.spec import SweepSpec
 from trainables.tracking import sweep_progress
 
+MAX_LISTED = 50  # grid points listed one per line by the plan
 DONE = "seedsweep_done.json"  # written beside the Tune results when a sweep has finished
 
 
@@ -94,9 +96,16 @@ def plan(spec: SweepSpec) -> str:
         f"at most {spec.max_concurrent or 'as many as fit'} at once",
         f"  success: {spec.success['metric']} " + ("below " if "below" in spec.success else "above ")
         + str(spec.success.get("below", spec.success.get("above"))),
+        f"  seeds: {spec.seeds} per configuration (0..{spec.seeds - 1}, the same in every configuration)",
         f"  fixed: {spec.fixed() or '-'}",
         f"  swept: {spec.swept() or '-'}",
     ]
+    grids = {k: v["grid"] for k, v in spec.swept().items() if "grid" in v}
+    sampled = [k for k in spec.swept() if k not in grids]
+    points = list(itertools.product(*grids.values()))
+    if grids and len(points) <= MAX_LISTED:
+        lines.append("  grid points" + (f" (each with {spec.num_samples} samples of {', '.join(sampled)})" if sampled else "") + ":")
+        lines += [f"    {i + 1}. " + ", ".join(f"{k}={v}" for k, v in zip(grids, point)) for i, point in enumerate(points)]
     return "\n".join(lines)
 
 

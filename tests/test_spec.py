@@ -86,6 +86,7 @@ def test_dry_run_prints_the_plan(tmp_path, capsys):
     assert main(["run", str(write(tmp_path, GOOD)), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "configurations: 2" in out and "seed runs: 6" in out and "0.25 GPU" in out
+    assert "1. symmetry=none" in out and "2. symmetry=T2R2" in out and "samples of lr" in out
 
 
 def test_shipped_specs_are_valid():
