@@ -1,18 +1,21 @@
-"""Seed-steps per second: S seeds packed in one process against S processes of one seed each.
+"""Seed-steps per second: seeds packed in one process against one process per seed.
 
 One seed-step = one optimiser step of one seed on a batch of 32 sequences of 20 frames of 32 x 32
-RGB, SPS reference configuration (``rnn_width`` 256, ``z_dim`` 3). For each S in ``--sizes``, both
-settings run side by side in one invocation: a ``Pack`` of S seeds, and S processes (spawned) of a
-one-seed ``Pack`` each, which warm up, wait on a barrier, then time their own steps concurrently
-(their rates are summed). The separate processes get ``cores // S`` threads each (at least 1),
-as Ray gives each one-CPU trial; the pack gets all cores. CUDA is used when available.
+RGB, SPS reference configuration (``rnn_width`` 256, ``z_dim`` 3). In one invocation, side by side:
 
-``--precision`` / ``--compile`` / ``--channels-last`` set the pack's speed settings (default: the
-device's, see ``trainables.pack.Speed``), so fast and fp32 paths can be measured side by side.
-``--epoch-steps k`` makes an epoch k steps (n_train = 32 k): the pack syncs with the host once
-per epoch, which with the default 1 is once per step.
+- the baselines, as researchers run seeds today and as one-seed fractional-GPU trials would: for
+  each n in ``--separate``, n processes (spawned) of a one-seed ``Pack`` on the reference fp32
+  eager path, which warm up, wait on a barrier, then time their own steps concurrently (rates
+  summed; each gets ``cores // n`` threads, at least 1, as Ray gives each one-CPU trial);
+- for each S in ``--sizes``, one ``Pack`` of S seeds with the speed settings asked for (default:
+  the device's, see ``trainables.pack.Speed``): ``--precision``, ``--channels-last``,
+  ``--compile``, ``--conv-gemm``.
 
-    python benchmarks/train_throughput.py [--steps 3] [--sizes 1,4,16] [--precision bf16] [--compile] [--out table.md]
+Ratios are to the largest baseline (16 processes by default). ``--epoch-steps k`` makes an epoch
+k steps (n_train = 32 k): a pack syncs with the host once per epoch. CUDA is used when available.
+
+    python benchmarks/train_throughput.py [--steps 3] [--sizes 1,4,16] [--separate 1,16] [--precision bf16]
+        [--compile] [--conv-gemm] [--epoch-steps 16] [--out table.md]
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 # The SPS reference configuration; n_train = batch so that one epoch is one optimiser step.
 REFERENCE = {"model": "sps", "env": "ball", "n_train": 32, "n_val": 32, "frames": 20, "image_size": 32,
              "batch_size": 32, "rnn_width": 256, "z_dim": 3}  # fmt: skip
+EAGER_FP32 = {"precision": "fp32", "channels_last": False, "tf32": False, "compile": False, "conv_gemm": False}
 
 
 def device() -> str:
@@ -97,10 +101,12 @@ def separate(seeds: int, steps: int, config: dict) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3, help="timed optimiser steps per measurement (after 1 warm-up)")
-    parser.add_argument("--sizes", default="1,4,16", help="seeds per measurement, comma-separated")
+    parser.add_argument("--sizes", default="1,4,16", help="seeds per pack, comma-separated")
+    parser.add_argument("--separate", default="1,16", help="one-seed processes of the fp32 eager baselines, comma-separated")
     parser.add_argument("--precision", choices=["fp32", "bf16"], help="default: the device's (bf16 on CUDA, fp32 on CPU)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="default: the device's (on CUDA)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model's losses (compiled in the warm-up)")
+    parser.add_argument("--conv-gemm", action="store_true", help="convolutions as im2col + batched matmuls")
     parser.add_argument("--epoch-steps", type=int, default=1, help="optimiser steps per epoch (one host sync each)")
     parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args()
@@ -109,21 +115,25 @@ def main() -> None:
 
     from trainables.pack import Speed, resolve_config
 
-    speed_keys = {"precision": args.precision, "channels_last": args.channels_last, "compile": args.compile or None}
-    config = {**REFERENCE, "n_train": REFERENCE["batch_size"] * args.epoch_steps, **speed_keys}
+    base = {**REFERENCE, "n_train": REFERENCE["batch_size"] * args.epoch_steps}
+    speed_keys = {"precision": args.precision, "channels_last": args.channels_last, "compile": args.compile or None,
+                  "conv_gemm": args.conv_gemm or None}  # fmt: skip
+    config = {**base, **speed_keys}
     speed = Speed.for_device(resolve_config(config), torch.device(device()))
     where = torch.cuda.get_device_name() if torch.cuda.is_available() else machine()
-    rows = []
+    baselines = {n: separate(n, args.steps, {**base, **EAGER_FP32}) for n in (int(x) for x in args.separate.split(","))}
+    ref = max(baselines)
+    rows = [f"| separate, {n} process{'es' if n > 1 else ''} x 1 seed, fp32 eager | {n} | {rate:.2f} | {rate / baselines[ref]:.2f}x |"
+            for n, rate in baselines.items()]  # fmt: skip
     for s in (int(x) for x in args.sizes.split(",")):
-        sep = separate(s, args.steps, config)
-        pk = packed(s, args.steps, config)
-        rows.append(f"| packed, 1 process | {s} | {pk:.2f} | {pk / sep:.2f}x |")
-        rows.append(f"| separate, {s} process{'es' if s > 1 else ''} x 1 seed | {s} | {sep:.2f} | 1.00x |")
-        print(rows[-2], rows[-1], sep="\n", file=sys.stderr, flush=True)
+        rate = packed(s, args.steps, config)
+        rows.append(f"| packed, 1 process | {s} | {rate:.2f} | {rate / baselines[ref]:.2f}x |")
+        print(rows[-1], file=sys.stderr, flush=True)
     emit("train throughput; SPS reference (batch 32 x 20 frames, 32x32, rnn_width 256, z_dim 3), "
-         f"{args.steps} timed steps after a warm-up epoch, {args.epoch_steps} step(s) per epoch; "
-         f"precision {speed.precision}, channels_last {speed.channels_last}, tf32 {speed.tf32}, compile {speed.compile}",
-         ["setting", "seeds", "seed-steps/s", "ratio to separate processes"], rows, args.out, where)
+         f"{args.steps} timed steps after a warm-up epoch, {args.epoch_steps} step(s) per epoch; packs: "
+         f"precision {speed.precision}, channels_last {speed.channels_last}, tf32 {speed.tf32}, compile {speed.compile}, "
+         f"conv_gemm {speed.conv_gemm}",
+         ["setting", "seeds", "seed-steps/s", f"ratio to {ref} separate processes"], rows, args.out, where)
 
 if __name__ == "__main__":
     main()

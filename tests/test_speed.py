@@ -76,6 +76,12 @@ def test_channels_last_gives_the_same_numbers():
     assert_close(trained({**TINY, "channels_last": True}), trained({**TINY, "channels_last": False}), 1e-4, 1e-3)
 
 
+def test_conv_gemm_gives_the_same_numbers():
+    pack = Pack({**TINY, "conv_gemm": True}, [0], device="cpu")
+    assert pack.speed.conv_gemm and all(conv.gemm for conv in (*pack.model.encoder, *pack.model.decoder))
+    assert_close(trained({**TINY, "conv_gemm": True}), trained({**TINY, "conv_gemm": False}), 1e-4, 1e-3)
+
+
 def test_checkpoint_resumes_at_another_speed():
     first = Pack({**TINY, "precision": "fp32"}, [4, 9], device="cpu")
     first.train_epoch()

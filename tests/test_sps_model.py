@@ -67,6 +67,21 @@ def test_packed_conv_equals_plain_conv_per_seed(transpose):
         assert torch.allclose(y[:, 6 * s : 6 * (s + 1)], plain(x[:, 3 * s : 3 * (s + 1)]), atol=1e-5)
 
 
+@pytest.mark.parametrize("transpose", [False, True])
+def test_conv_as_batched_matmuls_equals_the_grouped_conv(transpose):
+    grouped = PackedConv(gens(), 3, 6, transpose=transpose)
+    gemm = PackedConv(gens(), 3, 6, transpose=transpose)
+    gemm.gemm = True
+    x = torch.randn(4, len(SEEDS) * 3, 8, 8, requires_grad=True)
+    y1, y2 = grouped(x), gemm(x)
+    assert y1.shape == y2.shape and torch.allclose(y1, y2, atol=1e-5)
+    g = torch.randn_like(y1)
+    grads1 = torch.autograd.grad(y1, (x, grouped.weight, grouped.bias), g)
+    grads2 = torch.autograd.grad(y2, (x, gemm.weight, gemm.bias), g)
+    for a, b in zip(grads1, grads2):  # input, weight and bias gradients
+        assert torch.allclose(a, b, atol=1e-4)
+
+
 def test_packed_linear_and_gru_equal_nn_per_seed():
     lin, cell = PackedLinear(gens(), 5, 7), PackedRNNCell(gens(), 3, 8, "gru")
     x, xi, h = torch.randn(len(SEEDS), 4, 5), torch.randn(len(SEEDS), 4, 3), torch.randn(len(SEEDS), 4, 8)

@@ -8,11 +8,11 @@ zeroed before the step, so its parameters keep their last finite values) and mar
 own ``torch.Generator``, so a seed gives the same numbers packed as alone. The training loop
 makes no host sync per step: the finite check stays on the device until an epoch ends.
 
-Speed settings (``Speed``, from the run-only config keys ``precision``, ``channels_last``, ``tf32``
-and ``compile``; None = the device's default) change how a pack computes, not what it trains, so
+Speed settings (``Speed``, from the run-only config keys ``precision``, ``channels_last``, ``tf32``,
+``compile`` and ``conv_gemm``; None = the device's default) change how a pack computes, not what it trains, so
 they are not part of ``config_id``: bf16 and TF32 change the numbers within their rounding (per-seed
 losses and metrics within a few percent of fp32 over short runs), channels_last and compile only by
-float rounding. Defaults: on CUDA bf16 autocast + channels_last + TF32 + cuDNN autotuning (and the
+float rounding, as does conv_gemm (off by default until a GPU measures it). Defaults: on CUDA bf16 autocast + channels_last + TF32 + cuDNN autotuning (and the
 fused Adam); on CPU fp32. ``precision: fp32`` gives the reference path on a GPU; ``compile`` is off
 unless asked for.
 """
@@ -46,9 +46,10 @@ COMMON = {
     "channels_last": None,  # NHWC convolutions; None: on CUDA
     "tf32": None,  # TF32 matmuls and convs (CUDA only); None: on with bf16
     "compile": None,  # torch.compile the model's losses; None: off
+    "conv_gemm": None,  # convolutions as unfold/fold + batched matmuls instead of grouped kernels; None: off
 }
 PRECISIONS = ("fp32", "bf16")
-RUN_ONLY = ("device", "precision", "channels_last", "tf32", "compile")  # where and how fast, not what
+RUN_ONLY = ("device", "precision", "channels_last", "tf32", "compile", "conv_gemm")  # where and how fast, not what
 NOT_IN_ID = (*RUN_ONLY, "success")  # config_id names what is trained, not where, how fast or how it is judged
 METRICS = ("linear_proj_mse", "linear_proj_r2", "recon_mse", "pred_mse", "psnr")
 
@@ -79,7 +80,7 @@ def resolve_config(config: dict) -> dict:
         raise ValueError(f"config key 'device' must be a string or None, got {out['device']!r}")
     if out["precision"] is not None and out["precision"] not in PRECISIONS:
         raise ValueError(f"config key 'precision' must be one of {', '.join(PRECISIONS)} or None (by device), got {out['precision']!r}")
-    for key in ("channels_last", "tf32", "compile"):
+    for key in ("channels_last", "tf32", "compile", "conv_gemm"):
         if out[key] is not None and not isinstance(out[key], bool):
             raise ValueError(f"config key '{key}' must be true, false or None (by device), got {out[key]!r}")
     if out["n_train"] < cfg.batch_size:
@@ -121,13 +122,15 @@ class Speed:
     channels_last: bool = False  # convolutions on NHWC activations
     tf32: bool = False  # CUDA: TF32 tensor cores for the fp32 matmuls and convs
     compile: bool = False  # torch.compile of the model's losses (forward and backward)
+    conv_gemm: bool = False  # convolutions as im2col + batched matmuls (tensor-core GEMMs) instead of grouped kernels
 
     @classmethod
     def for_device(cls, config: dict, device: torch.device) -> Speed:
         cuda = device.type == "cuda"
         precision = config["precision"] or ("bf16" if cuda else "fp32")
         given = lambda key, default: default if config[key] is None else config[key]  # noqa: E731
-        return cls(precision, given("channels_last", cuda), given("tf32", cuda and precision == "bf16"), given("compile", False))
+        return cls(precision, given("channels_last", cuda), given("tf32", cuda and precision == "bf16"), given("compile", False),
+                   given("conv_gemm", False))  # fmt: skip
 
 
 class Pack:
@@ -150,6 +153,7 @@ class Pack:
         self.model = model_cls(self.cfg, self.gens, train_x.shape[-1]).to(self.device)
         self.speed = Speed.for_device(self.config, self.device)
         self.model.channels_last = self.speed.channels_last
+        self.model.conv_gemm(self.speed.conv_gemm)
         self._losses = torch.compile(self.model.losses) if self.speed.compile else self.model.losses
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, fused=self.device.type == "cuda")
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=self.cfg.lr_decay)

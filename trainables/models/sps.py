@@ -165,18 +165,44 @@ def _layer_params(gens, weight_shape, bias_size):
 
 
 class PackedConv(nn.Module):
-    """S independent ``Conv2d`` (or ``ConvTranspose2d``) k4 s2 p1 as one grouped convolution on
-    [N, S*C_in, H, W]."""
+    """S independent ``Conv2d`` (or ``ConvTranspose2d``) k4 s2 p1 on [N, S*C_in, H, W]: one grouped
+    convolution, or (``gemm``) im2col + one batched matmul over the seeds, the same numbers."""
 
     def __init__(self, gens, c_in: int, c_out: int, transpose: bool = False):
         super().__init__()
-        self.transpose = transpose
+        self.transpose, self.gemm = transpose, False
         shape = (c_in, c_out, 4, 4) if transpose else (c_out, c_in, 4, 4)
         self.weight, self.bias = _layer_params(gens, shape, c_out)
 
     def forward(self, x):
+        if self.gemm:
+            return (conv_transpose_gemm if self.transpose else conv_gemm)(x, self.weight, self.bias)
         conv = F.conv_transpose2d if self.transpose else F.conv2d
         return conv(x, self.weight.flatten(0, 1), self.bias.flatten(), stride=2, padding=1, groups=self.weight.shape[0])
+
+
+def conv_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Grouped k4 s2 p1 convolution as unfold + ``baddbmm``: x [N, S*C_in, H, W], weight
+    [S, C_out, C_in, 4, 4] -> [N, S*C_out, H/2, W/2]."""
+    S, c_out, c_in = weight.shape[:3]
+    N, _, H, W = x.shape
+    cols = F.unfold(x, 4, padding=1, stride=2)  # [N, S*C_in*16, L], channels outermost
+    L = cols.shape[-1]
+    cols = cols.view(N, S, c_in * 16, L).permute(1, 0, 3, 2).reshape(S, N * L, c_in * 16)
+    out = torch.baddbmm(bias.unsqueeze(1), cols, weight.reshape(S, c_out, c_in * 16).transpose(1, 2))  # [S, N*L, C_out]
+    return out.view(S, N, H // 2, W // 2, c_out).permute(1, 0, 4, 2, 3).reshape(N, S * c_out, H // 2, W // 2)
+
+
+def conv_transpose_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Grouped k4 s2 p1 transposed convolution as ``bmm`` + fold (col2im): x [N, S*C_in, h, w],
+    weight [S, C_in, C_out, 4, 4] -> [N, S*C_out, 2h, 2w]."""
+    S, c_in, c_out = weight.shape[:3]
+    N, _, h, w = x.shape
+    rows = x.reshape(N, S, c_in, h * w).permute(1, 0, 3, 2).reshape(S, N * h * w, c_in)
+    cols = torch.bmm(rows, weight.reshape(S, c_in, c_out * 16))  # [S, N*h*w, C_out*16]
+    cols = cols.view(S, N, h * w, c_out * 16).permute(1, 0, 3, 2).reshape(N, S * c_out * 16, h * w)
+    out = F.fold(cols, (2 * h, 2 * w), 4, padding=1, stride=2)  # overlapping patches summed
+    return out + bias.reshape(1, S * c_out, 1, 1).to(out.dtype)
 
 
 class PackedLinear(nn.Module):
@@ -274,6 +300,11 @@ class SPS(nn.Module):
         self.dec_fc = nn.ModuleList(PackedLinear(gens, dims[i], dims[i + 1]) for i in range(len(dims) - 1))
         self.decoder = nn.ModuleList(PackedConv(gens, ch[i + 1], ch[i], transpose=True) for i in reversed(range(depth)))
         self.actions = parse_symmetry(cfg.symmetry, cfg.z_dim) if cfg.use_rnn and cfg.k > 0 else []
+
+    def conv_gemm(self, on: bool) -> None:
+        """Convolutions as im2col + batched matmuls (``True``) or grouped kernels."""
+        for conv in (*self.encoder, *self.decoder):
+            conv.gemm = on
 
     # -- building blocks --
 
