@@ -135,7 +135,7 @@ def make_tuner(spec: SweepSpec, where: Where, resume: bool = False) -> tune.Tune
     from trainables.train import train
 
     trainable = tune.with_resources(train, {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]})
-    # Optuna's study beside the results (a local folder; with a URI storage, in ./NAME-optuna.db's folder here)
+    # Optuna's study beside the results; with a URI storage, in ./optuna.db here (one study per sweep name)
     run_dir = Path(where.storage) / spec.name if "://" not in where.storage else Path(".")
     if resume:
         return tune.Tuner.restore(os.path.join(where.storage, spec.name), trainable=trainable,
