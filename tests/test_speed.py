@@ -135,3 +135,22 @@ def test_cuda_step_makes_no_host_sync():
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert pack.alive.all()
+
+
+@pytest.mark.gpu
+@cuda
+@pytest.mark.parametrize("conv_gemm", [False, True])
+def test_cuda_fast_path_succeeds_as_often_as_fp32(conv_gemm):
+    """Issue 6's bar: the quickstart's comparison (sweeps/quickstart.yaml), 16 seeds of SPS with and
+    without symmetry, gives success rates on the fast path no worse than on the fp32 path."""
+    spec = specs.load("sweeps/quickstart.yaml")
+    rule = spec.success
+    counts = {}
+    for symmetry in ("T2R2", "none"):
+        config = {**spec.base_config(), "symmetry": symmetry}
+        for path, speed in (("fast", {"conv_gemm": conv_gemm}), ("fp32", FP32)):
+            results = trained({**config, **speed}, seeds=range(16), epochs=spec.epochs, device="cuda")
+            counts[symmetry, path] = sum(r["success"] for r in results)
+    print(f"successes of 16 (rule {rule}): {counts}")
+    for symmetry in ("T2R2", "none"):
+        assert counts[symmetry, "fast"] >= counts[symmetry, "fp32"], counts
