@@ -4,6 +4,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
+BENCHES = envs_throughput train_throughput analysis_load
 
 .PHONY: install sweep test bench clean
 
@@ -28,7 +29,7 @@ test: $(STAMP)
 
 # Each benchmark prints a small markdown table; copy it into benchmarks/README.md with its date and machine.
 bench: $(STAMP)
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in $(BENCHES); do echo "== $$b"; $(PY) benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache ray_results mlruns.db mlruns.db.lock mlartifacts reports
