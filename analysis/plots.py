@@ -175,3 +175,20 @@ def find_png(mlflow_client, run_id: str, match: str, path: str | None = None, de
         elif item.path.lower().endswith(".png") and match in item.path.lower():
             return item.path
     return None
+
+
+def forecast(table: pd.DataFrame, metric: str, path, settled: int | None = None) -> Path:
+    """Accuracy and F1 of "the rule holds at epoch e" as a forecast of each seed's final success."""
+    fig = Figure(figsize=(7, 3.2))
+    ax = fig.add_subplot()
+    ax.plot(table["epoch"], table["accuracy"], color="#333333", label="accuracy")
+    ax.plot(table["epoch"], table["f1"], color=SUCCESS, label="F1 (success)")
+    if settled is not None:
+        ax.axvline(settled, ls="--", color="#999999", lw=1)
+        ax.annotate(f"accuracy >= 95% from epoch {settled}", (settled, 0.05), xytext=(-4, 0), textcoords="offset points", ha="right")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"final outcome from {metric}")
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    return save(fig, path)

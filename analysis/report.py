@@ -11,7 +11,9 @@ import pandas as pd
 
 from analysis import plots
 from analysis.runs import load_runs, metric_histories, success_rule, write_parquet
-from analysis.success import compare, metric_summary, outcome, seeds_for_halfwidth, seeds_for_power, success_table
+from analysis.success import (
+    compare, forecast_by_epoch, metric_summary, outcome, seeds_for_halfwidth, seeds_for_power, settled_epoch, success_table,
+)
 
 HALFWIDTH = 0.1  # target half-width of the seed-budget column
 CURVES = 200  # most training curves fetched from MLflow for the curves plot
@@ -94,6 +96,15 @@ def write_report(tracking_uri: str, sweep: str, out_dir, metric=None, below=None
             outcomes = dict(zip(runs["run_id"], ok))
             path = plots.curves(histories, outcomes, rule_metric, out / f"curves_{safe(rule_metric)}.png", threshold)
             figures.append((f"Training curves of {rule_metric} ({len(histories)} seeds)", path))
+            if threshold is not None:
+                bound = ("below" if below is not None else "above") if given else ("below" if "below" in stored else "above")
+                finished = dict(zip(runs["run_id"][runs["status"].eq("finished")], ok[runs["status"].eq("finished")]))
+                table_fc = forecast_by_epoch(histories, finished, bound, float(threshold))
+                settled = settled_epoch(table_fc)
+                path = plots.forecast(table_fc, rule_metric, out / "forecast.png", settled)
+                when = f"from epoch {settled}" if settled is not None else "not before the end"
+                figures.append((f"How early the outcome shows: the rule at each epoch as a forecast of the final "
+                                f"outcome (accuracy >= 95% {when})", path))  # fmt: skip
         summary = metric_summary(runs, rule_metric)
         sections.append((f"Final {rule_metric}: median and IQM with 95% bootstrap intervals (finished seeds)", numbers(summary)))
     images = plots.seed_images(tracking_uri, runs, ok, out / "seeds", tuple(SEED_PNGS))

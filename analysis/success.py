@@ -212,3 +212,38 @@ def metric_summary(runs: pd.DataFrame, metric: str, params=None, n_resamples: in
     stats_columns = ["n", "median", "median_low", "median_high", "iqm", "iqm_low", "iqm_high"]
     out = pd.DataFrame(rows, columns=["config_id", *params, *stats_columns])
     return out.sort_values("config_id", key=lambda ids: ids.map(natural_key), ignore_index=True)
+
+
+def forecast_by_epoch(histories: dict, final_ok: dict, bound: str, threshold: float) -> pd.DataFrame:
+    """How early a seed's outcome shows (lab notes 12/16: "whether a run succeeds can be foretold at
+    epoch 2000"). Per epoch, the rule applied to each seed's metric at that epoch is taken as a
+    forecast of the seed's final success; over the seeds in ``final_ok`` (run id -> final success)
+    with a value at that epoch (a non-finite value forecasts failure): ``seeds``, ``accuracy``,
+    ``precision``, ``recall``, ``f1`` (NaN where undefined). ``histories``: run id -> (epochs, values)."""
+    rows = []
+    epochs = sorted({int(e) for steps, _ in histories.values() for e in steps})
+    for epoch in epochs:
+        forecast, truth = [], []
+        for run_id, (steps, values) in histories.items():
+            at = np.asarray(values, float)[np.asarray(steps) == epoch]
+            if run_id not in final_ok or not len(at):
+                continue
+            forecast.append(bool(at[-1] < threshold if bound == "below" else at[-1] > threshold))
+            truth.append(bool(final_ok[run_id]))
+        f, t = np.array(forecast), np.array(truth)
+        tp, fp, fn = int((f & t).sum()), int((f & ~t).sum()), int((~f & t).sum())
+        precision = tp / (tp + fp) if tp + fp else np.nan
+        recall = tp / (tp + fn) if tp + fn else np.nan
+        f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else np.nan
+        rows.append({"epoch": epoch, "seeds": len(t), "accuracy": float((f == t).mean()) if len(t) else np.nan,
+                     "precision": precision, "recall": recall, "f1": f1})  # fmt: skip
+    return pd.DataFrame(rows, columns=["epoch", "seeds", "accuracy", "precision", "recall", "f1"])
+
+
+def settled_epoch(forecast: pd.DataFrame, level: float = 0.95) -> int | None:
+    """The first epoch from which the forecast's accuracy stays at or above ``level`` to the end."""
+    below = np.flatnonzero(~(forecast["accuracy"].to_numpy() >= level))
+    if len(below) == len(forecast):
+        return None
+    start = below[-1] + 1 if len(below) else 0
+    return int(forecast["epoch"].iloc[start]) if start < len(forecast) else None

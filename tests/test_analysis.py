@@ -186,8 +186,9 @@ def test_metric_summary_median_and_iqm(store):
 def test_report_writes_html_pngs_and_parquet(store, tmp_path):
     table = write_report(store, "sym", tmp_path / "rep")
     page = (tmp_path / "rep" / "report.html").read_text()
-    for png in ("forest.png", "rate_symmetry.png", "box_linear_proj_mse.png", "curves_linear_proj_mse.png"):
+    for png in ("forest.png", "rate_symmetry.png", "box_linear_proj_mse.png", "curves_linear_proj_mse.png", "forecast.png"):
         assert (tmp_path / "rep" / png).stat().st_size > 1000 and f"src='{png}'" in page
+    assert "How early the outcome shows" in page
     for title in ("Latent vs true position", "Decoder traversal"):  # the trainable's PNGs, of one success and one failure
         for name in ("success", "failure"):
             assert f"{title}, a {name}" in page
@@ -253,3 +254,27 @@ def test_reads_what_the_trainables_tracker_writes(tmp_path):
     page = (report / "report.html").read_text()
     assert "Decoder traversal, a success" in page and "Decoder traversal, a failure" in page
     assert len(list((report / "seeds").rglob("decoder_traversal.png"))) == 2
+
+
+def test_forecast_by_epoch_and_settled_epoch_by_hand():
+    from analysis.success import forecast_by_epoch, settled_epoch
+
+    epochs = np.arange(1, 6)
+    histories = {
+        "a": (epochs, np.array([0.9, 0.8, 0.1, 0.1, 0.1])),  # succeeds, shows from epoch 3
+        "b": (epochs, np.array([0.9, 0.9, 0.9, 0.9, 0.9])),  # fails throughout
+        "c": (epochs, np.array([0.9, 0.1, 0.9, 0.9, 0.9])),  # a dip below at epoch 2, fails
+        "d": (epochs, np.array([0.1, 0.1, 0.1, 0.1, np.nan])),  # looked good, then NaN: fails
+        "pruned": (epochs[:2], np.array([0.1, 0.1])),  # not in final_ok: not counted
+    }
+    final = {"a": True, "b": False, "c": False, "d": False}
+    table = forecast_by_epoch(histories, final, "below", 0.2)
+    assert list(table["seeds"]) == [4] * 5
+    # epoch 1: a-, b-, c-, d+ -> b, c right; 2: a-, b-, c+, d+ -> b right; 3, 4: d wrong; 5: NaN forecasts failure
+    assert list(table["accuracy"]) == [0.5, 0.25, 0.75, 0.75, 1.0]
+    assert table["precision"][0] == 0.0  # one false positive (d), no true one
+    assert list(table["recall"]) == [0.0, 0.0, 1.0, 1.0, 1.0]
+    assert table["f1"][2] == pytest.approx(2 / 3)  # tp a, fp d
+    assert settled_epoch(table) == 5 and settled_epoch(table, level=0.75) == 3 and settled_epoch(table, level=0.2) == 1
+    above = forecast_by_epoch(histories, final, "above", 0.5)  # the same rule turned around
+    assert list(above["accuracy"]) == [0.5, 0.75, 0.25, 0.25, 0.25]
