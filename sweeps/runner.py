@@ -66,6 +66,7 @@ def param_space(spec: SweepSpec, where: Where) -> dict[str, Any]:
         "seeds": spec.seeds,
         "epochs": spec.epochs,
         "checkpoint_every": spec.checkpoint_every,
+        "eval_every": spec.eval_every,
         "sweep": spec.name,
         "experiment": spec.name,
         "tracking_uri": where.tracking_uri,
@@ -89,7 +90,7 @@ def plan(spec: SweepSpec) -> str:
         f"  configurations: {configs} ({spec.searcher} search"
         + (f", {grid} grid points x {spec.num_samples} samples" if grid > 1 else "")
         + f"), seeds per configuration: {spec.seeds}, seed runs: {configs * spec.seeds}",
-        f"  epochs: {spec.epochs}, checkpoint every {spec.checkpoint_every}, "
+        f"  epochs: {spec.epochs}, evaluate every {spec.eval_every}, checkpoint every {spec.checkpoint_every}, "
         + (f"ASHA on {spec.scheduler.metric} ({spec.scheduler.mode}), grace {spec.scheduler.grace_period}, "
            f"reduction {spec.scheduler.reduction_factor}" if spec.scheduler else "no early stopping"),
         f"  each trial: {spec.resources['cpu']} CPU, {spec.resources['gpu']} GPU, {spec.seeds} seeds packed; "

@@ -18,6 +18,7 @@ file and the field.
     num_samples: 1            # samples of the search space (grid: repeats of the grid)
     max_concurrent: 2
     epochs: 30
+    eval_every: 1             # validation metrics every N epochs, and at the end
     scheduler: {metric: median_linear_proj_mse, mode: min, grace_period: 5, reduction_factor: 2}  # ASHA, or: none
     resources: {cpu: 1, gpu: 0}
     success: {metric: linear_proj_mse, below: 0.2}
@@ -37,7 +38,7 @@ SEARCHERS = ("grid", "random", "optuna")
 DATA_KEYS = ("n_train", "n_val", "frames", "image_size", "data_seed")
 TOP_KEYS = (
     "name", "model", "env", "data", "params", "seeds", "searcher", "num_samples", "max_concurrent",
-    "epochs", "checkpoint_every", "scheduler", "resources", "success", "max_failures",
+    "epochs", "checkpoint_every", "eval_every", "scheduler", "resources", "success", "max_failures",
 )  # fmt: skip
 SCHEDULER_KEYS = ("metric", "mode", "grace_period", "reduction_factor")
 
@@ -69,6 +70,7 @@ class SweepSpec:
     max_concurrent: int = 0  # 0: as many as resources allow
     epochs: int = 20
     checkpoint_every: int = 5
+    eval_every: int = 1  # validation metrics (and the success count ASHA sees) at the first epoch, every N, and the last
     scheduler: Scheduler | None = field(default_factory=Scheduler)
     resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
     success: dict[str, Any] = field(default_factory=lambda: {"metric": "linear_proj_mse", "below": 0.2})
@@ -124,7 +126,7 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
             if not isinstance(raw[key], str):
                 fail(key, f"must be a string, got {raw[key]!r}")
             setattr(spec, key, raw[key])
-    for key, low in (("seeds", 1), ("num_samples", 1), ("max_concurrent", 0), ("epochs", 1), ("checkpoint_every", 1), ("max_failures", 0)):
+    for key, low in (("seeds", 1), ("num_samples", 1), ("max_concurrent", 0), ("epochs", 1), ("checkpoint_every", 1), ("eval_every", 1), ("max_failures", 0)):
         if key in raw:
             value = raw[key]
             if not isinstance(value, int) or isinstance(value, bool) or value < low:

@@ -226,7 +226,7 @@ def test_sweep_against_an_mlflow_server(tmp_path):
             except OSError:
                 assert time.time() < deadline and server.poll() is None, "mlflow server did not start"
                 time.sleep(0.5)
-        spec = write_spec(tmp_path, name="served", seeds=2, epochs=2)
+        spec = write_spec(tmp_path, name="served", seeds=2, epochs=4, eval_every=3)
         out = seedsweep(tmp_path, "run", spec, "--tracking-uri", uri).stdout
         assert "sweep 'served' finished: 2 trials" in out and "wilson" in out.lower()
         assert not (tmp_path / "mlruns.db").exists()  # nothing went to the local default store
@@ -234,6 +234,8 @@ def test_sweep_against_an_mlflow_server(tmp_path):
         experiment = client.get_experiment_by_name("served")
         seeds = client.search_runs([experiment.experiment_id], "tags.`seedsweep.kind` = 'seed'")
         assert len(seeds) == 4 and {r.data.tags["status"] for r in seeds} == {"finished"}
+        history = lambda metric: sorted(m.step for m in client.get_metric_history(seeds[0].info.run_id, metric))  # noqa: E731
+        assert history("train/total") == [1, 2, 3, 4] and history("linear_proj_mse") == [1, 3, 4]  # first, every 3rd, last
         assert {a.path for a in client.list_artifacts(seeds[0].info.run_id)} >= {"latent_vs_position.png", "decoder_traversal.png"}
         assert list((tmp_path / "server-artifacts").rglob("latent_vs_position.png"))  # stored by the server
         analyzed = seedsweep(tmp_path, "analyze", "served", "--tracking-uri", uri).stdout
