@@ -19,7 +19,7 @@ from typing import Any
 from ray import tune
 
 from sweeps.spec import SweepSpec
-from trainables.tracking import sweep_progress
+from trainables.tracking import experiment_id, open_client, sweep_progress
 
 MAX_LISTED = 50  # grid points listed one per line by the plan
 DONE = "seedsweep_done.json"  # written beside the Tune results when a sweep has finished
@@ -30,8 +30,7 @@ class Where:
     """Where a sweep's results go."""
 
     storage: str  # Tune's storage path (a local folder, or a shared path / URI on a cluster)
-    tracking_uri: str  # MLflow
-    artifacts: str  # MLflow artifact root for new experiments
+    tracking_uri: str  # MLflow (a SQLite store keeps its artifacts in mlartifacts/ beside it)
 
     @classmethod
     def default(cls, storage: str | None = None, tracking_uri: str | None = None) -> "Where":
@@ -42,7 +41,6 @@ class Where:
         return cls(
             storage=storage,
             tracking_uri=tracking_uri or f"sqlite:///{here / 'mlruns.db'}",
-            artifacts=(here / "mlartifacts").as_uri(),
         )
 
 
@@ -176,7 +174,6 @@ def run(
 ) -> dict[str, Any]:
     """Run (or resume) a sweep to the end; returns a summary. Raises ``RuntimeError`` if the sweep
     already finished or was interrupted and ``resume`` is not set."""
-    import mlflow
     import ray
 
     where = Where.default(storage, tracking_uri)
@@ -194,11 +191,7 @@ def run(
         raise RuntimeError(f"MLflow ({where.tracking_uri}) already holds runs of sweep {spec.name!r}, but "
                            f"{run_dir} has no Tune results to continue; pick another --name (or --storage)")
 
-    # One MLflow experiment per sweep, with artifacts beside the store unless the server says otherwise.
-    mlflow.set_tracking_uri(where.tracking_uri)
-    if mlflow.get_experiment_by_name(spec.name) is None:
-        artifacts = where.artifacts if where.tracking_uri.startswith("sqlite") else None
-        mlflow.create_experiment(spec.name, artifact_location=artifacts)
+    experiment_id(open_client(where.tracking_uri), spec.name)  # one MLflow experiment per sweep
 
     if not ray.is_initialized():
         if address:
