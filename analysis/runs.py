@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-KIND = "seedsweep.kind"
+from trainables.tracking import KIND, quote, search_all
+
 INFO = ["run_id", "parent_run_id", "config_id", "trial_id", "seed", "status", "success"]
-PAGE = 5000  # runs per search_runs page (MLflow allows up to 50,000)
 # MLflow's own run status, used only when a seed run has no `status` tag.
 MLFLOW_STATUS = {"RUNNING": "running", "SCHEDULED": "running", "FINISHED": "finished", "FAILED": "failed", "KILLED": "pruned"}
 
@@ -45,21 +45,14 @@ def experiment_id(mlflow_client, sweep: str) -> str:
 
 
 def search(mlflow_client, exp_id: str, sweep: str, kind: str) -> list:
-    """All runs of one kind ("seed" or "config") of a sweep, page by page. The cyclic garbage
-    collector is paused meanwhile: MLflow builds ~30 ORM objects per run, and collections
-    triggered by those allocations took half the load time at 10,000 runs."""
-    quote = '"' if "'" in sweep else "'"
-    query = f"tags.sweep = {quote}{sweep}{quote} AND tags.`{KIND}` = '{kind}'"
-    runs, token = [], None
+    """All runs of one kind ("seed" or "config") of a sweep. The cyclic garbage collector is paused
+    meanwhile: MLflow builds ~30 ORM objects per run, and collections triggered by those
+    allocations took half the load time at 10,000 runs."""
+    query = f"tags.sweep = {quote(sweep)} AND tags.`{KIND}` = '{kind}'"
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        while True:
-            page = mlflow_client.search_runs([exp_id], query, max_results=PAGE, page_token=token)
-            runs.extend(page)
-            token = page.token
-            if not token:
-                return runs
+        return search_all(mlflow_client, [exp_id], query)
     finally:
         if was_enabled:
             gc.enable()

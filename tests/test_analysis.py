@@ -12,7 +12,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from scipy import stats
 
-from analysis import cli, runs as runs_mod
+from analysis import cli
+from trainables import tracking
 from analysis.plots import seed_images
 from analysis.report import format_table, write_report
 from analysis.runs import load_runs, success_rule
@@ -155,7 +156,7 @@ def test_seed_budget_matches_known_values_and_is_monotonic():
 def test_load_runs_pages_through_the_store(store, monkeypatch):
     calls = []
     search = MlflowClient.search_runs
-    monkeypatch.setattr(runs_mod, "PAGE", 7)
+    monkeypatch.setattr(tracking, "PAGE", 7)  # the pager analysis shares with the trainables
     monkeypatch.setattr(MlflowClient, "search_runs", lambda self, *a, **k: calls.append(k) or search(self, *a, **k))
     runs = load_runs(store, "many")
     assert len(runs) == 30 and runs["run_id"].is_unique and len(calls) == 5

@@ -34,6 +34,7 @@ from mlflow.entities import Metric, Param, RunTag
 KIND = "seedsweep.kind"
 MAX_ENTITIES = 1000  # MLflow's limit of metrics + params + tags per log_batch call
 MAX_PARAMS_TAGS = 100  # and of params, and of tags
+PAGE = 5000  # runs per search_runs page (MLflow allows up to 50,000)
 TRAVERSAL_SPAN, TRAVERSAL_STEPS = 2.0, 7  # decoder traversal: +-2 std of each latent dim, 7 values
 MLFLOW_END = {"pruned": "KILLED", "failed": "FAILED"}  # seed status -> MLflow run status (else FINISHED)
 
@@ -107,6 +108,17 @@ def quote(value: str) -> str:
     return f'"{value}"' if "'" in value else f"'{value}'"
 
 
+def search_all(client: MlflowClient, experiment_ids: list[str], query: str) -> list:
+    """Every run of ``experiment_ids`` matching ``query``, page by page."""
+    runs, token = [], None
+    while True:
+        page = retry(client.search_runs, experiment_ids, query, max_results=PAGE, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
 def chunks(items: list, size: int):
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -160,7 +172,7 @@ class Tracker:
         """Runs of this trial already in MLflow (a restart before any checkpoint)."""
         query = " AND ".join(f"tags.{k} = {quote(v)}" for k, v in self.tags.items())
         found = {"seeds": {}}
-        for run in retry(self.client.search_runs, [self.experiment_id], query, max_results=10_000):
+        for run in search_all(self.client, [self.experiment_id], query):
             tags = run.data.tags
             if tags.get(KIND) == "config":
                 found["parent"] = run.info.run_id
@@ -312,12 +324,7 @@ def sweep_progress(tracking_uri: str, experiment: str) -> tuple[int, int]:
         return 0, 0
 
     def count(query: str) -> int:
-        n, token = 0, None
-        while True:
-            page = retry(client.search_runs, [found.experiment_id], query, max_results=1000, page_token=token)
-            n, token = n + len(page), page.token
-            if not token:
-                return n
+        return len(search_all(client, [found.experiment_id], query))
 
     return count(f"tags.`{KIND}` = 'config'"), count(f"tags.`{KIND}` = 'seed' AND tags.status = 'running'")
 
@@ -336,7 +343,7 @@ def mark_trial(tracking_uri: str, trial_id: str, status: str = "pruned", experim
     if not experiments:
         return 0
     query = f"tags.trial_id = {quote(trial_id)}"
-    runs = retry(client.search_runs, experiments, query, max_results=10_000)
+    runs = search_all(client, experiments, query)
     end = MLFLOW_END.get(status, "FINISHED")
     changed = 0
     for run in runs:
