@@ -12,7 +12,8 @@ import pandas as pd
 from analysis import plots
 from analysis.runs import load_runs, metric_histories, success_rule, write_parquet
 from analysis.success import (
-    compare, forecast_by_epoch, metric_summary, outcome, seeds_for_halfwidth, seeds_for_power, settled_epoch, success_table,
+    check_rule, compare, forecast_by_epoch, metric_summary, outcome, seeds_for_halfwidth, seeds_for_power, settled_epoch,
+    success_table,
 )
 
 HALFWIDTH = 0.1  # target half-width of the seed-budget column
@@ -75,10 +76,7 @@ def write_report(tracking_uri: str, sweep: str, out_dir, metric=None, below=None
     out.mkdir(parents=True, exist_ok=True)
     comparison = compare(table, baseline) if table["n"].any() else None
     ok = outcome(runs, metric, below, above)
-    stored = success_rule(tracking_uri, sweep) or {}
-    given = below is not None or above is not None
-    rule_metric = metric or stored.get("metric")
-    threshold = (below if below is not None else above) if given else stored.get("below", stored.get("above"))
+    rule_metric, bound, threshold = rule(runs, tracking_uri, sweep, metric, below, above)
 
     write_parquet(runs, out / "runs.parquet")
     table.to_csv(out / "success.csv", index=False)
@@ -97,7 +95,6 @@ def write_report(tracking_uri: str, sweep: str, out_dir, metric=None, below=None
             path = plots.curves(histories, outcomes, rule_metric, out / f"curves_{safe(rule_metric)}.png", threshold)
             figures.append((f"Training curves of {rule_metric} ({len(histories)} seeds)", path))
             if threshold is not None:
-                bound = ("below" if below is not None else "above") if given else ("below" if "below" in stored else "above")
                 finished = dict(zip(runs["run_id"][runs["status"].eq("finished")], ok[runs["status"].eq("finished")]))
                 table_fc = forecast_by_epoch(histories, finished, bound, float(threshold))
                 settled = settled_epoch(table_fc)
@@ -117,6 +114,18 @@ def write_report(tracking_uri: str, sweep: str, out_dir, metric=None, below=None
     page = render(sweep, tracking_uri, table, comparison, sections, figures, out)
     (out / "report.html").write_text(page)
     return table
+
+
+def rule(runs: pd.DataFrame, tracking_uri: str, sweep: str, metric, below, above) -> tuple:
+    """(metric, "below" | "above", threshold) of the rule given, else of the one the sweep stored;
+    (None, None, None) without either."""
+    if metric is not None or below is not None or above is not None:
+        return check_rule(runs, metric, below, above)
+    stored = success_rule(tracking_uri, sweep)
+    if stored is None:
+        return None, None, None
+    bound = "below" if "below" in stored else "above"
+    return stored["metric"], bound, stored[bound]
 
 
 def curve_sample(runs: pd.DataFrame, total: int = CURVES) -> list[str]:

@@ -58,8 +58,12 @@ def outcome(runs: pd.DataFrame, metric=None, below=None, above=None) -> pd.Serie
     if metric is None and below is None and above is None:
         return finished & runs["success"].fillna(False).astype(bool)
     metric, bound, value = check_rule(runs, metric, below, above)
-    values = runs[metric].astype(float)
-    return finished & (values < value if bound == "below" else values > value)
+    return finished & meets(runs[metric].astype(float), bound, value)
+
+
+def meets(values, bound: str, threshold: float):
+    """``values < threshold`` for a ``below`` rule, ``> threshold`` for ``above``; NaN never meets it."""
+    return values < threshold if bound == "below" else values > threshold
 
 
 def check_rule(runs: pd.DataFrame, metric, below, above) -> tuple[str, str, float]:
@@ -228,7 +232,7 @@ def forecast_by_epoch(histories: dict, final_ok: dict, bound: str, threshold: fl
             at = np.asarray(values, float)[np.asarray(steps) == epoch]
             if run_id not in final_ok or not len(at):
                 continue
-            forecast.append(bool(at[-1] < threshold if bound == "below" else at[-1] > threshold))
+            forecast.append(bool(meets(at[-1], bound, threshold)))
             truth.append(bool(final_ok[run_id]))
         f, t = np.array(forecast), np.array(truth)
         tp, fp, fn = int((f & t).sum()), int((f & ~t).sum()), int((~f & t).sum())
