@@ -129,20 +129,6 @@ def curves(histories: dict[str, tuple], ok: dict[str, bool], metric: str, path, 
     return save(fig, path)
 
 
-def latent_vs_position(z: np.ndarray, positions: np.ndarray, path) -> Path:
-    """Each latent dimension against each true position coordinate (z: [N, zdim], positions: [N, 3])."""
-    zdim, pdim = z.shape[1], positions.shape[1]
-    fig = Figure(figsize=(2.2 * pdim, 2.0 * zdim))
-    axes = fig.subplots(zdim, pdim, squeeze=False)
-    for i in range(zdim):
-        for j in range(pdim):
-            axes[i, j].scatter(positions[:, j], z[:, i], s=3, alpha=0.5)
-            axes[i, j].set_xlabel("xyz"[j] if j < 3 else f"pos {j}")
-            axes[i, j].set_ylabel(f"z{i}")
-    fig.tight_layout()
-    return save(fig, path)
-
-
 def seed_images(tracking_uri: str, runs: pd.DataFrame, ok: pd.Series, out_dir,
                 matches: tuple[str, ...] = ("latent", "traversal"), tries: int = 10) -> dict[str, dict[str, Path]]:  # fmt: skip
     """Download the PNGs the trainable logged (names containing each of ``matches``) for one successful
