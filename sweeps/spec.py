@@ -150,12 +150,10 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
     data = raw.get("data", {}) or {}
     if not isinstance(data, dict):
         fail("data", "must be a mapping")
-    for key, value in data.items():
+    for key in data:
         if key not in DATA_KEYS:
             fail(f"data.{key}", f"unknown; known: {', '.join(DATA_KEYS)}")
-        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "data_seed" else 1):
-            fail(f"data.{key}", f"must be a positive integer, got {value!r}")
-    spec.data = dict(data)
+    spec.data = dict(data)  # values are checked with the model config below
 
     params = raw.get("params", {}) or {}
     if not isinstance(params, dict):
@@ -212,15 +210,16 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
     else:
         fail("scheduler", "must be an ASHA mapping or none")
 
-    # Finally the model itself: every fixed and swept param must be one of its config fields.
+    # Finally the model itself: data sizes, and every fixed and swept param one of its config fields.
     from trainables.pack import resolve_config
 
     sample = {k: first_value(v) for k, v in spec.swept().items()}
     try:
         resolve_config({**spec.base_config(), **sample})
     except (ValueError, TypeError) as err:
-        bad = next((k for k in spec.params if f"'{k}'" in str(err) or f" {k}" in str(err)), None)
-        fail(f"params.{bad}" if bad else "params", str(err))
+        fields = [f"params.{k}" for k in spec.params] + [f"data.{k}" for k in spec.data]
+        bad = next((f for f in fields if f"'{f.split('.', 1)[1]}'" in str(err) or f" {f.split('.', 1)[1]}" in str(err)), None)
+        fail(bad or "params", str(err))
     return spec
 
 
