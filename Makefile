@@ -6,7 +6,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 BENCHES = envs_throughput train_throughput analysis_load
 
-.PHONY: install sweep test bench clean
+.PHONY: install sweep test bench gpu-wheels clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ test: $(STAMP)
 # Each benchmark prints a small markdown table; copy it into benchmarks/README.md with its date and machine.
 bench: $(STAMP)
 	@for b in $(BENCHES); do echo "== $$b"; $(PY) benchmarks/$$b.py || exit 1; done
+
+# The wheels a GPU machine without this project's stack needs for benchmarks/gpu_check.sh (carried as .whl/).
+GPU_WHEELS = gymnasium farama-notifications platformdirs
+gpu-wheels: $(STAMP)
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl \
+		$$($(PY) -c "import importlib.metadata as m; print(*(f'{p}=={m.version(p)}' for p in '$(GPU_WHEELS)'.split()))")
 
 clean:
 	rm -rf $(VENV) .pytest_cache ray_results mlruns.db mlruns.db.lock mlartifacts reports

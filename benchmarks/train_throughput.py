@@ -1,21 +1,27 @@
 """Seed-steps per second: seeds packed in one process against one process per seed.
 
 One seed-step = one optimiser step of one seed on a batch of 32 sequences of 20 frames of 32 x 32
-RGB, SPS reference configuration (``rnn_width`` 256, ``z_dim`` 3). In one invocation, side by side:
+RGB, SPS reference configuration (``rnn_width`` 256, ``z_dim`` 3). ``--symmetry none`` (the default)
+is the model issue 6's figures were probed with (reconstruction + prediction + KL; ~53 GFLOP a
+seed-step, counted); ``T2R2`` adds SPS's two augmented RNN branches and their decoded images
+(~89 GFLOP). In one invocation, side by side:
 
 - the baselines, as researchers run seeds today and as one-seed fractional-GPU trials would: for
   each n in ``--separate``, n processes (spawned) of a one-seed ``Pack`` on the reference fp32
   eager path, which warm up, wait on a barrier, then time their own steps concurrently (rates
   summed; each gets ``cores // n`` threads, at least 1, as Ray gives each one-CPU trial);
-- for each S in ``--sizes``, one ``Pack`` of S seeds with the speed settings asked for (default:
-  the device's, see ``trainables.pack.Speed``): ``--precision``, ``--channels-last``,
-  ``--compile``, ``--conv-gemm``.
+- for each speed variant in ``--variants`` and each S in ``--sizes``, one ``Pack`` of S seeds.
+  A variant is ``+``-joined words: ``auto`` (the device's defaults, ``trainables.pack.Speed``),
+  ``fp32`` (the reference eager path), ``bf16``, ``gemm`` (``conv_gemm``), ``compile`` or a
+  torch.compile mode (``max-autotune``, ``reduce-overhead``, ...), ``nhwc`` / ``nchw``.
 
-Ratios are to the largest baseline (16 processes by default). ``--epoch-steps k`` makes an epoch
-k steps (n_train = 32 k): a pack syncs with the host once per epoch. CUDA is used when available.
+Each row gives seed-steps/s, the FLOP rate it means (FLOPs of one seed-step counted by
+``torch.utils.flop_counter``), the peak GPU memory, and the ratio to the largest baseline (16
+processes by default). A pack that runs out of memory is a row saying so. ``--epoch-steps k``
+makes an epoch k steps (n_train = 32 k): a pack syncs with the host once per epoch.
 
-    python benchmarks/train_throughput.py [--steps 3] [--sizes 1,4,16] [--separate 1,16] [--precision bf16]
-        [--compile] [--conv-gemm] [--epoch-steps 16] [--out table.md]
+    python benchmarks/train_throughput.py [--steps 3] [--sizes 1,4,16] [--separate 1,16]
+        [--variants auto,gemm,compile+gemm] [--symmetry none] [--epoch-steps 16] [--out table.md]
 """
 
 from __future__ import annotations
@@ -36,6 +42,33 @@ sys.path.insert(0, str(ROOT))
 REFERENCE = {"model": "sps", "env": "ball", "n_train": 32, "n_val": 32, "frames": 20, "image_size": 32,
              "batch_size": 32, "rnn_width": 256, "z_dim": 3}  # fmt: skip
 EAGER_FP32 = {"precision": "fp32", "channels_last": False, "tf32": False, "compile": False, "conv_gemm": False}
+WORDS = {"auto": {}, "fp32": EAGER_FP32, "bf16": {"precision": "bf16"}, "gemm": {"conv_gemm": True}, "compile": {"compile": True},
+         "nhwc": {"channels_last": True}, "nchw": {"channels_last": False}}  # fmt: skip
+
+
+def variant(name: str) -> dict:
+    """``"compile+gemm"`` -> the speed keys it sets (later words win)."""
+    from trainables.pack import COMPILE_MODES
+
+    keys = {}
+    for word in name.split("+"):
+        if word not in WORDS and word not in COMPILE_MODES:
+            raise SystemExit(f"unknown variant word '{word}' in '{name}'; known: {', '.join([*WORDS, *COMPILE_MODES])}")
+        keys.update(WORDS.get(word, {"compile": word}))
+    return keys
+
+
+def flops_per_seed_step(config: dict) -> float:
+    """FLOPs of one optimiser step of one seed (forward, backward), counted on the CPU in fp32."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from trainables.pack import Pack
+
+    pack = Pack({**config, **EAGER_FP32}, [0], device="cpu")
+    with FlopCounterMode(display=False) as counter:
+        pack._step(torch.arange(config["batch_size"]).unsqueeze(0))
+    return counter.get_total_flops()
 
 
 def device() -> str:
@@ -59,13 +92,21 @@ def timed_steps(pack, steps: int) -> float:
     return elapsed * steps / (pack.step - start_step)  # in case an epoch is more than one step
 
 
-def packed(seeds: int, steps: int, config: dict) -> float:
-    """Seed-steps/s of one ``Pack`` of ``seeds`` seeds."""
+def packed(seeds: int, steps: int, config: dict) -> tuple[float, float | None]:
+    """(seed-steps/s, peak GiB on CUDA or None) of one ``Pack`` of ``seeds`` seeds."""
+    import torch
+
     from trainables.pack import Pack
 
+    torch._dynamo.reset()  # a fresh compile per pack: no recompile limit reached, no stale graphs
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     pack = Pack(config, list(range(seeds)), device=device())
-    pack.train_epoch()  # warm-up
-    return seeds * steps / timed_steps(pack, steps)
+    pack.train_epoch()  # warm-up (compilation, cuDNN autotuning, allocator)
+    rate = seeds * steps / timed_steps(pack, steps)
+    return rate, torch.cuda.max_memory_allocated() / 2**30 if cuda else None
 
 
 def one_seed(seed: int, steps: int, threads: int, barrier, rates, config: dict) -> None:
@@ -100,40 +141,42 @@ def separate(seeds: int, steps: int, config: dict) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3, help="timed optimiser steps per measurement (after 1 warm-up)")
+    parser.add_argument("--steps", type=int, default=3, help="timed optimiser steps per measurement (after 1 warm-up epoch)")
     parser.add_argument("--sizes", default="1,4,16", help="seeds per pack, comma-separated")
     parser.add_argument("--separate", default="1,16", help="one-seed processes of the fp32 eager baselines, comma-separated")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], help="default: the device's (bf16 on CUDA, fp32 on CPU)")
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="default: the device's (on CUDA)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model's losses (compiled in the warm-up)")
-    parser.add_argument("--conv-gemm", action="store_true", help="convolutions as im2col + batched matmuls")
+    parser.add_argument("--variants", default="auto", help="speed variants of the packs, comma-separated (see above)")
+    parser.add_argument("--symmetry", default="none", help="SPS symmetry of the measured model (none: issue 6's probe; T2R2: SPS's)")
     parser.add_argument("--epoch-steps", type=int, default=1, help="optimiser steps per epoch (one host sync each)")
     parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args()
+    variants = {name: variant(name) for name in args.variants.split(",")}
 
     import torch
 
     from trainables.pack import Speed, resolve_config
 
-    base = {**REFERENCE, "n_train": REFERENCE["batch_size"] * args.epoch_steps}
-    speed_keys = {"precision": args.precision, "channels_last": args.channels_last, "compile": args.compile or None,
-                  "conv_gemm": args.conv_gemm or None}  # fmt: skip
-    config = {**base, **speed_keys}
-    speed = Speed.for_device(resolve_config(config), torch.device(device()))
+    base = {**REFERENCE, "symmetry": args.symmetry, "n_train": REFERENCE["batch_size"] * args.epoch_steps}
+    gflop = flops_per_seed_step(base) / 1e9
     where = torch.cuda.get_device_name() if torch.cuda.is_available() else machine()
     baselines = {n: separate(n, args.steps, {**base, **EAGER_FP32}) for n in (int(x) for x in args.separate.split(","))}
     ref = max(baselines)
-    rows = [f"| separate, {n} process{'es' if n > 1 else ''} x 1 seed, fp32 eager | {n} | {rate:.2f} | {rate / baselines[ref]:.2f}x |"
-            for n, rate in baselines.items()]  # fmt: skip
-    for s in (int(x) for x in args.sizes.split(",")):
-        rate = packed(s, args.steps, config)
-        rows.append(f"| packed, 1 process | {s} | {rate:.2f} | {rate / baselines[ref]:.2f}x |")
-        print(rows[-1], file=sys.stderr, flush=True)
-    emit("train throughput; SPS reference (batch 32 x 20 frames, 32x32, rnn_width 256, z_dim 3), "
-         f"{args.steps} timed steps after a warm-up epoch, {args.epoch_steps} step(s) per epoch; packs: "
-         f"precision {speed.precision}, channels_last {speed.channels_last}, tf32 {speed.tf32}, compile {speed.compile}, "
-         f"conv_gemm {speed.conv_gemm}",
-         ["setting", "seeds", "seed-steps/s", f"ratio to {ref} separate processes"], rows, args.out, where)
+    row = lambda setting, seeds, rate, gib: (f"| {setting} | {seeds} | {rate:.2f} | {rate * gflop / 1e3:.2f} | "  # noqa: E731
+                                             f"{'-' if gib is None else f'{gib:.1f}'} | {rate / baselines[ref]:.2f}x |")  # fmt: skip
+    rows = [row(f"separate, {n} process{'es' if n > 1 else ''} x 1 seed, fp32 eager", n, rate, None) for n, rate in baselines.items()]
+    for name, keys in variants.items():
+        speed = Speed.for_device(resolve_config({**base, **keys}), torch.device(device()))
+        setting = f"packed {name}: {speed.precision}" + "".join(
+            f", {k}" + (f" {v}" if isinstance(v, str) else "") for k, v in vars(speed).items() if k != "precision" and v)
+        for s in (int(x) for x in args.sizes.split(",")):
+            try:
+                rows.append(row(setting, s, *packed(s, args.steps, {**base, **keys})))
+            except torch.OutOfMemoryError:
+                rows.append(f"| {setting} | {s} | out of memory | | | |")
+            print(rows[-1], file=sys.stderr, flush=True)
+    emit(f"train throughput; SPS reference (batch 32 x 20 frames, 32x32, rnn_width 256, z_dim 3, symmetry {args.symmetry}: "
+         f"{gflop:.1f} GFLOP a seed-step), {args.steps} timed steps after a warm-up epoch, {args.epoch_steps} step(s) per epoch",
+         ["setting", "seeds", "seed-steps/s", "TFLOP/s", "peak GiB", f"ratio to {ref} separate process{'es' if ref > 1 else ''}"], rows, args.out, where)
+
 
 if __name__ == "__main__":
     main()

@@ -14,7 +14,7 @@ they are not part of ``config_id``: bf16 and TF32 change the numbers within thei
 losses and metrics within a few percent of fp32 over short runs), channels_last and compile only by
 float rounding, as does conv_gemm (off by default until a GPU measures it). Defaults: on CUDA bf16 autocast + channels_last + TF32 + cuDNN autotuning (and the
 fused Adam); on CPU fp32. ``precision: fp32`` gives the reference path on a GPU; ``compile`` is off
-unless asked for.
+unless asked for (``true`` or a torch.compile mode, e.g. ``reduce-overhead`` for CUDA graphs).
 """
 
 from __future__ import annotations
@@ -45,10 +45,11 @@ COMMON = {
     "precision": None,  # "fp32" | "bf16" (autocast); None: bf16 on CUDA, fp32 on CPU
     "channels_last": None,  # NHWC convolutions; None: on CUDA
     "tf32": None,  # TF32 matmuls and convs (CUDA only); None: on with bf16
-    "compile": None,  # torch.compile the model's losses; None: off
+    "compile": None,  # torch.compile the model's losses: true, or a mode of COMPILE_MODES; None: off
     "conv_gemm": None,  # convolutions as unfold/fold + batched matmuls instead of grouped kernels; None: off
 }
 PRECISIONS = ("fp32", "bf16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 RUN_ONLY = ("device", "precision", "channels_last", "tf32", "compile", "conv_gemm")  # where and how fast, not what
 NOT_IN_ID = (*RUN_ONLY, "success")  # config_id names what is trained, not where, how fast or how it is judged
 METRICS = ("linear_proj_mse", "linear_proj_r2", "recon_mse", "pred_mse", "psnr")
@@ -81,8 +82,9 @@ def resolve_config(config: dict) -> dict:
     if out["precision"] is not None and out["precision"] not in PRECISIONS:
         raise ValueError(f"config key 'precision' must be one of {', '.join(PRECISIONS)} or None (by device), got {out['precision']!r}")
     for key in ("channels_last", "tf32", "compile", "conv_gemm"):
-        if out[key] is not None and not isinstance(out[key], bool):
-            raise ValueError(f"config key '{key}' must be true, false or None (by device), got {out[key]!r}")
+        if out[key] is not None and not isinstance(out[key], bool) and not (key == "compile" and out[key] in COMPILE_MODES):
+            modes = f", one of {', '.join(COMPILE_MODES)}" if key == "compile" else ""
+            raise ValueError(f"config key '{key}' must be true, false{modes} or None (by device), got {out[key]!r}")
     if out["n_train"] < cfg.batch_size:
         raise ValueError(f"config key 'n_train' ({out['n_train']}) must be at least 'batch_size' ({cfg.batch_size})")
     if getattr(cfg, "use_rnn", False) and out["frames"] <= cfg.rnn_min_context:
@@ -121,7 +123,7 @@ class Speed:
     precision: str = "fp32"  # "bf16": autocast around forward + loss; parameters, grads, Adam state, loss sums fp32
     channels_last: bool = False  # convolutions on NHWC activations
     tf32: bool = False  # CUDA: TF32 tensor cores for the fp32 matmuls and convs
-    compile: bool = False  # torch.compile of the model's losses (forward and backward)
+    compile: bool | str = False  # torch.compile of the model's losses (forward and backward); a str: its mode
     conv_gemm: bool = False  # convolutions as im2col + batched matmuls (tensor-core GEMMs) instead of grouped kernels
 
     @classmethod
@@ -154,7 +156,8 @@ class Pack:
         self.speed = Speed.for_device(self.config, self.device)
         self.model.channels_last = self.speed.channels_last
         self.model.conv_gemm(self.speed.conv_gemm)
-        self._losses = torch.compile(self.model.losses) if self.speed.compile else self.model.losses
+        mode = self.speed.compile if isinstance(self.speed.compile, str) else None
+        self._losses = torch.compile(self.model.losses, mode=mode) if self.speed.compile else self.model.losses
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, fused=self.device.type == "cuda")
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=self.cfg.lr_decay)
         self.alive = torch.ones(len(self.seeds), dtype=torch.bool, device=self.device)
@@ -186,7 +189,7 @@ class Pack:
         for i in range(steps):
             terms = self._step(order[:, i * B : (i + 1) * B])
             for k, v in terms.items():
-                sums[k] = sums[k] + v if k in sums else v
+                sums[k] = sums[k] + v if k in sums else v.clone()  # not a CUDA graph's output buffer
         self.epoch += 1
         self.last_losses = {k: (v / steps).tolist() for k, v in sums.items()}  # one host sync per epoch
         return self.last_losses
