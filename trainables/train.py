@@ -5,12 +5,19 @@ which it strips before building the ``Pack``:
 
 - ``seeds``: a count n (seeds 0..n-1) or an explicit list; ``epochs``;
 - ``checkpoint_every`` (default 5; also at the end), ``eval_every`` (default 1; also at the end);
+- ``flush_every`` (seconds, default 10): MLflow gets the buffered metrics before the report of an
+  epoch that evaluated, checkpointed or ended the run, or when this long has passed since the last
+  send (one ``log_batch`` per run costs ~50 ms for 16 seeds on SQLite, next to GPU epochs of
+  ~0.1 s). A crash loses nothing (the restore recomputes the epochs after the checkpoint and
+  ``Tracker`` logs each step once); a trial stopped by the scheduler at an epoch that did not
+  evaluate loses the per-seed training losses of the epochs since the last send (ASHA decides on
+  evaluated metrics, so with rungs at multiples of ``eval_every`` nothing);
 - ``sweep`` (name, tag on every run), ``experiment`` (MLflow experiment, default = sweep);
 - ``tracking_uri``: default ``sqlite:///<driver cwd>/mlruns.db``. Tune runs trials in their own
   trial folder, so a relative ``sqlite:///`` path is taken relative to the driver's working
   folder (``TUNE_ORIG_WORKING_DIR``); the sweep runner passes absolute URIs.
 
-Each epoch it trains, evaluates and calls ``tune.report`` with aggregates over the seeds only
+Each epoch it trains, evaluates (every ``eval_every``) and calls ``tune.report`` with aggregates over the seeds only
 (``epoch`` is ASHA's time attribute): ``median_*`` / ``best_*`` of ``linear_proj_mse``,
 ``recon_mse``, ``pred_mse``, ``n_success``, ``n_diverged``, ``success_rate``. Per-seed histories
 go to MLflow (``trainables.tracking``), and at the end each seed's latent-vs-position and decoder
@@ -24,6 +31,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +46,7 @@ RUN_DEFAULTS = {
     "epochs": 10,
     "checkpoint_every": 5,
     "eval_every": 1,
+    "flush_every": 10.0,
     "sweep": "default",
     "experiment": None,  # = sweep
     "tracking_uri": None,  # = sqlite:///<driver cwd>/mlruns.db
@@ -141,6 +150,7 @@ def train(config: dict) -> None:
     if ray.is_initialized():
         tracker.tag_config(node_id=ray.get_runtime_context().get_node_id())  # where it ran (last attempt)
     results, report = meta["results"], meta["report"]
+    flushed = time.monotonic()
 
     for epoch in range(start + 1, epochs + 1):
         losses = pack.train_epoch()
@@ -154,11 +164,14 @@ def train(config: dict) -> None:
         report = {"epoch": epoch, **aggregate(results), **train_medians}
         parent = {**train_medians, **(aggregate(fresh) if fresh else {})}
         tracker.log(epoch, parent, seed_metrics(losses, fresh))
-        tracker.flush()  # before reporting: Tune may stop the trial inside tune.report
         last = epoch == epochs
+        save = last or epoch % run["checkpoint_every"] == 0
+        if fresh or save or time.monotonic() - flushed >= run["flush_every"]:
+            tracker.flush()  # before reporting: Tune may stop the trial inside tune.report
+            flushed = time.monotonic()
         if last:
             tracker.finish(results, pack.latents, pack.decode)
-        if last or epoch % run["checkpoint_every"] == 0:
+        if save:
             meta = {"epoch": epoch, "run_ids": tracker.run_ids, "results": results, "report": report}
             report_with_checkpoint(report, pack, meta)
         else:
