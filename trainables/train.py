@@ -17,12 +17,13 @@ which it strips before building the ``Pack``:
   trial folder, so a relative ``sqlite:///`` path is taken relative to the driver's working
   folder (``TUNE_ORIG_WORKING_DIR``); the sweep runner passes absolute URIs.
 
-Each epoch it trains, evaluates (every ``eval_every``) and calls ``tune.report`` with aggregates over the seeds only
-(``epoch`` is ASHA's time attribute): ``median_*`` / ``best_*`` of ``linear_proj_mse``,
-``recon_mse``, ``pred_mse``, ``n_success``, ``n_diverged``, ``success_rate``. Per-seed histories
-go to MLflow (``trainables.tracking``), and at the end each seed's latent-vs-position and decoder
-traversal PNGs; the parent run is tagged with the Ray ``node_id`` it ran on. A checkpoint holds the pack state and the MLflow run ids;
-a restored trial continues the same seeds in the same runs.
+Each epoch it trains, evaluates (every ``eval_every``) and calls ``tune.report`` with aggregates
+over the seeds only (``epoch`` is ASHA's time attribute): ``median_*`` / ``best_*`` of
+``linear_proj_mse``, ``recon_mse``, ``pred_mse``, ``n_success``, ``n_diverged``, ``success_rate``.
+Per-seed histories go to MLflow (``trainables.tracking``), and at the end each seed's
+latent-vs-position and decoder traversal PNGs; the parent run is tagged with the Ray ``node_id`` it
+ran on. A checkpoint holds the pack state and the MLflow run ids; a restored trial continues the
+same seeds in the same runs.
 """
 
 from __future__ import annotations
