@@ -18,10 +18,12 @@ seed-step, counted); ``T2R2`` adds SPS's two augmented RNN branches and their de
 Each row gives seed-steps/s, the FLOP rate it means (FLOPs of one seed-step counted by
 ``torch.utils.flop_counter``), the peak GPU memory, and the ratio to the largest baseline (16
 processes by default). A pack that runs out of memory is a row saying so. ``--epoch-steps k``
-makes an epoch k steps (n_train = 32 k): a pack syncs with the host once per epoch.
+makes an epoch k steps (n_train = 32 k): a pack syncs with the host once per epoch. Defaults
+depend on the device (``CPU_DEFAULTS``, ``CUDA_DEFAULTS``): on a GPU a plain run (``make bench``)
+measures issue 6's table.
 
-    python benchmarks/train_throughput.py [--steps 3] [--sizes 1,4,16] [--separate 1,16]
-        [--variants auto,gemm,compile+gemm] [--symmetry none] [--epoch-steps 16] [--out table.md]
+    python benchmarks/train_throughput.py [--steps N] [--sizes 16,64,128] [--separate 1,16]
+        [--variants fp32,auto,gemm,compile,compile+gemm] [--symmetry none] [--epoch-steps 8] [--out table.md]
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ sys.path.insert(0, str(ROOT))
 REFERENCE = {"model": "sps", "env": "ball", "n_train": 32, "n_val": 32, "frames": 20, "image_size": 32,
              "batch_size": 32, "rnn_width": 256, "z_dim": 3}  # fmt: skip
 EAGER_FP32 = {"precision": "fp32", "channels_last": False, "tf32": False, "compile": False, "conv_gemm": False}
+# What one run measures where no option says otherwise: on CUDA, issue 6's table.
+CPU_DEFAULTS = {"steps": 3, "sizes": "1,4,16", "variants": "auto", "epoch_steps": 1}
+CUDA_DEFAULTS = {"steps": 16, "sizes": "16,64,128", "variants": "fp32,auto,gemm,compile,compile+gemm", "epoch_steps": 8}
 WORDS = {"auto": {}, "fp32": EAGER_FP32, "bf16": {"precision": "bf16"}, "gemm": {"conv_gemm": True}, "compile": {"compile": True},
          "nhwc": {"channels_last": True}, "nchw": {"channels_last": False}}  # fmt: skip
 
@@ -141,17 +146,22 @@ def separate(seeds: int, steps: int, config: dict) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3, help="timed optimiser steps per measurement (after 1 warm-up epoch)")
-    parser.add_argument("--sizes", default="1,4,16", help="seeds per pack, comma-separated")
+    parser.add_argument("--steps", type=int, help="timed optimiser steps per measurement, after a warm-up epoch (CPU 3, CUDA 16)")
+    parser.add_argument("--sizes", help="seeds per pack, comma-separated (CPU 1,4,16; CUDA 16,64,128)")
     parser.add_argument("--separate", default="1,16", help="one-seed processes of the fp32 eager baselines, comma-separated")
-    parser.add_argument("--variants", default="auto", help="speed variants of the packs, comma-separated (see above)")
+    parser.add_argument("--variants", help="speed variants of the packs, comma-separated, see above (CPU auto; CUDA "
+                        f"{CUDA_DEFAULTS['variants']})")
     parser.add_argument("--symmetry", default="none", help="SPS symmetry of the measured model (none: issue 6's probe; T2R2: SPS's)")
-    parser.add_argument("--epoch-steps", type=int, default=1, help="optimiser steps per epoch (one host sync each)")
+    parser.add_argument("--epoch-steps", type=int, help="optimiser steps per epoch, one host sync each (CPU 1, CUDA 8)")
     parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args()
-    variants = {name: variant(name) for name in args.variants.split(",")}
-
     import torch
+
+    defaults = CUDA_DEFAULTS if torch.cuda.is_available() else CPU_DEFAULTS
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    variants = {name: variant(name) for name in args.variants.split(",")}
 
     from trainables.pack import Speed, resolve_config
 
