@@ -29,7 +29,8 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 } 2>&1 | tee "$OUT/device.txt"
 
 throughput() {  # NAME DEFAULT_SIZES DEFAULT_VARIANTS DEFAULT_LIMIT
-    timeout "${LIMIT:-$4}" $PY benchmarks/train_throughput.py --separate "${SEPARATE:-1,16}" --epoch-steps 8 --steps "${STEPS:-16}" \
+    # epoch steps and timed steps: train_throughput.py's CUDA defaults
+    timeout "${LIMIT:-$4}" $PY benchmarks/train_throughput.py --separate "${SEPARATE:-1,16}" ${STEPS:+--steps $STEPS} \
         --sizes "${SIZES:-$2}" --variants "${VARIANTS:-$3}" --symmetry "${SYMMETRY:-none}" \
         --out "$OUT/throughput_$1.md" 2>&1 | grep -v Warning | tee "$OUT/throughput_$1.log"
 }
