@@ -1,0 +1,153 @@
+"""The model interface: what a model family implements, and all that the trainer relies on.
+
+A family is one file under ``trainables/models/`` and one line in ``MODELS``
+(``trainables/models/__init__.py``): a config dataclass (a ``TrainConfig``) and a packed module (a
+``PackedModel``) that trains S seeds of one configuration at once. ``trainables.pack``,
+``trainables.train``, ``trainables.tracking``, the spec checker and the analysis read a family only
+through this module: its declared ``metrics``, its default ``success`` rule and
+``scheduler_metric``, and the methods below.
+
+Packing contract: every parameter carries the seed dimension first (``[S, ...]``, built by the
+layers of ``trainables.models.packed`` from one ``torch.Generator`` per seed), nothing mixes seeds,
+and every random number of a step is drawn per seed by ``draw`` from that seed's generator. Then
+seed s of a pack trains exactly as seed s alone, and one elementwise Adam over all parameters keeps
+the seeds independent (the Pack clips gradients and freezes diverged seeds per seed).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A per-seed evaluation metric a model declares (``PackedModel.metrics``)."""
+
+    name: str  # the key in each seed's result, in MLflow and in success rules
+    better: Literal["lower", "higher"]  # which direction is better (ASHA's mode, plots)
+    doc: str  # one line: what it measures
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings every family has; a family's config subclasses it (and may redeclare
+    these fields with its own defaults). Values are coerced to the type of each field's default
+    (YAML lists -> tuples, ints -> floats) and checked by ``checks``."""
+
+    lr: float = 1e-3  # Adam learning rate (times each parameter group's multiplier)
+    lr_decay: float = 1.0  # per-step exponential LR decay (1.0 = constant)
+    batch_size: int = 32  # sequences per seed per step
+    grad_clip: float | None = None  # per-seed max gradient norm; None = no clipping
+
+    def __post_init__(self):
+        for f in fields(self):
+            setattr(self, f.name, coerce(f.name, getattr(self, f.name), f.default))
+        for name, ok in self.checks().items():
+            if not ok:
+                raise ValueError(f"invalid value for '{name}': {getattr(self, name)!r}")
+
+    def checks(self) -> dict[str, bool]:
+        """Field name -> whether its value is valid; subclasses extend ``super().checks()``."""
+        return {
+            "lr": self.lr > 0,
+            "lr_decay": 0 < self.lr_decay <= 1,
+            "batch_size": self.batch_size >= 1,
+            "grad_clip": self.grad_clip is None or self.grad_clip > 0,
+        }
+
+
+def coerce(name: str, value, default):
+    """``value`` checked against the type of the field's default (YAML lists -> tuples, ints -> floats)."""
+    bad = ValueError(f"config key '{name}' must be like {default!r}, got {value!r}")
+    if default is None:  # optional number
+        return None if value is None else coerce(name, value, 1.0)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        if isinstance(default, int) and (not math.isfinite(value) or value != int(value)):
+            raise bad
+        return type(default)(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise bad
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or (len(default) == 2 and len(value) != 2):
+            raise bad
+        return tuple(coerce(name, v, default[0]) for v in value)
+    raise TypeError(f"no rule for field {name}")
+
+
+class PackedModel(nn.Module):
+    """S seeds of one configuration of a family in one module. Subclasses set the class attributes
+    and implement ``losses`` and ``evaluate``; the rest has defaults.
+
+    Tensors: training frames ``x`` are [S, B, T, 3, H, W] in [0, 1] (each seed its own batch of
+    whole sequences; windows, strides and standardisation happen inside the model). Validation
+    frames are [N, T, 3, H, W] (the same for every seed) with the world's ground truth ``y``
+    [N, T, D] (positions the latent may be projected onto).
+    """
+
+    metrics: ClassVar[tuple[Metric, ...]]  # what ``evaluate`` returns per seed
+    success: ClassVar[dict]  # default success rule: {"metric": name, "below" | "above": number}
+    scheduler_metric: ClassVar[str]  # default metric ASHA / Optuna decide on (its ``better`` gives the mode)
+
+    def __init__(self, cfg: TrainConfig, gens: list[torch.Generator], image_size: int):
+        super().__init__()
+        self.cfg, self.S = cfg, len(gens)
+        self.channels_last = False  # speed switch: fold conv inputs channels-last (same numbers)
+
+    @classmethod
+    def check_data(cls, cfg: TrainConfig, data: dict) -> None:
+        """Raise ValueError naming the key if the data settings (``frames``, ``image_size``, ...)
+        cannot train this config (e.g. fewer frames than a context needs)."""
+
+    def draw(self, g: torch.Generator, batch: int, frames: int, step: int) -> dict[str, torch.Tensor]:
+        """One seed's random numbers for one step (CPU tensors from ``g``); the Pack stacks them
+        over seeds ([S, ...]) and passes them to ``losses`` as ``rand``."""
+        return {}
+
+    def losses(self, x: torch.Tensor, rand: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        """Per-seed loss terms [S] (reduced in fp32 also under autocast) and their sum ``total``,
+        the one that is minimised. ``step`` (optimiser steps so far) drives schedules and stages."""
+        raise NotImplementedError
+
+    def param_groups(self) -> list[tuple[list[nn.Parameter], float]]:
+        """(parameters, learning-rate multiplier) pairs; every parameter in exactly one group."""
+        return [(list(self.parameters()), 1.0)]
+
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-seed values [S] of every declared metric on the validation set. The Pack calls it in
+        eval mode under ``torch.no_grad()`` (a model that optimises at evaluation enables grad
+        itself) and without autocast; chunk the validation set as memory needs."""
+        raise NotImplementedError
+
+    def artefacts(self, seed_index: int, x: torch.Tensor, y: torch.Tensor, folder: Path) -> list[Path]:
+        """Optional pictures of one seed after training (latent plots, predicted vs true frames),
+        written as PNGs into ``folder``; the tracker logs them on the seed's run."""
+        return []
+
+    def conv_gemm(self, on: bool) -> None:
+        """Speed switch: convolutions as im2col + batched matmuls where the model supports it."""
+
+
+def metric_names(model_cls: type[PackedModel]) -> tuple[str, ...]:
+    return tuple(m.name for m in model_cls.metrics)
+
+
+def find_metric(model_cls: type[PackedModel], name: str) -> Metric:
+    """The declared metric ``name``; a ValueError listing the declared ones otherwise."""
+    for m in model_cls.metrics:
+        if m.name == name:
+            return m
+    raise ValueError(f"'{name}' is not a metric of this model; it declares {', '.join(metric_names(model_cls))}")
