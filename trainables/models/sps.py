@@ -7,11 +7,12 @@ over pixels / latent dims and time, averaged over sequences, as in the SPS code 
 1/batch scale): self-reconstruction, image prediction from the RNN's z, z prediction, the
 symmetry terms (z consistency and decoded images of the un-transformed predictions), KL * beta.
 
-Packing: every parameter has a leading seed dimension S. Convolutions fold the seeds into the
-channels (``groups=S``), linear layers are batched matmuls, the RNN cell is written out and
-looped over time. Activations are [N, S*C, H, W] in the conv stacks and [S, N, F] elsewhere.
-Nothing mixes seeds, and every random number is drawn per seed (``draw``) from that seed's own
-generator, so a seed gives the same numbers packed with others as alone.
+Packing: every parameter has a leading seed dimension S (layers: ``trainables.models.packed``).
+Convolutions fold the seeds into the channels (``groups=S``), linear layers are batched matmuls,
+the RNN cell is written out and looped over time. Activations are [N, S*C, H, W] in the conv
+stacks and [S, N, F] elsewhere. Nothing mixes seeds, and every random number is drawn per seed
+(``draw``) from that seed's own generator, so a seed gives the same numbers packed with others as
+alone.
 
 Mixed precision: under ``torch.autocast`` (bf16) the convolutions and matmuls run in bf16, while
 the RNN state and every loss term are kept and reduced in fp32 (``.float()`` before each loss
