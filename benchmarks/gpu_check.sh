@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The GPU checks in one call of at most ~7 minutes, the essential rows first, every table and log
+# The GPU checks in one call of about 8 minutes, the essential rows first, every table and log
 # saved to $OUT (the device tool's output folder; else ./gpu_out) as it goes, so a call cut short
 # still returns what it measured. The machine needs torch with CUDA, numpy, pyarrow, pyyaml, pytest;
 # gymnasium, Farama-Notifications and platformdirs come as wheels in .whl/ (`make gpu-wheels` here,
 # then carry .whl).
 #
-#   bash benchmarks/gpu_check.sh            # all parts in turn (~7 min)
+#   bash benchmarks/gpu_check.sh            # all parts in turn (~8 min)
 #   bash benchmarks/gpu_check.sh probe      # throughput of the probe model (symmetry none): baselines, packs (~4 min)
-#   bash benchmarks/gpu_check.sh tests      # pytest -m gpu: fast path vs fp32 per model, CUDA graphs, no host sync, 16-seed success (~2 min)
+#   bash benchmarks/gpu_check.sh tests      # pytest -m gpu: fast path vs fp32 per model, CUDA graphs, no host sync, 16-seed success (~3 min)
 #   bash benchmarks/gpu_check.sh sps        # throughput of SPS's shipped ball model (T2R2) (~1 min)
 #
 # SIZES, VARIANTS, SEPARATE and STEPS override a throughput part's pack sizes, speed variants, baselines
