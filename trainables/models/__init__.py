@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 from trainables.models.base import Metric, PackedModel, TrainConfig, find_metric, metric_names
@@ -36,7 +37,8 @@ def load_plugins(value: str | None = None) -> None:
             spec = importlib.util.spec_from_file_location(f"seedsweep_model_{path.stem}", path)
             if spec is None or not path.exists():
                 raise ValueError(f"SEEDSWEEP_MODELS: no such file {item!r}")
-            spec.loader.exec_module(importlib.util.module_from_spec(spec))
+            module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # dataclasses look it up
+            spec.loader.exec_module(module)
         else:
             importlib.import_module(item)
 
