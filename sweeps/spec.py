@@ -19,9 +19,9 @@ file and the field.
     max_concurrent: 2
     epochs: 30
     eval_every: 1             # validation metrics every N epochs, and at the end
-    scheduler: {metric: median_linear_proj_mse, grace_period: 5, reduction_factor: 2}  # ASHA, or: none
+    scheduler: {grace_period: 5, reduction_factor: 2}  # ASHA (on the model's scheduler_metric), or: none
     resources: {cpu: 1, gpu: 0}
-    success: {metric: linear_proj_mse, below: 0.2}
+    success: {metric: METRIC, below: 0.2}  # left out: the model's own rule
 
 ``success.metric`` must be a metric the model declares (``PackedModel.metrics``); left out, the
 model's own ``success`` rule applies. ``scheduler.metric`` is ``median_<m>`` or ``best_<m>`` of a
@@ -65,7 +65,7 @@ class Scheduler:
 @dataclass
 class SweepSpec:
     name: str
-    model: str = "sps"
+    model: str | None = None  # a key of trainables.models.MODELS; None: trainables.models.DEFAULT_MODEL
     env: str = "ball"
     data: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)  # fixed values, or {space: args}
@@ -138,10 +138,11 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
                 fail(key, f"must be an integer >= {low}, got {value!r}")
             setattr(spec, key, value)
 
-    from trainables.models import MODELS
+    from trainables.models import DEFAULT_MODEL, MODELS
     from trainables.pack import DATA_KEYS, RUN_ONLY
     from trainables.rule import SuccessRule
 
+    spec.model = spec.model or DEFAULT_MODEL
     if spec.model not in MODELS:
         fail("model", f"unknown model {spec.model!r}; known: {', '.join(sorted(MODELS))}")
     from envs.dataset import resolve_env_id

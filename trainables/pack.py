@@ -1,7 +1,10 @@
 """The unit of work: S seeds of one configuration trained together in one process (a ``Pack``).
 
-Every parameter carries a leading seed dimension; one Adam (elementwise, so seeds stay
-independent) steps them all, with per-step exponential LR decay. Gradient clipping is per seed,
+The pack knows a model only through ``trainables.models.base`` (``PackedModel``): its loss terms,
+parameter groups, declared metrics and default success rule. Every parameter carries a leading
+seed dimension; one Adam (elementwise, so seeds stay independent) steps them all, one parameter
+group per ``param_groups`` entry at ``lr`` times its multiplier, with per-step exponential LR decay
+on every group. Gradient clipping is per seed,
 and a seed whose loss or gradient stops being finite is frozen (gradient and Adam first moment
 zeroed before the step, so its parameters keep their last finite values) and marked
 ``diverged`` while the others go on. Each seed draws its init, batch order and noise from its
@@ -28,14 +31,14 @@ import numpy as np
 import torch
 
 from trainables.data import load_data
-from trainables.models import MODELS, PackedModel, metric_names
+from trainables.models import DEFAULT_MODEL, MODELS, PackedModel, metric_names
 from trainables.rule import SuccessRule
 
 COMMON = {
-    "model": "sps",  # a key of trainables.models.MODELS
+    "model": DEFAULT_MODEL,  # a key of trainables.models.MODELS
     "env": "seedsweep/BouncingBall-v0",  # gymnasium id (or short name: ball, two_body)
     "n_train": 512,  # SPS ball: the 512-sequence training subset
-    "n_val": 128,  # validation sequences (metrics, latents)
+    "n_val": 128,  # validation sequences (metrics, pictures)
     "frames": 20,  # SPS ball: 20-frame sequences
     "image_size": 32,  # SPS: 32 x 32 RGB
     "data_seed": 0,  # training set seed; the validation set uses trainables.data.val_seed(data_seed)

@@ -20,6 +20,7 @@ from trainables.models.base import Metric, PackedModel, TrainConfig, find_metric
 from trainables.models.sps import SPS, SPSConfig
 
 MODELS: dict[str, tuple[type[TrainConfig], type[PackedModel]]] = {}
+DEFAULT_MODEL = "sps"  # what a config or spec without ``model`` trains
 
 
 def register(name: str, config_cls: type[TrainConfig], model_cls: type[PackedModel]) -> None:
@@ -46,4 +47,4 @@ def load_plugins(value: str | None = None) -> None:
 register("sps", SPSConfig, SPS)
 load_plugins()
 
-__all__ = ["MODELS", "Metric", "PackedModel", "SPS", "SPSConfig", "TrainConfig", "find_metric", "metric_names", "register"]
+__all__ = ["DEFAULT_MODEL", "MODELS", "Metric", "PackedModel", "SPS", "SPSConfig", "TrainConfig", "find_metric", "metric_names", "register"]
