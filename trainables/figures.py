@@ -1,5 +1,6 @@
 """Pictures any model can draw of one seed (``PackedModel.artefacts``): a latent against the
-world's true positions, and a decoder traversal. Written as PNGs with matplotlib's Agg backend."""
+world's true positions, a decoder traversal, and rows of frames (originals over reconstructions,
+past / true / predicted frames). Written as PNGs with matplotlib's Agg backend."""
 
 from __future__ import annotations
 
@@ -66,5 +67,34 @@ def traversal_grid(decode: Callable[[np.ndarray], np.ndarray], center: np.ndarra
     for s in range(steps):
         axes[-1, s].set_xlabel(f"{offsets[s]:+.1f}σ", fontsize=7)
     fig.suptitle(title)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    return Path(path)
+
+
+def frame_rows(rows: dict[str, np.ndarray], path: str | Path, title: str = "") -> Path:
+    """Rows of frames, one row per entry of ``rows`` (label -> frames [K, 3, H, W] or [K, H, W, 3],
+    floats in [0, 1], numpy or torch), e.g. originals over reconstructions, or past, true and
+    predicted frames; written as a PNG."""
+    from matplotlib.figure import Figure
+
+    def images(frames) -> np.ndarray:
+        a = np.asarray(frames.detach().cpu() if hasattr(frames, "detach") else frames, dtype=np.float64)
+        return np.clip(np.nan_to_num(a.transpose(0, 2, 3, 1) if a.shape[1] == 3 else a), 0, 1)
+
+    rows = {label: images(frames) for label, frames in rows.items()}
+    cols = max(len(a) for a in rows.values())
+    fig = Figure(figsize=(0.9 * cols + 0.8, 0.9 * len(rows) + 0.6))
+    axes = fig.subplots(len(rows), cols, squeeze=False)
+    for r, (label, frames) in enumerate(rows.items()):
+        for c in range(cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(frames):
+                ax.imshow(frames[c])
+            else:
+                ax.axis("off")
+        axes[r, 0].set_ylabel(label, fontsize=7)
+    fig.suptitle(title, fontsize=8)
     fig.savefig(path, dpi=80, bbox_inches="tight")
     return Path(path)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from trainables.models.base import Metric, PackedModel, TrainConfig, find_metric, metric_names
 from trainables.models.sps import SPS, SPSConfig
+from trainables.models.vae import VAE, VAEConfig
+from trainables.models.video_predictor import VideoPredictor, VideoPredictorConfig
 
 MODELS: dict[str, tuple[type[TrainConfig], type[PackedModel]]] = {}
 DEFAULT_MODEL = "sps"  # what a config or spec without ``model`` trains
@@ -45,6 +47,8 @@ def load_plugins(value: str | None = None) -> None:
 
 
 register("sps", SPSConfig, SPS)
+register("vae", VAEConfig, VAE)
+register("video_predictor", VideoPredictorConfig, VideoPredictor)
 load_plugins()
 
 __all__ = ["DEFAULT_MODEL", "MODELS", "Metric", "PackedModel", "SPS", "SPSConfig", "TrainConfig", "find_metric", "metric_names", "register"]

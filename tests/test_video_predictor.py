@@ -1,0 +1,80 @@
+"""The video predictor family (seed system 001): its metrics on known predictions (copy-last reads 1,
+perfect reads 0 with centroid error 0 and diversity 1), the centroid itself, BatchNorm in eval mode
+at evaluation, and the window arithmetic."""
+
+import pytest
+import torch
+
+from trainables import Pack, resolve_config
+from trainables.models.frames import centroid
+from trainables.models.video_predictor import VideoPredictor, VideoPredictorConfig
+
+
+def moving_squares(n=6, T=4, size=16):
+    """[n, T, 3, H, W]: a 3x3 red square moving one pixel right per frame from a random start."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(n, T, 3, size, size)
+    for i in range(n):
+        r, c = torch.randint(0, size - 3 - T, (2,), generator=g).tolist()
+        for t in range(T):
+            x[i, t, 0, r : r + 3, c + t : c + t + 3] = 0.9
+    return x
+
+
+def predictor(n_past=2, n_future=2, S=2):
+    cfg = VideoPredictorConfig(n_past=n_past, n_future=n_future, widths=(4, 8), batch_size=4)
+    return VideoPredictor(cfg, [torch.Generator().manual_seed(s) for s in range(S)], 16)
+
+
+def test_centroid_of_known_frames():
+    x = torch.zeros(3, 3, 8, 8)
+    x[0, 0, 2, 5] = 1.0  # one pixel: its centre
+    x[1, :, 1:4, 3:6] = 0.5  # a uniform 3x3 square: its centre pixel's centre
+    assert centroid(x[:2]).tolist() == [[2.5, 5.5], [2.5, 4.5]]
+    assert centroid(x[2]).tolist() == [4.0, 4.0]  # nothing in the foreground: the image centre
+
+
+def test_metrics_of_copy_last_and_perfect_predictions():
+    model, x = predictor(), moving_squares()
+    P = model.cfg.n_past
+    model.forecast = lambda clips: clips[:, P - 1 : P].expand(-1, 2, -1, -1, -1).unsqueeze(0).expand(2, -1, -1, -1, -1, -1)
+    copy = model.evaluate(x, None)
+    assert copy["copy_ratio"].tolist() == pytest.approx([1, 1])
+    assert copy["centroid_h1"].tolist() == pytest.approx([1, 1])  # the square moved one pixel
+    assert copy["centroid_ratio"].tolist() == pytest.approx([1, 1]) and copy["score"].tolist() == pytest.approx([2, 2])
+    model.forecast = lambda clips: clips[:, P:].unsqueeze(0).expand(2, -1, -1, -1, -1, -1)
+    perfect = model.evaluate(x, None)
+    assert perfect["mse"].tolist() == [0, 0] and perfect["copy_ratio"].tolist() == [0, 0]
+    assert perfect["centroid_h1"].tolist() == [0, 0] and perfect["diversity"].tolist() == pytest.approx([1, 1])
+    assert perfect["score"].tolist() == [0, 0]
+    average = x[:, P:].mean(0)  # the mean future over the validation clips (one clip per sequence)
+    model.forecast = lambda clips: average.expand(2, len(clips), -1, -1, -1, -1)
+    assert model.evaluate(x, None)["diversity"].tolist() == pytest.approx([0, 0], abs=1e-6)  # every clip alike
+
+
+def test_evaluation_uses_running_batchnorm_statistics():
+    """Evaluation runs in eval mode (running statistics, not updated): twice the same numbers."""
+    config = {"model": "video_predictor", "env": "ball", "n_train": 16, "n_val": 8, "frames": 4, "image_size": 16,
+              "n_past": 2, "n_future": 2, "widths": [4, 8], "batch_size": 8}  # fmt: skip
+    pack = Pack(config, [0, 1], device="cpu")
+    pack.train_epoch()
+    bn = pack.model.stem_bn
+    running = bn.running_mean.clone()
+    first, second = pack.evaluate(), pack.evaluate()
+    assert torch.equal(bn.running_mean, running) and int(bn.num_batches_tracked) == 2
+    assert [r["mse"] for r in first] == [r["mse"] for r in second]
+
+
+def test_frames_must_hold_a_clip():
+    with pytest.raises(ValueError, match="'frames'"):
+        resolve_config({"model": "video_predictor", "frames": 8, "n_past": 4, "n_future": 6})
+    with pytest.raises(ValueError, match="n_past"):
+        VideoPredictorConfig(n_past=0)
+
+
+def test_artefact_is_a_png(tmp_path):
+    model = predictor()
+    model.eval()
+    with torch.no_grad():
+        (path,) = model.artefacts(0, moving_squares(), None, tmp_path)
+    assert path.name == "prediction.png" and path.read_bytes()[:4] == b"\x89PNG"
