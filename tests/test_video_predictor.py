@@ -78,3 +78,13 @@ def test_artefact_is_a_png(tmp_path):
     with torch.no_grad():
         (path,) = model.artefacts(0, moving_squares(), None, tmp_path)
     assert path.name == "prediction.png" and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_conv_gemm_gives_the_same_prediction():
+    model, x = predictor(), moving_squares()
+    model.eval()
+    past = model.norm(x[:, :2].unsqueeze(0).expand(2, -1, -1, -1, -1, -1))
+    with torch.no_grad():
+        grouped = model.predict(past)
+        model.conv_gemm(True)
+        assert torch.allclose(model.predict(past), grouped, atol=1e-5)
