@@ -128,7 +128,7 @@ def test_block_equals_nn_transformer_encoder_layer_per_seed():
 
 def test_noised_middle_frame_and_image_scope_pack_like_alone():
     config = {"model": "interp_transformer", "env": "ball", "n_train": 16, "n_val": 8, **TINY,
-              "input_noise": 0.3, "middle_frame": True, "loss_scope": "image", "frame_step": 1}  # fmt: skip
+              "input_noise": 0.1, "middle_frame": True, "loss_scope": "image", "frame_step": 1}  # fmt: skip
     packed = fit(config, seeds=[0, 1], epochs=1, device="cpu")
     alone = fit(config, seeds=[1], epochs=1, device="cpu")
     for key in ("psnr", "psnr_border", "centroid_error", "train/total"):
@@ -137,7 +137,7 @@ def test_noised_middle_frame_and_image_scope_pack_like_alone():
 
 @pytest.mark.parametrize(
     "bad, field",
-    [({"middle_frame": True}, "middle_frame"), ({"src": 10, "patch": 4}, "src"), ({"loss_scope": "pixels"}, "loss_scope"),
+    [({"middle_frame": True, "middle_noise": 0.0}, "middle_noise"), ({"src": 10, "patch": 4}, "src"), ({"loss_scope": "pixels"}, "loss_scope"),
      ({"frames": 8, "frame_step": 2}, "frames"), ({"image_size": 12, "patch": 8, "src": 16}, "image_size")],
 )  # fmt: skip
 def test_bad_settings_name_the_key(bad, field):
