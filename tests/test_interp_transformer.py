@@ -143,3 +143,11 @@ def test_noised_middle_frame_and_image_scope_pack_like_alone():
 def test_bad_settings_name_the_key(bad, field):
     with pytest.raises(ValueError, match=f"'{field}'"):
         resolve_config({"model": "interp_transformer", "env": "ball", **bad})
+
+
+def test_shipped_specs_are_valid():
+    from sweeps import spec as specs
+
+    quick, gpu = specs.load("sweeps/interp_quickstart.yaml"), specs.load("sweeps/interp_gpu.yaml")
+    assert quick.model == gpu.model == "interp_transformer" and quick.data["image_size"] == 16
+    assert gpu.seeds == 16 and set(gpu.swept()) == {"input_noise", "middle_frame", "frame_step", "d_model", "loss_scope"}
