@@ -137,8 +137,8 @@ def test_noised_middle_frame_and_image_scope_pack_like_alone():
 
 @pytest.mark.parametrize(
     "bad, field",
-    [({"middle_frame": True, "middle_noise": 0.0}, "middle_noise"), ({"src": 10, "patch": 4}, "src"), ({"loss_scope": "pixels"}, "loss_scope"),
-     ({"frames": 8, "frame_step": 2}, "frames"), ({"image_size": 12, "patch": 8, "src": 16}, "image_size")],
+    [({"middle_frame": True, "middle_noise": 0.0}, "middle_noise"), ({"src": 10, "patch": 4}, "src"),
+     ({"loss_scope": "pixels"}, "loss_scope"), ({"frames": 8, "frame_step": 2}, "frames"), ({"image_size": 12, "patch": 8, "src": 16}, "image_size")],
 )  # fmt: skip
 def test_bad_settings_name_the_key(bad, field):
     with pytest.raises(ValueError, match=f"'{field}'"):
