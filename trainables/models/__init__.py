@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from trainables.models.base import Metric, PackedModel, TrainConfig, find_metric, metric_names
+from trainables.models.interp_transformer import InterpConfig, InterpTransformer
 from trainables.models.sps import SPS, SPSConfig
 from trainables.models.vae import VAE, VAEConfig
 from trainables.models.video_predictor import VideoPredictor, VideoPredictorConfig
@@ -47,6 +48,7 @@ def load_plugins(value: str | None = None) -> None:
 
 
 register("sps", SPSConfig, SPS)
+register("interp_transformer", InterpConfig, InterpTransformer)  # 002: middle frame of a 5-frame window, PSNR
 register("vae", VAEConfig, VAE)
 register("video_predictor", VideoPredictorConfig, VideoPredictor)
 load_plugins()
