@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from unittest import mock
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -176,5 +177,28 @@ def forecast(table: pd.DataFrame, metric: str, path, settled: int | None = None)
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"final outcome from {metric}")
     ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
+def sequence(steps: pd.DataFrame, path) -> Path:
+    """Adaptive seeds: each configuration's anytime-valid interval (band) and rate (dots) against
+    its counted seeds n after each round (``analysis.sequential.history``); a cross where its seeds stopped."""
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    colours = [c["color"] for c in matplotlib.rcParams["axes.prop_cycle"]]
+    for i, (cid, rows) in enumerate(steps.groupby("config_id", sort=False)):
+        colour = colours[i % len(colours)]
+        n = rows["n"].to_numpy(float)
+        ax.fill_between(n, rows["low"], rows["high"], color=colour, alpha=0.15, step=None)
+        ax.plot(n, rows["low"], n, rows["high"], color=colour, lw=1)
+        rate = rows["successes"] / rows["n"].where(rows["n"] > 0)
+        ax.plot(n, rate, "o", color=colour, ms=4, label=f"{cid}: {rows['why'].iloc[-1]}")
+        if not rows["open"].iloc[-1]:
+            ax.plot(n[-1:], rate.to_numpy()[-1:], "x", color="#333333", ms=8)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("counted seeds n (after each round)")
+    ax.set_ylabel("success rate, anytime-valid interval")
+    ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
     return save(fig, path)

@@ -18,6 +18,9 @@ from analysis.success import (
 
 HALFWIDTH = 0.1  # target half-width of the seed-budget column
 CURVES = 200  # most training curves fetched from MLflow for the curves plot
+ANYTIME = "anytime 95%"  # column of the anytime-valid intervals (simultaneous over the configurations)
+NOT_VALID = ("seeds were added adaptively, so only the anytime intervals hold; fixed-n Wilson and Clopper-Pearson"
+             " intervals (and the exact tests' p-values) are not valid under adaptive stopping")  # fmt: skip
 SEED_PNGS = {"latent": "Latent vs true position", "traversal": "Decoder traversal"}  # the trainable's PNGs, by name part
 
 
@@ -29,6 +32,8 @@ def display_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) -
         out[p] = table[p].map(plots.fmt)
     out["k/n"] = [f"{k}/{n}" for k, n in zip(table["successes"], table["n"])]
     out["rate"] = table["rate"].map(lambda r: "-" if np.isnan(r) else f"{r:.2f}")
+    if "anytime_low" in table:  # adaptive seeds: the intervals that hold under them come first
+        out[ANYTIME] = [span(a, b) for a, b in zip(table["anytime_low"], table["anytime_high"])]
     out["Wilson 95%"] = [span(a, b) for a, b in zip(table["wilson_low"], table["wilson_high"])]
     out["CP 95%"] = [span(a, b) for a, b in zip(table["cp_low"], table["cp_high"])]
     if comparison is not None:
@@ -64,7 +69,33 @@ def format_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) ->
     foot = f"success: {table.attrs.get('rule', 'stored success tags')}; n = finished + diverged seeds; pruned seeds are not in n"
     if comparison is not None:
         foot += f"; p: two-sided {comparison.attrs['test'].capitalize()} exact test, Holm-corrected"
+    if "anytime_low" in table:
+        foot = f"{anytime_note(table)}\n{foot}"
     return "\n".join([*lines, foot])
+
+
+def anytime_note(table: pd.DataFrame) -> str:
+    """What the anytime column is, and that the fixed-n intervals do not hold (adaptive sweeps)."""
+    from analysis.sequential import Design
+
+    design = Design.from_dict(table.attrs["design"])
+    return (f"{ANYTIME}: anytime-valid confidence sequence (beta-binomial mixture), all {len(table)} configurations at once "
+            f"(alpha {design.alpha:g} / {len(table)} each); {NOT_VALID}. Seeds: {design.describe(len(table))}")
+
+
+def rounds_section(runs: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, Path]:
+    """Adaptive seeds: per configuration the interval after each round and why its seeds stopped,
+    and the plot of the intervals against n."""
+    from analysis.sequential import Design, history
+
+    steps = history(runs, Design.from_dict(runs.attrs["design"]))
+    cell = [f"{s}/{n} [{lo:.2f}, {hi:.2f}]" for s, n, lo, hi in steps[["successes", "n", "low", "high"]].itertuples(index=False)]
+    wide = steps.assign(cell=cell).pivot(index="config_id", columns="round", values="cell")
+    wide.columns = [f"after round {r}" for r in wide.columns]
+    last = steps.groupby("config_id").tail(1).set_index("config_id")
+    wide["seeds stopped"] = [("no: still open, " if last.at[c, "open"] else "") + last.at[c, "why"] for c in wide.index]
+    wide = wide.reset_index().fillna("")
+    return wide, plots.sequence(steps, out / "anytime_intervals.png")
 
 
 def write_report(tracking_uri: str, sweep: str, out_dir, metric=None, below=None, above=None, baseline=None) -> pd.DataFrame:
@@ -110,6 +141,10 @@ def write_report(tracking_uri: str, sweep: str, out_dir, metric=None, below=None
     if comparison is not None:
         sections.insert(0, ("Comparisons: rate difference to the reference (95% Newcombe interval)", numbers(comparison)))
         sections.append(("Seed budget at the observed rates", budget(table, comparison)))
+    if runs.attrs.get("design"):
+        steps, path = rounds_section(runs, out)
+        sections.insert(0, ("Adaptive seeds: the anytime interval after each round, and why seeds stopped", steps))
+        figures.insert(0, ("Anytime-valid interval against seeds, per configuration", path))
 
     page = render(sweep, tracking_uri, table, comparison, sections, figures, out)
     (out / "report.html").write_text(page)
@@ -187,6 +222,7 @@ def render(sweep, tracking_uri, table, comparison, sections, figures, out: Path)
              "<h2>Success rate per configuration</h2>", display_table(table, comparison).to_html(index=False),
              "<p class='note'>n counts finished and diverged seeds (diverged = failure); pruned, running and failed seeds are"
              " shown but not in n. Intervals are 95% Wilson score and Clopper-Pearson.",
+             f"<p class='note'><b>{esc(anytime_note(table))}.</b></p>" if "anytime_low" in table else "",
              comparison_note(comparison), "</p>"]  # fmt: skip
     for title, df in sections:
         parts += [f"<h2>{esc(title)}</h2>", df.to_html(index=False, na_rep="-")]

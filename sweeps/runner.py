@@ -99,6 +99,11 @@ def plan(spec: SweepSpec) -> str:
         f"  fixed: {spec.fixed() or '-'}",
         f"  swept: {spec.swept() or '-'}",
     ]
+    if spec.adaptive:  # the seed lines say the rule instead
+        from sweeps.rounds import plan as adaptive_plan
+
+        lines[1] = lines[1].split(", seeds per configuration")[0]
+        lines[5:6] = adaptive_plan(spec).splitlines()
     grids = {k: v["grid"] for k, v in spec.swept().items() if "grid" in v}
     sampled = [k for k in spec.swept() if k not in grids]
     points = list(itertools.product(*grids.values()))
@@ -128,33 +133,38 @@ def objective(spec: SweepSpec) -> tuple[str, str]:
     return "success_rate", "max"
 
 
-def make_tuner(spec: SweepSpec, where: Where, resume: bool = False) -> tune.Tuner:
+def make_tuner(spec: SweepSpec, where: Where, resume: bool = False, name: str | None = None,
+               space: dict | None = None, trainable=None, search: bool = True) -> tune.Tuner:
+    """The sweep's Tuner (or its restore). For a round of adaptive seeds (``sweeps.rounds``): the Tune
+    experiment ``name`` (default: the sweep's), its own ``space`` and ``trainable``, and without
+    ``search`` no searcher or scheduler (the configurations are given)."""
     from ray.tune.schedulers import ASHAScheduler
 
     from trainables.train import train
 
-    trainable = tune.with_resources(train, {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]})
+    name = name or spec.name
+    trainable = tune.with_resources(trainable or train, {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]})
     # Optuna's study beside the results; with a URI storage, in ./optuna.db here (one study per sweep name)
-    run_dir = Path(where.storage) / spec.name if "://" not in where.storage else Path(".")
+    run_dir = Path(where.storage) / name if "://" not in where.storage else Path(".")
     if resume:
-        return tune.Tuner.restore(os.path.join(where.storage, spec.name), trainable=trainable,
+        return tune.Tuner.restore(os.path.join(where.storage, name), trainable=trainable,
                                   resume_unfinished=True, resume_errored=True)
-    metric, mode = objective(spec)
+    metric, mode = objective(spec) if search else ("success_rate", "max")
     scheduler = None
-    if spec.scheduler:
+    if spec.scheduler and search:
         scheduler = ASHAScheduler(
             time_attr="epoch", max_t=spec.epochs, grace_period=spec.scheduler.grace_period,
             reduction_factor=spec.scheduler.reduction_factor,
         )
     return tune.Tuner(
         trainable,
-        param_space=param_space(spec, where),
+        param_space=space or param_space(spec, where),
         tune_config=tune.TuneConfig(
-            metric=metric, mode=mode, scheduler=scheduler, search_alg=make_searcher(spec, run_dir),
-            num_samples=spec.num_samples, max_concurrent_trials=spec.max_concurrent or None,
+            metric=metric, mode=mode, scheduler=scheduler, search_alg=make_searcher(spec, run_dir) if search else None,
+            num_samples=spec.num_samples if search else 1, max_concurrent_trials=spec.max_concurrent or None,
         ),
         run_config=tune.RunConfig(
-            name=spec.name,
+            name=name,
             storage_path=where.storage,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -174,9 +184,11 @@ def run(
 ) -> dict[str, Any]:
     """Run (or resume) a sweep to the end; returns a summary. Raises ``RuntimeError`` if the sweep
     already finished or was interrupted and ``resume`` is not set."""
-    import ray
-
     where = Where.default(storage, tracking_uri)
+    if spec.adaptive:
+        from sweeps.rounds import run_rounds
+
+        return run_rounds(spec, where, resume, address, dashboard)
     run_dir = f"{where.storage.rstrip('/')}/{spec.name}"  # a local path or a URI (s3://, gs://, ...)
     done = read_done(run_dir)
     if done is not None:
@@ -192,20 +204,8 @@ def run(
                            f"{run_dir} has no Tune results to continue; pick another --name (or --storage)")
 
     experiment_id(open_client(where.tracking_uri), spec.name)  # one MLflow experiment per sweep
-
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            try:
-                ray.init(include_dashboard=dashboard, log_to_driver=False)
-            except Exception as err:
-                if "missing packages" not in str(err):
-                    raise
-                raise RuntimeError("Ray's dashboard needs ray[default]: .venv/bin/pip install -e '.[dashboard]'") from None
-    check_resources(spec, ray.cluster_resources(), autoscaling=bool(address))
+    start_ray(spec, address, dashboard)
     start = time.time()
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables; Progress prints instead
     results = make_tuner(spec, where, resume=resume).fit()
     errors = [str(r.error) for r in results if r.error]
     # Complete: every configuration was begun and none of its seeds is still running, by MLflow's
@@ -223,6 +223,24 @@ def run(
     if complete and not errors:
         write_done(run_dir, summary)
     return summary
+
+
+def start_ray(spec: SweepSpec, address: str | None = None, dashboard: bool = False) -> None:
+    """Join ``address`` or start a local Ray (unless one is up), and check the trial fits it."""
+    import ray
+
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            try:
+                ray.init(include_dashboard=dashboard, log_to_driver=False)
+            except Exception as err:
+                if "missing packages" not in str(err):
+                    raise
+                raise RuntimeError("Ray's dashboard needs ray[default]: .venv/bin/pip install -e '.[dashboard]'") from None
+    check_resources(spec, ray.cluster_resources(), autoscaling=bool(address))
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables; Progress prints instead
 
 
 def check_resources(spec: SweepSpec, available: dict[str, float], autoscaling: bool = False) -> None:

@@ -13,7 +13,7 @@ file and the field.
       symmetry: {grid: [none, T2R2]}
       lr: {loguniform: [1.0e-4, 1.0e-2]}
       rnn_width: 32
-    seeds: 8
+    seeds: 8                  # or adaptive: {start: 8, step: 8, max: 64, until: separated}  (or until: {halfwidth: 0.1})
     searcher: grid            # grid | random | optuna
     num_samples: 1            # samples of the search space (grid: repeats of the grid)
     max_concurrent: 2
@@ -33,6 +33,8 @@ from typing import Any
 
 import yaml
 
+from analysis.sequential import Design
+
 SPACES = ("grid", "choice", "uniform", "loguniform", "randint")
 SEARCHERS = ("grid", "random", "optuna")
 DATA_KEYS = ("n_train", "n_val", "frames", "image_size", "data_seed")
@@ -41,6 +43,7 @@ TOP_KEYS = (
     "epochs", "checkpoint_every", "eval_every", "scheduler", "resources", "success", "max_failures",
 )  # fmt: skip
 SCHEDULER_KEYS = ("metric", "mode", "grace_period", "reduction_factor")
+ADAPTIVE_KEYS = ("start", "step", "max", "until", "alpha")
 
 
 class SpecError(ValueError):
@@ -64,7 +67,8 @@ class SweepSpec:
     env: str = "ball"
     data: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)  # fixed values, or {space: args}
-    seeds: int = 8
+    seeds: int = 8  # per configuration; with adaptive seeds, those of the first round (adaptive.start)
+    adaptive: Design | None = None  # adaptive seeds (analysis.sequential), or None: every configuration gets `seeds`
     searcher: str = "grid"
     num_samples: int = 1
     max_concurrent: int = 0  # 0: as many as resources allow
@@ -126,8 +130,11 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
             if not isinstance(raw[key], str):
                 fail(key, f"must be a string, got {raw[key]!r}")
             setattr(spec, key, raw[key])
+    if isinstance(raw.get("seeds"), dict):
+        spec.adaptive = adaptive_seeds(raw["seeds"], fail)
+        spec.seeds = spec.adaptive.start
     for key, low in (("seeds", 1), ("num_samples", 1), ("max_concurrent", 0), ("epochs", 1), ("checkpoint_every", 1), ("eval_every", 1), ("max_failures", 0)):
-        if key in raw:
+        if key in raw and not (key == "seeds" and spec.adaptive):
             value = raw[key]
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 fail(key, f"must be an integer >= {low}, got {value!r}")
@@ -221,6 +228,30 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
         bad = next((f for f in fields if f"'{f.split('.', 1)[1]}'" in str(err) or f" {f.split('.', 1)[1]}" in str(err)), None)
         fail(bad or "params", str(err))
     return spec
+
+
+def adaptive_seeds(raw: dict, fail) -> Design:
+    """``seeds: {start, step, max, until: separated | {halfwidth: h}, alpha}`` -> a ``Design``."""
+    for key in raw:
+        if key not in ADAPTIVE_KEYS:
+            fail(f"seeds.{key}", f"unknown; adaptive seeds take {', '.join(ADAPTIVE_KEYS)}")
+    for key in ("start", "step", "max"):
+        value = raw.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            fail(f"seeds.{key}", f"must be an integer >= 1, got {value!r} (e.g. seeds: {{start: 8, step: 8, max: 64, until: separated}})")
+    if raw["max"] < raw["start"]:
+        fail("seeds.max", f"must be at least seeds.start ({raw['start']}), got {raw['max']}")
+    until, halfwidth = raw.get("until", "separated"), None
+    if isinstance(until, dict) and set(until) == {"halfwidth"}:
+        until, halfwidth = "halfwidth", until["halfwidth"]
+        if isinstance(halfwidth, bool) or not isinstance(halfwidth, (int, float)) or not 0 < halfwidth < 0.5:
+            fail("seeds.until.halfwidth", f"must be a number in (0, 0.5), got {halfwidth!r}")
+    elif until != "separated":
+        fail("seeds.until", f"must be separated or {{halfwidth: H}}, got {until!r}")
+    alpha = raw.get("alpha", 0.05)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        fail("seeds.alpha", f"must be a number in (0, 1), got {alpha!r}")
+    return Design(raw["start"], raw["step"], raw["max"], until, None if halfwidth is None else float(halfwidth), float(alpha))
 
 
 def check_space(name: str, space: dict, fail) -> None:
