@@ -45,6 +45,7 @@ from analysis.runs import natural_key
 from analysis.success import ALPHA, success_table
 
 PRIOR = (1.0, 1.0)  # Beta(a, b) mixing prior: uniform
+TABLED = 256  # confidence_sequence reads counts up to this n from a precomputed table (~1 s to build at 256)
 EDGE = 1e-300  # the lower endpoint's bracket starts here (log M_n is +inf at p = 0)
 
 
@@ -57,9 +58,14 @@ def log_ratio(p: float, successes: int, n: int, prior: tuple[float, float] = PRI
 def confidence_sequence(successes: int, n: int, alpha: float = ALPHA, prior: tuple[float, float] = PRIOR) -> tuple[float, float]:
     """(low, high): the (1 - alpha) confidence sequence for a success rate after ``successes`` of
     ``n`` seeds, valid uniformly over n (see the module docstring). (0, 1) when n = 0; low is 0
-    when successes = 0 and high is 1 when successes = n."""
+    when successes = 0 and high is 1 when successes = n. Up to n = TABLED with the default prior
+    it is read from ``sequence_table`` (one vectorised solve per size and alpha): a rule replayed
+    over rounds, or simulated many times, asks for the same counts again and again."""
     if not 0 <= successes <= n:
         raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
+    if prior == PRIOR and n <= TABLED and 0 < alpha < 1:
+        low, high = sequence_table(max(64, 1 << (int(n) - 1).bit_length()), float(alpha))
+        return float(low[successes, n]), float(high[successes, n])
     low, high = confidence_bounds(np.array([successes]), np.array([n]), alpha, prior)
     return float(low[0]), float(high[0])
 
