@@ -76,7 +76,12 @@ def run_rounds(spec: SweepSpec, where: Where, resume: bool, address: str | None,
         raise RuntimeError(f"MLflow ({where.tracking_uri}) already holds runs of sweep {spec.name!r}, but "
                            f"{sweep_dir} has no Tune results to continue; pick another --name (or --storage)")
     client = open_client(where.tracking_uri)
-    retry(client.set_experiment_tag, experiment_id(client, spec.name), DESIGN_TAG, json.dumps(design.to_dict()))
+    exp_id = experiment_id(client, spec.name)
+    stored = retry(client.get_experiment, exp_id).tags.get(DESIGN_TAG)
+    if started and stored and Design.from_dict(json.loads(stored)) != design:
+        raise RuntimeError(f"{spec.path}: seeds: the sweep {spec.name!r} began with {json.loads(stored)}; "
+                           "resume it with that rule, or run the new one under another --name")
+    retry(client.set_experiment_tag, exp_id, DESIGN_TAG, json.dumps(design.to_dict()))
     start_ray(spec, address, dashboard)
 
     start, trials, round_ = time.time(), 0, 1
