@@ -21,7 +21,6 @@ CURVES = 200  # most training curves fetched from MLflow for the curves plot
 ANYTIME = "anytime 95%"  # column of the anytime-valid intervals (simultaneous over the configurations)
 NOT_VALID = ("seeds were added adaptively, so only the anytime intervals hold; fixed-n Wilson and Clopper-Pearson"
              " intervals (and the exact tests' p-values) are not valid under adaptive stopping")  # fmt: skip
-SEED_PNGS = {"latent": "Latent vs true position", "traversal": "Decoder traversal"}  # the trainable's PNGs, by name part
 
 
 def display_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -135,9 +134,9 @@ def write_report(tracking_uri: str, sweep: str, out_dir, metric=None, below=None
                                 f"outcome (accuracy >= 95% {when})", path))  # fmt: skip
         summary = metric_summary(runs, rule_metric)
         sections.append((f"Final {rule_metric}: median and IQM with 95% bootstrap intervals (finished seeds)", numbers(summary)))
-    images = plots.seed_images(tracking_uri, runs, ok, out / "seeds", tuple(SEED_PNGS))
-    for name, found in images.items():  # each seed's PNGs side by side
-        figures += [(f"{SEED_PNGS[match]}, a {name}", path) for match, path in found.items()]
+    images = plots.seed_images(tracking_uri, runs, ok, out / "seeds")
+    for name, found in images.items():  # the model's PNGs of each seed, titled by file name
+        figures += [(f"{stem.replace('_', ' ').capitalize()}, a {name}", path) for stem, path in found.items()]
     if comparison is not None:
         sections.insert(0, ("Comparisons: rate difference to the reference (95% Newcombe interval)", numbers(comparison)))
         sections.append(("Seed budget at the observed rates", budget(table, comparison)))
