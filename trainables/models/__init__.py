@@ -17,7 +17,10 @@ import sys
 from pathlib import Path
 
 from trainables.models.base import Metric, PackedModel, TrainConfig, find_metric, metric_names
+from trainables.models.causal_ae3d import CausalAE3d, CausalAE3dConfig
 from trainables.models.sps import SPS, SPSConfig
+from trainables.models.stacked_ae import StackedAE, StackedAEConfig
+from trainables.models.st_transformer import STTransformer, STTransformerConfig
 
 MODELS: dict[str, tuple[type[TrainConfig], type[PackedModel]]] = {}
 DEFAULT_MODEL = "sps"  # what a config or spec without ``model`` trains
@@ -45,6 +48,9 @@ def load_plugins(value: str | None = None) -> None:
 
 
 register("sps", SPSConfig, SPS)
+register("stacked_ae", StackedAEConfig, StackedAE)
+register("causal_ae3d", CausalAE3dConfig, CausalAE3d)
+register("st_transformer", STTransformerConfig, STTransformer)
 load_plugins()
 
 __all__ = ["DEFAULT_MODEL", "MODELS", "Metric", "PackedModel", "SPS", "SPSConfig", "TrainConfig", "find_metric", "metric_names", "register"]
