@@ -34,7 +34,7 @@ def grads_by_module(model, terms):
 
 def test_z_sgd_of_a_packed_seed_equals_plain_torch_on_that_seed_alone():
     """Seed 1 of a pack of 3: z* after 5 steps equals SGD on nn.MSELoss() of an nn.ConvTranspose2d
-    holding seed 1's weights (so the step is the seed's own mean-loss gradient, not 1/S of it)."""
+    holding seed 1's weights, frame by frame (so the step is the seed's own gradient, not 1/S of it)."""
     cfg = StackedAEConfig(channels=(4, 8), zsteps=5, lr_z=(50.0,))
     model = StackedAE(cfg, gens([0, 1, 2]), 16)
     x = frames(3, 2, T=2)
@@ -49,9 +49,9 @@ def test_z_sgd_of_a_packed_seed_equals_plain_torch_on_that_seed_alone():
     z = z0.unflatten(1, (3, -1))[:, 1].detach().clone().requires_grad_(True)
     opt = torch.optim.SGD([z], lr=50.0)
     target = x[1].flatten(0, 1)
-    for _ in range(5):
+    for _ in range(5):  # each frame's own mean error (the code's batches of one frame), summed over frames
         opt.zero_grad()
-        nn.MSELoss()(torch.sigmoid(dec(z)), target).backward()
+        sum(nn.MSELoss()(torch.sigmoid(dec(z[i : i + 1])), target[i : i + 1]) for i in range(len(z))).backward()
         opt.step()
     torch.testing.assert_close(zs, z.detach(), rtol=1e-5, atol=1e-6)
     assert not torch.allclose(zs, z0.unflatten(1, (3, -1))[:, 1]), "z must have moved"
@@ -202,3 +202,15 @@ def test_st_transformer_prediction_is_causal_in_time_and_per_seed():
     other = tok.clone()
     other[0] = torch.rand_like(other[0])  # seed 0's input changes, seed 1's output does not
     torch.testing.assert_close(model.predict(other)[1], out[1])
+
+
+def test_shipped_specs_load():
+    from pathlib import Path
+
+    from sweeps import spec as specs
+
+    paths = sorted(Path("sweeps").glob("seed000_*.yaml")) + sorted(Path("sweeps").glob("*_quickstart.yaml"))
+    assert len(paths) >= 6
+    for path in paths:
+        spec = specs.load(str(path))
+        assert spec.model in ("stacked_ae", "causal_ae3d", "st_transformer") and spec.seeds >= 4, path
