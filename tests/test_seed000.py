@@ -171,6 +171,17 @@ def test_causal_stage_by_step_and_data_check():
         CausalAE3d.check_data(CausalAE3dConfig(channels=(4, 8, 8)), {"frames": 18, "image_size": 32})
 
 
+def test_causal_baselines_are_on_the_scored_frames():
+    model = CausalAE3d(CausalAE3dConfig(variant="predict", channels=(4,), time_kernel=3), gens([0, 1]), 16)
+    x = frames(1, 3, T=8)[0]
+    with torch.no_grad():
+        m = model.evaluate(x, None)
+    first = 2 * 2 + 1  # frames 5..7 are scored
+    torch.testing.assert_close(m["copy_last_mse"][0].float(), ((x[:, first:] - x[:, first - 1 : -1]) ** 2).mean())
+    torch.testing.assert_close(m["black_mse"][1].float(), (x[:, first:] ** 2).mean())
+    torch.testing.assert_close(m["copy_last_rel"], m["straight_mse"] / m["copy_last_mse"])
+
+
 # ---- st_transformer ----
 
 

@@ -67,6 +67,7 @@ class CausalAE3d(PackedModel):
         Metric("l0_rel", "lower", "level 0 alone: trimmed MSE / MSE of the per-pixel mean of its scored frames"),
         Metric("mean_frame_mse", "lower", "baseline: MSE of the scored frames' per-pixel mean frame"),
         Metric("copy_last_mse", "lower", "baseline: MSE of each scored frame predicted by the frame before it"),
+        Metric("black_mse", "lower", "baseline: MSE of an all-black frame (a ball moving more than its size: ~copy_last_mse / 2)"),
     )  # fmt: skip
     success = {"metric": "mean_frame_rel", "below": 0.2}  # seed-systems.md §4 proposal for AEs; predict: copy_last_rel below 0.5
     scheduler_metric = "mean_frame_rel"
@@ -135,7 +136,7 @@ class CausalAE3d(PackedModel):
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         S, dev = self.S, x.device
         f64 = lambda: torch.zeros(S, dtype=torch.float64, device=dev)  # noqa: E731
-        se, se0, copy = f64(), f64(), f64()
+        se, se0, copy, black = f64(), f64(), f64(), f64()
         n = n0 = 0
         frames_m, frames_m0 = Moments(), Moments()
         first = 2 * self.dt * self.L + self.dx  # the first scored frame of the straight run
@@ -144,6 +145,7 @@ class CausalAE3d(PackedModel):
             out, target = self.run(h, range(self.L))
             se += per_seed_sum((out.float() - target).square().double(), S, 3)
             copy += per_seed_sum((h[:, :, first - 1 : -1] - target).square().double(), S, 3)
+            black += per_seed_sum(target.square().double(), S, 3)
             frames_m.add(target.transpose(1, 2).flatten(0, 1))  # frames as samples
             n += target.numel() // S
             out0, target0 = self.run(h, range(1))
@@ -152,5 +154,6 @@ class CausalAE3d(PackedModel):
             n0 += target0.numel() // S
         straight, mean_frame, copy_last = se / n, frames_m.mean_baseline(S), copy / n
         out = {"mean_frame_rel": straight / mean_frame, "copy_last_rel": straight / copy_last, "straight_mse": straight,
-               "l0_rel": se0 / n0 / frames_m0.mean_baseline(S), "mean_frame_mse": mean_frame, "copy_last_mse": copy_last}  # fmt: skip
+               "l0_rel": se0 / n0 / frames_m0.mean_baseline(S), "mean_frame_mse": mean_frame, "copy_last_mse": copy_last,
+               "black_mse": black / n}  # fmt: skip
         return {k: v.cpu() for k, v in out.items()}

@@ -50,7 +50,9 @@ class StackedAEConfig(TrainConfig):
     channels: tuple[int, ...] = (6, 12, 24, 48)
     block_channels: int = 12  # sparse only: features per softmax block (code: channels_per_block 12)
     zsteps: int = 25  # z-SGD steps per decoder update (code: 25 in ae_0, 20 in ae_2); 0 = no z-optimisation
-    lr_z: tuple[float, ...] = (3000.0,)  # z-SGD step size, one value or one per level (code: lr_z 3e3; ae_2 "#lr_z=250")
+    # z-SGD step size on each frame's mean error, one value or one per level (code: lr_z 3e3; ae_2 "#lr_z=250"). The code's
+    # frames are 320x240: the step per element scales with 1/elements, so smaller frames want a smaller lr_z (docs/seed000.md)
+    lr_z: tuple[float, ...] = (3000.0,)
     stage_steps: int = 2000  # layerwise / sparse: optimiser steps per level (our choice; the note gives none)
     lr: float = 1e-4  # code: Adam lr 1e-4
     lr_enc: float = 1.0  # encoders' LR multiplier (ae_2: own Adam, "z SGD, decoder, encoder training have their own speeds")
@@ -159,13 +161,16 @@ class StackedAE(PackedModel):
         return z
 
     def zopt_level(self, l: int, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """z* of level l: z-SGD from ``z`` so that D_l(z*) reconstructs h."""
-        return z_sgd([z], lambda zs: per_seed_mean_se(self.decode(l, zs[0]), h, self.S), [self.lr_z[l]], self.cfg.zsteps)[0]
+        """z* of level l: z-SGD from ``z`` so that D_l(z*) reconstructs h. The objective is each
+        frame's own mean error, summed over frames: each frame's z moves as in the code's batches
+        of one frame, whatever the batch."""
+        return z_sgd([z], lambda zs: len(h) * per_seed_mean_se(self.decode(l, zs[0]), h, self.S), [self.lr_z[l]], self.cfg.zsteps)[0]
 
     def joint_error(self, x: torch.Tensor, zs: list[torch.Tensor]) -> torch.Tensor:
-        """ae_2's objective: sum over levels of each level's reconstruction of the z below (z_0 = x) -> [S]."""
+        """ae_2's z objective: sum over levels of each level's reconstruction of the z below
+        (z_0 = x), per frame as in ``zopt_level`` -> [S]."""
         below = [x, *zs[:-1]]
-        return sum(per_seed_mean_se(self.decode(l, zs[l]), below[l], self.S) for l in range(self.L))
+        return len(x) * sum(per_seed_mean_se(self.decode(l, zs[l]), below[l], self.S) for l in range(self.L))
 
     def stage(self, step: int) -> int:
         """The level trained at ``step`` (layerwise / sparse)."""
