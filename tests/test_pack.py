@@ -3,7 +3,6 @@ resume from a state_dict, falling losses on CPU, and config resolution / ids."""
 
 import io
 import math
-import time
 
 import numpy as np
 import pytest
@@ -96,12 +95,10 @@ def test_state_dict_round_trip_gives_identical_final_metrics():
 
 def test_tiny_config_trains_on_cpu_with_falling_losses():
     config = {**TINY, "image_size": 32, "n_train": 64, "frames": 10, "channels": [8, 16, 32], "rnn_min_context": 4}
-    start = time.perf_counter()
     pack = Pack(config, [0, 1], device="cpu")
     before = pack.evaluate()
     history = [pack.train_epoch() for _ in range(12)]
     after = pack.evaluate()
-    assert time.perf_counter() - start < 60
     for s in range(2):
         for term in ("total", "recon", "pred"):
             assert history[-1][term][s] < 0.9 * history[0][term][s], (term, s)
