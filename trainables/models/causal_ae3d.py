@@ -67,7 +67,7 @@ class CausalAE3d(PackedModel):
         Metric("l0_rel", "lower", "level 0 alone: trimmed MSE / MSE of the per-pixel mean of its scored frames"),
         Metric("mean_frame_mse", "lower", "baseline: MSE of the scored frames' per-pixel mean frame"),
         Metric("copy_last_mse", "lower", "baseline: MSE of each scored frame predicted by the frame before it"),
-        Metric("black_mse", "lower", "baseline: MSE of an all-black frame (a ball moving more than its size: ~copy_last_mse / 2)"),
+        Metric("black_mse", "lower", "baseline: MSE of an all-black frame (the plateau a sigmoid AE on ball frames reaches first)"),
     )  # fmt: skip
     success = {"metric": "mean_frame_rel", "below": 0.2}  # seed-systems.md §4 proposal for AEs; predict: copy_last_rel below 0.5
     scheduler_metric = "mean_frame_rel"
