@@ -220,8 +220,8 @@ def test_shipped_specs_load():
 
     from sweeps import spec as specs
 
-    paths = sorted(Path("sweeps").glob("seed000_*.yaml")) + sorted(Path("sweeps").glob("*_quickstart.yaml"))
-    assert len(paths) >= 6
+    paths = sorted(Path("sweeps").glob("seed000_*.yaml")) + [Path(f"sweeps/{m}_quickstart.yaml") for m in ("stacked_ae", "causal_ae3d", "st_transformer")]
+    assert len(paths) >= 9
     for path in paths:
         spec = specs.load(str(path))
         assert spec.model in ("stacked_ae", "causal_ae3d", "st_transformer") and spec.seeds >= 4, path
