@@ -19,9 +19,12 @@ file and the field.
     max_concurrent: 2
     epochs: 30
     eval_every: 1             # validation metrics every N epochs, and at the end
-    scheduler: {metric: median_linear_proj_mse, mode: min, grace_period: 5, reduction_factor: 2}  # ASHA, or: none
+    scheduler: {metric: median_linear_proj_mse, mode: min, grace_period: 5, reduction_factor: 2}  # ASHA; absent or none: no early stopping
     resources: {cpu: 1, gpu: 0}
-    success: {metric: linear_proj_mse, below: 0.2}
+    success: {metric: linear_proj_mse, below: 0.2, also: [0.03]}  # also: more thresholds the report shows
+
+ASHA stops whole configurations early, and their seeds leave the success counts: a spec that
+compares success rates should not set ``scheduler`` (the report says how many seeds were pruned).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ class Scheduler:
 
     metric: str = "median_linear_proj_mse"
     mode: str = "min"
-    grace_period: int = 5
+    grace_period: int = 5  # epochs before a trial can be stopped; a spec with fewer epochs gets all of them
     reduction_factor: int = 2
 
 
@@ -71,7 +74,7 @@ class SweepSpec:
     epochs: int = 20
     checkpoint_every: int = 5
     eval_every: int = 1  # validation metrics (and the success count ASHA sees) at the first epoch, every N, and the last
-    scheduler: Scheduler | None = field(default_factory=Scheduler)
+    scheduler: Scheduler | None = None  # None: no early stopping
     resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
     success: dict[str, Any] = field(default_factory=lambda: {"metric": "linear_proj_mse", "below": 0.2})
     max_failures: int = 2
@@ -187,20 +190,23 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
     if not isinstance(success, dict) or not isinstance(success.get("metric"), str):
         fail("success", "must be {metric: NAME, below: X} or {metric: NAME, above: X}")
     bounds = [k for k in ("below", "above") if k in success]
-    if len(bounds) != 1 or set(success) - {"metric", "below", "above"}:
-        fail("success", f"needs a metric and exactly one of below / above, got {success!r}")
+    if len(bounds) != 1 or set(success) - {"metric", "below", "above", "also"}:
+        fail("success", f"needs a metric and exactly one of below / above (and optionally also: [X, ...]), got {success!r}")
     if not isinstance(success[bounds[0]], (int, float)) or not math.isfinite(success[bounds[0]]):
         fail(f"success.{bounds[0]}", f"must be a number, got {success[bounds[0]]!r}")
+    also = success.get("also", [])
+    if not isinstance(also, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in also):
+        fail("success.also", f"must be a list of numbers (more thresholds of {success['metric']} to report), got {also!r}")
     spec.success = dict(success)
 
-    scheduler = raw.get("scheduler", {})
+    scheduler = raw.get("scheduler")
     if scheduler in (None, "none", False):
         spec.scheduler = None
     elif isinstance(scheduler, dict):
         for key in scheduler:
             if key not in SCHEDULER_KEYS:
                 fail(f"scheduler.{key}", f"unknown; ASHA takes {', '.join(SCHEDULER_KEYS)}")
-        spec.scheduler = Scheduler(**scheduler)
+        spec.scheduler = Scheduler(**{"grace_period": min(Scheduler.grace_period, spec.epochs), **scheduler})
         if spec.scheduler.mode not in ("min", "max"):
             fail("scheduler.mode", f"must be min or max, got {spec.scheduler.mode!r}")
         if not isinstance(spec.scheduler.grace_period, int) or not 1 <= spec.scheduler.grace_period <= spec.epochs:

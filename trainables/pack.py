@@ -93,12 +93,15 @@ def resolve_config(config: dict) -> dict:
 
 
 def check_success(rule) -> dict:
-    """``{"metric": m, "below": x}`` or ``{"metric": m, "above": x}``, m one of ``METRICS``."""
-    ok = isinstance(rule, dict) and rule.get("metric") in METRICS and len(rule) == 2
+    """``{"metric": m, "below": x}`` or ``{"metric": m, "above": x}``, m one of ``METRICS``; an optional
+    ``also: [x, ...]`` lists more thresholds that the report shows beside the rule (not used here)."""
+    also = rule.get("also", []) if isinstance(rule, dict) else []
+    ok = isinstance(rule, dict) and rule.get("metric") in METRICS and len(rule) == 2 + ("also" in rule)
+    ok = ok and isinstance(also, (list, tuple)) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in also)
     bound = next((k for k in ("below", "above") if isinstance(rule, dict) and k in rule), None)
     if not ok or bound is None or isinstance(rule[bound], bool) or not isinstance(rule[bound], (int, float)):
-        raise ValueError(f"config key 'success' must be {{metric: one of {', '.join(METRICS)}, below|above: number}}, got {rule!r}")
-    return {"metric": rule["metric"], bound: float(rule[bound])}
+        raise ValueError(f"config key 'success' must be {{metric: one of {', '.join(METRICS)}, below|above: number[, also: [numbers]]}}, got {rule!r}")
+    return {"metric": rule["metric"], bound: float(rule[bound]), **({"also": [float(x) for x in also]} if also else {})}
 
 
 def succeeded(result: dict, rule: dict) -> bool:
