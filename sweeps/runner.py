@@ -94,7 +94,8 @@ def plan(spec: SweepSpec) -> str:
         f"  each trial: {spec.resources['cpu']} CPU, {spec.resources['gpu']} GPU, {spec.seeds} seeds packed; "
         f"at most {spec.max_concurrent or 'as many as fit'} at once",
         f"  success: {spec.success['metric']} " + ("below " if "below" in spec.success else "above ")
-        + str(spec.success.get("below", spec.success.get("above"))),
+        + str(spec.success.get("below", spec.success.get("above")))
+        + (f" (also reported: {', '.join(map(str, spec.success['also']))})" if spec.success.get("also") else ""),
         f"  seeds: {spec.seeds} per configuration (0..{spec.seeds - 1}, the same in every configuration)",
         f"  fixed: {spec.fixed() or '-'}",
         f"  swept: {spec.swept() or '-'}",
