@@ -4,8 +4,8 @@ Physics. Two balls of equal radius ``radius`` and masses ``masses`` attract each
 Newtonian gravity of constant ``G`` (x right, y depth, z up), plus an applied force on each (the
 action). They do not collide: initial states whose orbit would bring them into contact are
 rejected. Integration is Yoshida's 4th-order symplectic scheme with ``substeps`` substeps per
-frame (30: a substep of 0.13 at dt 4), so energy and angular momentum drift stay below 1e-4 (relative) over 100 frames, and
-momentum, hence the centre of mass, is conserved to rounding.
+frame (30: substeps of 0.13 at dt 4), so energy and angular momentum drift stay below 1e-4
+(relative) over 100 frames, and momentum, hence the centre of mass, is conserved to rounding.
 
 Defaults and data rules follow Dan Chin's two-body dataset for SPS (``Daniel-Chin/3S``,
 ``main/physics_two_body.py``, ``render_video_dataset_two_body.py``, ``dataset_definitions.py``):
@@ -15,8 +15,8 @@ to A's position); body B mirrors A (for unequal masses, the relative orbit is th
 bodies sit at their mass-weighted shares of it); total momentum zero; the centre of mass is
 offset by N(0, 1.75²) per axis and stays there. Kept when the total energy lies in ``energy``
 = [-0.10, -0.07] (so the relative orbit's semi-major axis is 5-7.1 and its period 50-85, which
-25 frames of dt 4 cover 1.1-1.9 times), the relative vector sweeps at least ``min_orbits`` = 1
-full turn, body A's depth (y) has a standard deviation over the frames of at least
+25 frames of dt 4 cover 1.1-1.9 times), the sequence lasts at least ``min_orbits`` = 1 orbital
+period (the relative vector turns at least once), body A's depth (y) has a standard deviation over the frames of at least
 ``min_depth_std`` = 1.4, the balls never touch (periapsis > 2 radius), neither hides the other
 (the directions from the camera to the two centres never within 3.6°, cos > 0.998) and both
 stay within ``view_radius`` = 7 of the origin, on every frame. As in Dan's data a ball may be
@@ -28,7 +28,8 @@ field of view (``glFrustum(±0.8, near 1)``), lit from behind and above the came
 + diffuse 1.0, saturating).
 
 Observation: uint8 RGB frame (image_size, image_size, 3).
-Action: Box(-1, 1, (2, 3), float32), the force on each ball in units of ``max_force``; zeros = free motion.
+Action: Box(-1, 1, (2, 3), float32), the force on each ball in units of ``max_force`` (0.1, of the
+order of the bodies' mutual attraction, G m² / r² = 0.11 at r = 3); zeros = free motion.
 Reward: 1 per step while both balls are wholly in view; the episode terminates when one is not.
 Info: ``positions`` and ``velocities``, float arrays (2, 3), one row per ball.
 """
@@ -85,7 +86,7 @@ class TwoBody(PhysicsEnv):
         view_radius: float = 7.0,
         image_size: int = 32,
         frames: int = 25,
-        max_force: float = 0.05,
+        max_force: float = 0.1,
         render_size: int = 256,
     ):
         masses = np.asarray(masses, dtype=np.float64)
