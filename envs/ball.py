@@ -69,6 +69,10 @@ def time_to_ground(h, vz, az):
     return np.where(valid, t, np.inf)
 
 
+# ball_img_maker2.py draws in OpenGL's frame (y up, depth along -z, the floor grid at y = -0.5, the
+# ball's resting centre at y = 0): its EYE (0, 4, 2) and LOOK_AT (0, 0, -5) are (0, -2, 4.5) and
+# (0, 5, 0.5) here; glFrustum(-0.8, 0.8, -0.8, 0.8, 1, 15) is a 77.3° field of view, far plane 15;
+# GL_LIGHT0 at (0, 1, 4, 0) in eye coordinates, OpenGL's default ambient 0.2; glClearColor 0.4.
 SCENES = {
     "sps": Scene(
         camera=Camera(position=(0.0, -2.0, 4.5), look_at=(0.0, 5.0, 0.5), fov=2 * np.degrees(np.arctan(0.8)), far=15.0),
