@@ -19,6 +19,7 @@ from typing import Any
 from ray import tune
 
 from sweeps.spec import SweepSpec
+from trainables.rule import SuccessRule
 from trainables.tracking import experiment_id, open_client, sweep_progress
 
 MAX_LISTED = 50  # grid points listed one per line by the plan
@@ -93,9 +94,7 @@ def plan(spec: SweepSpec) -> str:
            f"reduction {spec.scheduler.reduction_factor}" if spec.scheduler else "no early stopping"),
         f"  each trial: {spec.resources['cpu']} CPU, {spec.resources['gpu']} GPU, {spec.seeds} seeds packed; "
         f"at most {spec.max_concurrent or 'as many as fit'} at once",
-        f"  success: {spec.success['metric']} " + ("below " if "below" in spec.success else "above ")
-        + str(spec.success.get("below", spec.success.get("above")))
-        + (f" (also reported: {', '.join(map(str, spec.success['also']))})" if spec.success.get("also") else ""),
+        f"  success: {SuccessRule.parse(spec.success)}",
         f"  seeds: {spec.seeds} per configuration (0..{spec.seeds - 1}, the same in every configuration)",
         f"  fixed: {spec.fixed() or '-'}",
         f"  swept: {spec.swept() or '-'}",

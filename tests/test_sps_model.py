@@ -1,5 +1,5 @@
-"""The packed SPS module: packed layers equal their plain nn counterparts (init and outputs), symmetry
-actions invert, and a seed's losses do not depend on the seeds packed with it."""
+"""The packed SPS module: symmetry actions invert, and a seed's losses do not depend on the seeds packed
+with it (its packed layers are tested in test_packed.py)."""
 
 import math
 
@@ -9,9 +9,6 @@ from torch import nn
 
 from trainables.models.sps import (
     SPS,
-    PackedConv,
-    PackedLinear,
-    PackedRNNCell,
     SPSConfig,
     act,
     parse_symmetry,
@@ -107,49 +104,6 @@ def test_defaults_are_the_authors():
     assert (cfg.beta, cfg.z_loss_weight, cfg.symmetry_loss_weight, cfg.rnn_min_context, cfg.batch_size) == (0.01, 2.0, 2.0, 5, 32)
 
 
-@pytest.mark.parametrize("transpose", [False, True])
-def test_packed_conv_equals_plain_conv_per_seed(transpose):
-    packed = PackedConv(gens(), 3, 6, transpose=transpose)
-    x = torch.randn(4, len(SEEDS) * 3, 8, 8)  # [N, S*C, H, W]
-    y = packed(x)
-    for s, seed in enumerate(SEEDS):
-        torch.manual_seed(seed)  # the nn layer's own init from the same stream gives the same weights
-        cls = nn.ConvTranspose2d if transpose else nn.Conv2d
-        plain = cls(3, 6, 4, stride=2, padding=1)
-        assert torch.equal(plain.weight, packed.weight[s]) and torch.equal(plain.bias, packed.bias[s])
-        assert torch.allclose(y[:, 6 * s : 6 * (s + 1)], plain(x[:, 3 * s : 3 * (s + 1)]), atol=1e-5)
-
-
-@pytest.mark.parametrize("transpose", [False, True])
-def test_conv_as_batched_matmuls_equals_the_grouped_conv(transpose):
-    grouped = PackedConv(gens(), 3, 6, transpose=transpose)
-    gemm = PackedConv(gens(), 3, 6, transpose=transpose)
-    gemm.gemm = True
-    x = torch.randn(4, len(SEEDS) * 3, 8, 8, requires_grad=True)
-    y1, y2 = grouped(x), gemm(x)
-    assert y1.shape == y2.shape and torch.allclose(y1, y2, atol=1e-5)
-    g = torch.randn_like(y1)
-    grads1 = torch.autograd.grad(y1, (x, grouped.weight, grouped.bias), g)
-    grads2 = torch.autograd.grad(y2, (x, gemm.weight, gemm.bias), g)
-    for a, b in zip(grads1, grads2):  # input, weight and bias gradients
-        assert torch.allclose(a, b, atol=1e-4)
-
-
-def test_packed_linear_and_gru_equal_nn_per_seed():
-    lin, cell = PackedLinear(gens(), 5, 7), PackedRNNCell(gens(), 3, 8, "gru")
-    x, xi, h = torch.randn(len(SEEDS), 4, 5), torch.randn(len(SEEDS), 4, 3), torch.randn(len(SEEDS), 4, 8)
-    y, h1 = lin(x), cell(xi, h)
-    for s, seed in enumerate(SEEDS):
-        torch.manual_seed(seed)
-        plain = nn.Linear(5, 7)
-        assert torch.equal(plain.weight, lin.weight[s])
-        assert torch.allclose(y[s], plain(x[s]), atol=1e-6)
-        torch.manual_seed(seed)
-        gru = nn.GRUCell(3, 8)
-        assert torch.equal(gru.weight_ih, cell.w_ih[s]) and torch.equal(gru.bias_hh, cell.b_hh[s])
-        assert torch.allclose(h1[s], gru(xi[s], h[s]), atol=1e-6)
-
-
 def test_teacher_forcing_schedule():
     a, b = SPSConfig().tf_steps
     assert teacher_forcing_prob(0, (a, b)) == pytest.approx(a / (a + math.exp(b / a)))
@@ -181,8 +135,8 @@ def test_losses_of_a_seed_do_not_depend_on_its_pack(extra):
     cfg = SPSConfig(**{**TINY, **extra})
     packed, alone = SPS(cfg, gens(), 16), SPS(cfg, gens([SEEDS[1]]), 16)
     x, rand = make_batch(cfg, packed, SEEDS, step=20000)  # late enough that scheduled sampling feeds predictions back
-    terms = packed.losses(x, rand)
-    single = alone.losses(x[1:2], {k: v[1:2] for k, v in rand.items()})
+    terms = packed.losses(x, rand, 0)
+    single = alone.losses(x[1:2], {k: v[1:2] for k, v in rand.items()}, 0)
     assert set(terms) == set(single)
     for k in terms:
         assert torch.isfinite(terms[k]).all()
@@ -199,9 +153,9 @@ def test_channels_last_gives_the_same_losses():
     cfg = SPSConfig(**TINY)
     model = SPS(cfg, gens(), 16)
     x, rand = make_batch(cfg, model, SEEDS, step=0)
-    ref = model.losses(x, rand)["total"]
+    ref = model.losses(x, rand, 0)["total"]
     model.channels_last = True
-    assert torch.allclose(model.losses(x, rand)["total"], ref, rtol=1e-5)
+    assert torch.allclose(model.losses(x, rand, 0)["total"], ref, rtol=1e-5)
 
 
 @pytest.mark.parametrize("extra", [{}, {"deterministic": True}])
@@ -209,9 +163,9 @@ def test_bf16_autocast_keeps_losses_fp32_and_close(extra):
     cfg = SPSConfig(**{**TINY, **extra})
     model = SPS(cfg, gens(), 16)
     x, rand = make_batch(cfg, model, SEEDS, step=20000)
-    ref = model.losses(x, rand)
+    ref = model.losses(x, rand, 0)
     with torch.autocast("cpu", torch.bfloat16):
-        terms = model.losses(x, rand)
+        terms = model.losses(x, rand, 0)
     for k in ref:
         assert terms[k].dtype == torch.float32, k  # reduced in fp32
         assert torch.allclose(terms[k], ref[k], rtol=2e-2), k  # bf16 convs and matmuls: ~1e-2
@@ -273,7 +227,7 @@ def test_packed_autoencoder_equals_plain_layers_and_bce_sum():
     model = SPS(cfg, gens(), 16)
     B, T = 2, 4
     x = torch.rand(len(SEEDS), B, T, 3, 16, 16, generator=torch.Generator().manual_seed(3))
-    out, terms = model.measure(x), model.losses(x, {})
+    out, terms = model.measure(x), model.losses(x, {}, 0)
     for s in range(len(SEEDS)):
         enc, dec = plain_layers(model, s)
         frames = x[s].flatten(0, 1)

@@ -7,11 +7,12 @@ over pixels / latent dims and time, averaged over sequences, as in the SPS code 
 1/batch scale): self-reconstruction, image prediction from the RNN's z, z prediction, the
 symmetry terms (z consistency and decoded images of the un-transformed predictions), KL * beta.
 
-Packing: every parameter has a leading seed dimension S. Convolutions fold the seeds into the
-channels (``groups=S``), linear layers are batched matmuls, the RNN cell is written out and
-looped over time. Activations are [N, S*C, H, W] in the conv stacks and [S, N, F] elsewhere.
-Nothing mixes seeds, and every random number is drawn per seed (``draw``) from that seed's own
-generator, so a seed gives the same numbers packed with others as alone.
+Packing: every parameter has a leading seed dimension S (layers: ``trainables.models.packed``).
+Convolutions fold the seeds into the channels (``groups=S``), linear layers are batched matmuls,
+the RNN cell is written out and looped over time. Activations are [N, S*C, H, W] in the conv
+stacks and [S, N, F] elsewhere. Nothing mixes seeds, and every random number is drawn per seed
+(``draw``) from that seed's own generator, so a seed gives the same numbers packed with others as
+alone.
 
 Mixed precision: under ``torch.autocast`` (bf16) the convolutions and matmuls run in bf16, while
 the RNN state and every loss term are kept and reduced in fp32 (``.float()`` before each loss
@@ -22,15 +23,22 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainables.figures import latent_plot, traversal_grid
+from trainables.metrics import linear_projection, psnr_from_mse
+from trainables.models.base import Metric, PackedModel, TrainConfig
+from trainables.models.packed import PackedConv, PackedLinear, PackedRNNCell, fold, per_seed_sum
+
 
 @dataclass
-class SPSConfig:
+class SPSConfig(TrainConfig):
     """SPS hyperparameters. Defaults: the authors' public ``sps_video/exp/sps_ball/train_config.py``
     and ``sps_video/trainer_symmetry.py`` / ``normal_rnn.py`` unless the comment says otherwise."""
 
@@ -79,9 +87,12 @@ class SPSConfig:
     projection_target: str = "relative"
 
     def __post_init__(self):
-        for f in fields(self):
-            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), f.default))
-        checks = {
+        super().__post_init__()
+        parse_symmetry(self.symmetry, self.z_dim)
+
+    def checks(self) -> dict[str, bool]:
+        return {
+            **super().checks(),
             "z_dim": self.z_dim >= 1,
             "channels": len(self.channels) >= 1 and min(self.channels) >= 1,
             "dec_hidden": all(c >= 1 for c in self.dec_hidden),
@@ -95,42 +106,13 @@ class SPSConfig:
             "k": self.k >= 0,
             "rnn_min_context": self.rnn_min_context >= 1,
             "tf_steps": self.tf_steps[0] > 0,
-            "lr": self.lr > 0,
-            "lr_decay": 0 < self.lr_decay <= 1,
-            "batch_size": self.batch_size >= 1,
-            "grad_clip": self.grad_clip is None or self.grad_clip > 0,
             "projection_target": self.projection_target in ("relative", "both"),
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"invalid value for '{name}': {getattr(self, name)!r}")
-        parse_symmetry(self.symmetry, self.z_dim)
 
 
-def _coerce(name: str, value, default):
-    """``value`` checked against the type of the field's default (YAML lists -> tuples, ints -> floats)."""
-    bad = ValueError(f"config key '{name}' must be like {default!r}, got {value!r}")
-    if default is None:  # optional number
-        return None if value is None else _coerce(name, value, 1.0)
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if isinstance(default, (int, float)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        if isinstance(default, int) and value != int(value):
-            raise bad
-        return type(default)(value)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise bad
-        return value
-    if isinstance(default, tuple):
-        if not isinstance(value, (list, tuple)) or (len(default) == 2 and len(value) != 2):
-            raise bad
-        return tuple(_coerce(name, v, default[0]) for v in value)
-    raise TypeError(f"no rule for field {name}")
+# Tiny sizes for the model contract tests (tests/test_models.py): a few seconds on a CPU.
+TINY = {"frames": 6, "image_size": 16, "channels": [4, 8], "dec_hidden": [8], "rnn_width": 8, "batch_size": 16,
+        "rnn_min_context": 2}  # fmt: skip
 
 
 def parse_symmetry(spec: str, z_dim: int) -> list[tuple[str, int, int]]:
@@ -157,102 +139,6 @@ def teacher_forcing_prob(step: int, tf_steps: tuple[float, float]) -> float:
     a, b = tf_steps
     x = (step + b) / a
     return 0.0 if x > 700 else a / (a + math.exp(x))
-
-
-# ---- packed layers: parameters [S, ...], one slice per seed, initialised like the nn layer ----
-
-
-def _layer_params(gens, weight_shape, bias_size):
-    """Weight and bias initialised per seed as ``nn.Linear`` / ``nn.Conv2d`` / ``nn.ConvTranspose2d``
-    do (``reset_parameters``): kaiming_uniform(a=sqrt(5)) weight, U(+-1/sqrt(fan_in)) bias."""
-    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(torch.empty(weight_shape))
-    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-    weights, biases = [], []
-    for g in gens:  # per seed: weight then bias, as the nn layer draws them
-        w = nn.init.kaiming_uniform_(torch.empty(weight_shape), a=math.sqrt(5), generator=g)
-        b = nn.init.uniform_(torch.empty(bias_size), -bound, bound, generator=g)
-        weights.append(w)
-        biases.append(b)
-    return nn.Parameter(torch.stack(weights)), nn.Parameter(torch.stack(biases))
-
-
-class PackedConv(nn.Module):
-    """S independent ``Conv2d`` (or ``ConvTranspose2d``) k4 s2 p1 on [N, S*C_in, H, W]: one grouped
-    convolution, or (``gemm``) im2col + one batched matmul over the seeds, the same numbers."""
-
-    def __init__(self, gens, c_in: int, c_out: int, transpose: bool = False):
-        super().__init__()
-        self.transpose, self.gemm = transpose, False
-        shape = (c_in, c_out, 4, 4) if transpose else (c_out, c_in, 4, 4)
-        self.weight, self.bias = _layer_params(gens, shape, c_out)
-
-    def forward(self, x):
-        if self.gemm:
-            return (conv_transpose_gemm if self.transpose else conv_gemm)(x, self.weight, self.bias)
-        conv = F.conv_transpose2d if self.transpose else F.conv2d
-        return conv(x, self.weight.flatten(0, 1), self.bias.flatten(), stride=2, padding=1, groups=self.weight.shape[0])
-
-
-def conv_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """Grouped k4 s2 p1 convolution as unfold + ``baddbmm``: x [N, S*C_in, H, W], weight
-    [S, C_out, C_in, 4, 4] -> [N, S*C_out, H/2, W/2]."""
-    S, c_out, c_in = weight.shape[:3]
-    N, _, H, W = x.shape
-    cols = F.unfold(x, 4, padding=1, stride=2)  # [N, S*C_in*16, L], channels outermost
-    L = cols.shape[-1]
-    cols = cols.view(N, S, c_in * 16, L).permute(1, 0, 3, 2).reshape(S, N * L, c_in * 16)
-    out = torch.baddbmm(bias.unsqueeze(1), cols, weight.reshape(S, c_out, c_in * 16).transpose(1, 2))  # [S, N*L, C_out]
-    return out.view(S, N, H // 2, W // 2, c_out).permute(1, 0, 4, 2, 3).reshape(N, S * c_out, H // 2, W // 2)
-
-
-def conv_transpose_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """Grouped k4 s2 p1 transposed convolution as ``bmm`` + fold (col2im): x [N, S*C_in, h, w],
-    weight [S, C_in, C_out, 4, 4] -> [N, S*C_out, 2h, 2w]."""
-    S, c_in, c_out = weight.shape[:3]
-    N, _, h, w = x.shape
-    rows = x.reshape(N, S, c_in, h * w).permute(1, 0, 3, 2).reshape(S, N * h * w, c_in)
-    cols = torch.bmm(rows, weight.reshape(S, c_in, c_out * 16))  # [S, N*h*w, C_out*16]
-    cols = cols.view(S, N, h * w, c_out * 16).permute(1, 0, 3, 2).reshape(N, S * c_out * 16, h * w)
-    out = F.fold(cols, (2 * h, 2 * w), 4, padding=1, stride=2)  # overlapping patches summed
-    return out + bias.reshape(1, S * c_out, 1, 1).to(out.dtype)
-
-
-class PackedLinear(nn.Module):
-    """S independent ``Linear`` layers: [S, N, in] -> [S, N, out] by one batched matmul."""
-
-    def __init__(self, gens, d_in: int, d_out: int):
-        super().__init__()
-        self.weight, self.bias = _layer_params(gens, (d_out, d_in), d_out)
-
-    def forward(self, x):
-        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
-
-
-class PackedRNNCell(nn.Module):
-    """S independent one-layer ``nn.GRU`` (``gru``) or tanh ``nn.RNN`` (``rnn``) cells, same equations
-    and init (U(+-1/sqrt(width)) for every weight and bias)."""
-
-    def __init__(self, gens, d_in: int, width: int, kind: str = "gru"):
-        super().__init__()
-        self.kind, gates = kind, 3 if kind == "gru" else 1
-        bound = 1 / math.sqrt(width)
-        init = lambda t, g: nn.init.uniform_(t, -bound, bound, generator=g)  # noqa: E731
-        # nn.GRU's parameter order: weight_ih, weight_hh, bias_ih, bias_hh (each drawn in turn per seed)
-        shapes = {"w_ih": (gates * width, d_in), "w_hh": (gates * width, width), "b_ih": (gates * width,), "b_hh": (gates * width,)}
-        per_seed = [[init(torch.empty(s), g) for s in shapes.values()] for g in gens]
-        for i, name in enumerate(shapes):
-            setattr(self, name, nn.Parameter(torch.stack([p[i] for p in per_seed])))
-
-    def forward(self, x, h):
-        gi = torch.baddbmm(self.b_ih.unsqueeze(1), x, self.w_ih.transpose(1, 2))
-        gh = torch.baddbmm(self.b_hh.unsqueeze(1), h, self.w_hh.transpose(1, 2))
-        if self.kind == "rnn":
-            return torch.tanh(gi + gh)
-        i_r, i_z, i_n = gi.chunk(3, -1)
-        h_r, h_z, h_n = gh.chunk(3, -1)
-        r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
-        n = torch.tanh(i_n + r * h_n)
-        return n + z * (h - n)  # = (1 - z) * n + z * h
 
 
 # ---- symmetry actions on z [..., z_dim]; params broadcast over the time axis ----
@@ -293,20 +179,28 @@ def act(kind: str, z: torch.Tensor, p: torch.Tensor, inverse: bool = False, slic
 # ---- the model ----
 
 
-class SPS(nn.Module):
+class SPS(PackedModel):
     """S seeds of SPS in one module; ``gens`` are the seeds' generators (used here for the init)."""
 
+    metrics = (
+        Metric("linear_proj_mse", "lower", "held-out MSE of the standardised true positions fitted linearly from the latent mean (1 = no information)"),
+        Metric("linear_proj_r2", "higher", "held-out R^2 of that linear fit, averaged over the position's dimensions"),
+        Metric("recon_mse", "lower", "per-pixel MSE of the frames reconstructed from the latent mean"),
+        Metric("pred_mse", "lower", "per-pixel MSE of the frames the RNN predicts open loop after rnn_min_context frames (NaN without RNN)"),
+        Metric("psnr", "higher", "PSNR (dB) of the reconstruction"),
+    )  # fmt: skip
+    success = {"metric": "linear_proj_mse", "below": 0.2}  # lab notes 10/21: linear proj MSE < 0.2 "means kinda good"
+    scheduler_metric = "linear_proj_mse"
+
     def __init__(self, cfg: SPSConfig, gens: list[torch.Generator], image_size: int):
-        super().__init__()
-        self.cfg, self.S = cfg, len(gens)
-        self.channels_last = False  # fold inputs channels-last (for GPU convolutions); same numbers either way
+        super().__init__(cfg, gens, image_size)
         depth = len(cfg.channels)
         if image_size % 2**depth:
             raise ValueError(f"image_size {image_size} must be divisible by 2**len(channels) = {2**depth}")
         self.side = image_size // 2**depth
         ch = (3, *cfg.channels)
         feat = ch[-1] * self.side**2
-        self.encoder = nn.ModuleList(PackedConv(gens, ch[i], ch[i + 1]) for i in range(depth))
+        self.encoder = nn.ModuleList(PackedConv(gens, ch[i], ch[i + 1], 4, stride=2, padding=1) for i in range(depth))
         self.fc_mu = PackedLinear(gens, feat, cfg.z_dim)
         self.fc_logvar = PackedLinear(gens, feat, cfg.z_dim)
         if cfg.use_rnn:
@@ -314,7 +208,7 @@ class SPS(nn.Module):
             self.rnn_out = PackedLinear(gens, cfg.rnn_width, cfg.z_dim)
         dims = (cfg.z_dim, *cfg.dec_hidden, feat)
         self.dec_fc = nn.ModuleList(PackedLinear(gens, dims[i], dims[i + 1]) for i in range(len(dims) - 1))
-        self.decoder = nn.ModuleList(PackedConv(gens, ch[i + 1], ch[i], transpose=True) for i in reversed(range(depth)))
+        self.decoder = nn.ModuleList(PackedConv(gens, ch[i + 1], ch[i], 4, stride=2, padding=1, transpose=True) for i in reversed(range(depth)))
         self.actions = parse_symmetry(cfg.symmetry, cfg.z_dim) if cfg.use_rnn and cfg.k > 0 else []
 
     def conv_gemm(self, on: bool) -> None:
@@ -326,10 +220,7 @@ class SPS(nn.Module):
 
     def fold(self, x: torch.Tensor) -> torch.Tensor:
         """[S, B, T, C, H, W] -> [B*T, S*C, H, W] (seeds folded into channels)."""
-        S, B, T, C, H, W = x.shape
-        if self.channels_last:
-            return x.permute(1, 2, 4, 5, 0, 3).reshape(B * T, H, W, S * C).permute(0, 3, 1, 2)
-        return x.permute(1, 2, 0, 3, 4, 5).reshape(B * T, S * C, H, W)
+        return fold(x.flatten(1, 2), self.channels_last)
 
     def encode(self, xf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Folded frames [N, S*3, H, W] -> mu, logvar [S, N, z_dim]."""
@@ -377,8 +268,7 @@ class SPS(nn.Module):
 
     def per_seed(self, e: torch.Tensor) -> torch.Tensor:
         """Sum of a folded [..., S*C, H, W] tensor per seed -> [S]."""
-        e = e.unflatten(-3, (self.S, -1))
-        return e.sum([d for d in range(e.dim()) if d != e.dim() - 4])
+        return per_seed_sum(e, self.S)
 
     # -- training --
 
@@ -415,9 +305,15 @@ class SPS(nn.Module):
             out.append(act(kind, pred[:, 1 + i * K : 1 + (i + 1) * K], rand[f"action{i}"], inverse=True, slices=slices))
         return torch.cat(out, 1)
 
-    def losses(self, x: torch.Tensor, rand: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    @classmethod
+    def check_data(cls, cfg: SPSConfig, data: dict) -> None:
+        if cfg.use_rnn and data["frames"] <= cfg.rnn_min_context:
+            raise ValueError(f"config key 'frames' ({data['frames']}) must exceed 'rnn_min_context' ({cfg.rnn_min_context})")
+
+    def losses(self, x: torch.Tensor, rand: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         """x [S, B, T, 3, H, W] in [0, 1]; ``rand``: ``draw``'s tensors stacked over seeds. Returns
-        each loss term per seed [S] (sums over pixels, dims, time; mean over sequences), and ``total``."""
+        each loss term per seed [S] (sums over pixels, dims, time; mean over sequences), and ``total``.
+        The step only drives scheduled sampling, which ``draw`` has already applied."""
         cfg, S = self.cfg, self.S
         _, B, T = x.shape[:3]
         sq = lambda e: e.square().flatten(1).sum(1)  # noqa: E731  per-seed sum of squares
@@ -472,3 +368,47 @@ class SPS(nn.Module):
             frames = torch.sigmoid(self.decode(pred.reshape(S, -1, pred.shape[-1]))).unflatten(0, (B, T - ctx))
             out["pred_se"] = self.per_seed((frames - xf.unflatten(0, (B, T))[:, ctx:]) ** 2)
         return out
+
+    def latents(self, x: torch.Tensor) -> torch.Tensor:
+        """Validation frames [N, T, 3, H, W] -> every seed's latent mean [S, N, T, z_dim] (chunked)."""
+        return torch.cat([self.measure(self._expand(x[i : i + self.cfg.batch_size]))["z"] for i in range(0, len(x), self.cfg.batch_size)], 1)
+
+    def _expand(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unsqueeze(0).expand(self.S, *x.shape)  # the same frames for every seed
+
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """linear_proj_mse / _r2 (the latent mean vs the true positions, fitted on half the validation
+        sequences, scored on the other half), recon_mse, pred_mse (open loop after rnn_min_context
+        frames), psnr (of the reconstruction)."""
+        parts = [self.measure(self._expand(x[i : i + self.cfg.batch_size])) for i in range(0, len(x), self.cfg.batch_size)]
+        z = torch.cat([p["z"] for p in parts], 1).float().cpu().numpy()
+        sums = {k: sum(p[k] for p in parts).double().cpu().numpy() for k in ("recon_se", "pred_se") if k in parts[0]}
+        N, T = x.shape[:2]
+        pixels, ctx, targets = x[0, 0].numel(), self.cfg.rnn_min_context, y.cpu().numpy()
+        out = {m.name: [] for m in self.metrics}
+        for s in range(self.S):
+            proj = linear_projection(z[s], targets)
+            recon = float(sums["recon_se"][s]) / (N * T * pixels)
+            out["linear_proj_mse"].append(proj["mse"])
+            out["linear_proj_r2"].append(proj["r2"])
+            out["recon_mse"].append(recon)
+            out["pred_mse"].append(float(sums["pred_se"][s]) / (N * (T - ctx) * pixels) if "pred_se" in sums else math.nan)
+            out["psnr"].append(psnr_from_mse(recon))
+        return {k: torch.tensor(v, dtype=torch.float64) for k, v in out.items()}
+
+    def decode_seed(self, seed_index: int, z: np.ndarray) -> np.ndarray:
+        """One seed's decoder on z [N, z_dim] -> images [N, H, W, 3] in [0, 1] (the other seeds decode zeros)."""
+        device = next(self.parameters()).device
+        zs = torch.zeros(self.S, len(z), self.cfg.z_dim, device=device)
+        zs[seed_index] = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=device)
+        logits = self.decode(zs).unflatten(1, (self.S, -1))[:, seed_index]  # [N, 3, H, W]
+        return torch.sigmoid(logits).permute(0, 2, 3, 1).float().cpu().numpy()
+
+    def artefacts(self, seed_index: int, x: torch.Tensor, y: torch.Tensor, folder: Path) -> list[Path]:
+        """``latent_vs_position.png`` (each true coordinate against its linear fit from the latent mean)
+        and ``decoder_traversal.png`` (each latent dim swept over +-2 std around the mean)."""
+        z = self.latents(x)[seed_index].float().cpu().numpy()  # [N, T, z_dim]
+        flat = z.reshape(-1, z.shape[-1]).astype(np.float64)
+        decode = lambda zz: self.decode_seed(seed_index, zz)  # noqa: E731
+        return [latent_plot(z, y.cpu().numpy(), Path(folder) / "latent_vs_position.png"),
+                traversal_grid(decode, flat.mean(0), flat.std(0), Path(folder) / "decoder_traversal.png")]  # fmt: skip
