@@ -86,7 +86,7 @@ def test_success_may_list_more_thresholds(tmp_path):
     spec = specs.load(write(tmp_path, {**GOOD, "success": {"metric": "linear_proj_mse", "below": 0.2, "also": [0.03]}}))
     assert spec.base_config()["success"] == {"metric": "linear_proj_mse", "below": 0.2, "also": [0.03]}
     for bad in ([0.03, "x"], 0.03, [True]):
-        with pytest.raises(specs.SpecError, match="success.also: must be a list of numbers"):
+        with pytest.raises(specs.SpecError, match="success: success.also must be a list of finite numbers"):
             specs.load(write(tmp_path, {**GOOD, "success": {"metric": "linear_proj_mse", "below": 0.2, "also": bad}}))
 
 
@@ -156,7 +156,9 @@ def test_defaults_come_from_the_model(tmp_path):
     tiny = {"name": "t", "model": "tiny", "data": {"n_train": 16, "n_val": 8, "frames": 4, "image_size": 8}, "epochs": 8}
     spec = specs.load(write(tmp_path, tiny))
     assert spec.success == {"metric": "pooled_mse", "below": 0.01}  # the tiny model's rule
-    assert (spec.scheduler.metric, spec.scheduler.mode) == ("median_pooled_mse", "min")
+    assert spec.scheduler is None  # no scheduler key: no early stopping
+    asha = specs.load(write(tmp_path, {**tiny, "scheduler": {}}))  # ASHA with everything left to the model
+    assert (asha.scheduler.metric, asha.scheduler.mode, asha.scheduler.grace_period) == ("median_pooled_mse", "min", 5)
     best = specs.load(write(tmp_path, {**tiny, "scheduler": {"metric": "best_code_std", "grace_period": 2}}))
     assert (best.scheduler.metric, best.scheduler.mode) == ("best_code_std", "max")  # code_std: higher is better
     bare = specs.load(write(tmp_path, {**tiny, "scheduler": {"metric": "code_std"}}))

@@ -89,7 +89,7 @@ def test_reparam_noise_scales(reparam, sd):
     seen = []
     model.dec_fc[0].register_forward_hook(lambda mod, inp, out: seen.append(inp[0]))  # the decoded z
     with torch.no_grad():
-        model.losses(x, {"eps": eps})
+        model.losses(x, {"eps": eps}, 0)
         mu, logvar = model.encode(model.fold(x))
     assert torch.allclose(seen[0], mu + eps * sd(logvar), atol=1e-6)
     assert not torch.allclose(seen[0], mu + eps * torch.exp(logvar / 2 if reparam == "sps" else logvar) * (1 if reparam == "sps" else 0.5), atol=1e-4)
