@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from trainables.models.base import Metric, PackedModel, TrainConfig, find_metric, metric_names
+from trainables.models.interp_transformer import InterpConfig, InterpTransformer
 from trainables.models.sps import SPS, SPSConfig
 
 MODELS: dict[str, tuple[type[TrainConfig], type[PackedModel]]] = {}
@@ -45,6 +46,7 @@ def load_plugins(value: str | None = None) -> None:
 
 
 register("sps", SPSConfig, SPS)
+register("interp_transformer", InterpConfig, InterpTransformer)  # 002: middle frame of a 5-frame window, PSNR
 load_plugins()
 
 __all__ = ["DEFAULT_MODEL", "MODELS", "Metric", "PackedModel", "SPS", "SPSConfig", "TrainConfig", "find_metric", "metric_names", "register"]
