@@ -66,6 +66,8 @@ def format_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) ->
     lines = [line(shown.columns), line("-" * widths[c] for c in shown)]
     lines += [line(row) for row in shown.itertuples(index=False)]
     foot = f"success: {table.attrs.get('rule', 'stored success tags')}; n = finished + diverged seeds; pruned seeds are not in n"
+    if table["pruned"].any():
+        foot += " (ASHA kept the seeds of configurations that looked better early: rates are biased)"
     if comparison is not None:
         foot += f"; p: two-sided {comparison.attrs['test'].capitalize()} exact test, Holm-corrected"
     if "anytime_low" in table:
@@ -106,7 +108,9 @@ def write_report(tracking_uri: str, sweep: str, out_dir, metric=None, below=None
     out.mkdir(parents=True, exist_ok=True)
     comparison = compare(table, baseline) if table["n"].any() else None
     ok = outcome(runs, metric, below, above)
-    rule_metric, bound, threshold = rule(runs, tracking_uri, sweep, metric, below, above)
+    stored = success_rule(tracking_uri, sweep)
+    rule_metric, bound, threshold = rule(runs, stored, metric, below, above)
+    also = [x for x in (stored or {}).get("also", []) if stored["metric"] == rule_metric and bound in stored and x != threshold]
 
     write_parquet(runs, out / "runs.parquet")
     table.to_csv(out / "success.csv", index=False)
@@ -116,7 +120,14 @@ def write_report(tracking_uri: str, sweep: str, out_dir, metric=None, below=None
     for param in table.attrs["params"]:
         figures.append((f"Success rate against {param}", plots.rate_vs_param(table, param, out / f"rate_{safe(param)}.png")))
     sections = []
+    for x in also:  # the spec's other thresholds, on the same seeds
+        extra = success_table(runs, rule_metric, **{bound: x}, params=table.attrs["params"])
+        extra.to_csv(out / f"success_{bound}_{x:g}.csv", index=False)
+        sections.append((f"Success rate with {rule_metric} {bound} {x:g} (also listed by the spec)", display_table(extra)))
     if rule_metric in runs.columns:
+        thresholds = [t for t in (threshold, *also) if t is not None]
+        hist = plots.histogram(runs, rule_metric, out / f"hist_{safe(rule_metric)}.png", thresholds)
+        figures.append((f"Final {rule_metric} per configuration, with the thresholds {', '.join(f'{t:g}' for t in thresholds) or '-'}", hist))
         box = plots.boxplot(runs, rule_metric, out / f"box_{safe(rule_metric)}.png", ok, threshold)
         figures.append((f"Final {rule_metric}", box))
         histories = metric_histories(tracking_uri, curve_sample(runs), rule_metric)
@@ -150,12 +161,11 @@ def write_report(tracking_uri: str, sweep: str, out_dir, metric=None, below=None
     return table
 
 
-def rule(runs: pd.DataFrame, tracking_uri: str, sweep: str, metric, below, above) -> tuple:
+def rule(runs: pd.DataFrame, stored: dict | None, metric, below, above) -> tuple:
     """(metric, "below" | "above", threshold) of the rule given, else of the one the sweep stored;
     (None, None, None) without either."""
     if metric is not None or below is not None or above is not None:
         return check_rule(runs, metric, below, above)
-    stored = success_rule(tracking_uri, sweep)
     if stored is None:
         return None, None, None
     bound = "below" if "below" in stored else "above"
@@ -211,6 +221,16 @@ def comparison_note(comparison: pd.DataFrame | None) -> str:
             f" {html.escape(str(comparison.attrs['reference']))} ({chosen}), Holm-corrected over the configurations.")
 
 
+def pruning_note(table: pd.DataFrame) -> str:
+    pruned = int(table["pruned"].sum())
+    if not pruned:
+        return ""
+    return (f"<p class='note'><b>{pruned} seeds were pruned</b> (ASHA stopped their configurations early) and are not in n."
+            " Pruning keeps the seeds of configurations that looked better early, so the rates are biased and a rate"
+            " comparison between configurations pruned differently is not fair; compare rates from a sweep without"
+            " <code>scheduler</code>.</p>")
+
+
 def render(sweep, tracking_uri, table, comparison, sections, figures, out: Path) -> str:
     """The HTML page: one self-contained file linking the PNGs by relative path."""
     esc = html.escape
@@ -222,7 +242,7 @@ def render(sweep, tracking_uri, table, comparison, sections, figures, out: Path)
              "<p class='note'>n counts finished and diverged seeds (diverged = failure); pruned, running and failed seeds are"
              " shown but not in n. Intervals are 95% Wilson score and Clopper-Pearson.",
              f"<p class='note'><b>{esc(anytime_note(table))}.</b></p>" if "anytime_low" in table else "",
-             comparison_note(comparison), "</p>"]  # fmt: skip
+             comparison_note(comparison), "</p>", pruning_note(table)]  # fmt: skip
     for title, df in sections:
         parts += [f"<h2>{esc(title)}</h2>", df.to_html(index=False, na_rep="-")]
     for title, path in figures:

@@ -116,21 +116,23 @@ def typed(column: pd.Series) -> pd.Series:
 
 
 def success_rule(tracking_uri: str, sweep: str) -> dict | None:
-    """The success rule stored on the sweep's configuration runs: ``{"metric": M, "below"|"above": X}``,
-    or ``None`` if they store none. ``ValueError`` if configurations disagree."""
+    """The success rule stored on the sweep's configuration runs: ``{"metric": M, "below"|"above": X}``
+    plus ``"also": [X, ...]`` where the spec listed more thresholds, or ``None`` if they store none.
+    ``ValueError`` if configurations disagree."""
     mlflow_client = client(tracking_uri)
     rules = set()
     for run in search(mlflow_client, experiment_id(mlflow_client, sweep), sweep, "config"):
         p = run.data.params
         bound = next((k for k in ("below", "above") if f"success.{k}" in p), None)
         if "success.metric" in p and bound:
-            rules.add((p["success.metric"], bound, float(p[f"success.{bound}"])))
+            also = tuple(float(x) for x in json.loads(p.get("success.also", "[]")))
+            rules.add((p["success.metric"], bound, float(p[f"success.{bound}"]), also))
     if len(rules) > 1:
         raise ValueError(f"sweep {sweep!r}: configurations store different success rules: {sorted(rules)}")
     if not rules:
         return None
-    metric, bound, value = rules.pop()
-    return {"metric": metric, bound: value}
+    metric, bound, value, also = rules.pop()
+    return {"metric": metric, bound: value, **({"also": list(also)} if also else {})}
 
 
 def metric_histories(tracking_uri: str, run_ids: list[str], metric: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -19,15 +19,19 @@ file and the field.
     max_concurrent: 2
     epochs: 30
     eval_every: 1             # validation metrics every N epochs, and at the end
-    scheduler: {grace_period: 5, reduction_factor: 2}  # ASHA (on the model's scheduler_metric), or: none
+    scheduler: {grace_period: 5, reduction_factor: 2}  # ASHA (on the model's scheduler_metric); absent or none: no early stopping
     resources: {cpu: 1, gpu: 0}
-    success: {metric: METRIC, below: 0.2}  # left out: the model's own rule
+    success: {metric: METRIC, below: 0.2, also: [0.03]}  # left out: the model's own rule; also: more thresholds to report
 
 ``success.metric`` must be a metric the model declares (``PackedModel.metrics``); left out, the
 model's own ``success`` rule applies. ``scheduler.metric`` is ``median_<m>`` or ``best_<m>`` of a
 declared metric m (a bare ``<m>`` means ``median_<m>``) or ``success_rate``; left out, the model's
 ``scheduler_metric``. Its mode follows from the metric's ``better`` (min for lower, max for
-higher); a ``mode`` that says otherwise is an error.
+higher); a ``mode`` that says otherwise is an error. Left out, ``grace_period`` is 5 epochs or all
+of them, whichever is fewer.
+
+ASHA stops whole configurations early, and their seeds leave the success counts: a spec that
+compares success rates should not set ``scheduler`` (the report says how many seeds were pruned).
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ class Scheduler:
 
     metric: str | None = None  # a reported aggregate; None: median_ of the model's scheduler_metric
     mode: str | None = None  # min | max; None: from the metric's better
-    grace_period: int = 5
+    grace_period: int = 5  # epochs before a trial can be stopped; a spec with fewer epochs gets all of them
     reduction_factor: int = 2
 
 
@@ -80,7 +84,7 @@ class SweepSpec:
     epochs: int = 20
     checkpoint_every: int = 5
     eval_every: int = 1  # validation metrics (and the success count ASHA sees) at the first epoch, every N, and the last
-    scheduler: Scheduler | None = field(default_factory=Scheduler)
+    scheduler: Scheduler | None = None  # None: no early stopping
     resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
     success: dict[str, Any] | None = None  # None: the model's default rule (filled in by from_dict)
     max_failures: int = 2
@@ -204,14 +208,14 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
     except ValueError as err:
         fail("success", f"{err} (model {spec.model})")
 
-    scheduler = raw.get("scheduler", {})
+    scheduler = raw.get("scheduler")
     if scheduler in (None, "none", False):
         spec.scheduler = None
     elif isinstance(scheduler, dict):
         for key in scheduler:
             if key not in SCHEDULER_KEYS:
                 fail(f"scheduler.{key}", f"unknown; ASHA takes {', '.join(SCHEDULER_KEYS)}")
-        spec.scheduler = Scheduler(**scheduler)
+        spec.scheduler = Scheduler(**{"grace_period": min(Scheduler.grace_period, spec.epochs), **scheduler})
         metric, mode = scheduler_objective(spec.scheduler.metric, model_cls)
         if metric is None:
             aggregates = ", ".join(f"median_{m} / best_{m}" for m in declared)
