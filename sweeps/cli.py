@@ -24,6 +24,10 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run the spec; 1 when the sweep stopped before its end (interrupted or failed trials)."""
+    from sweeps import preflight
+
+    preflight.check(args.tracking_uri, args.storage, args.address)  # in seconds, before torch and Ray load
+
     from analysis.cli import print_success_table
     from sweeps import runner, spec as specs
 

@@ -18,8 +18,9 @@ from typing import Any
 
 from ray import tune
 
+from sweeps import preflight
 from sweeps.spec import SweepSpec
-from trainables.tracking import experiment_id, open_client, sweep_progress
+from trainables.tracking import bound_mlflow_http, experiment_id, open_client, sweep_progress
 
 MAX_LISTED = 50  # grid points listed one per line by the plan
 DONE = "seedsweep_done.json"  # written beside the Tune results when a sweep has finished
@@ -177,6 +178,8 @@ def run(
     import ray
 
     where = Where.default(storage, tracking_uri)
+    preflight.check(where.tracking_uri, where.storage, address)  # seconds, before anything waits on them
+    bound_mlflow_http()  # the driver's and local trials' MLflow calls give up in seconds, not minutes
     run_dir = f"{where.storage.rstrip('/')}/{spec.name}"  # a local path or a URI (s3://, gs://, ...)
     done = read_done(run_dir)
     if done is not None:
@@ -195,10 +198,14 @@ def run(
 
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
             try:
-                ray.init(include_dashboard=dashboard, log_to_driver=False)
+                ray.init(address=address, log_to_driver=False)
+            except ConnectionError as err:
+                raise RuntimeError(f"Ray at {address} cannot be joined ({str(err).splitlines()[0]}): start the head "
+                                   "(ray start --head), fix --address, or leave it out to run here") from None
+        else:
+            try:  # the dashboard, if asked for, on loopback only (README: reaching it from elsewhere)
+                ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", log_to_driver=False)
             except Exception as err:
                 if "missing packages" not in str(err):
                     raise

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import math
+import os
 import random
 import tempfile
 import time
@@ -48,6 +49,15 @@ def retry(fn: Callable, *args, attempts: int = 8, **kwargs):
             if "database is locked" not in str(e) or attempt == attempts - 1:
                 raise
             time.sleep(0.05 * 2**attempt * (1 + random.random()))
+
+
+def bound_mlflow_http(retries: int = 2, timeout: int = 20) -> None:
+    """Bound MLflow's HTTP retries in this process (its default, 7 retries with exponential backoff,
+    waits minutes on a dead server; the Tracker rides out outages itself). Values already set in the
+    environment are kept; set before ``ray.init`` it reaches the local Ray workers too."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(timeout))
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, str]:
