@@ -12,6 +12,9 @@ which it strips before building the ``Pack``:
   ``Tracker`` logs each step once); a trial stopped by the scheduler at an epoch that did not
   evaluate loses the per-seed training losses of the epochs since the last send (ASHA decides on
   evaluated metrics, so with rungs at multiples of ``eval_every`` nothing);
+- ``tracking_patience`` (seconds, default 600): training goes on while the tracking server is
+  unreachable, its records queued (and kept in checkpoints); past this the trial fails, and
+  ``--resume`` continues it;
 - ``sweep`` (name, tag on every run), ``experiment`` (MLflow experiment, default = sweep);
 - ``tracking_uri``: default ``sqlite:///<driver cwd>/mlruns.db``. Tune runs trials in their own
   trial folder, so a relative ``sqlite:///`` path is taken relative to the driver's working
@@ -21,9 +24,10 @@ Each epoch it trains, evaluates (every ``eval_every``) and calls ``tune.report``
 over the seeds only (``epoch`` is ASHA's time attribute): ``median_*`` / ``best_*`` of
 ``linear_proj_mse``, ``recon_mse``, ``pred_mse``, ``n_success``, ``n_diverged``, ``success_rate``.
 Per-seed histories go to MLflow (``trainables.tracking``), and at the end each seed's
-latent-vs-position and decoder traversal PNGs; the parent run is tagged with the Ray ``node_id`` it
-ran on. A checkpoint holds the pack state and the MLflow run ids; a restored trial continues the
-same seeds in the same runs.
+latent-vs-position and decoder traversal PNGs; the parent run is tagged with the Ray ``node_id`` and
+the ``pid`` of the process it ran in (its last attempt). A checkpoint holds the pack state, the
+MLflow run ids and the records MLflow has not taken yet; a restored trial continues the same
+seeds in the same runs.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ import ray
 import torch
 from ray import tune
 
-from trainables.tracking import Tracker
+from trainables.tracking import PATIENCE, Tracker
 
 RUN_DEFAULTS = {
     "seeds": 4,
@@ -48,6 +52,7 @@ RUN_DEFAULTS = {
     "checkpoint_every": 5,
     "eval_every": 1,
     "flush_every": 10.0,
+    "tracking_patience": PATIENCE,  # seconds of unreachable tracking server a trial trains through
     "sweep": "default",
     "experiment": None,  # = sweep
     "tracking_uri": None,  # = sqlite:///<driver cwd>/mlruns.db
@@ -138,7 +143,7 @@ def train(config: dict) -> None:
     epochs = int(run["epochs"])
     pack = Pack(resolved, seeds)
 
-    meta = {"epoch": 0, "run_ids": None, "results": None, "report": None}
+    meta = {"epoch": 0, "run_ids": None, "results": None, "report": None, "unsent": None}
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
@@ -147,9 +152,9 @@ def train(config: dict) -> None:
     start = meta["epoch"]
     trial_id = tune.get_context().get_trial_id()
     tracker = Tracker(run["tracking_uri"], run["experiment"], run["sweep"], trial_id, config_id(resolved),
-                      resolved, seeds, meta["run_ids"])  # fmt: skip
+                      resolved, seeds, meta["run_ids"], meta.get("unsent"), float(run["tracking_patience"]))  # fmt: skip
     if ray.is_initialized():
-        tracker.tag_config(node_id=ray.get_runtime_context().get_node_id())  # where it ran (last attempt)
+        tracker.tag_config(node_id=ray.get_runtime_context().get_node_id(), pid=str(os.getpid()))  # where it ran (last attempt)
     results, report = meta["results"], meta["report"]
     flushed = time.monotonic()
 
@@ -173,7 +178,8 @@ def train(config: dict) -> None:
         if last:
             tracker.finish(results, pack.latents, pack.decode)
         if save:
-            meta = {"epoch": epoch, "run_ids": tracker.run_ids, "results": results, "report": report}
+            meta = {"epoch": epoch, "run_ids": tracker.run_ids, "results": results, "report": report,
+                    "unsent": tracker.unsent()}  # what an unreachable tracking server has not taken yet
             report_with_checkpoint(report, pack, meta)
         else:
             tune.report(report)
