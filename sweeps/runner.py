@@ -70,7 +70,6 @@ def param_space(spec: SweepSpec, where: Where) -> dict[str, Any]:
         "sweep": spec.name,
         "experiment": spec.name,
         "tracking_uri": where.tracking_uri,
-        "tracking_reachable": reachable,
     }
 
 

@@ -119,10 +119,14 @@ def start_postgres(folder: str | Path, port: int | None = None) -> Postgres:
         pwfile.write_text(password + "\n")
         os.chmod(pwfile, 0o600)
         chown_postgres(pwfile)
-        subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", PG_USER, f"--pwfile={pwfile}",
-                        "--auth=scram-sha-256", "-E", "UTF8", "--no-instructions"],
-                       check=True, capture_output=True, **as_postgres())  # fmt: skip
+        done = subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", PG_USER, f"--pwfile={pwfile}",
+                               "--auth=scram-sha-256", "-E", "UTF8", "--no-instructions"],
+                              capture_output=True, text=True, **as_postgres())  # fmt: skip
         pwfile.unlink()
+        if done.returncode:
+            why = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:]
+            raise RuntimeError(f"initdb {data} failed: {why[0] if why else done.returncode}"
+                               + (" (the postgres user must be able to enter every folder above it)" if as_postgres() else ""))
         pgpass.write_text(f"*:*:*:{PG_USER}:{password}\n")
         os.chmod(pgpass, 0o600)  # libpq ignores a pgpass file others can read
     log = open(folder / "postgres.log", "ab")

@@ -63,7 +63,8 @@ def tracking():
         if os.environ.get("CI"):
             raise
         pytest.skip(str(err))
-    folder = Path(tempfile.mkdtemp(prefix="seedsweep-lab-"))  # not under pytest's root-only tmp: the postgres user reads it
+    folder = Path(tempfile.mkdtemp(prefix="seedsweep-lab-"))  # not under pytest's root-only tmp: the postgres user enters it
+    folder.chmod(0o755)
     server = LabServer(folder)
     yield server
     server.stop()
