@@ -56,6 +56,7 @@ def test_good_spec_loads_typed(tmp_path):
         ({"data": {"n_train": -1}}, "data.n_train", "positive"),
         ({"name": ""}, "name", "required"),
         ({"params": {"precision": {"grid": ["fp32", "bf16"]}}}, "params.precision", "cannot be swept"),
+        ({"tracking_patience": 0}, "tracking_patience", "seconds > 0"),
     ],
 )
 def test_bad_spec_names_file_and_field(tmp_path, change, field, words):
