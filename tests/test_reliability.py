@@ -196,7 +196,7 @@ def test_worker_killed_mid_trial_continues_from_its_checkpoint(tracking, tmp_pat
 def test_tracking_server_down_and_back(tracking, tmp_path):
     """The server stops mid-sweep and comes back (after its restart time, ~20-60 s here): training
     went on meanwhile, and what could not be sent arrives once."""
-    epochs = 30
+    epochs = 20  # if they all pass while the server is down, the trial waits for it at its end
     spec = write_spec(tmp_path, name="outage", seeds=2, epochs=epochs, checkpoint_every=2, data=SLOWER, params=ONE_CONFIG)
     driver = start_sweep(tmp_path, spec, "--tracking-uri", tracking.uri)
     client = MlflowClient(tracking.uri)
@@ -220,7 +220,7 @@ def test_tracking_server_down_and_back(tracking, tmp_path):
 
 
 def test_tracking_server_down_too_long_fails_the_trial_and_resume_completes(tracking, tmp_path):
-    epochs = 30
+    epochs = 8  # the trial fails at the first send after 2 s down, or waits at its end and fails there
     spec = write_spec(tmp_path, name="patience", seeds=2, epochs=epochs, checkpoint_every=2, max_failures=0,
                       tracking_patience=2, data=SLOWER, params=ONE_CONFIG)  # fmt: skip
     driver = start_sweep(tmp_path, spec, "--tracking-uri", tracking.uri)
