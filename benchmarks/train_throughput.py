@@ -43,6 +43,9 @@ sys.path.insert(0, str(ROOT))
 # The SPS reference configuration; n_train = batch so that one epoch is one optimiser step.
 REFERENCE = {"model": "sps", "env": "ball", "n_train": 32, "n_val": 32, "frames": 20, "image_size": 32,
              "batch_size": 32, "rnn_width": 256, "z_dim": 3}  # fmt: skip
+# The probe model MEASUREMENTS.md's figures were taken with (``--symmetry none``): its widths are pinned so
+# that the figures stay comparable when SPS's defaults move; with a symmetry, SPS's own defaults (sps_ball.yaml).
+PROBE = {"channels": [32, 64, 128], "dec_hidden": [16, 32, 64], "rnn_cell": "gru"}
 EAGER_FP32 = {"precision": "fp32", "channels_last": False, "tf32": False, "compile": False, "conv_gemm": False}
 # What one run measures where no option says otherwise: on CUDA, issue 6's table.
 CPU_DEFAULTS = {"steps": 3, "sizes": "1,4,16", "variants": "auto", "epoch_steps": 1}
@@ -165,7 +168,8 @@ def main() -> None:
 
     from trainables.pack import Speed, resolve_config
 
-    base = {**REFERENCE, "symmetry": args.symmetry, "n_train": REFERENCE["batch_size"] * args.epoch_steps}
+    base = {**REFERENCE, **(PROBE if args.symmetry == "none" else {}), "symmetry": args.symmetry,
+            "n_train": REFERENCE["batch_size"] * args.epoch_steps}
     gflop = flops_per_seed_step(base) / 1e9
     where = torch.cuda.get_device_name() if torch.cuda.is_available() else machine()
     baselines = {n: separate(n, args.steps, {**base, **EAGER_FP32}) for n in (int(x) for x in args.separate.split(","))}
@@ -183,7 +187,8 @@ def main() -> None:
             except torch.OutOfMemoryError:
                 rows.append(f"| {setting} | {s} | out of memory | | | |")
             print(rows[-1], file=sys.stderr, flush=True)
-    emit(f"train throughput; SPS reference (batch 32 x 20 frames, 32x32, rnn_width 256, z_dim 3, symmetry {args.symmetry}: "
+    model = "probe: channels 32/64/128, GRU" if args.symmetry == "none" else "SPS defaults"
+    emit(f"train throughput; SPS {model} (batch 32 x 20 frames, 32x32, rnn_width 256, z_dim 3, symmetry {args.symmetry}: "
          f"{gflop:.1f} GFLOP a seed-step), {args.steps} timed steps after a warm-up epoch, {args.epoch_steps} step(s) per epoch",
          ["setting", "seeds", "seed-steps/s", "TFLOP/s", "peak GiB", f"ratio to {ref} separate process{'es' if ref > 1 else ''}"], rows, args.out, where)
 

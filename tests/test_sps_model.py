@@ -1,5 +1,5 @@
-"""The packed SPS module: packed layers equal their plain nn counterparts (init and outputs), symmetry
-actions invert, and a seed's losses do not depend on the seeds packed with it."""
+"""The packed SPS module: symmetry actions invert, and a seed's losses do not depend on the seeds packed
+with it (its packed layers are tested in test_packed.py)."""
 
 import math
 
@@ -9,9 +9,6 @@ from torch import nn
 
 from trainables.models.sps import (
     SPS,
-    PackedConv,
-    PackedLinear,
-    PackedRNNCell,
     SPSConfig,
     act,
     parse_symmetry,
@@ -52,49 +49,6 @@ def test_parse_symmetry():
     for bad in ("T4", "R1", "X2", "T2 R2", "TR"):
         with pytest.raises(ValueError, match="symmetry"):
             parse_symmetry(bad, 3)
-
-
-@pytest.mark.parametrize("transpose", [False, True])
-def test_packed_conv_equals_plain_conv_per_seed(transpose):
-    packed = PackedConv(gens(), 3, 6, transpose=transpose)
-    x = torch.randn(4, len(SEEDS) * 3, 8, 8)  # [N, S*C, H, W]
-    y = packed(x)
-    for s, seed in enumerate(SEEDS):
-        torch.manual_seed(seed)  # the nn layer's own init from the same stream gives the same weights
-        cls = nn.ConvTranspose2d if transpose else nn.Conv2d
-        plain = cls(3, 6, 4, stride=2, padding=1)
-        assert torch.equal(plain.weight, packed.weight[s]) and torch.equal(plain.bias, packed.bias[s])
-        assert torch.allclose(y[:, 6 * s : 6 * (s + 1)], plain(x[:, 3 * s : 3 * (s + 1)]), atol=1e-5)
-
-
-@pytest.mark.parametrize("transpose", [False, True])
-def test_conv_as_batched_matmuls_equals_the_grouped_conv(transpose):
-    grouped = PackedConv(gens(), 3, 6, transpose=transpose)
-    gemm = PackedConv(gens(), 3, 6, transpose=transpose)
-    gemm.gemm = True
-    x = torch.randn(4, len(SEEDS) * 3, 8, 8, requires_grad=True)
-    y1, y2 = grouped(x), gemm(x)
-    assert y1.shape == y2.shape and torch.allclose(y1, y2, atol=1e-5)
-    g = torch.randn_like(y1)
-    grads1 = torch.autograd.grad(y1, (x, grouped.weight, grouped.bias), g)
-    grads2 = torch.autograd.grad(y2, (x, gemm.weight, gemm.bias), g)
-    for a, b in zip(grads1, grads2):  # input, weight and bias gradients
-        assert torch.allclose(a, b, atol=1e-4)
-
-
-def test_packed_linear_and_gru_equal_nn_per_seed():
-    lin, cell = PackedLinear(gens(), 5, 7), PackedRNNCell(gens(), 3, 8, "gru")
-    x, xi, h = torch.randn(len(SEEDS), 4, 5), torch.randn(len(SEEDS), 4, 3), torch.randn(len(SEEDS), 4, 8)
-    y, h1 = lin(x), cell(xi, h)
-    for s, seed in enumerate(SEEDS):
-        torch.manual_seed(seed)
-        plain = nn.Linear(5, 7)
-        assert torch.equal(plain.weight, lin.weight[s])
-        assert torch.allclose(y[s], plain(x[s]), atol=1e-6)
-        torch.manual_seed(seed)
-        gru = nn.GRUCell(3, 8)
-        assert torch.equal(gru.weight_ih, cell.w_ih[s]) and torch.equal(gru.bias_hh, cell.b_hh[s])
-        assert torch.allclose(h1[s], gru(xi[s], h[s]), atol=1e-6)
 
 
 def test_teacher_forcing_schedule():

@@ -7,11 +7,12 @@ over pixels / latent dims and time, averaged over sequences, as in the SPS code 
 1/batch scale): self-reconstruction, image prediction from the RNN's z, z prediction, the
 symmetry terms (z consistency and decoded images of the un-transformed predictions), KL * beta.
 
-Packing: every parameter has a leading seed dimension S. Convolutions fold the seeds into the
-channels (``groups=S``), linear layers are batched matmuls, the RNN cell is written out and
-looped over time. Activations are [N, S*C, H, W] in the conv stacks and [S, N, F] elsewhere.
-Nothing mixes seeds, and every random number is drawn per seed (``draw``) from that seed's own
-generator, so a seed gives the same numbers packed with others as alone.
+Packing: every parameter has a leading seed dimension S (layers: ``trainables.models.packed``).
+Convolutions fold the seeds into the channels (``groups=S``), linear layers are batched matmuls,
+the RNN cell is written out and looped over time. Activations are [N, S*C, H, W] in the conv
+stacks and [S, N, F] elsewhere. Nothing mixes seeds, and every random number is drawn per seed
+(``draw``) from that seed's own generator, so a seed gives the same numbers packed with others as
+alone.
 
 Mixed precision: under ``torch.autocast`` (bf16) the convolutions and matmuls run in bf16, while
 the RNN state and every loss term are kept and reduced in fp32 (``.float()`` before each loss
@@ -27,6 +28,8 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from trainables.models.packed import PackedConv, PackedLinear, PackedRNNCell, fold, per_seed_sum
 
 
 @dataclass
@@ -147,102 +150,6 @@ def teacher_forcing_prob(step: int, tf_steps: tuple[float, float]) -> float:
     return 0.0 if x > 700 else a / (a + math.exp(x))
 
 
-# ---- packed layers: parameters [S, ...], one slice per seed, initialised like the nn layer ----
-
-
-def _layer_params(gens, weight_shape, bias_size):
-    """Weight and bias initialised per seed as ``nn.Linear`` / ``nn.Conv2d`` / ``nn.ConvTranspose2d``
-    do (``reset_parameters``): kaiming_uniform(a=sqrt(5)) weight, U(+-1/sqrt(fan_in)) bias."""
-    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(torch.empty(weight_shape))
-    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-    weights, biases = [], []
-    for g in gens:  # per seed: weight then bias, as the nn layer draws them
-        w = nn.init.kaiming_uniform_(torch.empty(weight_shape), a=math.sqrt(5), generator=g)
-        b = nn.init.uniform_(torch.empty(bias_size), -bound, bound, generator=g)
-        weights.append(w)
-        biases.append(b)
-    return nn.Parameter(torch.stack(weights)), nn.Parameter(torch.stack(biases))
-
-
-class PackedConv(nn.Module):
-    """S independent ``Conv2d`` (or ``ConvTranspose2d``) k4 s2 p1 on [N, S*C_in, H, W]: one grouped
-    convolution, or (``gemm``) im2col + one batched matmul over the seeds, the same numbers."""
-
-    def __init__(self, gens, c_in: int, c_out: int, transpose: bool = False):
-        super().__init__()
-        self.transpose, self.gemm = transpose, False
-        shape = (c_in, c_out, 4, 4) if transpose else (c_out, c_in, 4, 4)
-        self.weight, self.bias = _layer_params(gens, shape, c_out)
-
-    def forward(self, x):
-        if self.gemm:
-            return (conv_transpose_gemm if self.transpose else conv_gemm)(x, self.weight, self.bias)
-        conv = F.conv_transpose2d if self.transpose else F.conv2d
-        return conv(x, self.weight.flatten(0, 1), self.bias.flatten(), stride=2, padding=1, groups=self.weight.shape[0])
-
-
-def conv_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """Grouped k4 s2 p1 convolution as unfold + ``baddbmm``: x [N, S*C_in, H, W], weight
-    [S, C_out, C_in, 4, 4] -> [N, S*C_out, H/2, W/2]."""
-    S, c_out, c_in = weight.shape[:3]
-    N, _, H, W = x.shape
-    cols = F.unfold(x, 4, padding=1, stride=2)  # [N, S*C_in*16, L], channels outermost
-    L = cols.shape[-1]
-    cols = cols.view(N, S, c_in * 16, L).permute(1, 0, 3, 2).reshape(S, N * L, c_in * 16)
-    out = torch.baddbmm(bias.unsqueeze(1), cols, weight.reshape(S, c_out, c_in * 16).transpose(1, 2))  # [S, N*L, C_out]
-    return out.view(S, N, H // 2, W // 2, c_out).permute(1, 0, 4, 2, 3).reshape(N, S * c_out, H // 2, W // 2)
-
-
-def conv_transpose_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """Grouped k4 s2 p1 transposed convolution as ``bmm`` + fold (col2im): x [N, S*C_in, h, w],
-    weight [S, C_in, C_out, 4, 4] -> [N, S*C_out, 2h, 2w]."""
-    S, c_in, c_out = weight.shape[:3]
-    N, _, h, w = x.shape
-    rows = x.reshape(N, S, c_in, h * w).permute(1, 0, 3, 2).reshape(S, N * h * w, c_in)
-    cols = torch.bmm(rows, weight.reshape(S, c_in, c_out * 16))  # [S, N*h*w, C_out*16]
-    cols = cols.view(S, N, h * w, c_out * 16).permute(1, 0, 3, 2).reshape(N, S * c_out * 16, h * w)
-    out = F.fold(cols, (2 * h, 2 * w), 4, padding=1, stride=2)  # overlapping patches summed
-    return out + bias.reshape(1, S * c_out, 1, 1).to(out.dtype)
-
-
-class PackedLinear(nn.Module):
-    """S independent ``Linear`` layers: [S, N, in] -> [S, N, out] by one batched matmul."""
-
-    def __init__(self, gens, d_in: int, d_out: int):
-        super().__init__()
-        self.weight, self.bias = _layer_params(gens, (d_out, d_in), d_out)
-
-    def forward(self, x):
-        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
-
-
-class PackedRNNCell(nn.Module):
-    """S independent one-layer ``nn.GRU`` (``gru``) or tanh ``nn.RNN`` (``rnn``) cells, same equations
-    and init (U(+-1/sqrt(width)) for every weight and bias)."""
-
-    def __init__(self, gens, d_in: int, width: int, kind: str = "gru"):
-        super().__init__()
-        self.kind, gates = kind, 3 if kind == "gru" else 1
-        bound = 1 / math.sqrt(width)
-        init = lambda t, g: nn.init.uniform_(t, -bound, bound, generator=g)  # noqa: E731
-        # nn.GRU's parameter order: weight_ih, weight_hh, bias_ih, bias_hh (each drawn in turn per seed)
-        shapes = {"w_ih": (gates * width, d_in), "w_hh": (gates * width, width), "b_ih": (gates * width,), "b_hh": (gates * width,)}
-        per_seed = [[init(torch.empty(s), g) for s in shapes.values()] for g in gens]
-        for i, name in enumerate(shapes):
-            setattr(self, name, nn.Parameter(torch.stack([p[i] for p in per_seed])))
-
-    def forward(self, x, h):
-        gi = torch.baddbmm(self.b_ih.unsqueeze(1), x, self.w_ih.transpose(1, 2))
-        gh = torch.baddbmm(self.b_hh.unsqueeze(1), h, self.w_hh.transpose(1, 2))
-        if self.kind == "rnn":
-            return torch.tanh(gi + gh)
-        i_r, i_z, i_n = gi.chunk(3, -1)
-        h_r, h_z, h_n = gh.chunk(3, -1)
-        r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
-        n = torch.tanh(i_n + r * h_n)
-        return n + z * (h - n)  # = (1 - z) * n + z * h
-
-
 # ---- symmetry actions on z [..., z_dim]; params broadcast over the time axis ----
 
 
@@ -290,7 +197,7 @@ class SPS(nn.Module):
         self.side = image_size // 2**depth
         ch = (3, *cfg.channels)
         feat = ch[-1] * self.side**2
-        self.encoder = nn.ModuleList(PackedConv(gens, ch[i], ch[i + 1]) for i in range(depth))
+        self.encoder = nn.ModuleList(PackedConv(gens, ch[i], ch[i + 1], 4, stride=2, padding=1) for i in range(depth))
         self.fc_mu = PackedLinear(gens, feat, cfg.z_dim)
         self.fc_logvar = PackedLinear(gens, feat, cfg.z_dim)
         if cfg.use_rnn:
@@ -298,7 +205,7 @@ class SPS(nn.Module):
             self.rnn_out = PackedLinear(gens, cfg.rnn_width, cfg.z_dim)
         dims = (cfg.z_dim, *cfg.dec_hidden, feat)
         self.dec_fc = nn.ModuleList(PackedLinear(gens, dims[i], dims[i + 1]) for i in range(len(dims) - 1))
-        self.decoder = nn.ModuleList(PackedConv(gens, ch[i + 1], ch[i], transpose=True) for i in reversed(range(depth)))
+        self.decoder = nn.ModuleList(PackedConv(gens, ch[i + 1], ch[i], 4, stride=2, padding=1, transpose=True) for i in reversed(range(depth)))
         self.actions = parse_symmetry(cfg.symmetry, cfg.z_dim) if cfg.use_rnn and cfg.k > 0 else []
 
     def conv_gemm(self, on: bool) -> None:
@@ -310,10 +217,7 @@ class SPS(nn.Module):
 
     def fold(self, x: torch.Tensor) -> torch.Tensor:
         """[S, B, T, C, H, W] -> [B*T, S*C, H, W] (seeds folded into channels)."""
-        S, B, T, C, H, W = x.shape
-        if self.channels_last:
-            return x.permute(1, 2, 4, 5, 0, 3).reshape(B * T, H, W, S * C).permute(0, 3, 1, 2)
-        return x.permute(1, 2, 0, 3, 4, 5).reshape(B * T, S * C, H, W)
+        return fold(x.flatten(1, 2), self.channels_last)
 
     def encode(self, xf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Folded frames [N, S*3, H, W] -> mu, logvar [S, N, z_dim]."""
@@ -361,8 +265,7 @@ class SPS(nn.Module):
 
     def per_seed(self, e: torch.Tensor) -> torch.Tensor:
         """Sum of a folded [..., S*C, H, W] tensor per seed -> [S]."""
-        e = e.unflatten(-3, (self.S, -1))
-        return e.sum([d for d in range(e.dim()) if d != e.dim() - 4])
+        return per_seed_sum(e, self.S)
 
     # -- training --
 
