@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -68,6 +69,7 @@ def tracking():
     server = LabServer(folder)
     yield server
     server.stop()
+    shutil.rmtree(folder)
 
 
 def listening(port: int) -> set[str]:
