@@ -129,6 +129,7 @@ def main() -> None:
                     pg.stop()
             else:
                 parser.error(f"--backends: unknown backend {name!r}; use postgresql, sqlite")
+            print(f"{name}: {rows[-1]}", flush=True)
     emit(f"tracking load; {args.runs} seed runs x {args.epochs} epochs x {len(SEED_KEYS)} metrics from {args.writers} "
          f"writers ({args.seeds} seeds per trial, sent every {args.flush_every} epochs) into one mlflow server "
          f"({args.server_workers} workers)",
