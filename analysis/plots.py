@@ -129,11 +129,10 @@ def curves(histories: dict[str, tuple], ok: dict[str, bool], metric: str, path, 
     return save(fig, path)
 
 
-def seed_images(tracking_uri: str, runs: pd.DataFrame, ok: pd.Series, out_dir,
-                matches: tuple[str, ...] = ("latent", "traversal"), tries: int = 10) -> dict[str, dict[str, Path]]:  # fmt: skip
-    """Download the PNGs the trainable logged (names containing each of ``matches``) for one successful
-    and one failed finished seed (the first with any of them) into ``out_dir``; returns
-    ``{"success": {match: path}, "failure": {match: path}}`` for those found."""
+def seed_images(tracking_uri: str, runs: pd.DataFrame, ok: pd.Series, out_dir, tries: int = 10) -> dict[str, dict[str, Path]]:
+    """Download the PNGs the model drew (``PackedModel.artefacts``) of one successful and one failed
+    finished seed (the first with any) into ``out_dir``; returns ``{"success": {stem: path},
+    "failure": {stem: path}}`` for those found, keyed by file name without ``.png``."""
     from analysis.runs import client
 
     mlflow_client = client(tracking_uri)
@@ -141,26 +140,25 @@ def seed_images(tracking_uri: str, runs: pd.DataFrame, ok: pd.Series, out_dir,
     found = {}
     for name, pick in (("success", finished & ok), ("failure", finished & ~ok)):
         for run_id in runs.loc[pick, "run_id"].head(tries):
-            artifacts = {m: a for m in matches if (a := find_png(mlflow_client, run_id, m))}
+            artifacts = list_pngs(mlflow_client, run_id)
             if artifacts:
                 target = Path(out_dir) / f"{name}_{run_id}"
                 target.mkdir(parents=True, exist_ok=True)
                 with mock.patch.dict(os.environ, {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}):  # no tqdm bar
-                    found[name] = {m: Path(mlflow_client.download_artifacts(run_id, a, str(target))) for m, a in artifacts.items()}
+                    found[name] = {Path(a).stem: Path(mlflow_client.download_artifacts(run_id, a, str(target))) for a in artifacts}
                 break
     return found
 
 
-def find_png(mlflow_client, run_id: str, match: str, path: str | None = None, depth: int = 2) -> str | None:
-    """The first PNG artifact of a run whose path contains ``match`` (searching ``depth`` folders)."""
+def list_pngs(mlflow_client, run_id: str, path: str | None = None, depth: int = 2) -> list[str]:
+    """The PNG artifacts of a run (searching ``depth`` folders), in MLflow's order."""
+    found = []
     for item in mlflow_client.list_artifacts(run_id, path):
         if item.is_dir and depth > 0:
-            found = find_png(mlflow_client, run_id, match, item.path, depth - 1)
-            if found:
-                return found
-        elif item.path.lower().endswith(".png") and match in item.path.lower():
-            return item.path
-    return None
+            found += list_pngs(mlflow_client, run_id, item.path, depth - 1)
+        elif item.path.lower().endswith(".png"):
+            found.append(item.path)
+    return found
 
 
 def forecast(table: pd.DataFrame, metric: str, path, settled: int | None = None) -> Path:

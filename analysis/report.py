@@ -18,7 +18,6 @@ from analysis.success import (
 
 HALFWIDTH = 0.1  # target half-width of the seed-budget column
 CURVES = 200  # most training curves fetched from MLflow for the curves plot
-SEED_PNGS = {"latent": "Latent vs true position", "traversal": "Decoder traversal"}  # the trainable's PNGs, by name part
 
 
 def display_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -104,9 +103,9 @@ def write_report(tracking_uri: str, sweep: str, out_dir, metric=None, below=None
                                 f"outcome (accuracy >= 95% {when})", path))  # fmt: skip
         summary = metric_summary(runs, rule_metric)
         sections.append((f"Final {rule_metric}: median and IQM with 95% bootstrap intervals (finished seeds)", numbers(summary)))
-    images = plots.seed_images(tracking_uri, runs, ok, out / "seeds", tuple(SEED_PNGS))
-    for name, found in images.items():  # each seed's PNGs side by side
-        figures += [(f"{SEED_PNGS[match]}, a {name}", path) for match, path in found.items()]
+    images = plots.seed_images(tracking_uri, runs, ok, out / "seeds")
+    for name, found in images.items():  # the model's PNGs of each seed, titled by file name
+        figures += [(f"{stem.replace('_', ' ').capitalize()}, a {name}", path) for stem, path in found.items()]
     if comparison is not None:
         sections.insert(0, ("Comparisons: rate difference to the reference (95% Newcombe interval)", numbers(comparison)))
         sections.append(("Seed budget at the observed rates", budget(table, comparison)))

@@ -18,6 +18,7 @@ from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint, proportion_effectsize
 
 from analysis.runs import INFO, natural_key
+from trainables.rule import SuccessRule
 
 COUNTED = ("finished", "diverged")
 SHOWN = ("diverged", "pruned", "running", "failed")
@@ -63,7 +64,7 @@ def outcome(runs: pd.DataFrame, metric=None, below=None, above=None) -> pd.Serie
 
 def meets(values, bound: str, threshold: float):
     """``values < threshold`` for a ``below`` rule, ``> threshold`` for ``above``; NaN never meets it."""
-    return values < threshold if bound == "below" else values > threshold
+    return SuccessRule("", bound, threshold).meets(values)
 
 
 def check_rule(runs: pd.DataFrame, metric, below, above) -> tuple[str, str, float]:

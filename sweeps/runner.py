@@ -20,6 +20,7 @@ from ray import tune
 
 from sweeps import preflight
 from sweeps.spec import SweepSpec
+from trainables.rule import SuccessRule
 from trainables.tracking import bound_mlflow_http, experiment_id, open_client, sweep_progress, unreachable
 
 MAX_LISTED = 50  # grid points listed one per line by the plan
@@ -95,8 +96,7 @@ def plan(spec: SweepSpec) -> str:
            f"reduction {spec.scheduler.reduction_factor}" if spec.scheduler else "no early stopping"),
         f"  each trial: {spec.resources['cpu']} CPU, {spec.resources['gpu']} GPU, {spec.seeds} seeds packed; "
         f"at most {spec.max_concurrent or 'as many as fit'} at once",
-        f"  success: {spec.success['metric']} " + ("below " if "below" in spec.success else "above ")
-        + str(spec.success.get("below", spec.success.get("above"))),
+        f"  success: {SuccessRule.parse(spec.success)}",
         f"  seeds: {spec.seeds} per configuration (0..{spec.seeds - 1}, the same in every configuration)",
         f"  fixed: {spec.fixed() or '-'}",
         f"  swept: {spec.swept() or '-'}",

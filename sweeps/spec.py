@@ -19,9 +19,15 @@ file and the field.
     max_concurrent: 2
     epochs: 30
     eval_every: 1             # validation metrics every N epochs, and at the end
-    scheduler: {metric: median_linear_proj_mse, mode: min, grace_period: 5, reduction_factor: 2}  # ASHA, or: none
+    scheduler: {grace_period: 5, reduction_factor: 2}  # ASHA (on the model's scheduler_metric), or: none
     resources: {cpu: 1, gpu: 0}
-    success: {metric: linear_proj_mse, below: 0.2}
+    success: {metric: METRIC, below: 0.2}  # left out: the model's own rule
+
+``success.metric`` must be a metric the model declares (``PackedModel.metrics``); left out, the
+model's own ``success`` rule applies. ``scheduler.metric`` is ``median_<m>`` or ``best_<m>`` of a
+declared metric m (a bare ``<m>`` means ``median_<m>``) or ``success_rate``; left out, the model's
+``scheduler_metric``. Its mode follows from the metric's ``better`` (min for lower, max for
+higher); a ``mode`` that says otherwise is an error.
 """
 
 from __future__ import annotations
@@ -35,7 +41,6 @@ import yaml
 
 SPACES = ("grid", "choice", "uniform", "loguniform", "randint")
 SEARCHERS = ("grid", "random", "optuna")
-DATA_KEYS = ("n_train", "n_val", "frames", "image_size", "data_seed")
 TOP_KEYS = (
     "name", "model", "env", "data", "params", "seeds", "searcher", "num_samples", "max_concurrent",
     "epochs", "checkpoint_every", "eval_every", "scheduler", "resources", "success", "max_failures",
@@ -52,8 +57,8 @@ class SpecError(ValueError):
 class Scheduler:
     """ASHA over configurations; the time attribute is the epoch."""
 
-    metric: str = "median_linear_proj_mse"
-    mode: str = "min"
+    metric: str | None = None  # a reported aggregate; None: median_ of the model's scheduler_metric
+    mode: str | None = None  # min | max; None: from the metric's better
     grace_period: int = 5
     reduction_factor: int = 2
 
@@ -61,7 +66,7 @@ class Scheduler:
 @dataclass
 class SweepSpec:
     name: str
-    model: str = "sps"
+    model: str | None = None  # a key of trainables.models.MODELS; None: trainables.models.DEFAULT_MODEL
     env: str = "ball"
     data: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)  # fixed values, or {space: args}
@@ -74,7 +79,7 @@ class SweepSpec:
     eval_every: int = 1  # validation metrics (and the success count ASHA sees) at the first epoch, every N, and the last
     scheduler: Scheduler | None = field(default_factory=Scheduler)
     resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
-    success: dict[str, Any] = field(default_factory=lambda: {"metric": "linear_proj_mse", "below": 0.2})
+    success: dict[str, Any] | None = None  # None: the model's default rule (filled in by from_dict)
     max_failures: int = 2
     tracking_patience: float = 600.0  # seconds a trial trains on with MLflow unreachable, then fails (trainables.tracking.PATIENCE)
     path: str = "<dict>"
@@ -141,9 +146,11 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
             fail("tracking_patience", f"must be a number of seconds > 0, got {value!r}")
         spec.tracking_patience = float(value)
 
-    from trainables.models import MODELS
-    from trainables.pack import RUN_ONLY
+    from trainables.models import DEFAULT_MODEL, MODELS
+    from trainables.pack import DATA_KEYS, RUN_ONLY
+    from trainables.rule import SuccessRule
 
+    spec.model = spec.model or DEFAULT_MODEL
     if spec.model not in MODELS:
         fail("model", f"unknown model {spec.model!r}; known: {', '.join(sorted(MODELS))}")
     from envs.dataset import resolve_env_id
@@ -191,15 +198,12 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
         fail("resources.gpu", f"must be a fraction in [0, 1] or a whole number of GPUs, got {gpu!r}")
     spec.resources = {"cpu": cpu, "gpu": gpu}
 
-    success = raw.get("success", spec.success)
-    if not isinstance(success, dict) or not isinstance(success.get("metric"), str):
-        fail("success", "must be {metric: NAME, below: X} or {metric: NAME, above: X}")
-    bounds = [k for k in ("below", "above") if k in success]
-    if len(bounds) != 1 or set(success) - {"metric", "below", "above"}:
-        fail("success", f"needs a metric and exactly one of below / above, got {success!r}")
-    if not isinstance(success[bounds[0]], (int, float)) or not math.isfinite(success[bounds[0]]):
-        fail(f"success.{bounds[0]}", f"must be a number, got {success[bounds[0]]!r}")
-    spec.success = dict(success)
+    model_cls = MODELS[spec.model][1]
+    declared = [m.name for m in model_cls.metrics]
+    try:
+        spec.success = SuccessRule.parse(raw.get("success", model_cls.success), declared).as_dict()
+    except ValueError as err:
+        fail("success", f"{err} (model {spec.model})")
 
     scheduler = raw.get("scheduler", {})
     if scheduler in (None, "none", False):
@@ -209,8 +213,13 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
             if key not in SCHEDULER_KEYS:
                 fail(f"scheduler.{key}", f"unknown; ASHA takes {', '.join(SCHEDULER_KEYS)}")
         spec.scheduler = Scheduler(**scheduler)
-        if spec.scheduler.mode not in ("min", "max"):
-            fail("scheduler.mode", f"must be min or max, got {spec.scheduler.mode!r}")
+        metric, mode = scheduler_objective(spec.scheduler.metric, model_cls)
+        if metric is None:
+            aggregates = ", ".join(f"median_{m} / best_{m}" for m in declared)
+            fail("scheduler.metric", f"{spec.scheduler.metric!r} is not an aggregate of model {spec.model}'s metrics; use one of {aggregates}, success_rate")
+        if spec.scheduler.mode is not None and spec.scheduler.mode != mode:
+            fail("scheduler.mode", f"{metric} is better {'lower' if mode == 'min' else 'higher'}, so the mode is {mode}, got {spec.scheduler.mode!r}")
+        spec.scheduler.metric, spec.scheduler.mode = metric, mode
         if not isinstance(spec.scheduler.grace_period, int) or not 1 <= spec.scheduler.grace_period <= spec.epochs:
             fail("scheduler.grace_period", f"must be an integer in [1, epochs={spec.epochs}]")
         if not isinstance(spec.scheduler.reduction_factor, (int, float)) or spec.scheduler.reduction_factor < 2:
@@ -229,6 +238,19 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
         bad = next((f for f in fields if f"'{f.split('.', 1)[1]}'" in str(err) or f" {f.split('.', 1)[1]}" in str(err)), None)
         fail(bad or "params", str(err))
     return spec
+
+
+def scheduler_objective(metric: str | None, model_cls) -> tuple[str | None, str]:
+    """(reported aggregate, min | max) for a spec's ``scheduler.metric`` (None: the model's
+    ``scheduler_metric``); (None, "") if it is not an aggregate of a declared metric."""
+    if metric == "success_rate":
+        return metric, "max"
+    by_name = {m.name: m for m in model_cls.metrics}
+    name = model_cls.scheduler_metric if metric is None else metric
+    stat, base = ("median", name) if name in by_name else name.split("_", 1) if "_" in name else ("", name)
+    if stat not in ("median", "best") or base not in by_name:
+        return None, ""
+    return f"{stat}_{base}", "min" if by_name[base].better == "lower" else "max"
 
 
 def check_space(name: str, space: dict, fail) -> None:

@@ -4,6 +4,8 @@ real SQLite store written in the trainable's layout (parent run per configuratio
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -190,7 +192,7 @@ def test_report_writes_html_pngs_and_parquet(store, tmp_path):
     for png in ("forest.png", "rate_symmetry.png", "box_linear_proj_mse.png", "curves_linear_proj_mse.png", "forecast.png"):
         assert (tmp_path / "rep" / png).stat().st_size > 1000 and f"src='{png}'" in page
     assert "How early the outcome shows" in page
-    for title in ("Latent vs true position", "Decoder traversal"):  # the trainable's PNGs, of one success and one failure
+    for title in ("Latent vs position", "Decoder traversal"):  # the trainable's PNGs, of one success and one failure
         for name in ("success", "failure"):
             assert f"{title}, a {name}" in page
     for png in ("latent_vs_position.png", "decoder_traversal.png"):
@@ -227,6 +229,16 @@ def test_format_table_aligns_columns():
     assert "3/20" in text and "[0.05, 0.36]" in text and "[0.03, 0.38]" in text and "0/0" in text
 
 
+def artefacts(i: int, folder: Path) -> list[Path]:
+    """A model's PNGs of seed index i (as SPS draws them), from made-up latents and decoder."""
+    from trainables import figures
+
+    z = np.random.default_rng(i).normal(size=(20, 3))
+    decode = lambda z: np.broadcast_to(1 / (1 + np.exp(-z[:, :1, None, None])), (len(z), 8, 8, 3))  # noqa: E731
+    return [figures.latent_plot(z, z, folder / "latent_vs_position.png"),
+            figures.traversal_grid(decode, z.mean(0), z.std(0), folder / "decoder_traversal.png")]  # fmt: skip
+
+
 def test_reads_what_the_trainables_tracker_writes(tmp_path):
     tracking = pytest.importorskip("trainables.tracking")
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
@@ -237,8 +249,7 @@ def test_reads_what_the_trainables_tracker_writes(tmp_path):
             tracker.log(epoch, {"median_linear_proj_mse": 0.5}, [{"linear_proj_mse": 0.1 * (s + 1) + 0.1 * t} for s in range(3)])
         results = [{"status": "finished", "success": 0.1 * (s + 1) + 0.1 * t < 0.2} for s in range(2)]
         results.append({"status": "diverged", "success": False})
-        decode = lambda i, z: np.broadcast_to(1 / (1 + np.exp(-z[:, :1, None, None])), (len(z), 8, 8, 3))  # noqa: E731
-        tracker.finish(results, latents=lambda i: (np.random.default_rng(i).normal(size=(20, 3)),) * 2, decode=decode)
+        tracker.finish(results, artefacts)
     runs = load_runs(uri, "tracked")
     assert len(runs) == 6 and success_rule(uri, "tracked") == RULE
     table = success_table(runs)
@@ -248,7 +259,7 @@ def test_reads_what_the_trainables_tracker_writes(tmp_path):
     images = seed_images(uri, runs, runs["status"].eq("finished") & runs["success"], tmp_path / "img")
     assert set(images) == {"success", "failure"}
     for found in images.values():
-        assert {m: p.name for m, p in found.items()} == {"latent": "latent_vs_position.png", "traversal": "decoder_traversal.png"}
+        assert {m: p.name for m, p in found.items()} == {"latent_vs_position": "latent_vs_position.png", "decoder_traversal": "decoder_traversal.png"}
         assert all(p.read_bytes()[:4] == b"\x89PNG" for p in found.values())
     report = tmp_path / "rep"
     write_report(uri, "tracked", report)

@@ -57,6 +57,10 @@ def test_good_spec_loads_typed(tmp_path):
         ({"name": ""}, "name", "required"),
         ({"params": {"precision": {"grid": ["fp32", "bf16"]}}}, "params.precision", "cannot be swept"),
         ({"tracking_patience": 0}, "tracking_patience", "seconds > 0"),
+        ({"success": {"metric": "accuracy", "above": 0.9}}, "success", "it declares linear_proj_mse, linear_proj_r2, recon_mse"),
+        ({"scheduler": {"metric": "median_accuracy"}}, "scheduler.metric", "median_linear_proj_mse / best_linear_proj_mse"),
+        ({"scheduler": {"metric": "median_psnr", "mode": "min"}}, "scheduler.mode", "mode is max"),
+        ({"model": "tiny", "params": {}}, "success", "it declares pooled_mse, code_std"),
     ],
 )
 def test_bad_spec_names_file_and_field(tmp_path, change, field, words):
@@ -106,3 +110,14 @@ def test_resources_the_cluster_cannot_hold_are_refused_before_tune(tmp_path, cap
     check_resources(spec, {"CPU": 2.0}, autoscaling=True)  # a cluster may still grow: a warning
     assert "trials wait until nodes with GPUs join" in capsys.readouterr().out
 
+
+
+def test_defaults_come_from_the_model(tmp_path):
+    tiny = {"name": "t", "model": "tiny", "data": {"n_train": 16, "n_val": 8, "frames": 4, "image_size": 8}, "epochs": 8}
+    spec = specs.load(write(tmp_path, tiny))
+    assert spec.success == {"metric": "pooled_mse", "below": 0.01}  # the tiny model's rule
+    assert (spec.scheduler.metric, spec.scheduler.mode) == ("median_pooled_mse", "min")
+    best = specs.load(write(tmp_path, {**tiny, "scheduler": {"metric": "best_code_std", "grace_period": 2}}))
+    assert (best.scheduler.metric, best.scheduler.mode) == ("best_code_std", "max")  # code_std: higher is better
+    bare = specs.load(write(tmp_path, {**tiny, "scheduler": {"metric": "code_std"}}))
+    assert bare.scheduler.metric == "median_code_std"

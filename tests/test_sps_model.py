@@ -76,8 +76,8 @@ def test_losses_of_a_seed_do_not_depend_on_its_pack(extra):
     cfg = SPSConfig(**{**TINY, **extra})
     packed, alone = SPS(cfg, gens(), 16), SPS(cfg, gens([SEEDS[1]]), 16)
     x, rand = make_batch(cfg, packed, SEEDS, step=20000)  # late enough that scheduled sampling feeds predictions back
-    terms = packed.losses(x, rand)
-    single = alone.losses(x[1:2], {k: v[1:2] for k, v in rand.items()})
+    terms = packed.losses(x, rand, 0)
+    single = alone.losses(x[1:2], {k: v[1:2] for k, v in rand.items()}, 0)
     assert set(terms) == set(single)
     for k in terms:
         assert torch.isfinite(terms[k]).all()
@@ -94,9 +94,9 @@ def test_channels_last_gives_the_same_losses():
     cfg = SPSConfig(**TINY)
     model = SPS(cfg, gens(), 16)
     x, rand = make_batch(cfg, model, SEEDS, step=0)
-    ref = model.losses(x, rand)["total"]
+    ref = model.losses(x, rand, 0)["total"]
     model.channels_last = True
-    assert torch.allclose(model.losses(x, rand)["total"], ref, rtol=1e-5)
+    assert torch.allclose(model.losses(x, rand, 0)["total"], ref, rtol=1e-5)
 
 
 @pytest.mark.parametrize("extra", [{}, {"deterministic": True}])
@@ -104,9 +104,9 @@ def test_bf16_autocast_keeps_losses_fp32_and_close(extra):
     cfg = SPSConfig(**{**TINY, **extra})
     model = SPS(cfg, gens(), 16)
     x, rand = make_batch(cfg, model, SEEDS, step=20000)
-    ref = model.losses(x, rand)
+    ref = model.losses(x, rand, 0)
     with torch.autocast("cpu", torch.bfloat16):
-        terms = model.losses(x, rand)
+        terms = model.losses(x, rand, 0)
     for k in ref:
         assert terms[k].dtype == torch.float32, k  # reduced in fp32
         assert torch.allclose(terms[k], ref[k], rtol=2e-2), k  # bf16 convs and matmuls: ~1e-2
@@ -168,7 +168,7 @@ def test_packed_autoencoder_equals_plain_layers_and_bce_sum():
     model = SPS(cfg, gens(), 16)
     B, T = 2, 4
     x = torch.rand(len(SEEDS), B, T, 3, 16, 16, generator=torch.Generator().manual_seed(3))
-    out, terms = model.measure(x), model.losses(x, {})
+    out, terms = model.measure(x), model.losses(x, {}, 0)
     for s in range(len(SEEDS)):
         enc, dec = plain_layers(model, s)
         frames = x[s].flatten(0, 1)

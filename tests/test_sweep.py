@@ -93,6 +93,29 @@ def test_sweep_end_to_end(tmp_path):
     assert lost.returncode == 2 and "already holds runs of sweep 'tiny'" in lost.stderr
 
 
+def test_a_new_family_sweeps_and_analyses_end_to_end(tmp_path):
+    """The test-only family ``tiny`` (tests/tiny_model.py: one file, one register line) through
+    ``seedsweep run`` and ``seedsweep analyze``: its own metrics, its own default rule."""
+    spec = tmp_path / "tinyfam.yaml"
+    spec.write_text(yaml.safe_dump({  # no success rule: the model's own
+        "name": "tinyfam", "model": "tiny", "env": "ball", "seeds": 2, "epochs": 2, "scheduler": "none",
+        "data": {"n_train": 16, "n_val": 8, "frames": 4, "image_size": 8, "data_seed": 0},
+        "params": {"decoder_lr": {"grid": [0.5, 1.0]}, "lr": 0.05},
+    }))  # fmt: skip
+    spec = str(spec)
+    assert "success: pooled_mse below 0.01" in seedsweep(tmp_path, "run", spec, "--dry-run").stdout
+    out = seedsweep(tmp_path, "run", spec).stdout
+    assert "trials done 2/2" in out and "decoder_lr" in out
+    for p in runs(tmp_path, "tinyfam", "config"):
+        assert p.data.params["success.metric"] == "pooled_mse" and "median_code_std" in p.data.metrics
+    for r in runs(tmp_path, "tinyfam", "seed"):
+        assert history_steps(tmp_path, r.info.run_id, "pooled_mse") == [1, 2] and "linear_proj_mse" not in r.data.metrics
+        assert r.data.tags["success"] == str(r.data.metrics["pooled_mse"] < 0.01).lower()
+    table = seedsweep(tmp_path, "analyze", "tinyfam", "--out", str(tmp_path / "report")).stdout
+    assert "decoder_lr" in table and "pooled_mse below 0.01" in table
+    assert "pooled_mse" in (tmp_path / "report" / "report.html").read_text()
+
+
 def test_asha_stops_a_clearly_worse_configuration(tmp_path):
     """The same seeds with lr 1e-3 and with lr 1e-9 (which cannot learn): run one after the other, the
     second reaches the first rung worse than the first and is stopped there."""

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from trainables import tracking
+from trainables import figures, tracking
+from trainables.models import SPS
 from trainables.train import aggregate, seed_list, split_config
 
 TINY = {"model": "sps", "env": "ball", "n_train": 32, "n_val": 16, "frames": 8, "image_size": 16, "data_seed": 0,
@@ -103,6 +104,7 @@ def test_mlflow_layout(sweep, tmp_path):
             assert "linear_proj_mse" in steps and "train/recon" in steps
             for key, logged in steps.items():
                 assert logged == expected_steps(key), (key, logged)
+            assert json.loads(parent.data.tags[tracking.METRICS_TAG])["psnr"]["better"] == "higher"
             pngs = sorted(a.path for a in client.list_artifacts(run.info.run_id))
             assert pngs == ["decoder_traversal.png", "latent_vs_position.png"]
             for png in pngs:
@@ -166,8 +168,11 @@ def test_aggregate_counts_diverged_as_worst():
     results = [{"status": "finished", "success": True, "linear_proj_mse": 0.1, "recon_mse": 1, "pred_mse": 1},
                {"status": "finished", "success": False, "linear_proj_mse": 0.5, "recon_mse": 1, "pred_mse": 1},
                {"status": "diverged", "success": False, "linear_proj_mse": math.nan, "recon_mse": 1, "pred_mse": 1}]  # fmt: skip
-    agg = aggregate(results)
+    for r, r2 in zip(results, (0.9, 0.5, math.nan)):
+        r.update(linear_proj_r2=r2, psnr=20.0)
+    agg = aggregate(results, SPS.metrics)
     assert agg["median_linear_proj_mse"] == 0.5 and agg["best_linear_proj_mse"] == 0.1
+    assert agg["median_linear_proj_r2"] == 0.5 and agg["best_linear_proj_r2"] == 0.9  # higher is better: the diverged seed is -inf
     assert (agg["n_success"], agg["n_diverged"], agg["success_rate"]) == (1, 1, pytest.approx(1 / 3))
 
 
@@ -223,7 +228,7 @@ def test_retry_on_locked_database():
 def test_latent_plot(tmp_path):
     rng = np.random.default_rng(0)
     z = rng.normal(size=(4, 8, 3))
-    path = tracking.latent_plot(z, z @ rng.normal(size=(3, 2)), tmp_path / "p.png")
+    path = figures.latent_plot(z, z @ rng.normal(size=(3, 2)), tmp_path / "p.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -235,9 +240,9 @@ def test_traversal_grid_sweeps_each_dim_around_the_center(tmp_path):
         return np.broadcast_to(1 / (1 + np.exp(-z[:, :1, None, None])), (len(z), 8, 8, 3))
 
     center, std = np.array([1.0, -2.0, 0.5]), np.array([0.5, 2.0, 1.0])
-    path = tracking.traversal_grid(decode, center, std, tmp_path / "grid.png")
+    path = figures.traversal_grid(decode, center, std, tmp_path / "grid.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and len(seen) == 1
-    z = seen[0].reshape(3, tracking.TRAVERSAL_STEPS, 3)  # [row = swept dim, column, z]
+    z = seen[0].reshape(3, figures.TRAVERSAL_STEPS, 3)  # [row = swept dim, column, z]
     for d in range(3):
         assert np.allclose(z[d, :, d], np.linspace(center[d] - 2 * std[d], center[d] + 2 * std[d], 7))
         others = [e for e in range(3) if e != d]

@@ -1,5 +1,14 @@
-"""Models and the packed-seed training that the Ray Tune trainable (``trainables.train``) runs."""
+"""Models and the packed-seed training that the Ray Tune trainable (``trainables.train``) runs.
 
-from trainables.pack import Pack, config_id, fit, resolve_config
+``Pack``, ``fit``, ``resolve_config`` and ``config_id`` load torch on first use, so that the torch-free
+modules (``trainables.tracking``, ``trainables.rule``) serve the analysis without it."""
 
 __all__ = ["Pack", "fit", "resolve_config", "config_id"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from trainables import pack
+
+        return getattr(pack, name)
+    raise AttributeError(f"module 'trainables' has no attribute {name!r}")

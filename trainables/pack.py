@@ -1,7 +1,10 @@
 """The unit of work: S seeds of one configuration trained together in one process (a ``Pack``).
 
-Every parameter carries a leading seed dimension; one Adam (elementwise, so seeds stay
-independent) steps them all, with per-step exponential LR decay. Gradient clipping is per seed,
+The pack knows a model only through ``trainables.models.base`` (``PackedModel``): its loss terms,
+parameter groups, declared metrics and default success rule. Every parameter carries a leading
+seed dimension; one Adam (elementwise, so seeds stay independent) steps them all, one parameter
+group per ``param_groups`` entry at ``lr`` times its multiplier, with per-step exponential LR decay
+on every group. Gradient clipping is per seed,
 and a seed whose loss or gradient stops being finite is frozen (gradient and Adam first moment
 zeroed before the step, so its parameters keep their last finite values) and marked
 ``diverged`` while the others go on. Each seed draws its init, batch order and noise from its
@@ -28,18 +31,18 @@ import numpy as np
 import torch
 
 from trainables.data import load_data
-from trainables.metrics import linear_projection, psnr_from_mse
-from trainables.models import MODELS
+from trainables.models import DEFAULT_MODEL, MODELS, PackedModel, metric_names
+from trainables.rule import SuccessRule
 
 COMMON = {
-    "model": "sps",  # a key of trainables.models.MODELS
+    "model": DEFAULT_MODEL,  # a key of trainables.models.MODELS
     "env": "seedsweep/BouncingBall-v0",  # gymnasium id (or short name: ball, two_body)
     "n_train": 512,  # SPS ball: the 512-sequence training subset
-    "n_val": 128,  # validation sequences (metrics, latents)
+    "n_val": 128,  # validation sequences (metrics, pictures)
     "frames": 20,  # SPS ball: 20-frame sequences
     "image_size": 32,  # SPS: 32 x 32 RGB
     "data_seed": 0,  # training set seed; the validation set uses trainables.data.val_seed(data_seed)
-    "success": {"metric": "linear_proj_mse", "below": 0.2},  # lab notes 10/21: linear proj MSE < 0.2 "means kinda good"
+    "success": None,  # {metric: NAME, below|above: X}, NAME a metric the model declares; None: the model's ``success``
     "device": None,  # run-only: None = cuda if available, else cpu
     # run-only speed settings (see Speed); None = the device's default
     "precision": None,  # "fp32" | "bf16" (autocast); None: bf16 on CUDA, fp32 on CPU
@@ -52,7 +55,15 @@ PRECISIONS = ("fp32", "bf16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 RUN_ONLY = ("device", "precision", "channels_last", "tf32", "compile", "conv_gemm")  # where and how fast, not what
 NOT_IN_ID = (*RUN_ONLY, "success")  # config_id names what is trained, not where, how fast or how it is judged
-METRICS = ("linear_proj_mse", "linear_proj_r2", "recon_mse", "pred_mse", "psnr")
+DATA_KEYS = ("n_train", "n_val", "frames", "image_size", "data_seed")  # what the world's dataset is made of
+
+
+def model_class(config: dict) -> type[PackedModel]:
+    """The packed module class of a config's ``model`` (the default one if it names none)."""
+    name = config.get("model", COMMON["model"])
+    if name not in MODELS:
+        raise ValueError(f"unknown model '{name}'; known: {', '.join(sorted(MODELS))}")
+    return MODELS[name][1]
 
 
 def resolve_config(config: dict) -> dict:
@@ -60,8 +71,7 @@ def resolve_config(config: dict) -> dict:
     if not isinstance(config, dict):
         raise TypeError(f"config must be a dict, got {type(config).__name__}")
     model = config.get("model", COMMON["model"])
-    if model not in MODELS:
-        raise ValueError(f"unknown model '{model}'; known: {', '.join(sorted(MODELS))}")
+    model_cls = model_class(config)
     cfg_cls = MODELS[model][0]
     names = [f.name for f in fields(cfg_cls)]
     for key in config:
@@ -69,14 +79,14 @@ def resolve_config(config: dict) -> dict:
             raise ValueError(f"unknown config key '{key}' for model '{model}'; known: {', '.join([*COMMON, *names])}")
     cfg = cfg_cls(**{k: config[k] for k in names if k in config})
     out = {**COMMON, **{k: config[k] for k in COMMON if k in config}}
-    for key in ("n_train", "n_val", "frames", "image_size", "data_seed"):
+    for key in DATA_KEYS:
         value = out[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "data_seed" else 1):
             raise ValueError(f"config key '{key}' must be a {'non-negative' if key == 'data_seed' else 'positive'} integer, got {value!r}")
     from envs.dataset import resolve_env_id
 
     out["env"] = resolve_env_id(out["env"])
-    out["success"] = check_success(out["success"])
+    out["success"] = check_success(model_cls.success if out["success"] is None else out["success"], model_cls)
     if out["device"] is not None and not isinstance(out["device"], str):
         raise ValueError(f"config key 'device' must be a string or None, got {out['device']!r}")
     if out["precision"] is not None and out["precision"] not in PRECISIONS:
@@ -87,26 +97,23 @@ def resolve_config(config: dict) -> dict:
             raise ValueError(f"config key '{key}' must be true, false{modes} or None (by device), got {out[key]!r}")
     if out["n_train"] < cfg.batch_size:
         raise ValueError(f"config key 'n_train' ({out['n_train']}) must be at least 'batch_size' ({cfg.batch_size})")
-    if getattr(cfg, "use_rnn", False) and out["frames"] <= cfg.rnn_min_context:
-        raise ValueError(f"config key 'frames' ({out['frames']}) must exceed 'rnn_min_context' ({cfg.rnn_min_context})")
+    model_cls.check_data(cfg, {k: out[k] for k in (*DATA_KEYS, "env")})
     return {**out, **asdict(cfg)}
 
 
-def check_success(rule) -> dict:
-    """``{"metric": m, "below": x}`` or ``{"metric": m, "above": x}``, m one of ``METRICS``."""
-    ok = isinstance(rule, dict) and rule.get("metric") in METRICS and len(rule) == 2
-    bound = next((k for k in ("below", "above") if isinstance(rule, dict) and k in rule), None)
-    if not ok or bound is None or isinstance(rule[bound], bool) or not isinstance(rule[bound], (int, float)):
-        raise ValueError(f"config key 'success' must be {{metric: one of {', '.join(METRICS)}, below|above: number}}, got {rule!r}")
-    return {"metric": rule["metric"], bound: float(rule[bound])}
+def check_success(rule, model_cls: type[PackedModel]) -> dict:
+    """The rule as a plain dict, its metric one that ``model_cls`` declares (else a ValueError naming them)."""
+    try:
+        return SuccessRule.parse(rule, metric_names(model_cls)).as_dict()
+    except ValueError as err:
+        raise ValueError(f"config key 'success': {err}") from None
 
 
 def succeeded(result: dict, rule: dict) -> bool:
     """Whether a (non-diverged) seed's ``result`` passes the success rule; NaN never does."""
-    value = result.get(rule["metric"], math.nan)
-    if result.get("status") == "diverged" or not math.isfinite(value):
-        return False
-    return value < rule["below"] if "below" in rule else value > rule["above"]
+    parsed = SuccessRule.parse(rule)
+    value = float(result.get(parsed.metric, math.nan))
+    return result.get("status") != "diverged" and math.isfinite(value) and bool(parsed.meets(value))
 
 
 def config_id(config: dict) -> str:
@@ -151,20 +158,20 @@ class Pack:
         train_x, _, val_x, val_y = data if data is not None else load_data(self.config)
         self.train_x = train_x.to(self.device, torch.float32)  # resident on the device
         self.val_x = val_x.to(self.device, torch.float32)
-        self.val_y = np.asarray(val_y, np.float32)
+        self.val_y = torch.as_tensor(np.asarray(val_y, np.float32)).to(self.device)
         self.model = model_cls(self.cfg, self.gens, train_x.shape[-1]).to(self.device)
         self.speed = Speed.for_device(self.config, self.device)
         self.model.channels_last = self.speed.channels_last
         self.model.conv_gemm(self.speed.conv_gemm)
         mode = self.speed.compile if isinstance(self.speed.compile, str) else None
         self._losses = torch.compile(self.model.losses, mode=mode) if self.speed.compile else self.model.losses
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, fused=self.device.type == "cuda")
-        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=self.cfg.lr_decay)
+        groups = [{"params": params, "lr": self.cfg.lr * mult} for params, mult in self.model.param_groups()]
+        self.optimizer = torch.optim.Adam(groups, lr=self.cfg.lr, fused=self.device.type == "cuda")  # elementwise: seeds stay apart
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=self.cfg.lr_decay)  # every group, per step
         self.alive = torch.ones(len(self.seeds), dtype=torch.bool, device=self.device)
         self.finished = False
         self.epoch = self.step = 0
         self.last_losses: dict[str, list[float]] | None = None
-        self._val_cache = None  # (step, measurements) of the last validation pass
 
     @property
     def status(self) -> list[str]:
@@ -198,7 +205,7 @@ class Pack:
         x = self.train_x[idx]  # [S, B, T, 3, H, W], each seed its own batch
         rand = self._draw(x.shape[1], x.shape[2])
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.speed.precision == "bf16"):
-            terms = self._losses(x, rand)  # fp32 terms (the model reduces its losses in fp32)
+            terms = self._losses(x, rand, self.step)  # fp32 terms (the model reduces its losses in fp32)
         self.optimizer.zero_grad(set_to_none=True)
         terms["total"].sum().backward()
         self._guard_and_clip(terms["total"].detach())
@@ -240,62 +247,35 @@ class Pack:
 
     # ---- evaluation ----
 
-    @torch.no_grad()
-    def _measure_val(self) -> dict:
-        """Latents and image errors on the validation set (cached until the next step)."""
-        if self._val_cache and self._val_cache[0] == self.step:
-            return self._val_cache[1]
-        S, chunk = len(self.seeds), self.cfg.batch_size
-        self._set_cuda_flags()  # evaluation itself runs without autocast: metrics from fp32 activations
-        parts = [
-            self.model.measure(self.val_x[i : i + chunk].unsqueeze(0).expand(S, -1, -1, -1, -1, -1))  # same data for every seed
-            for i in range(0, len(self.val_x), chunk)
-        ]
-        out = {"z": torch.cat([p["z"] for p in parts], 1).float().cpu().numpy()}
-        for key in ("recon_se", "pred_se"):
-            if key in parts[0]:
-                out[key] = sum(p[key] for p in parts).double().cpu().numpy()
-        self._val_cache = (self.step, out)
-        return out
-
     def evaluate(self) -> list[dict]:
-        """Per seed: seed, status, success, linear_proj_mse / _r2 (mu vs true positions, fitted on
-        half the validation sequences, scored on the other half), recon_mse, pred_mse (open loop
-        after rnn_min_context frames), psnr (of the reconstruction), and ``train/<term>`` losses of
-        the last epoch."""
-        m = self._measure_val()
-        N, T = self.val_x.shape[:2]
-        pixels = self.val_x[0, 0].numel()
-        ctx = getattr(self.cfg, "rnn_min_context", 0)
+        """Per seed: seed, status, success (the config's rule), every metric the model declares
+        (``model.evaluate`` on the validation set, in eval mode, without gradients or autocast), and
+        the ``train/<term>`` losses of the last epoch."""
+        values = self._in_eval_mode(self.model.evaluate, self.val_x, self.val_y)
+        names = metric_names(type(self.model))
+        if set(values) != set(names):
+            raise RuntimeError(f"{type(self.model).__name__}.evaluate returned {sorted(values)}, but the model declares {list(names)}")
         results = []
         for s, (seed, status) in enumerate(zip(self.seeds, self.status)):
-            proj = linear_projection(m["z"][s], self.val_y)
-            recon = float(m["recon_se"][s]) / (N * T * pixels)
-            result = {
-                "seed": seed,
-                "status": status,
-                "linear_proj_mse": proj["mse"],
-                "linear_proj_r2": proj["r2"],
-                "recon_mse": recon,
-                "pred_mse": float(m["pred_se"][s]) / (N * (T - ctx) * pixels) if "pred_se" in m else math.nan,
-                "psnr": psnr_from_mse(recon),
-                **{f"train/{k}": float(v[s]) for k, v in (self.last_losses or {}).items()},
-            }
+            result = {"seed": seed, "status": status, **{k: float(values[k][s]) for k in names},
+                      **{f"train/{k}": float(v[s]) for k, v in (self.last_losses or {}).items()}}  # fmt: skip
             result["success"] = succeeded(result, self.config["success"])
             results.append(result)
         return results
 
-    def latents(self, seed_index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(z = the encoder's mean [N, T, z_dim], true targets [N, T, D]) on the validation set."""
-        return self._measure_val()["z"][seed_index], self.val_y
+    def artefacts(self, seed_index: int, folder) -> list:
+        """The model's pictures of one seed on the validation set, written into ``folder`` (PNG paths)."""
+        return self._in_eval_mode(self.model.artefacts, seed_index, self.val_x, self.val_y, folder)
 
-    @torch.no_grad()
-    def decode(self, seed_index: int, z: np.ndarray) -> np.ndarray:
-        """One seed's decoder on z [N, z_dim] -> images [N, H, W, 3] in [0, 1] (the other seeds decode zeros)."""
-        zs = torch.zeros(len(self.seeds), len(z), self.cfg.z_dim, device=self.device)
-        zs[seed_index] = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.device)
-        logits = self.model.decode(zs).unflatten(1, (len(self.seeds), -1))[:, seed_index]  # [N, 3, H, W]
-        return torch.sigmoid(logits).permute(0, 2, 3, 1).float().cpu().numpy()
+    def _in_eval_mode(self, fn, *args):
+        """``fn(*args)`` with the model in eval mode under ``torch.no_grad()``, back to train mode after."""
+        self._set_cuda_flags()  # evaluation itself runs without autocast: metrics from fp32 activations
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                return fn(*args)
+        finally:
+            self.model.train()
 
     # ---- checkpoints ----
 
@@ -327,7 +307,6 @@ class Pack:
         self.alive = d["alive"].to(self.device)
         self.finished, self.epoch, self.step = d["finished"], d["epoch"], d["step"]
         self.last_losses = d["last_losses"]
-        self._val_cache = None
 
 
 def fit(config: dict, seeds: list[int], epochs: int, device: str | None = None) -> list[dict]:

@@ -5,8 +5,9 @@ Layout (what ``analysis.runs`` reads): both kinds carry the tags ``sweep``, ``co
 flattened (``success.metric``, ``success.below``, ...), children add ``seed``. Children are
 tagged ``mlflow.parentRunId``, ``seed``, ``status`` (running | finished | diverged | pruned |
 failed) and ``success`` ("true" | "false"). Per-seed metrics use step = epoch; the parent holds
-the aggregates over seeds. At the end each child holds two PNGs: ``latent_vs_position.png``
-(``latent_plot``) and ``decoder_traversal.png`` (``traversal_grid``, where a decoder is given).
+the aggregates over seeds, and the tag ``seedsweep.metrics``: the model's declared metrics as
+JSON (``{name: {"better": "lower" | "higher", "doc": ...}}``), so the analysis knows them without
+the model. At the end each child holds the PNGs its model draws (``PackedModel.artefacts``).
 
 Metrics are buffered and sent with ``log_batch`` (chunked to MLflow's limits). Exactly-once
 across crash and restore: reopening a trial's runs reads the last step MLflow holds for each
@@ -25,25 +26,22 @@ seconds, the trial stops with ``TrackingDown``; ``--resume`` continues it from i
 from __future__ import annotations
 
 import fcntl
-import math
 import os
 import random
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 from typing import Callable
 from urllib.parse import unquote, urlparse
 
-import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 KIND = "seedsweep.kind"
+METRICS_TAG = "seedsweep.metrics"  # on configuration runs: the model's declared metrics, JSON {name: {better, doc}}
 MAX_ENTITIES = 1000  # MLflow's limit of metrics + params + tags per log_batch call
 MAX_PARAMS_TAGS = 100  # and of params, and of tags
 PAGE = 5000  # runs per search_runs page (MLflow allows up to 50,000)
-TRAVERSAL_SPAN, TRAVERSAL_STEPS = 2.0, 7  # decoder traversal: +-2 std of each latent dim, 7 values
 MLFLOW_END = {"pruned": "KILLED", "failed": "FAILED"}  # seed status -> MLflow run status (else FINISHED)
 PATIENCE = 600.0  # seconds a trial trains on with its tracking server unreachable before it fails
 RETRY_EVERY = 5.0  # seconds between attempts to reach an unreachable tracking server
@@ -349,86 +347,20 @@ class Tracker:
             "tags": {run: tags for run, tags in self.pending_tags.items() if tags},
         }  # fmt: skip
 
-    def finish(self, results: list[dict], latents: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
-               decode: Callable[[int, np.ndarray], np.ndarray] | None = None) -> None:  # fmt: skip
-        """Final tags, per seed a latent-vs-position PNG (``latents(i) -> (z, positions)``) and, with
-        ``decode(i, z [N, z_dim]) -> images [N, H, W, 3]``, a decoder traversal PNG over +-TRAVERSAL_SPAN
-        std of the seed's latents around their mean; and every run terminated."""
+    def finish(self, results: list[dict], artefacts: Callable[[int, Path], list[Path]] | None = None) -> None:
+        """Final tags, the PNGs ``artefacts(i, folder)`` writes for seed index i (the model's, if it
+        draws any) logged on that seed's run, and every run terminated."""
         self.set_seeds([{**r, "status": "finished" if r["status"] == "running" else r["status"]} for r in results])
         n_success = sum(bool(r["success"]) for r in results)
         self.pending_tags[self.parent] = {"n_seeds": str(len(results)), "n_success": str(n_success), "status": "finished"}
         self._wait(self._send)
-        if latents is not None:
-            with tempfile.TemporaryDirectory() as tmp:
-                for i, child in enumerate(self.children):
-                    z, positions = latents(i)
-                    path = latent_plot(z, positions, Path(tmp) / "latent_vs_position.png", title=f"seed {self.seeds[i]}")
-                    self._wait(self.client.log_artifact, child, str(path))
-                    if decode is not None:
-                        flat = np.asarray(z, dtype=np.float64).reshape(-1, np.shape(z)[-1])
-                        grid = Path(tmp) / "decoder_traversal.png"
-                        path = traversal_grid(partial(decode, i), flat.mean(0), flat.std(0), grid, title=f"seed {self.seeds[i]}")
+        if artefacts is not None:
+            for i, child in enumerate(self.children):
+                with tempfile.TemporaryDirectory() as tmp:
+                    for path in artefacts(i, Path(tmp)):
                         self._wait(self.client.log_artifact, child, str(path))
         for run_id in [*self.children, self.parent]:
             self._wait(self.client.set_terminated, run_id, "FINISHED")
-
-
-def latent_plot(z: np.ndarray, positions: np.ndarray, path: str | Path, title: str = "") -> Path:
-    """Scatter of each true coordinate against its best linear fit from ``z`` (least squares with an
-    intercept, over all validation frames), with R^2 per coordinate; written as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    z = np.asarray(z, dtype=np.float64).reshape(-1, np.shape(z)[-1])
-    y = np.asarray(positions, dtype=np.float64).reshape(-1, np.shape(positions)[-1])
-    ok = np.isfinite(z).all(1) & np.isfinite(y).all(1)
-    z, y = z[ok], y[ok]
-    design = np.c_[z, np.ones(len(z))]
-    fit = design @ np.linalg.lstsq(design, y, rcond=None)[0] if len(z) else y
-    dims = y.shape[1]
-    fig, axes = plt.subplots(1, dims, figsize=(3 * dims, 3), squeeze=False)
-    for d, ax in enumerate(axes[0]):
-        var = y[:, d].var() if len(y) else 0.0
-        r2 = 1 - ((y[:, d] - fit[:, d]) ** 2).mean() / var if var > 0 else math.nan
-        ax.scatter(y[:, d], fit[:, d], s=2, alpha=0.4)
-        lo, hi = (y[:, d].min(), y[:, d].max()) if len(y) else (0, 1)
-        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        ax.set(xlabel=f"true {'xyz'[d] if d < 3 else d}", ylabel="linear fit from z", title=f"R² = {r2:.3f}")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return Path(path)
-
-
-def traversal_grid(decode: Callable[[np.ndarray], np.ndarray], center: np.ndarray, std: np.ndarray, path: str | Path,
-                   span: float = TRAVERSAL_SPAN, steps: int = TRAVERSAL_STEPS, title: str = "") -> Path:  # fmt: skip
-    """Decoder traversal (the SPS "evalDecoder"): row d sweeps latent d over ``center[d] +- span * std[d]``
-    in ``steps`` values, the other dims held at ``center``; each cell is the decoded frame.
-    ``decode(z [N, z_dim]) -> images [N, H, W, 3]`` (floats in [0, 1]); written as a PNG."""
-    from matplotlib.figure import Figure
-
-    center, std = np.asarray(center, dtype=np.float64), np.asarray(std, dtype=np.float64)
-    zdim, offsets = len(center), np.linspace(-span, span, steps)
-    z = np.repeat(center[None], zdim * steps, axis=0)
-    for d in range(zdim):
-        z[d * steps : (d + 1) * steps, d] += offsets * std[d]
-    images = np.clip(np.nan_to_num(np.asarray(decode(z), dtype=np.float64)), 0, 1)
-    fig = Figure(figsize=(0.9 * steps, 0.9 * zdim + 0.6))
-    axes = fig.subplots(zdim, steps, squeeze=False)
-    for d in range(zdim):
-        for s in range(steps):
-            axes[d, s].imshow(images[d * steps + s])
-            axes[d, s].set_xticks([])
-            axes[d, s].set_yticks([])
-        axes[d, 0].set_ylabel(f"z{d}\n{center[d]:.2f}±{std[d]:.2f}", fontsize=7)
-    for s in range(steps):
-        axes[-1, s].set_xlabel(f"{offsets[s]:+.1f}σ", fontsize=7)
-    fig.suptitle(title)
-    fig.savefig(path, dpi=80, bbox_inches="tight")
-    return Path(path)
 
 
 def sweep_progress(tracking_uri: str, experiment: str) -> tuple[int, int]:

@@ -21,13 +21,13 @@ which it strips before building the ``Pack``:
   folder (``TUNE_ORIG_WORKING_DIR``); the sweep runner passes absolute URIs.
 
 Each epoch it trains, evaluates (every ``eval_every``) and calls ``tune.report`` with aggregates
-over the seeds only (``epoch`` is ASHA's time attribute): ``median_*`` / ``best_*`` of
-``linear_proj_mse``, ``recon_mse``, ``pred_mse``, ``n_success``, ``n_diverged``, ``success_rate``.
-Per-seed histories go to MLflow (``trainables.tracking``), and at the end each seed's
-latent-vs-position and decoder traversal PNGs; the parent run is tagged with the Ray ``node_id`` and
-the ``pid`` of the process it ran in (its last attempt). A checkpoint holds the pack state, the
-MLflow run ids and the records MLflow has not taken yet; a restored trial continues the same
-seeds in the same runs.
+over the seeds only (``epoch`` is ASHA's time attribute): ``median_<m>`` / ``best_<m>`` of every
+metric m the model declares (best by the metric's ``better``), ``n_success``, ``n_diverged``,
+``success_rate``. Per-seed histories go to MLflow (``trainables.tracking``), and at the end the
+PNGs the model draws of each seed (``PackedModel.artefacts``); the parent run is tagged with the
+model's declared metrics, the Ray ``node_id`` and the ``pid`` of the process it ran in (its last
+attempt). A checkpoint holds the pack state, the MLflow run ids and the records MLflow has not
+taken yet; a restored trial continues the same seeds in the same runs.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ import ray
 import torch
 from ray import tune
 
-from trainables.tracking import PATIENCE, Tracker
+from trainables.models import Metric
+from trainables.tracking import METRICS_TAG, PATIENCE, Tracker
 
 RUN_DEFAULTS = {
     "seeds": 4,
@@ -58,7 +59,6 @@ RUN_DEFAULTS = {
     "tracking_uri": None,  # = sqlite:///<driver cwd>/mlruns.db
     "_crash_after_epoch": None,  # tests only: raise once after reporting this epoch (not after a restore)
 }
-AGGREGATED = ("linear_proj_mse", "recon_mse", "pred_mse")
 NOT_METRICS = ("seed", "status", "success")
 
 
@@ -89,19 +89,27 @@ def absolute_uri(uri: str) -> str:
     return uri
 
 
-def aggregate(results: list[dict]) -> dict[str, float]:
-    """Over seeds: ``median_K`` / ``best_K`` (min; a diverged or NaN seed counts as +inf) for K in
-    ``AGGREGATED``, ``n_success``, ``n_diverged``, ``success_rate``."""
+def aggregate(results: list[dict], metrics: tuple[Metric, ...]) -> dict[str, float]:
+    """Over seeds: ``median_<m>`` / ``best_<m>`` for every declared metric m (best = min for a
+    ``lower`` metric, max for a ``higher`` one; a diverged or NaN seed counts as the worst value,
+    +-inf), ``n_success``, ``n_diverged``, ``success_rate``."""
     out = {}
-    for key in AGGREGATED:
-        values = np.array([r.get(key, math.nan) for r in results], dtype=float)
-        values[~np.isfinite(values) | np.array([r["status"] == "diverged" for r in results])] = math.inf
-        out[f"median_{key}"] = float(np.median(values))
-        out[f"best_{key}"] = float(values.min())
+    diverged = np.array([r["status"] == "diverged" for r in results])
+    for m in metrics:
+        worst, best = (math.inf, np.min) if m.better == "lower" else (-math.inf, np.max)
+        values = np.array([r.get(m.name, math.nan) for r in results], dtype=float)
+        values[~np.isfinite(values) | diverged] = worst
+        out[f"median_{m.name}"] = float(np.median(values))
+        out[f"best_{m.name}"] = float(best(values))
     out["n_success"] = sum(bool(r["success"]) for r in results)
-    out["n_diverged"] = sum(r["status"] == "diverged" for r in results)
+    out["n_diverged"] = int(diverged.sum())
     out["success_rate"] = out["n_success"] / len(results)
     return out
+
+
+def metrics_json(metrics: tuple[Metric, ...]) -> str:
+    """The model's declared metrics as the ``seedsweep.metrics`` tag: JSON {name: {better, doc}}."""
+    return json.dumps({m.name: {"better": m.better, "doc": m.doc} for m in metrics})
 
 
 def finite_median(values) -> float:
@@ -153,6 +161,8 @@ def train(config: dict) -> None:
     trial_id = tune.get_context().get_trial_id()
     tracker = Tracker(run["tracking_uri"], run["experiment"], run["sweep"], trial_id, config_id(resolved),
                       resolved, seeds, meta["run_ids"], meta.get("unsent"), float(run["tracking_patience"]))  # fmt: skip
+    metrics = type(pack.model).metrics
+    tracker.tag_config(**{METRICS_TAG: metrics_json(metrics)})
     if ray.is_initialized():
         tracker.tag_config(node_id=ray.get_runtime_context().get_node_id(), pid=str(os.getpid()))  # where it ran (last attempt)
     results, report = meta["results"], meta["report"]
@@ -167,8 +177,8 @@ def train(config: dict) -> None:
             results = fresh = [plain(r) for r in pack.evaluate()]
             tracker.set_seeds(results)
         train_medians = {f"median_train/{t}": finite_median(v) for t, v in losses.items()}
-        report = {"epoch": epoch, **aggregate(results), **train_medians}
-        parent = {**train_medians, **(aggregate(fresh) if fresh else {})}
+        report = {"epoch": epoch, **aggregate(results, metrics), **train_medians}
+        parent = {**train_medians, **(aggregate(fresh, metrics) if fresh else {})}
         tracker.log(epoch, parent, seed_metrics(losses, fresh))
         last = epoch == epochs
         save = last or epoch % run["checkpoint_every"] == 0
@@ -176,7 +186,7 @@ def train(config: dict) -> None:
             tracker.flush()  # before reporting: Tune may stop the trial inside tune.report
             flushed = time.monotonic()
         if last:
-            tracker.finish(results, pack.latents, pack.decode)
+            tracker.finish(results, pack.artefacts)
         if save:
             meta = {"epoch": epoch, "run_ids": tracker.run_ids, "results": results, "report": report,
                     "unsent": tracker.unsent()}  # what an unreachable tracking server has not taken yet
@@ -187,5 +197,5 @@ def train(config: dict) -> None:
             raise RuntimeError(f"test crash after epoch {epoch} (_crash_after_epoch)")
 
     if start >= epochs:  # restored from the final checkpoint: nothing left to train
-        tracker.finish(results, pack.latents, pack.decode)
+        tracker.finish(results, pack.artefacts)
         tune.report(report)

@@ -23,17 +23,22 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainables.figures import latent_plot, traversal_grid
+from trainables.metrics import linear_projection, psnr_from_mse
+from trainables.models.base import Metric, PackedModel, TrainConfig
 from trainables.models.packed import PackedConv, PackedLinear, PackedRNNCell, fold, per_seed_sum
 
 
 @dataclass
-class SPSConfig:
+class SPSConfig(TrainConfig):
     """SPS hyperparameters. Defaults: the authors' public ``sps_video/exp/sps_ball/train_config.py``
     and ``sps_video/trainer_symmetry.py`` / ``normal_rnn.py`` unless the comment says otherwise."""
 
@@ -75,9 +80,12 @@ class SPSConfig:
     projection_target: str = "relative"
 
     def __post_init__(self):
-        for f in fields(self):
-            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), f.default))
-        checks = {
+        super().__post_init__()
+        parse_symmetry(self.symmetry, self.z_dim)
+
+    def checks(self) -> dict[str, bool]:
+        return {
+            **super().checks(),
             "z_dim": self.z_dim >= 1,
             "channels": len(self.channels) >= 1 and min(self.channels) >= 1,
             "dec_hidden": all(c >= 1 for c in self.dec_hidden),
@@ -90,42 +98,13 @@ class SPSConfig:
             "k": self.k >= 0,
             "rnn_min_context": self.rnn_min_context >= 1,
             "tf_steps": self.tf_steps[0] > 0,
-            "lr": self.lr > 0,
-            "lr_decay": 0 < self.lr_decay <= 1,
-            "batch_size": self.batch_size >= 1,
-            "grad_clip": self.grad_clip is None or self.grad_clip > 0,
             "projection_target": self.projection_target in ("relative", "both"),
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"invalid value for '{name}': {getattr(self, name)!r}")
-        parse_symmetry(self.symmetry, self.z_dim)
 
 
-def _coerce(name: str, value, default):
-    """``value`` checked against the type of the field's default (YAML lists -> tuples, ints -> floats)."""
-    bad = ValueError(f"config key '{name}' must be like {default!r}, got {value!r}")
-    if default is None:  # optional number
-        return None if value is None else _coerce(name, value, 1.0)
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if isinstance(default, (int, float)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        if isinstance(default, int) and value != int(value):
-            raise bad
-        return type(default)(value)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise bad
-        return value
-    if isinstance(default, tuple):
-        if not isinstance(value, (list, tuple)) or (len(default) == 2 and len(value) != 2):
-            raise bad
-        return tuple(_coerce(name, v, default[0]) for v in value)
-    raise TypeError(f"no rule for field {name}")
+# Tiny sizes for the model contract tests (tests/test_models.py): a few seconds on a CPU.
+TINY = {"frames": 6, "image_size": 16, "channels": [4, 8], "dec_hidden": [8], "rnn_width": 8, "batch_size": 16,
+        "rnn_min_context": 2}  # fmt: skip
 
 
 def parse_symmetry(spec: str, z_dim: int) -> list[tuple[str, int]]:
@@ -184,13 +163,21 @@ def act(kind: str, z: torch.Tensor, p: torch.Tensor, inverse: bool = False) -> t
 # ---- the model ----
 
 
-class SPS(nn.Module):
+class SPS(PackedModel):
     """S seeds of SPS in one module; ``gens`` are the seeds' generators (used here for the init)."""
 
+    metrics = (
+        Metric("linear_proj_mse", "lower", "held-out MSE of the standardised true positions fitted linearly from the latent mean (1 = no information)"),
+        Metric("linear_proj_r2", "higher", "held-out R^2 of that linear fit, averaged over the position's dimensions"),
+        Metric("recon_mse", "lower", "per-pixel MSE of the frames reconstructed from the latent mean"),
+        Metric("pred_mse", "lower", "per-pixel MSE of the frames the RNN predicts open loop after rnn_min_context frames (NaN without RNN)"),
+        Metric("psnr", "higher", "PSNR (dB) of the reconstruction"),
+    )  # fmt: skip
+    success = {"metric": "linear_proj_mse", "below": 0.2}  # lab notes 10/21: linear proj MSE < 0.2 "means kinda good"
+    scheduler_metric = "linear_proj_mse"
+
     def __init__(self, cfg: SPSConfig, gens: list[torch.Generator], image_size: int):
-        super().__init__()
-        self.cfg, self.S = cfg, len(gens)
-        self.channels_last = False  # fold inputs channels-last (for GPU convolutions); same numbers either way
+        super().__init__(cfg, gens, image_size)
         depth = len(cfg.channels)
         if image_size % 2**depth:
             raise ValueError(f"image_size {image_size} must be divisible by 2**len(channels) = {2**depth}")
@@ -302,9 +289,15 @@ class SPS(nn.Module):
             out.append(act(kind, pred[:, 1 + i * K : 1 + (i + 1) * K], rand[f"action{i}"], inverse=True))
         return torch.cat(out, 1)
 
-    def losses(self, x: torch.Tensor, rand: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    @classmethod
+    def check_data(cls, cfg: SPSConfig, data: dict) -> None:
+        if cfg.use_rnn and data["frames"] <= cfg.rnn_min_context:
+            raise ValueError(f"config key 'frames' ({data['frames']}) must exceed 'rnn_min_context' ({cfg.rnn_min_context})")
+
+    def losses(self, x: torch.Tensor, rand: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         """x [S, B, T, 3, H, W] in [0, 1]; ``rand``: ``draw``'s tensors stacked over seeds. Returns
-        each loss term per seed [S] (sums over pixels, dims, time; mean over sequences), and ``total``."""
+        each loss term per seed [S] (sums over pixels, dims, time; mean over sequences), and ``total``.
+        The step only drives scheduled sampling, which ``draw`` has already applied."""
         cfg, S = self.cfg, self.S
         _, B, T = x.shape[:3]
         sq = lambda e: e.square().flatten(1).sum(1)  # noqa: E731  per-seed sum of squares
@@ -358,3 +351,47 @@ class SPS(nn.Module):
             frames = torch.sigmoid(self.decode(pred.reshape(S, -1, pred.shape[-1]))).unflatten(0, (B, T - ctx))
             out["pred_se"] = self.per_seed((frames - xf.unflatten(0, (B, T))[:, ctx:]) ** 2)
         return out
+
+    def latents(self, x: torch.Tensor) -> torch.Tensor:
+        """Validation frames [N, T, 3, H, W] -> every seed's latent mean [S, N, T, z_dim] (chunked)."""
+        return torch.cat([self.measure(self._expand(x[i : i + self.cfg.batch_size]))["z"] for i in range(0, len(x), self.cfg.batch_size)], 1)
+
+    def _expand(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unsqueeze(0).expand(self.S, *x.shape)  # the same frames for every seed
+
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """linear_proj_mse / _r2 (the latent mean vs the true positions, fitted on half the validation
+        sequences, scored on the other half), recon_mse, pred_mse (open loop after rnn_min_context
+        frames), psnr (of the reconstruction)."""
+        parts = [self.measure(self._expand(x[i : i + self.cfg.batch_size])) for i in range(0, len(x), self.cfg.batch_size)]
+        z = torch.cat([p["z"] for p in parts], 1).float().cpu().numpy()
+        sums = {k: sum(p[k] for p in parts).double().cpu().numpy() for k in ("recon_se", "pred_se") if k in parts[0]}
+        N, T = x.shape[:2]
+        pixels, ctx, targets = x[0, 0].numel(), self.cfg.rnn_min_context, y.cpu().numpy()
+        out = {m.name: [] for m in self.metrics}
+        for s in range(self.S):
+            proj = linear_projection(z[s], targets)
+            recon = float(sums["recon_se"][s]) / (N * T * pixels)
+            out["linear_proj_mse"].append(proj["mse"])
+            out["linear_proj_r2"].append(proj["r2"])
+            out["recon_mse"].append(recon)
+            out["pred_mse"].append(float(sums["pred_se"][s]) / (N * (T - ctx) * pixels) if "pred_se" in sums else math.nan)
+            out["psnr"].append(psnr_from_mse(recon))
+        return {k: torch.tensor(v, dtype=torch.float64) for k, v in out.items()}
+
+    def decode_seed(self, seed_index: int, z: np.ndarray) -> np.ndarray:
+        """One seed's decoder on z [N, z_dim] -> images [N, H, W, 3] in [0, 1] (the other seeds decode zeros)."""
+        device = next(self.parameters()).device
+        zs = torch.zeros(self.S, len(z), self.cfg.z_dim, device=device)
+        zs[seed_index] = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=device)
+        logits = self.decode(zs).unflatten(1, (self.S, -1))[:, seed_index]  # [N, 3, H, W]
+        return torch.sigmoid(logits).permute(0, 2, 3, 1).float().cpu().numpy()
+
+    def artefacts(self, seed_index: int, x: torch.Tensor, y: torch.Tensor, folder: Path) -> list[Path]:
+        """``latent_vs_position.png`` (each true coordinate against its linear fit from the latent mean)
+        and ``decoder_traversal.png`` (each latent dim swept over +-2 std around the mean)."""
+        z = self.latents(x)[seed_index].float().cpu().numpy()  # [N, T, z_dim]
+        flat = z.reshape(-1, z.shape[-1]).astype(np.float64)
+        decode = lambda zz: self.decode_seed(seed_index, zz)  # noqa: E731
+        return [latent_plot(z, y.cpu().numpy(), Path(folder) / "latent_vs_position.png"),
+                traversal_grid(decode, flat.mean(0), flat.std(0), Path(folder) / "decoder_traversal.png")]  # fmt: skip

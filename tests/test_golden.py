@@ -1,0 +1,52 @@
+"""SPS reproduces the numbers its code gave before the model interface (``tests/golden/``, written by
+``tests/golden/make_sps_golden.py``): the epoch losses and final metrics of seeds 0-3, and the
+checkpoint that code wrote after epoch 2 restores and finishes the run to the same numbers."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainables import Pack
+
+GOLDEN = Path(__file__).parent / "golden"
+RTOL = 1e-5
+
+
+def check(results: list[dict], want: list[dict]) -> None:
+    for got, ref in zip(results, want, strict=True):
+        assert got.keys() == ref.keys()
+        for key, value in ref.items():
+            assert got[key] == (pytest.approx(value, rel=RTOL, abs=1e-7) if isinstance(value, float) else value), (ref["seed"], key)
+
+
+def check_losses(losses: dict, want: dict) -> None:
+    assert losses.keys() == want.keys()
+    for term, values in want.items():
+        assert losses[term] == pytest.approx(values, rel=RTOL), term
+
+
+@pytest.fixture(scope="module")
+def golden():
+    return json.loads((GOLDEN / "sps.json").read_text())
+
+
+@pytest.mark.slow
+def test_sps_reproduces_the_golden_run(golden):
+    pack = Pack(golden["config"], golden["seeds"], device="cpu")
+    for want in golden["losses"]:
+        check_losses(pack.train_epoch(), want)
+    assert pack.step == golden["epochs"] * golden["steps_per_epoch"]
+    pack.finish()
+    check(pack.evaluate(), golden["results"])
+
+
+def test_checkpoint_of_the_golden_run_restores_and_finishes_it(golden):
+    pack = Pack(golden["config"], golden["seeds"], device="cpu")
+    pack.load_state_dict(torch.load(GOLDEN / "sps_pack.pt", weights_only=False))
+    assert pack.epoch == golden["checkpoint_epoch"]
+    for want in golden["losses"][golden["checkpoint_epoch"] :]:
+        check_losses(pack.train_epoch(), want)
+    pack.finish()
+    check(pack.evaluate(), golden["results"])
