@@ -18,9 +18,10 @@ from typing import Any
 
 from ray import tune
 
+from sweeps import preflight
 from sweeps.spec import SweepSpec
 from trainables.rule import SuccessRule
-from trainables.tracking import experiment_id, open_client, sweep_progress
+from trainables.tracking import bound_mlflow_http, experiment_id, open_client, sweep_progress, unreachable
 
 MAX_LISTED = 50  # grid points listed one per line by the plan
 DONE = "seedsweep_done.json"  # written beside the Tune results when a sweep has finished
@@ -66,6 +67,7 @@ def param_space(spec: SweepSpec, where: Where) -> dict[str, Any]:
         "epochs": spec.epochs,
         "checkpoint_every": spec.checkpoint_every,
         "eval_every": spec.eval_every,
+        "tracking_patience": spec.tracking_patience,
         "sweep": spec.name,
         "experiment": spec.name,
         "tracking_uri": where.tracking_uri,
@@ -186,6 +188,8 @@ def run(
     """Run (or resume) a sweep to the end; returns a summary. Raises ``RuntimeError`` if the sweep
     already finished or was interrupted and ``resume`` is not set."""
     where = Where.default(storage, tracking_uri)
+    preflight.check(where.tracking_uri, where.storage, address)  # seconds, before anything waits on them
+    bound_mlflow_http()  # the driver's and local trials' MLflow calls give up in seconds, not minutes
     if spec.adaptive:
         from sweeps.rounds import run_rounds
 
@@ -211,8 +215,14 @@ def run(
     errors = [str(r.error) for r in results if r.error]
     # Complete: every configuration was begun and none of its seeds is still running, by MLflow's
     # account (after Ctrl-C, Tune returns normally with trials left to --resume).
-    begun, running = sweep_progress(where.tracking_uri, spec.name)
-    complete = begun == grid_points(spec) * spec.num_samples and running == 0
+    try:
+        begun, running = sweep_progress(where.tracking_uri, spec.name)
+        reachable = True
+    except Exception as err:
+        if not unreachable(err):
+            raise
+        begun, running, reachable = 0, 0, False
+    complete = reachable and begun == grid_points(spec) * spec.num_samples and running == 0
     summary = {
         "name": spec.name,
         "trials": len(results),
@@ -220,6 +230,7 @@ def run(
         "complete": complete,
         "seconds": round(time.time() - start, 1),
         "tracking_uri": where.tracking_uri,
+        "tracking_reachable": reachable,
     }
     if complete and not errors:
         write_done(run_dir, summary)
@@ -232,10 +243,14 @@ def start_ray(spec: SweepSpec, address: str | None = None, dashboard: bool = Fal
 
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
             try:
-                ray.init(include_dashboard=dashboard, log_to_driver=False)
+                ray.init(address=address, log_to_driver=False)
+            except ConnectionError as err:
+                raise RuntimeError(f"Ray at {address} cannot be joined ({str(err).splitlines()[0]}): start the head "
+                                   "(ray start --head), fix --address, or leave it out to run here") from None
+        else:
+            try:  # the dashboard, if asked for, on loopback only (README: reaching it from elsewhere)
+                ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", log_to_driver=False)
             except Exception as err:
                 if "missing packages" not in str(err):
                     raise
@@ -314,11 +329,17 @@ class Progress(tune.Callback):
         self._finish(trials, trial, "failed")
 
     def _finish(self, trials, trial, status):
-        from trainables.tracking import mark_trial
+        from trainables.tracking import mark_trial, unreachable
 
         last = trial.last_result or {}
         if status == "failed" or last.get("epoch", 0) < self.spec.epochs:
-            mark_trial(self.tracking_uri, trial.trial_id, status, experiment=self.spec.name)  # touches only seed runs still running
+            try:
+                mark_trial(self.tracking_uri, trial.trial_id, status, experiment=self.spec.name)  # touches only seed runs still running
+            except Exception as err:
+                if not unreachable(err):
+                    raise
+                print(f"[{self.spec.name}] MLflow unreachable: trial {trial.trial_id}'s seed runs stay 'running' "
+                      "until --resume continues them", flush=True)
         self.done[trial.trial_id] = int(last.get("n_success", 0))
         print(f"[{self.spec.name}] trials done {len(self.done)}/{len(trials)}; seeds succeeded so far "
               f"{sum(self.done.values())}/{len(self.done) * self.spec.seeds}", flush=True)

@@ -50,6 +50,7 @@ SEARCHERS = ("grid", "random", "optuna")
 TOP_KEYS = (
     "name", "model", "env", "data", "params", "seeds", "searcher", "num_samples", "max_concurrent",
     "epochs", "checkpoint_every", "eval_every", "scheduler", "resources", "success", "max_failures",
+    "tracking_patience",
 )  # fmt: skip
 SCHEDULER_KEYS = ("metric", "mode", "grace_period", "reduction_factor")
 ADAPTIVE_KEYS = ("start", "step", "max", "until", "alpha")
@@ -88,6 +89,7 @@ class SweepSpec:
     resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
     success: dict[str, Any] | None = None  # None: the model's default rule (filled in by from_dict)
     max_failures: int = 2
+    tracking_patience: float = 600.0  # seconds a trial trains on with MLflow unreachable, then fails (trainables.tracking.PATIENCE)
     path: str = "<dict>"
 
     def swept(self) -> dict[str, dict]:
@@ -148,6 +150,12 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 fail(key, f"must be an integer >= {low}, got {value!r}")
             setattr(spec, key, value)
+
+    if "tracking_patience" in raw:
+        value = raw["tracking_patience"]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+            fail("tracking_patience", f"must be a number of seconds > 0, got {value!r}")
+        spec.tracking_patience = float(value)
 
     from trainables.models import DEFAULT_MODEL, MODELS
     from trainables.pack import DATA_KEYS, RUN_ONLY

@@ -58,6 +58,7 @@ def test_good_spec_loads_typed(tmp_path):
         ({"data": {"n_train": -1}}, "data.n_train", "positive"),
         ({"name": ""}, "name", "required"),
         ({"params": {"precision": {"grid": ["fp32", "bf16"]}}}, "params.precision", "cannot be swept"),
+        ({"tracking_patience": 0}, "tracking_patience", "seconds > 0"),
         ({"success": {"metric": "accuracy", "above": 0.9}}, "success", "it declares linear_proj_mse, linear_proj_r2, recon_mse"),
         ({"scheduler": {"metric": "median_accuracy"}}, "scheduler.metric", "median_linear_proj_mse / best_linear_proj_mse"),
         ({"scheduler": {"metric": "median_psnr", "mode": "min"}}, "scheduler.mode", "mode is max"),
