@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from trainables import Pack, config_id, fit, resolve_config
+from trainables.data import load_data
 
 TINY = {"env": "ball", "n_train": 32, "n_val": 16, "frames": 8, "image_size": 16, "channels": [8, 16, 16],
         "dec_hidden": [16], "rnn_width": 32, "batch_size": 16, "rnn_min_context": 3, "grad_clip": 1.0, "lr": 3e-3}  # fmt: skip
@@ -165,3 +166,16 @@ def test_param_group_multipliers_decay_and_evaluation_in_eval_mode():
     pack.model.evaluate = lambda x, y: (seen.append((pack.model.training, torch.is_grad_enabled())), evaluate(x, y))[1]
     assert set(pack.evaluate()[0]) >= {"seed", "status", "success", "pooled_mse", "code_std", "train/recon"}
     assert seen == [(False, False)] and pack.model.training  # evaluated in eval mode without grad, back to training
+
+
+def test_scene_is_a_data_key_of_the_ball_only():
+    """``scene`` picks the ball world's scene; left out, the world's default, and ids stay as before it existed."""
+    base = {"env": "ball", "n_train": 32, "n_val": 4, "frames": 6, "image_size": 16}
+    assert config_id({**base, "scene": None}) == config_id(base) != config_id({**base, "scene": "plain"})
+    with pytest.raises(ValueError, match="scene.*has no scenes"):
+        resolve_config({**base, "env": "two_body", "scene": "plain"})
+    with pytest.raises(ValueError, match="scene must be one of"):
+        resolve_config({**base, "scene": "foo"})
+    plain = load_data(resolve_config({**base, "scene": "plain"}))[0]
+    default = load_data(resolve_config(base))[0]
+    assert plain.mean() < 0.05 < default.mean()  # black background vs the SPS scene's grey
