@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from unittest import mock
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -103,6 +104,35 @@ def boxplot(runs: pd.DataFrame, metric: str, path, ok: pd.Series | None = None, 
     return save(fig, path)
 
 
+def histogram(runs: pd.DataFrame, metric: str, path, thresholds=(), bins: int = 30) -> Path:
+    """Final ``metric`` of finished seeds, one histogram per configuration on a shared axis (log
+    where the values span more than 50x, so a bimodal metric shows both modes), with each success
+    threshold as a dashed line."""
+    finished = runs[runs["status"].eq("finished") & np.isfinite(runs[metric].astype(float))]
+    groups = list(finished.groupby("config_id", sort=False)) or [("-", finished)]
+    fig = Figure(figsize=(7, 0.6 + 1.1 * len(groups)))
+    axes = fig.subplots(len(groups), 1, sharex=True, squeeze=False)[:, 0]
+    values = finished[metric].to_numpy(float)
+    log = len(values) > 0 and (values > 0).all() and values.max() / values.min() > 50
+    if len(values):
+        low, high = values.min(), values.max()
+        edges = np.geomspace(low, high, bins + 1) if log else np.linspace(low, high if high > low else low + 1, bins + 1)
+    else:
+        edges = bins
+    for ax, (cid, g) in zip(axes, groups):
+        ax.hist(g[metric].to_numpy(float), bins=edges, color="#4c72b0")
+        for i, t in enumerate(thresholds):
+            ax.axvline(t, ls="--" if i == 0 else ":", color="#333333", lw=1, label=f"{t:g}" if ax is axes[0] else None)
+        ax.set_ylabel(str(cid), rotation=0, ha="right", va="center")
+        ax.set_yticks([])
+    if log:
+        axes[-1].set_xscale("log")
+    if len(thresholds):
+        axes[0].legend(title="thresholds", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes[-1].set_xlabel(f"final {metric} (finished seeds; bars: seeds per bin)")
+    return save(fig, path)
+
+
 def curves(histories: dict[str, tuple], ok: dict[str, bool], metric: str, path, threshold=None, smoothing: float = 0.6) -> Path:
     """Training curves of ``metric`` per seed, EMA-smoothed (weight ``smoothing`` on the past, as in
     TensorBoard), green for seeds that succeeded and orange for the rest."""
@@ -174,5 +204,28 @@ def forecast(table: pd.DataFrame, metric: str, path, settled: int | None = None)
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"final outcome from {metric}")
     ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
+def sequence(steps: pd.DataFrame, path) -> Path:
+    """Adaptive seeds: each configuration's anytime-valid interval (band) and rate (dots) against
+    its counted seeds n after each round (``analysis.sequential.history``); a cross where its seeds stopped."""
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    colours = [c["color"] for c in matplotlib.rcParams["axes.prop_cycle"]]
+    for i, (cid, rows) in enumerate(steps.groupby("config_id", sort=False)):
+        colour = colours[i % len(colours)]
+        n = rows["n"].to_numpy(float)
+        ax.fill_between(n, rows["low"], rows["high"], color=colour, alpha=0.15, step=None)
+        ax.plot(n, rows["low"], n, rows["high"], color=colour, lw=1)
+        rate = rows["successes"] / rows["n"].where(rows["n"] > 0)
+        ax.plot(n, rate, "o", color=colour, ms=4, label=f"{cid}: {rows['why'].iloc[-1]}")
+        if not rows["open"].iloc[-1]:
+            ax.plot(n[-1:], rate.to_numpy()[-1:], "x", color="#333333", ms=8)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("counted seeds n (after each round)")
+    ax.set_ylabel("success rate, anytime-valid interval")
+    ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
     return save(fig, path)

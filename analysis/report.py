@@ -18,6 +18,9 @@ from analysis.success import (
 
 HALFWIDTH = 0.1  # target half-width of the seed-budget column
 CURVES = 200  # most training curves fetched from MLflow for the curves plot
+ANYTIME = "anytime 95%"  # column of the anytime-valid intervals (simultaneous over the configurations)
+NOT_VALID = ("seeds were added adaptively, so only the anytime intervals hold; fixed-n Wilson and Clopper-Pearson"
+             " intervals (and the exact tests' p-values) are not valid under adaptive stopping")  # fmt: skip
 
 
 def display_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -28,6 +31,8 @@ def display_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) -
         out[p] = table[p].map(plots.fmt)
     out["k/n"] = [f"{k}/{n}" for k, n in zip(table["successes"], table["n"])]
     out["rate"] = table["rate"].map(lambda r: "-" if np.isnan(r) else f"{r:.2f}")
+    if "anytime_low" in table:  # adaptive seeds: the intervals that hold under them come first
+        out[ANYTIME] = [span(a, b) for a, b in zip(table["anytime_low"], table["anytime_high"])]
     out["Wilson 95%"] = [span(a, b) for a, b in zip(table["wilson_low"], table["wilson_high"])]
     out["CP 95%"] = [span(a, b) for a, b in zip(table["cp_low"], table["cp_high"])]
     if comparison is not None:
@@ -61,9 +66,37 @@ def format_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) ->
     lines = [line(shown.columns), line("-" * widths[c] for c in shown)]
     lines += [line(row) for row in shown.itertuples(index=False)]
     foot = f"success: {table.attrs.get('rule', 'stored success tags')}; n = finished + diverged seeds; pruned seeds are not in n"
+    if table["pruned"].any():
+        foot += " (ASHA kept the seeds of configurations that looked better early: rates are biased)"
     if comparison is not None:
         foot += f"; p: two-sided {comparison.attrs['test'].capitalize()} exact test, Holm-corrected"
+    if "anytime_low" in table:
+        foot = f"{anytime_note(table)}\n{foot}"
     return "\n".join([*lines, foot])
+
+
+def anytime_note(table: pd.DataFrame) -> str:
+    """What the anytime column is, and that the fixed-n intervals do not hold (adaptive sweeps)."""
+    from analysis.sequential import Design
+
+    design = Design.from_dict(table.attrs["design"])
+    return (f"{ANYTIME}: anytime-valid confidence sequence (beta-binomial mixture), all {len(table)} configurations at once "
+            f"(alpha {design.alpha:g} / {len(table)} each); {NOT_VALID}. Seeds: {design.describe(len(table))}")
+
+
+def rounds_section(runs: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, Path]:
+    """Adaptive seeds: per configuration the interval after each round and why its seeds stopped,
+    and the plot of the intervals against n."""
+    from analysis.sequential import Design, history
+
+    steps = history(runs, Design.from_dict(runs.attrs["design"]))
+    cell = [f"{s}/{n} [{lo:.2f}, {hi:.2f}]" for s, n, lo, hi in steps[["successes", "n", "low", "high"]].itertuples(index=False)]
+    wide = steps.assign(cell=cell).pivot(index="config_id", columns="round", values="cell")
+    wide.columns = [f"after round {r}" for r in wide.columns]
+    last = steps.groupby("config_id").tail(1).set_index("config_id")
+    wide["seeds stopped"] = [("no: still open, " if last.at[c, "open"] else "") + last.at[c, "why"] for c in wide.index]
+    wide = wide.reset_index().fillna("")
+    return wide, plots.sequence(steps, out / "anytime_intervals.png")
 
 
 def write_report(tracking_uri: str, sweep: str, out_dir, metric=None, below=None, above=None, baseline=None) -> pd.DataFrame:
@@ -75,7 +108,9 @@ def write_report(tracking_uri: str, sweep: str, out_dir, metric=None, below=None
     out.mkdir(parents=True, exist_ok=True)
     comparison = compare(table, baseline) if table["n"].any() else None
     ok = outcome(runs, metric, below, above)
-    rule_metric, bound, threshold = rule(runs, tracking_uri, sweep, metric, below, above)
+    stored = success_rule(tracking_uri, sweep)
+    rule_metric, bound, threshold = rule(runs, stored, metric, below, above)
+    also = [x for x in (stored or {}).get("also", []) if stored["metric"] == rule_metric and bound in stored and x != threshold]
 
     write_parquet(runs, out / "runs.parquet")
     table.to_csv(out / "success.csv", index=False)
@@ -85,7 +120,14 @@ def write_report(tracking_uri: str, sweep: str, out_dir, metric=None, below=None
     for param in table.attrs["params"]:
         figures.append((f"Success rate against {param}", plots.rate_vs_param(table, param, out / f"rate_{safe(param)}.png")))
     sections = []
+    for x in also:  # the spec's other thresholds, on the same seeds
+        extra = success_table(runs, rule_metric, **{bound: x}, params=table.attrs["params"])
+        extra.to_csv(out / f"success_{bound}_{x:g}.csv", index=False)
+        sections.append((f"Success rate with {rule_metric} {bound} {x:g} (also listed by the spec)", display_table(extra)))
     if rule_metric in runs.columns:
+        thresholds = [t for t in (threshold, *also) if t is not None]
+        hist = plots.histogram(runs, rule_metric, out / f"hist_{safe(rule_metric)}.png", thresholds)
+        figures.append((f"Final {rule_metric} per configuration, with the thresholds {', '.join(f'{t:g}' for t in thresholds) or '-'}", hist))
         box = plots.boxplot(runs, rule_metric, out / f"box_{safe(rule_metric)}.png", ok, threshold)
         figures.append((f"Final {rule_metric}", box))
         histories = metric_histories(tracking_uri, curve_sample(runs), rule_metric)
@@ -109,18 +151,21 @@ def write_report(tracking_uri: str, sweep: str, out_dir, metric=None, below=None
     if comparison is not None:
         sections.insert(0, ("Comparisons: rate difference to the reference (95% Newcombe interval)", numbers(comparison)))
         sections.append(("Seed budget at the observed rates", budget(table, comparison)))
+    if runs.attrs.get("design"):
+        steps, path = rounds_section(runs, out)
+        sections.insert(0, ("Adaptive seeds: the anytime interval after each round, and why seeds stopped", steps))
+        figures.insert(0, ("Anytime-valid interval against seeds, per configuration", path))
 
     page = render(sweep, tracking_uri, table, comparison, sections, figures, out)
     (out / "report.html").write_text(page)
     return table
 
 
-def rule(runs: pd.DataFrame, tracking_uri: str, sweep: str, metric, below, above) -> tuple:
+def rule(runs: pd.DataFrame, stored: dict | None, metric, below, above) -> tuple:
     """(metric, "below" | "above", threshold) of the rule given, else of the one the sweep stored;
     (None, None, None) without either."""
     if metric is not None or below is not None or above is not None:
         return check_rule(runs, metric, below, above)
-    stored = success_rule(tracking_uri, sweep)
     if stored is None:
         return None, None, None
     bound = "below" if "below" in stored else "above"
@@ -176,6 +221,16 @@ def comparison_note(comparison: pd.DataFrame | None) -> str:
             f" {html.escape(str(comparison.attrs['reference']))} ({chosen}), Holm-corrected over the configurations.")
 
 
+def pruning_note(table: pd.DataFrame) -> str:
+    pruned = int(table["pruned"].sum())
+    if not pruned:
+        return ""
+    return (f"<p class='note'><b>{pruned} seeds were pruned</b> (ASHA stopped their configurations early) and are not in n."
+            " Pruning keeps the seeds of configurations that looked better early, so the rates are biased and a rate"
+            " comparison between configurations pruned differently is not fair; compare rates from a sweep without"
+            " <code>scheduler</code>.</p>")
+
+
 def render(sweep, tracking_uri, table, comparison, sections, figures, out: Path) -> str:
     """The HTML page: one self-contained file linking the PNGs by relative path."""
     esc = html.escape
@@ -186,7 +241,8 @@ def render(sweep, tracking_uri, table, comparison, sections, figures, out: Path)
              "<h2>Success rate per configuration</h2>", display_table(table, comparison).to_html(index=False),
              "<p class='note'>n counts finished and diverged seeds (diverged = failure); pruned, running and failed seeds are"
              " shown but not in n. Intervals are 95% Wilson score and Clopper-Pearson.",
-             comparison_note(comparison), "</p>"]  # fmt: skip
+             f"<p class='note'><b>{esc(anytime_note(table))}.</b></p>" if "anytime_low" in table else "",
+             comparison_note(comparison), "</p>", pruning_note(table)]  # fmt: skip
     for title, df in sections:
         parts += [f"<h2>{esc(title)}</h2>", df.to_html(index=False, na_rep="-")]
     for title, path in figures:

@@ -5,12 +5,14 @@ child run per seed (``seedsweep.kind=seed``) in the experiment named after the s
 row holds its configuration params (typed: numbers become numbers), ``config_id``, ``trial_id``,
 ``seed``, ``status``, ``success`` (the stored tag, nullable boolean), ``run_id`` and the final
 (latest-step) value of every metric. ``df.attrs`` lists which columns are ``params`` and
-``metrics``.
+``metrics``, and holds the sweep's ``design`` (the adaptive seeds' rule as a dict, tag
+``seedsweep.design`` on the experiment; ``None`` for fixed seeds).
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import re
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from trainables.tracking import KIND, quote, search_all
 
 INFO = ["run_id", "parent_run_id", "config_id", "trial_id", "seed", "status", "success"]
 # MLflow's own run status, used only when a seed run has no `status` tag.
+DESIGN_TAG = "seedsweep.design"  # experiment tag: the adaptive seeds' rule (analysis.sequential.Design) as JSON
 MLFLOW_STATUS = {"RUNNING": "running", "SCHEDULED": "running", "FINISHED": "finished", "FAILED": "failed", "KILLED": "pruned"}
 
 
@@ -61,7 +64,8 @@ def search(mlflow_client, exp_id: str, sweep: str, kind: str) -> list:
 def load_runs(tracking_uri: str, sweep: str) -> pd.DataFrame:
     """One row per seed run of ``sweep``; ``ValueError`` if there is no such sweep or it has no seed runs."""
     mlflow_client = client(tracking_uri)
-    runs = search(mlflow_client, experiment_id(mlflow_client, sweep), sweep, "seed")
+    exp_id = experiment_id(mlflow_client, sweep)
+    runs = search(mlflow_client, exp_id, sweep, "seed")
     if not runs:
         raise ValueError(f"sweep {sweep!r} has no seed runs yet in {tracking_uri}")
     info, params, metrics = [], [], []
@@ -88,7 +92,9 @@ def load_runs(tracking_uri: str, sweep: str) -> pd.DataFrame:
     metrics.columns = [f"metric.{m}" if m in params.columns or m in INFO else m for m in metrics.columns]
     df = pd.concat([info, params.sort_index(axis=1), metrics.sort_index(axis=1)], axis=1)
     df = df.sort_values(["config_id", "seed"], key=sort_key, ignore_index=True)
-    df.attrs.update(sweep=sweep, tracking_uri=tracking_uri, params=list(params.columns), metrics=list(metrics.columns))
+    design = mlflow_client.get_experiment(exp_id).tags.get(DESIGN_TAG)
+    df.attrs.update(sweep=sweep, tracking_uri=tracking_uri, params=list(params.columns), metrics=list(metrics.columns),
+                    design=json.loads(design) if design else None)  # fmt: skip
     return df
 
 
@@ -110,21 +116,23 @@ def typed(column: pd.Series) -> pd.Series:
 
 
 def success_rule(tracking_uri: str, sweep: str) -> dict | None:
-    """The success rule stored on the sweep's configuration runs: ``{"metric": M, "below"|"above": X}``,
-    or ``None`` if they store none. ``ValueError`` if configurations disagree."""
+    """The success rule stored on the sweep's configuration runs: ``{"metric": M, "below"|"above": X}``
+    plus ``"also": [X, ...]`` where the spec listed more thresholds, or ``None`` if they store none.
+    ``ValueError`` if configurations disagree."""
     mlflow_client = client(tracking_uri)
     rules = set()
     for run in search(mlflow_client, experiment_id(mlflow_client, sweep), sweep, "config"):
         p = run.data.params
         bound = next((k for k in ("below", "above") if f"success.{k}" in p), None)
         if "success.metric" in p and bound:
-            rules.add((p["success.metric"], bound, float(p[f"success.{bound}"])))
+            also = tuple(float(x) for x in json.loads(p.get("success.also", "[]")))
+            rules.add((p["success.metric"], bound, float(p[f"success.{bound}"]), also))
     if len(rules) > 1:
         raise ValueError(f"sweep {sweep!r}: configurations store different success rules: {sorted(rules)}")
     if not rules:
         return None
-    metric, bound, value = rules.pop()
-    return {"metric": metric, bound: value}
+    metric, bound, value, also = rules.pop()
+    return {"metric": metric, bound: value, **({"also": list(also)} if also else {})}
 
 
 def metric_histories(tracking_uri: str, run_ids: list[str], metric: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:

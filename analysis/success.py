@@ -28,8 +28,10 @@ ALPHA = 0.05
 def success_table(runs: pd.DataFrame, metric=None, below=None, above=None, params=None) -> pd.DataFrame:
     """One row per configuration: ``config_id``, swept params, ``n``, ``successes``, ``rate``,
     95% ``wilson_low/high`` and ``cp_low/high``, and ``diverged``/``pruned``/``running``/``failed``
-    counts. With ``metric`` / ``below`` / ``above``, success is recomputed from each seed's final
-    metric; otherwise the stored ``success`` tag is used."""
+    counts; for an adaptive sweep (``runs.attrs["design"]``) the anytime-valid ``anytime_low/high``
+    before Wilson (``analysis.sequential``, alpha split over the configurations). With ``metric`` /
+    ``below`` / ``above``, success is recomputed from each seed's final metric; otherwise the stored
+    ``success`` tag is used."""
     ok = outcome(runs, metric, below, above)
     params = swept_params(runs) if params is None else list(params)
     status = runs["status"].fillna("unknown")
@@ -47,8 +49,16 @@ def success_table(runs: pd.DataFrame, metric=None, below=None, above=None, param
     table["wilson_low"], table["wilson_high"] = interval(k, n, "wilson")
     table["cp_low"], table["cp_high"] = interval(k, n, "beta")
     ordered = ["config_id", *params, "n", "successes", "rate", "wilson_low", "wilson_high", "cp_low", "cp_high"]
+    design = runs.attrs.get("design")
+    if design:  # adaptive seeds: the anytime-valid intervals, alpha split over the configurations
+        from analysis.sequential import Design, confidence_sequence
+
+        alpha = Design.from_dict(design).alpha / len(table)
+        bounds = np.array([confidence_sequence(int(a), int(b), alpha) for a, b in zip(k, n)]).reshape(-1, 2)
+        table["anytime_low"], table["anytime_high"] = bounds[:, 0], bounds[:, 1]
+        ordered[ordered.index("wilson_low"):ordered.index("wilson_low")] = ["anytime_low", "anytime_high"]
     table = table[ordered + [*SHOWN, *extra]]
-    table.attrs.update(params=params, rule=describe_rule(runs, metric, below, above))
+    table.attrs.update(params=params, rule=describe_rule(runs, metric, below, above), design=design)
     return table
 
 

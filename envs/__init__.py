@@ -8,13 +8,14 @@ from gymnasium.envs.registration import register, registry
 
 from envs.ball import BouncingBall
 from envs.dataset import ENV_IDS, generate, load_or_generate, to_numpy, trajectory_seeds
-from envs.camera import Camera, render
+from envs.camera import Camera, Scene, render
 from envs.two_body import TwoBody
 
 __all__ = [
     "BouncingBall",
     "TwoBody",
     "Camera",
+    "Scene",
     "render",
     "ENV_IDS",
     "generate",

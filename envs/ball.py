@@ -8,14 +8,35 @@ other loss (no drag, frictionless ground). Motion within a frame is integrated e
 (constant acceleration) and impacts are resolved at their exact time inside the step, however
 many fall in one step. A bounce slower than ``REST_SPEED`` leaves the ball resting.
 
-Defaults follow the SPS authors' bouncing-ball data: g = 10, energy loss 0.19 per bounce
-(e = 0.9), dt = 0.2 s, 20-frame sequences of 32 x 32 frames, initial horizontal speeds in
-±2 and vertical speed in ±10. The initial position is drawn in x ∈ [-3, 3], depth
-y ∈ [7, 13] and height z ∈ [1, 5] (ball centre), and redrawn until the ball stays wholly in
-view for ``frames`` frames of free motion.
+Defaults follow the SPS authors' bouncing-ball data (Xuanjie Liu's
+``codes/S3Ball/ball_throwing_physical_model.py``): g = 10, energy loss 0.19 per bounce
+(e = 0.9), dt = 0.2 s, 20-frame sequences of 32 x 32 frames.
 
-Observation: uint8 RGB frame (image_size, image_size, 3), camera at (0, 0, 4.5) looking
-along +y with a 60° field of view, a shaded red ball on black.
+Scenes (``scene``):
+
+- ``"sps"`` (default): the authors' renders (``codes/S3Ball/ball_img_maker2.py``, with
+  ``NORMAL_DATA`` and ``COLOR_INIT_ALWAYS_GREEN`` of ``ball_img_maker_initials.py``). A green
+  (0.05, 0.9, 0.05) ball of radius 0.5 over a grey (0.4) background and a black grid floor
+  (lines every 2 m on the ground, 3/320 of the image wide), seen from (0, -2, 4.5) looking at
+  (0, 5, 0.5), i.e. about 30° down, with a 77.3° field of view (``glFrustum(±0.8, near 1,
+  far 15)``: things beyond 15 m along the view axis are clipped); lit by a directional light
+  from behind and above the camera, ambient 0.2 + diffuse 1.0, saturating. Initial state: the
+  ball's centre 1 m above its resting height, vertical speed U(-8, 8); one of three regions
+  with equal probability: x ∈ [-3, -1.5] moving right at U(0.2, 2), x ∈ [-1.5, 1.5] with
+  U(-1, 1), or x ∈ [1.5, 3] moving left at U(0.2, 2); depth y ∈ [0, 3] ([0, 2] in the
+  middle region) and depth speed U(0.2, 3) (U(0, 3) in the middle): the ball always
+  recedes. The authors' depth axis points toward their camera; here y points away from it.
+- ``"plain"``: seedsweep's first scene. A red ball of radius 1 on black, a level camera at
+  (0, 0, 4.5) looking along +y with a 60° field of view, ambient 0.25 + diffuse 0.75 light
+  from the upper left. Initial position x ∈ [-3, 3], depth y ∈ [7, 13], height z ∈ [1, 5]
+  (ball centre), velocity in ±2, ±2, ±10.
+
+In ``"sps"`` every trajectory is kept, as the authors kept theirs: measured over 2000, 85%
+keep the ball wholly in view for 20 frames, 9% start with it partly outside the image (near
+the lower corners) and 3% end beyond the far plane. In ``"plain"`` a trajectory is kept only
+if the ball stays wholly in view for ``frames`` frames of free motion (redrawn otherwise).
+
+Observation: uint8 RGB frame (image_size, image_size, 3).
 Action: Box(-1, 1, (3,), float32), the force on the ball in units of ``max_force``; zeros = free motion.
 Reward: 1 per step while the ball is wholly in view; the episode terminates when it is not.
 Info: ``positions`` and ``velocities``, float arrays (1, 3) of the ball's centre.
@@ -26,7 +47,7 @@ from __future__ import annotations
 import numpy as np
 
 from envs.base import PhysicsEnv
-from envs.camera import Camera
+from envs.camera import Camera, Scene
 
 REST_SPEED = 1e-3  # m/s: a bounce slower than this ends in rest
 MAX_BOUNCES = 64  # impacts resolved per step; beyond this the ball rests (bounce times shrink geometrically)
@@ -48,36 +69,75 @@ def time_to_ground(h, vz, az):
     return np.where(valid, t, np.inf)
 
 
+# ball_img_maker2.py draws in OpenGL's frame (y up, depth along -z, the floor grid at y = -0.5, the
+# ball's resting centre at y = 0): its EYE (0, 4, 2) and LOOK_AT (0, 0, -5) are (0, -2, 4.5) and
+# (0, 5, 0.5) here; glFrustum(-0.8, 0.8, -0.8, 0.8, 1, 15) is a 77.3° field of view, far plane 15;
+# GL_LIGHT0 at (0, 1, 4, 0) in eye coordinates, OpenGL's default ambient 0.2; glClearColor 0.4.
+SCENES = {
+    "sps": Scene(
+        camera=Camera(position=(0.0, -2.0, 4.5), look_at=(0.0, 5.0, 0.5), fov=2 * np.degrees(np.arctan(0.8)), far=15.0),
+        background=0.4, grid=2.0, light=(0.0, -4.0, 1.0), ambient=0.2, diffuse=1.0,
+    ),
+    "plain": Scene(camera=Camera(position=(0.0, 0.0, 4.5))),
+}
+COLORS = {"sps": [[0.05, 0.9, 0.05]], "plain": [[0.95, 0.25, 0.15]]}
+RADII = {"sps": 0.5, "plain": 1.0}
+# The authors' NORMAL_DATA regions: x range, depth range, x-speed range, depth-speed range.
+SPS_REGIONS = np.array([
+    [[-3.0, -1.5], [0.0, 3.0], [0.2, 2.0], [0.2, 3.0]],
+    [[-1.5, 1.5], [0.0, 2.0], [-1.0, 1.0], [0.0, 3.0]],
+    [[1.5, 3.0], [0.0, 3.0], [-2.0, -0.2], [0.2, 3.0]],
+])  # fmt: skip
+
+
 class BouncingBall(PhysicsEnv):
     """A ball bouncing on the ground with restitution; see the module docstring."""
-
-    colors = np.array([[0.95, 0.25, 0.15]])
 
     def __init__(
         self,
         render_mode: str | None = None,
+        scene: str = "sps",
         gravity: float = 10.0,
         restitution: float = 0.9,
-        radius: float = 1.0,
+        radius: float | None = None,
         dt: float = 0.2,
         image_size: int = 32,
         frames: int = 20,
         max_force: float = 20.0,
         render_size: int = 256,
-        camera: Camera = Camera(position=(0.0, 0.0, 4.5)),
     ):
+        if scene not in SCENES:
+            raise ValueError(f"scene must be one of {', '.join(SCENES)}, got {scene!r}")
         if not 0 <= restitution <= 1 or gravity < 0:
             raise ValueError(f"need 0 <= restitution <= 1 and gravity >= 0, got {restitution}, {gravity}")
+        self.scene_name, self.colors = scene, np.array(COLORS[scene])
         self.gravity, self.restitution = float(gravity), float(restitution)
-        super().__init__(radius, dt, image_size, frames, max_force, render_mode, render_size, camera)
+        radius = RADII[scene] if radius is None else radius
+        super().__init__(radius, dt, image_size, frames, max_force, render_mode, render_size, SCENES[scene])
 
     def sample_state(self, rngs, k):
+        if self.scene_name == "sps":
+            return self.sample_sps(rngs, k)
         u = np.stack([rng.uniform(size=(k, 6)) for rng in rngs])  # [n, k, 6]
         low = np.array([-3.0, 7.0, 1.0, -2.0, -2.0, -10.0])
         high = np.array([3.0, 13.0, 5.0, 2.0, 2.0, 10.0])
         x = low + (high - low) * u
         x[..., 2] = np.maximum(x[..., 2], self.radius)
         return x[..., None, :3], x[..., None, 3:]
+
+    def sample_sps(self, rngs, k):
+        """The authors' initial states (module docstring): a region, then uniform draws in it."""
+        u = np.stack([rng.uniform(size=(k, 6)) for rng in rngs])  # [n, k, 6]
+        box = SPS_REGIONS[np.minimum((3 * u[..., 0]).astype(int), 2)]  # [n, k, 4, 2]
+        x, depth, vx, vdepth = (box[..., i, 0] + (box[..., i, 1] - box[..., i, 0]) * u[..., 1 + i] for i in range(4))
+        height = np.full_like(x, self.radius + 1.0)
+        vz = 16.0 * u[..., 5] - 8.0
+        return np.stack([x, depth, height], -1)[..., None, :], np.stack([vx, vdepth, vz], -1)[..., None, :]
+
+    def accept(self, positions, velocities):
+        if self.scene_name == "sps":
+            return np.ones(len(positions), dtype=bool)
+        return super().accept(positions, velocities)
 
     def advance(self, pos, vel, force):
         acc = force[:, 0] - [0.0, 0.0, self.gravity]

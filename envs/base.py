@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.camera import Camera, render
+from envs.camera import Scene, render
 
 CANDIDATES = 2  # initial states drawn per trajectory per rejection round
 
@@ -34,7 +34,7 @@ class PhysicsEnv(gym.Env):
         max_force: float,
         render_mode: str | None,
         render_size: int,
-        camera: Camera,
+        scene: Scene,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
@@ -43,7 +43,8 @@ class PhysicsEnv(gym.Env):
         if image_size < 8 or frames < 1:
             raise ValueError(f"image_size must be >= 8 and frames >= 1, got {image_size}, {frames}")
         self.radius, self.dt, self.image_size, self.frames = float(radius), float(dt), int(image_size), int(frames)
-        self.render_mode, self.render_size, self.camera = render_mode, int(render_size), camera
+        self.render_mode, self.render_size = render_mode, int(render_size)
+        self.scene, self.camera = scene, scene.camera
         self.bodies = len(self.colors)
         self.observation_space = spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
         shape = (3,) if self.bodies == 1 else (self.bodies, 3)
@@ -113,7 +114,7 @@ class PhysicsEnv(gym.Env):
 
     def draw(self, positions: np.ndarray, size: int | None = None) -> np.ndarray:
         """Render frames of bodies at ``positions`` [N, bodies, 3]."""
-        return render(positions, self.radius, self.colors, size or self.image_size, self.camera)
+        return render(positions, self.radius, self.colors, size or self.image_size, self.scene)
 
     # --- gymnasium API ---
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):

@@ -24,7 +24,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     gen = cmds.add_parser("generate", help="write a dataset of trajectories as Parquet")
     gen.add_argument("env", help="ball, two_body, or a gymnasium id")
     gen.add_argument("--n", type=int, required=True, help="trajectories")
-    gen.add_argument("--frames", type=int, default=20)
+    gen.add_argument("--frames", type=int, help="frames per trajectory (default: the world's, 20 ball, 25 two_body)")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--image-size", type=int, default=32)
     gen.add_argument("--out", help="Parquet file (default: the dataset cache)")
@@ -65,6 +65,8 @@ def generate_command(args: argparse.Namespace) -> None:
     import envs
 
     kwargs = {"image_size": args.image_size}
+    if args.frames is None:
+        args.frames = envs.dataset.env_params(args.env)["frames"]
     if args.out:
         table = envs.generate(args.env, args.n, args.frames, args.seed, progress=True, **kwargs)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""The ``seedsweep`` command: ``run`` a sweep, ``analyze`` its runs, ``envs`` to use the worlds alone."""
+"""The ``seedsweep`` command: ``run`` a sweep, ``analyze`` its runs, ``server`` for the tracking
+stack a lab shares, ``envs`` to use the worlds alone."""
 
 from __future__ import annotations
 
@@ -22,8 +23,29 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=run_command)
 
 
+def add_server_command(sub: argparse._SubParsersAction) -> None:
+    server = sub.add_parser("server", help="start the tracking stack a lab shares: PostgreSQL and an MLflow server on it")
+    server.add_argument("folder", help="where the database, artifacts and logs live (created on first start)")
+    server.add_argument("--host", default="127.0.0.1",
+                        help="address MLflow listens on (default 127.0.0.1: this machine only; see README before exposing it)")
+    server.add_argument("--port", type=int, default=5000, help="MLflow's port (default 5000)")
+    server.add_argument("--pg-port", type=int, help="PostgreSQL's port, always on 127.0.0.1 (default: a free one)")
+    server.add_argument("--workers", type=int, default=4, help="MLflow server worker processes (default 4)")
+    server.set_defaults(func=server_command)
+
+
+def server_command(args: argparse.Namespace) -> int:
+    from sweeps.server import serve
+
+    return serve(args.folder, host=args.host, port=args.port, pg_port=args.pg_port, workers=args.workers)
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Run the spec; 1 when the sweep stopped before its end (interrupted or failed trials)."""
+    from sweeps import preflight
+
+    preflight.check(args.tracking_uri, args.storage, args.address)  # in seconds, before torch and Ray load
+
     from analysis.cli import print_success_table
     from sweeps import runner, spec as specs
 
@@ -46,6 +68,10 @@ def run_command(args: argparse.Namespace) -> int:
             status = 1
     except runner.AlreadyDone as done:
         print(done)
+    else:
+        if not summary["tracking_reachable"]:
+            print(f"MLflow ({summary['tracking_uri']}) did not answer at the end: no table", file=sys.stderr)
+            return status
     print_success_table(args.tracking_uri or runner.Where.default().tracking_uri, spec.name)
     return status
 
@@ -54,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="seedsweep", description="Success probabilities across many random seeds.")
     sub = parser.add_subparsers(dest="command", required=True)
     add_run_command(sub)
+    add_server_command(sub)
     analysis_cli.add_commands(sub)
     envs_cli.add_commands(sub)
     args = parser.parse_args(argv)

@@ -18,9 +18,10 @@ from typing import Any
 
 from ray import tune
 
+from sweeps import preflight
 from sweeps.spec import SweepSpec
 from trainables.rule import SuccessRule
-from trainables.tracking import experiment_id, open_client, sweep_progress
+from trainables.tracking import bound_mlflow_http, experiment_id, open_client, sweep_progress, unreachable
 
 MAX_LISTED = 50  # grid points listed one per line by the plan
 DONE = "seedsweep_done.json"  # written beside the Tune results when a sweep has finished
@@ -66,6 +67,7 @@ def param_space(spec: SweepSpec, where: Where) -> dict[str, Any]:
         "epochs": spec.epochs,
         "checkpoint_every": spec.checkpoint_every,
         "eval_every": spec.eval_every,
+        "tracking_patience": spec.tracking_patience,
         "sweep": spec.name,
         "experiment": spec.name,
         "tracking_uri": where.tracking_uri,
@@ -99,6 +101,12 @@ def plan(spec: SweepSpec) -> str:
         f"  fixed: {spec.fixed() or '-'}",
         f"  swept: {spec.swept() or '-'}",
     ]
+    if spec.adaptive:  # the seed lines say the rule instead
+        from sweeps.rounds import plan as adaptive_plan
+
+        lines[1] = lines[1].split(", seeds per configuration")[0]
+        at = next(i for i, line in enumerate(lines) if line.startswith("  seeds: "))
+        lines[at : at + 1] = adaptive_plan(spec).splitlines()
     grids = {k: v["grid"] for k, v in spec.swept().items() if "grid" in v}
     sampled = [k for k in spec.swept() if k not in grids]
     points = list(itertools.product(*grids.values()))
@@ -128,33 +136,38 @@ def objective(spec: SweepSpec) -> tuple[str, str]:
     return "success_rate", "max"
 
 
-def make_tuner(spec: SweepSpec, where: Where, resume: bool = False) -> tune.Tuner:
+def make_tuner(spec: SweepSpec, where: Where, resume: bool = False, name: str | None = None,
+               space: dict | None = None, trainable=None, search: bool = True) -> tune.Tuner:
+    """The sweep's Tuner (or its restore). For a round of adaptive seeds (``sweeps.rounds``): the Tune
+    experiment ``name`` (default: the sweep's), its own ``space`` and ``trainable``, and without
+    ``search`` no searcher or scheduler (the configurations are given)."""
     from ray.tune.schedulers import ASHAScheduler
 
     from trainables.train import train
 
-    trainable = tune.with_resources(train, {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]})
+    name = name or spec.name
+    trainable = tune.with_resources(trainable or train, {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]})
     # Optuna's study beside the results; with a URI storage, in ./optuna.db here (one study per sweep name)
-    run_dir = Path(where.storage) / spec.name if "://" not in where.storage else Path(".")
+    run_dir = Path(where.storage) / name if "://" not in where.storage else Path(".")
     if resume:
-        return tune.Tuner.restore(os.path.join(where.storage, spec.name), trainable=trainable,
+        return tune.Tuner.restore(os.path.join(where.storage, name), trainable=trainable,
                                   resume_unfinished=True, resume_errored=True)
-    metric, mode = objective(spec)
+    metric, mode = objective(spec) if search else ("success_rate", "max")
     scheduler = None
-    if spec.scheduler:
+    if spec.scheduler and search:
         scheduler = ASHAScheduler(
             time_attr="epoch", max_t=spec.epochs, grace_period=spec.scheduler.grace_period,
             reduction_factor=spec.scheduler.reduction_factor,
         )
     return tune.Tuner(
         trainable,
-        param_space=param_space(spec, where),
+        param_space=space or param_space(spec, where),
         tune_config=tune.TuneConfig(
-            metric=metric, mode=mode, scheduler=scheduler, search_alg=make_searcher(spec, run_dir),
-            num_samples=spec.num_samples, max_concurrent_trials=spec.max_concurrent or None,
+            metric=metric, mode=mode, scheduler=scheduler, search_alg=make_searcher(spec, run_dir) if search else None,
+            num_samples=spec.num_samples if search else 1, max_concurrent_trials=spec.max_concurrent or None,
         ),
         run_config=tune.RunConfig(
-            name=spec.name,
+            name=name,
             storage_path=where.storage,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -174,9 +187,13 @@ def run(
 ) -> dict[str, Any]:
     """Run (or resume) a sweep to the end; returns a summary. Raises ``RuntimeError`` if the sweep
     already finished or was interrupted and ``resume`` is not set."""
-    import ray
-
     where = Where.default(storage, tracking_uri)
+    preflight.check(where.tracking_uri, where.storage, address)  # seconds, before anything waits on them
+    bound_mlflow_http()  # the driver's and local trials' MLflow calls give up in seconds, not minutes
+    if spec.adaptive:
+        from sweeps.rounds import run_rounds
+
+        return run_rounds(spec, where, resume, address, dashboard)
     run_dir = f"{where.storage.rstrip('/')}/{spec.name}"  # a local path or a URI (s3://, gs://, ...)
     done = read_done(run_dir)
     if done is not None:
@@ -192,26 +209,20 @@ def run(
                            f"{run_dir} has no Tune results to continue; pick another --name (or --storage)")
 
     experiment_id(open_client(where.tracking_uri), spec.name)  # one MLflow experiment per sweep
-
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            try:
-                ray.init(include_dashboard=dashboard, log_to_driver=False)
-            except Exception as err:
-                if "missing packages" not in str(err):
-                    raise
-                raise RuntimeError("Ray's dashboard needs ray[default]: .venv/bin/pip install -e '.[dashboard]'") from None
-    check_resources(spec, ray.cluster_resources(), autoscaling=bool(address))
+    start_ray(spec, address, dashboard)
     start = time.time()
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables; Progress prints instead
     results = make_tuner(spec, where, resume=resume).fit()
     errors = [str(r.error) for r in results if r.error]
     # Complete: every configuration was begun and none of its seeds is still running, by MLflow's
     # account (after Ctrl-C, Tune returns normally with trials left to --resume).
-    begun, running = sweep_progress(where.tracking_uri, spec.name)
-    complete = begun == grid_points(spec) * spec.num_samples and running == 0
+    try:
+        begun, running = sweep_progress(where.tracking_uri, spec.name)
+        reachable = True
+    except Exception as err:
+        if not unreachable(err):
+            raise
+        begun, running, reachable = 0, 0, False
+    complete = reachable and begun == grid_points(spec) * spec.num_samples and running == 0
     summary = {
         "name": spec.name,
         "trials": len(results),
@@ -219,10 +230,33 @@ def run(
         "complete": complete,
         "seconds": round(time.time() - start, 1),
         "tracking_uri": where.tracking_uri,
+        "tracking_reachable": reachable,
     }
     if complete and not errors:
         write_done(run_dir, summary)
     return summary
+
+
+def start_ray(spec: SweepSpec, address: str | None = None, dashboard: bool = False) -> None:
+    """Join ``address`` or start a local Ray (unless one is up), and check the trial fits it."""
+    import ray
+
+    if not ray.is_initialized():
+        if address:
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except ConnectionError as err:
+                raise RuntimeError(f"Ray at {address} cannot be joined ({str(err).splitlines()[0]}): start the head "
+                                   "(ray start --head), fix --address, or leave it out to run here") from None
+        else:
+            try:  # the dashboard, if asked for, on loopback only (README: reaching it from elsewhere)
+                ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", log_to_driver=False)
+            except Exception as err:
+                if "missing packages" not in str(err):
+                    raise
+                raise RuntimeError("Ray's dashboard needs ray[default]: .venv/bin/pip install -e '.[dashboard]'") from None
+    check_resources(spec, ray.cluster_resources(), autoscaling=bool(address))
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables; Progress prints instead
 
 
 def check_resources(spec: SweepSpec, available: dict[str, float], autoscaling: bool = False) -> None:
@@ -295,11 +329,17 @@ class Progress(tune.Callback):
         self._finish(trials, trial, "failed")
 
     def _finish(self, trials, trial, status):
-        from trainables.tracking import mark_trial
+        from trainables.tracking import mark_trial, unreachable
 
         last = trial.last_result or {}
         if status == "failed" or last.get("epoch", 0) < self.spec.epochs:
-            mark_trial(self.tracking_uri, trial.trial_id, status, experiment=self.spec.name)  # touches only seed runs still running
+            try:
+                mark_trial(self.tracking_uri, trial.trial_id, status, experiment=self.spec.name)  # touches only seed runs still running
+            except Exception as err:
+                if not unreachable(err):
+                    raise
+                print(f"[{self.spec.name}] MLflow unreachable: trial {trial.trial_id}'s seed runs stay 'running' "
+                      "until --resume continues them", flush=True)
         self.done[trial.trial_id] = int(last.get("n_success", 0))
         print(f"[{self.spec.name}] trials done {len(self.done)}/{len(trials)}; seeds succeeded so far "
               f"{sum(self.done.values())}/{len(self.done) * self.spec.seeds}", flush=True)

@@ -13,21 +13,25 @@ file and the field.
       symmetry: {grid: [none, T2R2]}
       lr: {loguniform: [1.0e-4, 1.0e-2]}
       rnn_width: 32
-    seeds: 8
+    seeds: 8                  # or adaptive: {start: 8, step: 8, max: 64, until: separated} (or until: {halfwidth: 0.1})
     searcher: grid            # grid | random | optuna
     num_samples: 1            # samples of the search space (grid: repeats of the grid)
     max_concurrent: 2
     epochs: 30
     eval_every: 1             # validation metrics every N epochs, and at the end
-    scheduler: {grace_period: 5, reduction_factor: 2}  # ASHA (on the model's scheduler_metric), or: none
+    scheduler: {grace_period: 5, reduction_factor: 2}  # ASHA (on the model's scheduler_metric); absent or none: no early stopping
     resources: {cpu: 1, gpu: 0}
-    success: {metric: METRIC, below: 0.2}  # left out: the model's own rule
+    success: {metric: METRIC, below: 0.2, also: [0.03]}  # left out: the model's own rule; also: more thresholds to report
 
 ``success.metric`` must be a metric the model declares (``PackedModel.metrics``); left out, the
 model's own ``success`` rule applies. ``scheduler.metric`` is ``median_<m>`` or ``best_<m>`` of a
 declared metric m (a bare ``<m>`` means ``median_<m>``) or ``success_rate``; left out, the model's
 ``scheduler_metric``. Its mode follows from the metric's ``better`` (min for lower, max for
-higher); a ``mode`` that says otherwise is an error.
+higher); a ``mode`` that says otherwise is an error. Left out, ``grace_period`` is 5 epochs or all
+of them, whichever is fewer.
+
+ASHA stops whole configurations early, and their seeds leave the success counts: a spec that
+compares success rates should not set ``scheduler`` (the report says how many seeds were pruned).
 """
 
 from __future__ import annotations
@@ -39,13 +43,17 @@ from typing import Any
 
 import yaml
 
+from analysis.sequential import Design
+
 SPACES = ("grid", "choice", "uniform", "loguniform", "randint")
 SEARCHERS = ("grid", "random", "optuna")
 TOP_KEYS = (
     "name", "model", "env", "data", "params", "seeds", "searcher", "num_samples", "max_concurrent",
     "epochs", "checkpoint_every", "eval_every", "scheduler", "resources", "success", "max_failures",
+    "tracking_patience",
 )  # fmt: skip
 SCHEDULER_KEYS = ("metric", "mode", "grace_period", "reduction_factor")
+ADAPTIVE_KEYS = ("start", "step", "max", "until", "alpha")
 
 
 class SpecError(ValueError):
@@ -58,7 +66,7 @@ class Scheduler:
 
     metric: str | None = None  # a reported aggregate; None: median_ of the model's scheduler_metric
     mode: str | None = None  # min | max; None: from the metric's better
-    grace_period: int = 5
+    grace_period: int = 5  # epochs before a trial can be stopped; a spec with fewer epochs gets all of them
     reduction_factor: int = 2
 
 
@@ -69,17 +77,19 @@ class SweepSpec:
     env: str = "ball"
     data: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)  # fixed values, or {space: args}
-    seeds: int = 8
+    seeds: int = 8  # per configuration; with adaptive seeds, those of the first round (adaptive.start)
+    adaptive: Design | None = None  # adaptive seeds (analysis.sequential), or None: every configuration gets `seeds`
     searcher: str = "grid"
     num_samples: int = 1
     max_concurrent: int = 0  # 0: as many as resources allow
     epochs: int = 20
     checkpoint_every: int = 5
     eval_every: int = 1  # validation metrics (and the success count ASHA sees) at the first epoch, every N, and the last
-    scheduler: Scheduler | None = field(default_factory=Scheduler)
+    scheduler: Scheduler | None = None  # None: no early stopping
     resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
     success: dict[str, Any] | None = None  # None: the model's default rule (filled in by from_dict)
     max_failures: int = 2
+    tracking_patience: float = 600.0  # seconds a trial trains on with MLflow unreachable, then fails (trainables.tracking.PATIENCE)
     path: str = "<dict>"
 
     def swept(self) -> dict[str, dict]:
@@ -131,12 +141,21 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
             if not isinstance(raw[key], str):
                 fail(key, f"must be a string, got {raw[key]!r}")
             setattr(spec, key, raw[key])
+    if isinstance(raw.get("seeds"), dict):
+        spec.adaptive = adaptive_seeds(raw["seeds"], fail)
+        spec.seeds = spec.adaptive.start
     for key, low in (("seeds", 1), ("num_samples", 1), ("max_concurrent", 0), ("epochs", 1), ("checkpoint_every", 1), ("eval_every", 1), ("max_failures", 0)):
-        if key in raw:
+        if key in raw and not (key == "seeds" and spec.adaptive):
             value = raw[key]
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 fail(key, f"must be an integer >= {low}, got {value!r}")
             setattr(spec, key, value)
+
+    if "tracking_patience" in raw:
+        value = raw["tracking_patience"]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+            fail("tracking_patience", f"must be a number of seconds > 0, got {value!r}")
+        spec.tracking_patience = float(value)
 
     from trainables.models import DEFAULT_MODEL, MODELS
     from trainables.pack import DATA_KEYS, RUN_ONLY
@@ -197,14 +216,14 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
     except ValueError as err:
         fail("success", f"{err} (model {spec.model})")
 
-    scheduler = raw.get("scheduler", {})
+    scheduler = raw.get("scheduler")
     if scheduler in (None, "none", False):
         spec.scheduler = None
     elif isinstance(scheduler, dict):
         for key in scheduler:
             if key not in SCHEDULER_KEYS:
                 fail(f"scheduler.{key}", f"unknown; ASHA takes {', '.join(SCHEDULER_KEYS)}")
-        spec.scheduler = Scheduler(**scheduler)
+        spec.scheduler = Scheduler(**{"grace_period": min(Scheduler.grace_period, spec.epochs), **scheduler})
         metric, mode = scheduler_objective(spec.scheduler.metric, model_cls)
         if metric is None:
             aggregates = ", ".join(f"median_{m} / best_{m}" for m in declared)
@@ -230,6 +249,30 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
         bad = next((f for f in fields if f"'{f.split('.', 1)[1]}'" in str(err) or f" {f.split('.', 1)[1]}" in str(err)), None)
         fail(bad or "params", str(err))
     return spec
+
+
+def adaptive_seeds(raw: dict, fail) -> Design:
+    """``seeds: {start, step, max, until: separated | {halfwidth: h}, alpha}`` -> a ``Design``."""
+    for key in raw:
+        if key not in ADAPTIVE_KEYS:
+            fail(f"seeds.{key}", f"unknown; adaptive seeds take {', '.join(ADAPTIVE_KEYS)}")
+    for key in ("start", "step", "max"):
+        value = raw.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            fail(f"seeds.{key}", f"must be an integer >= 1, got {value!r} (e.g. seeds: {{start: 8, step: 8, max: 64, until: separated}})")
+    if raw["max"] < raw["start"]:
+        fail("seeds.max", f"must be at least seeds.start ({raw['start']}), got {raw['max']}")
+    until, halfwidth = raw.get("until", "separated"), None
+    if isinstance(until, dict) and set(until) == {"halfwidth"}:
+        until, halfwidth = "halfwidth", until["halfwidth"]
+        if isinstance(halfwidth, bool) or not isinstance(halfwidth, (int, float)) or not 0 < halfwidth < 0.5:
+            fail("seeds.until.halfwidth", f"must be a number in (0, 0.5), got {halfwidth!r}")
+    elif until != "separated":
+        fail("seeds.until", f"must be separated or {{halfwidth: H}}, got {until!r}")
+    alpha = raw.get("alpha", 0.05)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        fail("seeds.alpha", f"must be a number in (0, 1), got {alpha!r}")
+    return Design(raw["start"], raw["step"], raw["max"], until, None if halfwidth is None else float(halfwidth), float(alpha))
 
 
 def scheduler_objective(metric: str | None, model_cls) -> tuple[str | None, str]:

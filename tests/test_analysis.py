@@ -24,14 +24,14 @@ from analysis.success import compare, holm, interval, metric_summary, seeds_for_
 RULE = {"metric": "linear_proj_mse", "below": 0.2}
 
 
-def write_sweep(uri: str, sweep: str, configs: dict, epochs: int = 4, artifacts=None) -> None:
+def write_sweep(uri: str, sweep: str, configs: dict, epochs: int = 4, artifacts=None, rule=RULE) -> None:
     """Write a synthetic sweep: ``configs = {config_id: (params, [(status, final linear_proj_mse), ...])}``.
     Seeds get a decreasing ``linear_proj_mse`` history ending at the final value, ``recon_mse`` =
     half of it, and the ``success`` tag under RULE; with ``artifacts`` each finished seed logs the
     trainable's two PNGs."""
     client = MlflowClient(uri)
     exp = client.create_experiment(sweep, artifact_location=artifacts)
-    rule = [Param("success.metric", RULE["metric"]), Param("success.below", str(RULE["below"]))]
+    rule = [Param(k, v) for k, v in tracking.flatten({"success": rule}).items()]  # as the trainable's tracker logs it
     for t, (cid, (params, seeds)) in enumerate(configs.items()):
         tags = {"sweep": sweep, "config_id": cid, "trial_id": f"trial_{t:05d}"}
         config = [Param(k, str(v)) for k, v in params.items()] + rule
@@ -201,6 +201,32 @@ def test_report_writes_html_pngs_and_parquet(store, tmp_path):
     assert len({p.parent for p in (tmp_path / "rep" / "seeds").rglob("*.png")}) == 2  # both PNGs of a seed from one run
     assert pq.read_table(tmp_path / "rep" / "runs.parquet").num_rows == 16
     assert list(table["successes"]) == [3, 1]
+
+
+def test_report_shows_every_threshold_the_spec_lists_and_the_histogram(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    bimodal = lambda *mse: [("finished", m) for m in mse]  # noqa: E731
+    write_sweep(uri, "two_rules", {
+        "c0": ({"symmetry": "T2R2"}, bimodal(0.015, 0.02, 0.035, 0.04, 0.5, 0.7)),
+        "c1": ({"symmetry": "none"}, bimodal(0.025, 0.3, 0.45, 0.6, 0.8, 0.85) + [("pruned", 0.9)]),
+    }, rule={**RULE, "also": [0.03]})  # fmt: skip
+    assert success_rule(uri, "two_rules") == {**RULE, "also": [0.03]}
+    table = write_report(uri, "two_rules", tmp_path / "rep")
+    assert list(table["successes"]) == [4, 1]  # below 0.2, the stored rule
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert "Success rate with linear_proj_mse below 0.03 (also listed by the spec)" in page
+    extra = pd.read_csv(tmp_path / "rep" / "success_below_0.03.csv")
+    assert list(extra["successes"]) == [2, 1] and list(extra["n"]) == [6, 6]
+    assert "with the thresholds 0.2, 0.03" in page and (tmp_path / "rep" / "hist_linear_proj_mse.png").stat().st_size > 1000
+    assert "src='hist_linear_proj_mse.png'" in page
+    assert "1 seeds were pruned" in page and "biased" in page  # the pruned seed of c1
+    assert "rates are biased" in format_table(table)
+
+
+def test_no_pruning_no_pruning_note(store, tmp_path):
+    write_report(store, "many", tmp_path / "rep")
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert "were pruned" not in page and "also listed" not in page and "with the thresholds 0.2" in page
 
 
 def test_cli_prints_the_table_and_rejects_bad_input(store, tmp_path, capsys):

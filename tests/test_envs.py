@@ -1,5 +1,7 @@
 """The physics worlds: gymnasium API, physics against physics, frames against states, datasets."""
 
+import hashlib
+
 import gymnasium as gym
 import numpy as np
 import pyarrow.parquet as pq
@@ -7,8 +9,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs
-from envs.camera import Camera, render
-from envs.two_body import orbit_elements
+from envs.camera import Camera, backdrop, render
 
 BALL, TWO_BODY = envs.ENV_IDS["ball"], envs.ENV_IDS["two_body"]
 
@@ -70,50 +71,60 @@ def test_leaving_the_view_terminates():
     assert terminated and rewards[-1] == 0.0 and all(r == 1.0 for r in rewards[:-1])
 
 
-def two_body_energy(env, pos, vel):
-    m = env.masses[None, :]
-    kinetic = 0.5 * (m * (vel**2).sum(-1)).sum(-1)
-    r = np.linalg.norm(pos[:, 0] - pos[:, 1], axis=-1)
-    return kinetic - env.G * env.masses[0] * env.masses[1] / r
-
-
 def test_two_body_conserves_energy_momentum_and_centre_of_mass():
-    env = gym.make(TWO_BODY, masses=(1.0, 2.5)).unwrapped
-    rngs = [np.random.default_rng(i) for i in range(64)]
-    pos, vel = env.sample_state(rngs, 1)
-    pos, vel = pos[:, 0], vel[:, 0]
-    e, periapsis, energy = orbit_elements(pos, vel, env.masses, env.G)
-    keep = (energy < 0) & (e < env.max_eccentricity) & (periapsis > 2.5 * env.radius)
-    assert keep.sum() > 20
-    positions, velocities = env.simulate(pos[keep], vel[keep], 100)
+    env = gym.make(TWO_BODY, masses=(1.0, 2.5), min_orbits=0.0).unwrapped  # heavier: slower orbits than the 1-orbit rule allows
+    pos, vel = env.sample_state([np.random.default_rng(i) for i in range(32)], 1)
+    positions, velocities = env.simulate(pos[:, 0], vel[:, 0], 100)
     m = env.masses[None, None, :, None]
-    E = np.stack([two_body_energy(env, positions[:, t], velocities[:, t]) for t in range(100)], 1)
+    E = env.total_energy(positions, velocities)  # [n, frames]
     L = (m * np.cross(positions, velocities)).sum(2)  # [n, frames, 3]
     com = (m * positions).sum(2) / env.masses.sum()
     assert np.abs(E / E[:, :1] - 1).max() < 1e-4
     assert (np.linalg.norm(L - L[:, :1], axis=-1) / np.linalg.norm(L[:, :1], axis=-1)).max() < 1e-4
-    assert (np.linalg.norm(com - com[:, :1], axis=-1) / np.linalg.norm(com[:, :1], axis=-1)).max() < 1e-4
-    # Sampled orbits really orbit: the separation changes direction by a good angle over 100 frames.
-    rel = positions[:, :, 0] - positions[:, :, 1]
-    cos = (rel[:, 0] * rel[:, 50]).sum(-1) / np.linalg.norm(rel[:, 0], axis=-1) / np.linalg.norm(rel[:, 50], axis=-1)
-    assert np.median(cos) < 0.9
+    assert np.abs(com - com[:, :1]).max() < 1e-9
+    assert ((env.energy[0] <= E[:, 0]) & (E[:, 0] <= env.energy[1])).all()
 
 
-def test_two_body_orbits_are_bound_and_in_view():
-    table = envs.generate(TWO_BODY, 32, 20, seed=5)
-    data = envs.to_numpy(table)
+def turns(rel):
+    """Full turns swept by relative vectors [n, frames, 3] about their (fixed) orbit normal."""
+    normal = np.cross(rel[:, 0], rel[:, 1])
+    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+    step = np.arctan2((np.cross(rel[:, :-1], rel[:, 1:]) * normal[:, None]).sum(-1), (rel[:, :-1] * rel[:, 1:]).sum(-1))
+    return np.abs(step.sum(1)) / (2 * np.pi)
+
+
+def test_two_body_sequences_follow_the_notes_rules():
+    data = envs.to_numpy(envs.generate(TWO_BODY, 48, 25, seed=5))
     env = gym.make(TWO_BODY).unwrapped
-    e, _, energy = orbit_elements(data["positions"][:, 0].astype(float), data["velocities"][:, 0].astype(float), env.masses, env.G)
-    assert (energy < 0).all() and (e < 0.9).all()
-    assert env.camera.in_view(data["positions"], env.radius, 32).all()
-    np.testing.assert_allclose(data["positions"].mean(2).std(1), 0.0, atol=1e-4)  # equal masses: the midpoint stays
+    pos, vel = data["positions"].astype(float), data["velocities"].astype(float)
+    energy = env.total_energy(pos[:, 0], vel[:, 0])
+    assert env.G == 1.0 and ((-0.10 - 1e-5 <= energy) & (energy <= -0.07 + 1e-5)).all()
+    assert turns(pos[:, :, 0] - pos[:, :, 1]).min() >= 1.0  # every sequence covers a full orbit
+    assert pos[:, :, 0, 1].std(1).min() >= 1.4  # body A's depth spread
+    assert np.linalg.norm(pos[:, :, 0] - pos[:, :, 1], axis=-1).min() > 2 * env.radius  # no contact
+    assert np.linalg.norm(pos, axis=-1).max() <= 7.0
+    np.testing.assert_allclose(pos.mean(2).std(1), 0.0, atol=1e-4)  # equal masses: the midpoint stays
+    assert pos.mean((1, 2)).std() > 1.0  # ... at a random place (6 degrees of freedom in the images)
+    frames = data["frames"]
+    assert frames.shape[1] == 25 and (frames[:, :, 0, 0] == 153).all()  # grey 0.6 where no body is
+    greenish = (frames[..., 1] > 200) & (frames[..., 0] < 60)
+    magentaish = (frames[..., 0] > 200) & (frames[..., 2] > 200) & (frames[..., 1] < 60)
+    assert greenish.any((2, 3)).mean() > 0.9 and magentaish.any((2, 3)).mean() > 0.9
 
 
-@pytest.mark.parametrize("env_id", [BALL, TWO_BODY])
-def test_env_steps_equal_generate(env_id):
+def test_two_body_rules_are_clear_about_impossible_settings():
+    env = gym.make(TWO_BODY, frames=5).unwrapped  # 16 time units: no orbit of the energy window fits
+    with pytest.raises(RuntimeError, match="min_orbits"):
+        env.reset(seed=0)
+    with pytest.raises(ValueError, match="energy"):
+        gym.make(TWO_BODY, energy=(-0.07, -0.10))
+
+
+@pytest.mark.parametrize("env_id, kwargs", [(BALL, {}), (BALL, {"scene": "plain"}), (TWO_BODY, {"min_orbits": 0.0})])
+def test_env_steps_equal_generate(env_id, kwargs):
     n, frames, seed = 4, 12, 11
-    data = envs.to_numpy(envs.generate(env_id, n, frames, seed))
-    env = gym.make(env_id, frames=frames)
+    data = envs.to_numpy(envs.generate(env_id, n, frames, seed, **kwargs))
+    env = gym.make(env_id, frames=frames, **kwargs)
     zero = np.zeros(env.action_space.shape, np.float32)
     for i, s in enumerate(envs.trajectory_seeds(seed, n)):
         obs, info = env.reset(seed=s)
@@ -125,17 +136,53 @@ def test_env_steps_equal_generate(env_id):
             np.testing.assert_array_equal(info["velocities"].astype(np.float32), data["velocities"][i, t])
 
 
-def test_ball_centroid_tracks_projected_position():
-    data = envs.to_numpy(envs.generate(BALL, 16, 20, seed=2))
-    camera = gym.make(BALL).unwrapped.camera
-    intensity = data["frames"].astype(float).sum(-1)  # [n, T, H, W]
+def test_plain_scene_gives_the_first_scenes_frames():
+    # sha256 of these frames as rendered before the SPS scene existed (level camera, red ball on black)
+    frames = envs.to_numpy(envs.generate(BALL, 6, 12, seed=1, scene="plain"))["frames"]
+    assert hashlib.sha256(frames.tobytes()).hexdigest()[:16] == "40ad47f81a0d9577"
+
+
+@pytest.mark.parametrize("scene", ["sps", "plain"])
+def test_ball_centroid_tracks_projected_position(scene):
+    data = envs.to_numpy(envs.generate(BALL, 16, 20, seed=2, scene=scene))
+    env = gym.make(BALL, scene=scene).unwrapped
+    seen = env.camera.in_view(data["positions"][:, :, 0], env.radius, 32)  # the SPS scene keeps partly hidden balls too
+    ball = np.abs(data["frames"].astype(float) - backdrop(env.scene, 32)).sum(-1)[seen]  # [m, H, W]
     rows, cols = np.mgrid[0:32, 0:32] + 0.5
-    mass = intensity.sum((-1, -2))
-    centroid = np.stack([(intensity * cols).sum((-1, -2)) / mass, (intensity * rows).sum((-1, -2)) / mass], -1)
-    projected, _ = camera.project(data["positions"][:, :, 0], 32)
-    # Shading (lit from the upper left) shifts the centroid a little; the projection is within a pixel.
-    assert np.abs(centroid - projected).max() < 1.0
+    mass = ball.sum((-1, -2))
+    centroid = np.stack([(ball * cols).sum((-1, -2)) / mass, (ball * rows).sum((-1, -2)) / mass], -1)
+    projected, _ = env.camera.project(data["positions"][:, :, 0][seen], 32)
+    # Shading shifts the centroid a little, and a sphere off the axis projects to an ellipse whose
+    # centre is not the centre's projection; both stay within a pixel.
+    assert seen.mean() > 0.8 and np.abs(centroid - projected).max() < 1.0
     assert np.corrcoef(centroid[..., 0].ravel(), projected[..., 0].ravel())[0, 1] > 0.99
+    assert np.corrcoef(centroid[..., 1].ravel(), projected[..., 1].ravel())[0, 1] > 0.99
+
+
+def test_sps_scene_is_the_authors():
+    env = gym.make(BALL).unwrapped
+    assert env.scene_name == "sps" and env.radius == 0.5 and env.camera.fov == pytest.approx(77.32, abs=0.01)
+    data = envs.to_numpy(envs.generate(BALL, 64, 20, seed=0))
+    pos, vel = data["positions"][:, 0, 0], data["velocities"][:, 0, 0]
+    assert (vel[:, 1] >= 0).all()  # always receding
+    side = np.abs(pos[:, 0]) > 1.5
+    assert (np.sign(vel[side, 0]) == -np.sign(pos[side, 0])).all()  # toward the centre
+    np.testing.assert_allclose(pos[:, 2], 1.5)  # centre 1 above its resting height 0.5
+    assert np.abs(vel[:, 2]).max() <= 8 and vel[:, 2].std() > 3.5  # U(-8, 8): sd 4.6
+    frame = data["frames"][0, 0]
+    assert (frame[0] == 102).all()  # grey 0.4 above the horizon (the floor is clipped at the far plane)
+    floor = frame[-8:].astype(int)
+    assert floor.min() < 80 and np.median(floor) >= 90  # dark grid lines on the grey floor
+    # The pitched camera: at one height, a farther ball sits higher in the image, and it is smaller.
+    uv, depth = env.camera.project(np.array([[0.0, y, 0.5] for y in (0.0, 4.0, 8.0, 12.0)]), 32)
+    assert (np.diff(uv[:, 1]) < 0).all() and (np.diff(depth) > 0).all()
+    images = env.draw(np.array([[[0.0, y, 0.5]] for y in (0.0, 8.0)]))
+    ball = np.abs(images.astype(int) - backdrop(env.scene, 32)).sum(-1)
+    rows = [np.average(np.arange(32), weights=b.sum(1)) for b in ball]
+    assert rows[1] < rows[0] - 3 and (ball[1] > 0).sum() < (ball[0] > 0).sum()
+    assert images[..., 1].max() > 240 and images[..., 0].max() < 120  # green
+    beyond = env.draw(np.array([[[0.0, 20.0, 0.5]]]))  # past the far plane (15 along the view axis)
+    assert (beyond[0] == backdrop(env.scene, 32)).all()
 
 
 def test_nearer_ball_covers_more_pixels():
@@ -207,6 +254,8 @@ def test_bad_arguments_are_named():
         envs.generate(BALL, 2, 5, 0, bounciness=0.5)
     with pytest.raises(ValueError, match="restitution"):
         gym.make(BALL, restitution=1.5)
+    with pytest.raises(ValueError, match="scene must be one of sps, plain"):
+        gym.make(BALL, scene="dark")
     with pytest.raises(ValueError, match="n and frames"):
         envs.generate(BALL, 0, 5, 0)
 
@@ -220,6 +269,6 @@ def test_cli_render_and_generate(tmp_path):
     with Image.open(tmp_path / "b.gif") as gif:
         assert gif.n_frames == 8 and gif.size == (48, 48)
     out = tmp_path / "d.parquet"
-    assert main(["envs", "generate", "two_body", "--n", "5", "--frames", "6", "--out", str(out)]) == 0
-    assert pq.read_table(out).num_rows == 5
+    assert main(["envs", "generate", "two_body", "--n", "5", "--out", str(out)]) == 0
+    assert pq.read_table(out).num_rows == 5 and envs.dataset.metadata(pq.read_table(out))["frames"] == 25
     assert main(["envs", "render", "nope", "--out", str(tmp_path / "x.gif")]) == 2

@@ -95,13 +95,13 @@ def test_to_tensors_layout_and_targets():
 def test_load_data_from_envs(tmp_path):
     import envs
 
-    config = {"env": "seedsweep/TwoBody-v0", "n_train": 6, "n_val": 4, "frames": 5, "image_size": 16, "data_seed": 3,
+    config = {"env": "seedsweep/TwoBody-v0", "n_train": 6, "n_val": 4, "frames": 25, "image_size": 16, "data_seed": 3,
               "projection_target": "both"}  # fmt: skip
     train_x, train_y, val_x, val_y = load_data(config, cache_dir=tmp_path)
-    assert train_x.shape == (6, 5, 3, 16, 16) and val_x.shape == (4, 5, 3, 16, 16)
-    assert train_y.shape == (6, 5, 6) and val_y.shape == (4, 5, 6)
+    assert train_x.shape == (6, 25, 3, 16, 16) and val_x.shape == (4, 25, 3, 16, 16)
+    assert train_y.shape == (6, 25, 6) and val_y.shape == (4, 25, 6)
     assert 0 <= float(train_x.min()) and float(train_x.max()) <= 1 and float(train_x.max()) > 0.2
-    table = envs.to_numpy(envs.load_or_generate("two_body", 6, 5, 3, tmp_path, image_size=16))
-    assert np.allclose(train_y.numpy(), table["positions"].reshape(6, 5, 6))  # the train set is data_seed's dataset
+    table = envs.to_numpy(envs.load_or_generate("two_body", 6, 25, 3, tmp_path, image_size=16))
+    assert np.allclose(train_y.numpy(), table["positions"].reshape(6, 25, 6))  # the train set is data_seed's dataset
     assert not np.allclose(val_y.numpy()[:4], train_y.numpy()[:4])  # the val set is another
     assert val_seed(3) != 3 and val_seed(3) == val_seed(3)

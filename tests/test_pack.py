@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from trainables import Pack, config_id, fit, resolve_config
+from trainables.data import load_data
 
 TINY = {"env": "ball", "n_train": 32, "n_val": 16, "frames": 8, "image_size": 16, "channels": [8, 16, 16],
         "dec_hidden": [16], "rnn_width": 32, "batch_size": 16, "rnn_min_context": 3, "grad_clip": 1.0, "lr": 3e-3}  # fmt: skip
@@ -100,8 +101,8 @@ def test_tiny_config_trains_on_cpu_with_falling_losses():
     history = [pack.train_epoch() for _ in range(12)]
     after = pack.evaluate()
     for s in range(2):
-        for term in ("total", "recon", "pred"):
-            assert history[-1][term][s] < 0.9 * history[0][term][s], (term, s)
+        for term in ("total", "recon", "pred"):  # BCE against the SPS scene's grey keeps a high floor (its entropy): falling is the test
+            assert history[-1][term][s] < 0.97 * history[0][term][s], (term, s)
         assert after[s]["recon_mse"] < 0.5 * before[s]["recon_mse"]
         assert after[s]["psnr"] > before[s]["psnr"] + 3
 
@@ -115,9 +116,10 @@ def test_fit_and_baselines():
     assert set(ae.train_epoch()) == {"recon", "pred", "z_pred", "total"}
 
 
-@pytest.mark.parametrize("z_dim, target, symmetry", [(3, "relative", "T3R2"), (6, "both", "none")])
+@pytest.mark.parametrize("z_dim, target, symmetry", [(3, "relative", "R3"), (6, "both", "T3R3x2")])
 def test_two_bodies_train_against_relative_or_both_positions(z_dim, target, symmetry):
-    config = {**TINY, "env": "two_body", "z_dim": z_dim, "projection_target": target, "symmetry": symmetry}
+    # 25 frames: the two-body world keeps only sequences that cover a full orbit (envs/two_body.py)
+    config = {**TINY, "env": "two_body", "frames": 25, "z_dim": z_dim, "projection_target": target, "symmetry": symmetry}
     pack = Pack(config, [0, 1], device="cpu")
     assert pack.val_y.shape[-1] == z_dim  # r1 - r2 (3), or r1 and r2 (6)
     first = pack.train_epoch()["total"]
@@ -164,3 +166,16 @@ def test_param_group_multipliers_decay_and_evaluation_in_eval_mode():
     pack.model.evaluate = lambda x, y: (seen.append((pack.model.training, torch.is_grad_enabled())), evaluate(x, y))[1]
     assert set(pack.evaluate()[0]) >= {"seed", "status", "success", "pooled_mse", "code_std", "train/recon"}
     assert seen == [(False, False)] and pack.model.training  # evaluated in eval mode without grad, back to training
+
+
+def test_scene_is_a_data_key_of_the_ball_only():
+    """``scene`` picks the ball world's scene; left out, the world's default, and ids stay as before it existed."""
+    base = {"env": "ball", "n_train": 32, "n_val": 4, "frames": 6, "image_size": 16}
+    assert config_id({**base, "scene": None}) == config_id(base) != config_id({**base, "scene": "plain"})
+    with pytest.raises(ValueError, match="scene.*has no scenes"):
+        resolve_config({**base, "env": "two_body", "scene": "plain"})
+    with pytest.raises(ValueError, match="scene must be one of"):
+        resolve_config({**base, "scene": "foo"})
+    plain = load_data(resolve_config({**base, "scene": "plain"}))[0]
+    default = load_data(resolve_config(base))[0]
+    assert plain.mean() < 0.05 < default.mean()  # black background vs the SPS scene's grey

@@ -1,5 +1,7 @@
 """Sweep specs: valid ones load into a typed spec, each kind of bad one gets its own clear message."""
 
+import math
+
 import pytest
 import yaml
 
@@ -56,6 +58,7 @@ def test_good_spec_loads_typed(tmp_path):
         ({"data": {"n_train": -1}}, "data.n_train", "positive"),
         ({"name": ""}, "name", "required"),
         ({"params": {"precision": {"grid": ["fp32", "bf16"]}}}, "params.precision", "cannot be swept"),
+        ({"tracking_patience": 0}, "tracking_patience", "seconds > 0"),
         ({"success": {"metric": "accuracy", "above": 0.9}}, "success", "it declares linear_proj_mse, linear_proj_r2, recon_mse"),
         ({"scheduler": {"metric": "median_accuracy"}}, "scheduler.metric", "median_linear_proj_mse / best_linear_proj_mse"),
         ({"scheduler": {"metric": "median_psnr", "mode": "min"}}, "scheduler.mode", "mode is max"),
@@ -69,6 +72,23 @@ def test_bad_spec_names_file_and_field(tmp_path, change, field, words):
     message = str(err.value)
     assert message.startswith(f"{path}: {field}: "), message
     assert words in message
+
+
+def test_without_scheduler_no_early_stopping_and_defaults_fit_epochs(tmp_path):
+    short = {k: v for k, v in GOOD.items() if k != "scheduler"} | {"epochs": 2}
+    spec = specs.load(write(tmp_path, short))
+    assert spec.scheduler is None
+    asha = specs.load(write(tmp_path, {**short, "scheduler": {"metric": "median_recon_mse"}}))
+    assert asha.scheduler.grace_period == 2  # the default 5 would not fit 2 epochs; the user wrote no grace_period
+    assert specs.load(write(tmp_path, {**short, "epochs": 30, "scheduler": {}})).scheduler.grace_period == 5
+
+
+def test_success_may_list_more_thresholds(tmp_path):
+    spec = specs.load(write(tmp_path, {**GOOD, "success": {"metric": "linear_proj_mse", "below": 0.2, "also": [0.03]}}))
+    assert spec.base_config()["success"] == {"metric": "linear_proj_mse", "below": 0.2, "also": [0.03]}
+    for bad in ([0.03, "x"], 0.03, [True]):
+        with pytest.raises(specs.SpecError, match="success: success.also must be a list of finite numbers"):
+            specs.load(write(tmp_path, {**GOOD, "success": {"metric": "linear_proj_mse", "below": 0.2, "also": bad}}))
 
 
 def test_bad_yaml_and_missing_file(tmp_path):
@@ -99,6 +119,28 @@ def test_shipped_specs_are_valid():
         assert spec.seeds >= 8
 
 
+def test_shipped_rate_comparisons_do_not_prune_and_report_both_thresholds():
+    for name in ("sps_ball", "sps_two_body"):
+        spec = specs.load(f"sweeps/{name}.yaml")
+        assert spec.scheduler is None and spec.seeds >= 16
+        assert spec.success == {"metric": "linear_proj_mse", "below": 0.2, "also": [0.03]}
+
+
+def test_two_body_spec_trains_a_6d_latent_with_one_action_on_both_slices(tmp_path, monkeypatch):
+    from trainables import Pack
+
+    monkeypatch.setenv("SEEDSWEEP_CACHE", str(tmp_path))
+    spec = specs.load("sweeps/sps_two_body.yaml")
+    config = {**spec.base_config(), **{k: specs.first_value(v) for k, v in spec.swept().items()}}
+    assert config["symmetry"] == "T3R3x2" and config["z_dim"] == 6 and config["projection_target"] == "both"
+    small = {"n_train": 16, "n_val": 8, "image_size": 16, "channels": [4, 8], "dec_hidden": [8], "rnn_width": 8, "batch_size": 8}
+    pack = Pack({**config, **small}, [0, 1], device="cpu")
+    assert pack.model.actions == [("T", 3, 2), ("R", 3, 2)] and pack.val_y.shape[-1] == 6  # r1 and r2
+    losses = pack.train_epoch()
+    assert {"sym_z", "sym_recon"} <= set(losses) and all(math.isfinite(v) for term in losses.values() for v in term)
+    assert all(r["status"] == "running" for r in pack.evaluate())
+
+
 def test_resources_the_cluster_cannot_hold_are_refused_before_tune(tmp_path, capsys):
     from sweeps.runner import check_resources
 
@@ -115,7 +157,9 @@ def test_defaults_come_from_the_model(tmp_path):
     tiny = {"name": "t", "model": "tiny", "data": {"n_train": 16, "n_val": 8, "frames": 4, "image_size": 8}, "epochs": 8}
     spec = specs.load(write(tmp_path, tiny))
     assert spec.success == {"metric": "pooled_mse", "below": 0.01}  # the tiny model's rule
-    assert (spec.scheduler.metric, spec.scheduler.mode) == ("median_pooled_mse", "min")
+    assert spec.scheduler is None  # no scheduler key: no early stopping
+    asha = specs.load(write(tmp_path, {**tiny, "scheduler": {}}))  # ASHA with everything left to the model
+    assert (asha.scheduler.metric, asha.scheduler.mode, asha.scheduler.grace_period) == ("median_pooled_mse", "min", 5)
     best = specs.load(write(tmp_path, {**tiny, "scheduler": {"metric": "best_code_std", "grace_period": 2}}))
     assert (best.scheduler.metric, best.scheduler.mode) == ("best_code_std", "max")  # code_std: higher is better
     bare = specs.load(write(tmp_path, {**tiny, "scheduler": {"metric": "code_std"}}))

@@ -16,9 +16,11 @@ TINY = {"env": "ball", "n_train": 32, "n_val": 16, "frames": 8, "image_size": 16
 FP32 = {"precision": "fp32", "channels_last": False, "tf32": False, "compile": False}  # the reference path anywhere
 LOSSES = ("train/total", "train/recon", "train/pred", "train/kl", "train/z_pred", "train/sym_z", "train/sym_recon")
 IMAGE_METRICS = ("recon_mse", "pred_mse")
-# bf16 against fp32, 3 seeds x 6 steps of TINY on CPU, measured: losses and image errors within 1e-2
-# relative (kl 4e-3), linear_proj_mse (a least-squares fit on 8 validation sequences) within 3e-2.
-BF16_REL, PROJ_REL = 2e-2, 1e-1
+# bf16 against fp32, 3 seeds x 6 steps of TINY on CPU (the SPS ball scene, tanh RNN), measured: losses
+# and image errors within 1.1e-2 relative, except kl (beta 0.01 times a KL still near 0 this early,
+# ~1e-4 of the total) within 9.4e-2; linear_proj_mse (a least-squares fit on 8 validation sequences)
+# within 1.9e-2.
+BF16_REL, KL_REL, PROJ_REL = 2e-2, 2e-1, 1e-1
 
 
 def trained(config: dict, seeds=(0, 1, 2), epochs=3, device="cpu") -> list[dict]:
@@ -28,11 +30,12 @@ def trained(config: dict, seeds=(0, 1, 2), epochs=3, device="cpu") -> list[dict]
     return pack.evaluate()
 
 
-def assert_close(a: list[dict], b: list[dict], rel: float, proj_rel: float) -> None:
+def assert_close(a: list[dict], b: list[dict], rel: float, proj_rel: float, kl_rel: float | None = None) -> None:
     for x, y in zip(a, b, strict=True):
         assert x["status"] == y["status"] == "running"
         for key in (*LOSSES, *IMAGE_METRICS):
-            assert x[key] == pytest.approx(y[key], rel=rel), (x["seed"], key)
+            tolerance = kl_rel if key == "train/kl" and kl_rel else rel
+            assert x[key] == pytest.approx(y[key], rel=tolerance), (x["seed"], key)
         assert x["linear_proj_mse"] == pytest.approx(y["linear_proj_mse"], rel=proj_rel), x["seed"]
 
 
@@ -69,7 +72,7 @@ def test_defaults_by_device_and_overrides():
 
 def test_bf16_trains_like_fp32_per_seed():
     fp32, bf16 = trained({**TINY, "precision": "fp32"}), trained({**TINY, "precision": "bf16"})
-    assert_close(bf16, fp32, BF16_REL, PROJ_REL)
+    assert_close(bf16, fp32, BF16_REL, PROJ_REL, KL_REL)
     assert bf16[0]["train/total"] != fp32[0]["train/total"]  # autocast did run in bf16
     seeds_apart = abs(fp32[0]["train/total"] / fp32[1]["train/total"] - 1)
     assert max(abs(b["train/total"] / f["train/total"] - 1) for b, f in zip(bf16, fp32)) < seeds_apart / 5
@@ -121,7 +124,7 @@ def test_cuda_fast_path_trains_like_fp32_per_seed():
     assert fast_pack.speed == Speed("bf16", channels_last=True, tf32=True, compile=False)  # the CUDA defaults
     fast = trained(GPU_CONFIG, epochs=4, device="cuda")
     reference = trained({**GPU_CONFIG, **FP32}, epochs=4, device="cuda")
-    assert_close(fast, reference, 5e-2, 2e-1)
+    assert_close(fast, reference, 5e-2, 2e-1, KL_REL)  # kl: as on CPU (not re-measured on a GPU since the SPS scene)
     assert torch.backends.cudnn.benchmark and not torch.backends.cuda.matmul.allow_tf32  # the last pack's flags
 
 

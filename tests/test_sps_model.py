@@ -44,11 +44,64 @@ def test_action_then_inverse_is_identity(kind, n):
 
 
 def test_parse_symmetry():
-    assert parse_symmetry("T2R2", 3) == [("T", 2), ("R", 2)]
+    assert parse_symmetry("T2R2", 3) == [("T", 2, 1), ("R", 2, 1)]
+    assert parse_symmetry("T3R3x2", 6) == [("T", 3, 2), ("R", 3, 2)]
     assert parse_symmetry("none", 3) == []
-    for bad in ("T4", "R1", "X2", "T2 R2", "TR"):
+    for bad in ("T4", "R1", "X2", "T2 R2", "TR", "T3R3x3", "x2", "T2x0", "T3R3x"):
         with pytest.raises(ValueError, match="symmetry"):
-            parse_symmetry(bad, 3)
+            parse_symmetry(bad, 6 if "x" in bad else 3)
+
+
+@pytest.mark.parametrize("kind,n", [("T", 3), ("R", 3), ("R", 2)])
+def test_one_action_on_several_slices(kind, n):
+    """``x<m>``: the same sampled element moves each n-dim slice as it would move that slice alone;
+    the inverse undoes it, and dims past the slices stay."""
+    cfg, slices = SPSConfig(z_dim=2 * n + 1), 2
+    g = torch.Generator().manual_seed(1)
+    p = sample_action(kind, n, (2, 5), cfg, g)
+    z = torch.randn(1, 1, 5, 7, 2 * n + 1, generator=g)
+    moved = act(kind, z, p, slices=slices)
+    for i in range(slices):
+        alone = act(kind, z[..., i * n : (i + 1) * n], p)  # the slice as a z of its own
+        assert torch.allclose(moved[..., i * n : (i + 1) * n], alone, atol=1e-6)
+    assert torch.equal(moved[..., 2 * n :], z[..., 2 * n :].expand_as(moved[..., 2 * n :]))
+    assert torch.allclose(act(kind, moved, p, inverse=True, slices=slices), z.expand_as(moved), atol=1e-5)
+    if kind == "T":  # the two bodies keep their difference (a translation of both is a symmetry of two-body motion)
+        diff = moved[..., :n] - moved[..., n : 2 * n]
+        assert torch.allclose(diff, (z[..., :n] - z[..., n : 2 * n]).expand_as(diff), atol=1e-6)
+
+
+def test_one_slice_action_equals_the_plain_action_bitwise():
+    cfg, g = SPSConfig(z_dim=3), torch.Generator().manual_seed(2)
+    z = torch.randn(2, 1, 4, 6, 3, generator=g)
+    for kind in ("T", "R"):
+        p = sample_action(kind, 2, (2, 4), cfg, g)
+        n = p.shape[-1]
+        head = z[..., :n] + p.unsqueeze(-2) if kind == "T" else z[..., :n] @ p  # the one-slice formula
+        assert torch.equal(act(kind, z, p)[..., :n], head)
+
+
+@pytest.mark.parametrize("reparam, sd", [("vae", lambda lv: torch.exp(lv / 2)), ("sps", lambda lv: 0.5 * torch.exp(lv))])
+def test_reparam_noise_scales(reparam, sd):
+    model = SPS(SPSConfig(**{**TINY, "use_rnn": False}, reparam=reparam), gens([0]), 16)
+    x = torch.rand(1, 2, 3, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    eps = torch.randn(1, 6, 3, generator=torch.Generator().manual_seed(5))
+    seen = []
+    model.dec_fc[0].register_forward_hook(lambda mod, inp, out: seen.append(inp[0]))  # the decoded z
+    with torch.no_grad():
+        model.losses(x, {"eps": eps}, 0)
+        mu, logvar = model.encode(model.fold(x))
+    assert torch.allclose(seen[0], mu + eps * sd(logvar), atol=1e-6)
+    assert not torch.allclose(seen[0], mu + eps * torch.exp(logvar / 2 if reparam == "sps" else logvar) * (1 if reparam == "sps" else 0.5), atol=1e-4)
+
+
+def test_defaults_are_the_authors():
+    cfg = SPSConfig()
+    assert cfg.reparam == "vae"  # the sd the KL term assumes; "sps" is the authors' (docs/sps.md says why)
+    with pytest.raises(ValueError, match="'reparam'"):
+        SPSConfig(reparam="half")
+    assert cfg.rnn_cell == "rnn" and cfg.channels == (64, 128, 256) and cfg.lr_decay == 1.0
+    assert (cfg.beta, cfg.z_loss_weight, cfg.symmetry_loss_weight, cfg.rnn_min_context, cfg.batch_size) == (0.01, 2.0, 2.0, 5, 32)
 
 
 def test_teacher_forcing_schedule():
@@ -68,7 +121,13 @@ def make_batch(cfg, model, seeds, step, B=3, T=5, H=16):
     return x, {k: torch.stack([d[k] for d in draws]) for k in draws[0]}
 
 
-VARIANTS = [{}, {"loss": "mse", "rnn_cell": "rnn", "symmetry": "T3R3", "z_dim": 3}, {"deterministic": True}, {"use_rnn": False}]
+VARIANTS = [
+    {},
+    {"loss": "mse", "rnn_cell": "gru", "symmetry": "T3R3", "z_dim": 3, "reparam": "sps"},
+    {"symmetry": "T3R3x2", "z_dim": 6},
+    {"deterministic": True},
+    {"use_rnn": False},
+]
 
 
 @pytest.mark.parametrize("extra", VARIANTS)

@@ -26,10 +26,9 @@ TINY = {
     },  # fmt: skip
     "seeds": 3,
     "epochs": 3,
-    "checkpoint_every": 1,
-    "scheduler": "none",
+    "checkpoint_every": 1,  # no scheduler key: no early stopping
     "resources": {"cpu": 1, "gpu": 0},
-    "success": {"metric": "linear_proj_mse", "below": 0.9},
+    "success": {"metric": "linear_proj_mse", "below": 0.9, "also": [0.5]},
 }
 
 
@@ -83,6 +82,7 @@ def test_sweep_end_to_end(tmp_path):
         assert tags["success"] == str(success).lower()
     for p in parents:  # the sweep's success rule, for the analysis to recompute
         assert p.data.params["success.metric"] == "linear_proj_mse" and float(p.data.params["success.below"]) == 0.9
+        assert p.data.params["success.also"] == "[0.5]"
         assert p.data.params["symmetry"] in ("none", "T2R2")
 
     again = seedsweep(tmp_path, "run", spec).stdout

@@ -36,11 +36,12 @@ def to_tensors(arrays: dict[str, np.ndarray], target: str = "relative") -> tuple
 def load_data(config: dict, cache_dir=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(train_frames, train_targets, val_frames, val_targets) for a resolved config: ``n_train``
     sequences from dataset seed ``data_seed`` and ``n_val`` from ``val_seed(data_seed)``, of
-    ``frames`` frames at ``image_size``, from ``envs.load_or_generate`` (cached as Parquet)."""
+    ``frames`` frames at ``image_size`` (in ``scene``, where given), from ``envs.load_or_generate`` (cached as Parquet)."""
     import envs
 
     def load(n: int, seed: int):
-        table = envs.load_or_generate(config["env"], n, config["frames"], seed, cache_dir, image_size=config["image_size"])
+        scene = {"scene": config["scene"]} if config.get("scene") else {}  # else the world's default
+        table = envs.load_or_generate(config["env"], n, config["frames"], seed, cache_dir, image_size=config["image_size"], **scene)
         return to_tensors(envs.to_numpy(table), config.get("projection_target", "relative"))
 
     return (*load(config["n_train"], config["data_seed"]), *load(config["n_val"], val_seed(config["data_seed"])))

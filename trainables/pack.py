@@ -42,6 +42,7 @@ COMMON = {
     "frames": 20,  # SPS ball: 20-frame sequences
     "image_size": 32,  # SPS: 32 x 32 RGB
     "data_seed": 0,  # training set seed; the validation set uses trainables.data.val_seed(data_seed)
+    "scene": None,  # the world's scene (ball: "sps", the SPS authors', or "plain"); None: the world's default
     "success": None,  # {metric: NAME, below|above: X}, NAME a metric the model declares; None: the model's ``success``
     "device": None,  # run-only: None = cuda if available, else cpu
     # run-only speed settings (see Speed); None = the device's default
@@ -55,7 +56,7 @@ PRECISIONS = ("fp32", "bf16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 RUN_ONLY = ("device", "precision", "channels_last", "tf32", "compile", "conv_gemm")  # where and how fast, not what
 NOT_IN_ID = (*RUN_ONLY, "success")  # config_id names what is trained, not where, how fast or how it is judged
-DATA_KEYS = ("n_train", "n_val", "frames", "image_size", "data_seed")  # what the world's dataset is made of
+DATA_KEYS = ("n_train", "n_val", "frames", "image_size", "data_seed", "scene")  # what the world's dataset is made of
 
 
 def model_class(config: dict) -> type[PackedModel]:
@@ -79,13 +80,22 @@ def resolve_config(config: dict) -> dict:
             raise ValueError(f"unknown config key '{key}' for model '{model}'; known: {', '.join([*COMMON, *names])}")
     cfg = cfg_cls(**{k: config[k] for k in names if k in config})
     out = {**COMMON, **{k: config[k] for k in COMMON if k in config}}
-    for key in DATA_KEYS:
+    for key in DATA_KEYS[:-1]:  # the counts and the seed
         value = out[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "data_seed" else 1):
             raise ValueError(f"config key '{key}' must be a {'non-negative' if key == 'data_seed' else 'positive'} integer, got {value!r}")
     from envs.dataset import resolve_env_id
 
     out["env"] = resolve_env_id(out["env"])
+    if out["scene"] is not None:
+        import gymnasium as gym
+
+        try:
+            gym.make(out["env"], scene=out["scene"]).close()
+        except TypeError:
+            raise ValueError(f"config key 'scene': {out['env']} has no scenes; leave it out") from None
+        except ValueError as err:
+            raise ValueError(f"config key 'scene': {err}") from None
     out["success"] = check_success(model_cls.success if out["success"] is None else out["success"], model_cls)
     if out["device"] is not None and not isinstance(out["device"], str):
         raise ValueError(f"config key 'device' must be a string or None, got {out['device']!r}")
@@ -119,7 +129,8 @@ def succeeded(result: dict, rule: dict) -> bool:
 def config_id(config: dict) -> str:
     """Stable short hash of the resolved config, without run-only keys (device, speed) and the success rule."""
     resolved = resolve_config(config)
-    payload = json.dumps({k: v for k, v in resolved.items() if k not in NOT_IN_ID}, sort_keys=True)
+    # a scene left to the world's default is not named, so ids from before scenes existed still hold
+    payload = json.dumps({k: v for k, v in resolved.items() if k not in NOT_IN_ID and not (k == "scene" and v is None)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:10]
 
 

@@ -14,11 +14,19 @@ across crash and restore: reopening a trial's runs reads the last step MLflow ho
 (run, metric) once, and steps at or below it are not sent again, so the restored training,
 which recomputes them identically, leaves no duplicate and no gap. SQLite's "database is
 locked" is retried with backoff.
+
+An unreachable tracking server (or database) does not stop training: a flush that cannot get
+through keeps everything queued, tries again at most every ``RETRY_EVERY`` seconds, and sends
+it all once the server answers; a send that failed may still have arrived, so before that run's
+next send the last steps MLflow holds are read again. What is queued at a checkpoint goes into
+it (``unsent()``, restored by ``Tracker(unsent=...)``). Unreachable for longer than ``patience``
+seconds, the trial stops with ``TrackingDown``; ``--resume`` continues it from its checkpoint.
 """
 
 from __future__ import annotations
 
 import fcntl
+import os
 import random
 import tempfile
 import time
@@ -35,6 +43,21 @@ MAX_ENTITIES = 1000  # MLflow's limit of metrics + params + tags per log_batch c
 MAX_PARAMS_TAGS = 100  # and of params, and of tags
 PAGE = 5000  # runs per search_runs page (MLflow allows up to 50,000)
 MLFLOW_END = {"pruned": "KILLED", "failed": "FAILED"}  # seed status -> MLflow run status (else FINISHED)
+PATIENCE = 600.0  # seconds a trial trains on with its tracking server unreachable before it fails
+RETRY_EVERY = 5.0  # seconds between attempts to reach an unreachable tracking server
+
+
+class TrackingDown(RuntimeError):
+    """The tracking server stayed unreachable for longer than the trial's patience."""
+
+
+def unreachable(err: BaseException) -> bool:
+    """Whether ``err`` says the tracking server or database cannot be reached now (worth trying later),
+    as opposed to a request it refused."""
+    text = str(err)
+    if text.startswith("API request to") and "failed with" in text:  # MLflow's HTTP client: refused, timeout, 5xx
+        return True
+    return "OperationalError" in f"{type(err).__name__} {text}" and "database is locked" not in text
 
 
 def retry(fn: Callable, *args, attempts: int = 8, **kwargs):
@@ -46,6 +69,15 @@ def retry(fn: Callable, *args, attempts: int = 8, **kwargs):
             if "database is locked" not in str(e) or attempt == attempts - 1:
                 raise
             time.sleep(0.05 * 2**attempt * (1 + random.random()))
+
+
+def bound_mlflow_http(retries: int = 2, timeout: int = 20) -> None:
+    """Bound MLflow's HTTP retries in this process (its default, 7 retries with exponential backoff,
+    waits minutes on a dead server; the Tracker rides out outages itself). Values already set in the
+    environment are kept; set before ``ray.init`` it reaches the local Ray workers too."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(timeout))
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, str]:
@@ -125,20 +157,30 @@ def chunks(items: list, size: int):
 class Tracker:
     """The MLflow runs of one trial. ``run_ids`` (from a checkpoint) reopens them; without it the
     trial's runs are looked up by ``trial_id`` and created only if missing, so a trial restarted
-    before its first checkpoint does not make a second set."""
+    before its first checkpoint does not make a second set. ``unsent`` (from the checkpoint too) is
+    what was still queued then; ``patience``: seconds to ride out an unreachable server."""
 
     def __init__(self, tracking_uri: str, experiment: str, sweep: str, trial_id: str, config_id: str,
-                 config: dict, seeds: list[int], run_ids: dict | None = None):  # fmt: skip
-        self.client = open_client(tracking_uri)
-        self.tracking_uri, self.seeds = tracking_uri, list(seeds)
+                 config: dict, seeds: list[int], run_ids: dict | None = None, unsent: dict | None = None,
+                 patience: float = PATIENCE):  # fmt: skip
+        bound_mlflow_http()
+        self.tracking_uri, self.seeds, self.patience = tracking_uri, list(seeds), patience
+        self.down_since: float | None = None  # when the tracking server stopped answering (monotonic)
+        self.tried = 0.0  # the last attempt to reach it
+        self.uncertain: set[str] = set()  # runs whose last send failed, and may have arrived all the same
+        self.client = self._wait(open_client, tracking_uri)
         self.tags = {"sweep": sweep, "config_id": config_id, "trial_id": trial_id}
         self.params = [Param(k, v) for k, v in flatten(config).items()]
-        self.experiment_id = experiment_id(self.client, experiment)
+        self.experiment_id = self._wait(experiment_id, self.client, experiment)
         self.last_step: dict[str, dict[str, int]] = {}  # run -> metric -> last step MLflow holds
         self.buffer: dict[str, list[Metric]] = {}
         self.pending_tags: dict[str, dict[str, str]] = {}  # run -> tags to send with its next flush
         self.sent_tags: dict[str, dict[str, str]] = {}  # run -> tags sent by this process
-        self.parent, self.children = self._open(run_ids)
+        self.parent, self.children = self._wait(self._open, run_ids)
+        for run_id, rows in (unsent or {}).get("metrics", {}).items():  # queued when the checkpoint was taken
+            self.buffer[run_id] = [Metric(*row) for row in rows if row[3] > self.last_step[run_id].get(row[0], -1)]
+        for run_id, tags in (unsent or {}).get("tags", {}).items():
+            self.pending_tags[run_id] = {**tags, **self.pending_tags.get(run_id, {})}
 
     @property
     def run_ids(self) -> dict:
@@ -189,13 +231,50 @@ class Tracker:
 
     def _reopen(self, run_id: str) -> None:
         """Read the last logged step of each metric of a run, and mark it running again."""
+        run = self._held(run_id)
+        if run.info.status != "RUNNING":
+            retry(self.client.update_run, run_id, status="RUNNING")
+
+    def _held(self, run_id: str):
+        """Read the last step MLflow holds of each metric of a run into ``last_step``; returns the run."""
         run = retry(self.client.get_run, run_id)
         self.last_step[run_id] = {
             key: max(m.step for m in retry(self.client.get_metric_history, run_id, key))
             for key in run.data.metrics
         }  # fmt: skip
-        if run.info.status != "RUNNING":
-            retry(self.client.update_run, run_id, status="RUNNING")
+        return run
+
+    def _wait(self, fn: Callable, *args, **kwargs):
+        """``fn(*args, **kwargs)``, tried again every ``RETRY_EVERY`` s while the tracking server is
+        unreachable, for up to ``patience`` s (then ``TrackingDown``)."""
+        while True:
+            try:
+                result = retry(fn, *args, **kwargs)
+            except Exception as err:
+                if not unreachable(err):
+                    raise
+                self._down(err)
+                time.sleep(RETRY_EVERY)
+                continue
+            self._up()
+            return result
+
+    def _down(self, err: BaseException) -> None:
+        now = time.monotonic()
+        if self.down_since is None:
+            self.down_since = now
+            print(f"MLflow at {self.tracking_uri} unreachable; training goes on and its records wait "
+                  f"(up to {self.patience:g} s): {str(err).splitlines()[0][:300]}", flush=True)
+        self.tried = now
+        if now - self.down_since > self.patience:
+            raise TrackingDown(f"MLflow at {self.tracking_uri} unreachable for more than {self.patience:g} s "
+                               f"(tracking_patience); the trial stops, its checkpoint keeps what was not sent, "
+                               f"and --resume continues it once the server is back") from err
+
+    def _up(self) -> None:
+        if self.down_since is not None:
+            print(f"MLflow at {self.tracking_uri} reachable again after {time.monotonic() - self.down_since:.0f} s", flush=True)
+            self.down_since = None
 
     def log(self, step: int, parent: dict[str, float], seeds: list[dict[str, float]]) -> None:
         """Buffer the aggregates (parent run) and each seed's metrics at ``step``; steps MLflow
@@ -218,19 +297,55 @@ class Tracker:
         """Queue tags on the configuration's (parent) run, e.g. the Ray node it runs on."""
         self.pending_tags[self.parent] = {**self.pending_tags.get(self.parent, {}), **tags}
 
-    def flush(self) -> None:
-        """Send the buffered metrics and queued tags: one ``log_batch`` per run (more past 1000 metrics)."""
+    def flush(self) -> bool:
+        """Send the buffered metrics and queued tags: one ``log_batch`` per run (more past 1000
+        metrics). False if the tracking server could not be reached (all stays queued; while it is
+        down, at most one attempt per ``RETRY_EVERY`` s); ``TrackingDown`` past ``patience``."""
+        if self.down_since is not None and time.monotonic() - self.tried < RETRY_EVERY:
+            return False
+        try:
+            self._send()
+        except Exception as err:
+            if not unreachable(err):
+                raise
+            self._down(err)
+            return False
+        self._up()
+        return True
+
+    def _send(self) -> None:
+        """``flush`` without the outage handling: the first failure re-queues what was not sent and raises."""
         for run_id in [self.parent, *self.children]:
-            metrics = self.buffer.pop(run_id, [])
+            if run_id in self.uncertain:  # its last send failed: it may have arrived all the same
+                self._held(run_id)
+                self.uncertain.discard(run_id)
+            last = self.last_step[run_id]
+            metrics = [m for m in self.buffer.pop(run_id, []) if m.step > last.get(m.key, -1)]
             pending = self.pending_tags.pop(run_id, {})
             tags = [RunTag(k, v) for k, v in pending.items()]
             if not metrics and not tags:
                 continue
-            for i, part in enumerate(chunks(metrics, MAX_ENTITIES - MAX_PARAMS_TAGS) if metrics else [[]]):
-                retry(self.client.log_batch, run_id, metrics=part, tags=tags if i == 0 else [])
+            parts = list(chunks(metrics, MAX_ENTITIES - MAX_PARAMS_TAGS)) if metrics else [[]]
+            for i, part in enumerate(parts):
+                try:
+                    retry(self.client.log_batch, run_id, metrics=part, tags=tags if i == 0 else [])
+                except Exception:
+                    self.buffer[run_id] = [m for p in parts[i:] for m in p] + self.buffer.get(run_id, [])
+                    if i == 0:
+                        self.pending_tags[run_id] = {**pending, **self.pending_tags.get(run_id, {})}
+                    self.uncertain.add(run_id)
+                    raise
+                if i == 0:
+                    self.sent_tags.setdefault(run_id, {}).update(pending)
                 for m in part:
-                    self.last_step[run_id][m.key] = max(m.step, self.last_step[run_id].get(m.key, -1))
-            self.sent_tags.setdefault(run_id, {}).update(pending)
+                    last[m.key] = max(m.step, last.get(m.key, -1))
+
+    def unsent(self) -> dict:
+        """What is queued (metrics and tags per run), as JSON for the trial's checkpoint."""
+        return {
+            "metrics": {run: [[m.key, m.value, m.timestamp, m.step] for m in ms] for run, ms in self.buffer.items() if ms},
+            "tags": {run: tags for run, tags in self.pending_tags.items() if tags},
+        }  # fmt: skip
 
     def finish(self, results: list[dict], artefacts: Callable[[int, Path], list[Path]] | None = None) -> None:
         """Final tags, the PNGs ``artefacts(i, folder)`` writes for seed index i (the model's, if it
@@ -238,14 +353,14 @@ class Tracker:
         self.set_seeds([{**r, "status": "finished" if r["status"] == "running" else r["status"]} for r in results])
         n_success = sum(bool(r["success"]) for r in results)
         self.pending_tags[self.parent] = {"n_seeds": str(len(results)), "n_success": str(n_success), "status": "finished"}
-        self.flush()
+        self._wait(self._send)
         if artefacts is not None:
             for i, child in enumerate(self.children):
                 with tempfile.TemporaryDirectory() as tmp:
                     for path in artefacts(i, Path(tmp)):
-                        retry(self.client.log_artifact, child, str(path))
+                        self._wait(self.client.log_artifact, child, str(path))
         for run_id in [*self.children, self.parent]:
-            retry(self.client.set_terminated, run_id, "FINISHED")
+            self._wait(self.client.set_terminated, run_id, "FINISHED")
 
 
 def sweep_progress(tracking_uri: str, experiment: str) -> tuple[int, int]:

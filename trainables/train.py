@@ -12,6 +12,9 @@ which it strips before building the ``Pack``:
   ``Tracker`` logs each step once); a trial stopped by the scheduler at an epoch that did not
   evaluate loses the per-seed training losses of the epochs since the last send (ASHA decides on
   evaluated metrics, so with rungs at multiples of ``eval_every`` nothing);
+- ``tracking_patience`` (seconds, default 600): training goes on while the tracking server is
+  unreachable, its records queued (and kept in checkpoints); past this the trial fails, and
+  ``--resume`` continues it;
 - ``sweep`` (name, tag on every run), ``experiment`` (MLflow experiment, default = sweep);
 - ``tracking_uri``: default ``sqlite:///<driver cwd>/mlruns.db``. Tune runs trials in their own
   trial folder, so a relative ``sqlite:///`` path is taken relative to the driver's working
@@ -22,8 +25,9 @@ over the seeds only (``epoch`` is ASHA's time attribute): ``median_<m>`` / ``bes
 metric m the model declares (best by the metric's ``better``), ``n_success``, ``n_diverged``,
 ``success_rate``. Per-seed histories go to MLflow (``trainables.tracking``), and at the end the
 PNGs the model draws of each seed (``PackedModel.artefacts``); the parent run is tagged with the
-model's declared metrics and the Ray ``node_id`` it ran on. A checkpoint holds the pack state and the MLflow run ids; a restored trial continues the
-same seeds in the same runs.
+model's declared metrics, the Ray ``node_id`` and the ``pid`` of the process it ran in (its last
+attempt). A checkpoint holds the pack state, the MLflow run ids and the records MLflow has not
+taken yet; a restored trial continues the same seeds in the same runs.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import torch
 from ray import tune
 
 from trainables.models import Metric
-from trainables.tracking import METRICS_TAG, Tracker
+from trainables.tracking import METRICS_TAG, PATIENCE, Tracker
 
 RUN_DEFAULTS = {
     "seeds": 4,
@@ -49,6 +53,7 @@ RUN_DEFAULTS = {
     "checkpoint_every": 5,
     "eval_every": 1,
     "flush_every": 10.0,
+    "tracking_patience": PATIENCE,  # seconds of unreachable tracking server a trial trains through
     "sweep": "default",
     "experiment": None,  # = sweep
     "tracking_uri": None,  # = sqlite:///<driver cwd>/mlruns.db
@@ -146,7 +151,7 @@ def train(config: dict) -> None:
     epochs = int(run["epochs"])
     pack = Pack(resolved, seeds)
 
-    meta = {"epoch": 0, "run_ids": None, "results": None, "report": None}
+    meta = {"epoch": 0, "run_ids": None, "results": None, "report": None, "unsent": None}
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
@@ -155,11 +160,11 @@ def train(config: dict) -> None:
     start = meta["epoch"]
     trial_id = tune.get_context().get_trial_id()
     tracker = Tracker(run["tracking_uri"], run["experiment"], run["sweep"], trial_id, config_id(resolved),
-                      resolved, seeds, meta["run_ids"])  # fmt: skip
+                      resolved, seeds, meta["run_ids"], meta.get("unsent"), float(run["tracking_patience"]))  # fmt: skip
     metrics = type(pack.model).metrics
     tracker.tag_config(**{METRICS_TAG: metrics_json(metrics)})
     if ray.is_initialized():
-        tracker.tag_config(node_id=ray.get_runtime_context().get_node_id())  # where it ran (last attempt)
+        tracker.tag_config(node_id=ray.get_runtime_context().get_node_id(), pid=str(os.getpid()))  # where it ran (last attempt)
     results, report = meta["results"], meta["report"]
     flushed = time.monotonic()
 
@@ -183,7 +188,8 @@ def train(config: dict) -> None:
         if last:
             tracker.finish(results, pack.artefacts)
         if save:
-            meta = {"epoch": epoch, "run_ids": tracker.run_ids, "results": results, "report": report}
+            meta = {"epoch": epoch, "run_ids": tracker.run_ids, "results": results, "report": report,
+                    "unsent": tracker.unsent()}  # what an unreachable tracking server has not taken yet
             report_with_checkpoint(report, pack, meta)
         else:
             tune.report(report)

@@ -5,6 +5,9 @@ small CPU fp32 configuration, trained 4 epochs of 8 steps, recorded by the code 
 checkpoint taken after epoch 2 restores and finishes the run to the same numbers. Every SPSConfig
 field is given explicitly, so later changes of a default do not move the golden run. Regenerate
 only on purpose (a change of SPS's numbers), with ``python tests/golden/make_sps_golden.py``.
+
+Regenerated when the ball world's default became the SPS authors' scene (its data changed; the
+model's numbers did not: on the previous scene the previous golden run still reproduced).
 """
 
 from __future__ import annotations

@@ -17,8 +17,11 @@ import sys
 from pathlib import Path
 
 from trainables.models.base import Metric, PackedModel, TrainConfig, find_metric, metric_names
+from trainables.models.causal_ae3d import CausalAE3d, CausalAE3dConfig
 from trainables.models.interp_transformer import InterpConfig, InterpTransformer
 from trainables.models.sps import SPS, SPSConfig
+from trainables.models.stacked_ae import StackedAE, StackedAEConfig
+from trainables.models.st_transformer import STTransformer, STTransformerConfig
 from trainables.models.vae import VAE, VAEConfig
 from trainables.models.video_predictor import VideoPredictor, VideoPredictorConfig
 
@@ -49,6 +52,9 @@ def load_plugins(value: str | None = None) -> None:
 
 register("sps", SPSConfig, SPS)
 register("interp_transformer", InterpConfig, InterpTransformer)  # 002: middle frame of a 5-frame window, PSNR
+register("stacked_ae", StackedAEConfig, StackedAE)  # 000: stacked 2-D AEs with z-optimisation
+register("causal_ae3d", CausalAE3dConfig, CausalAE3d)  # 000: causal 3-D AE, reconstruction or one-step prediction
+register("st_transformer", STTransformerConfig, STTransformer)  # 000: space-time transformer over a stacked AE's latents
 register("vae", VAEConfig, VAE)
 register("video_predictor", VideoPredictorConfig, VideoPredictor)
 load_plugins()

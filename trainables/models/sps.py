@@ -43,15 +43,19 @@ class SPSConfig(TrainConfig):
     and ``sps_video/trainer_symmetry.py`` / ``normal_rnn.py`` unless the comment says otherwise."""
 
     # architecture
-    z_dim: int = 3  # latent_code_num = 3 (ball); 6 for two-body "both"
-    # encoder convs k4 s2 p1 (32x32 -> 4x4), decoder mirrored. SPS code: 64/128/256; MEASUREMENTS.md probe: 32/64/128
-    channels: tuple[int, ...] = (32, 64, 128)
+    z_dim: int = 3  # latent_code_num = 3 (ball); 6 for two-body "both" (lab notes' two-body runs)
+    # encoder convs k4 s2 p1 (32x32 -> 4x4), decoder mirrored: normal_rnn.py FIRST_CH_NUM = 64 -> 64/128/256
+    channels: tuple[int, ...] = (64, 128, 256)
     dec_hidden: tuple[int, ...] = (16, 32, 64)  # decoder MLP z -> 16 -> 32 -> 64 -> conv features (SPS fc3)
-    # "gru" | "rnn" (tanh). SPS paper and lab notes: GRU; the public sps_ball config sets rnn_type 'RNN'
-    rnn_cell: str = "gru"
+    # "rnn" (tanh) | "gru". normal_rnn.py builds nn.RNN (its rnn_type key is never read), as every paper
+    # experiment and Dan Chin's re-implementation; lab notes 10/27, 12/10: a stronger prior hurts
+    rnn_cell: str = "rnn"
     rnn_width: int = 256  # rnn_hidden_size = 256, rnn_num_layers = 1
     use_rnn: bool = True  # False: beta-VAE baseline (reconstruction + beta * KL only)
     deterministic: bool = False  # True: AE (z = mu, no sampling, no KL term; beta is ignored)
+    # reparameterisation noise: "vae" z = mu + eps * exp(logvar / 2), the sd the KL term assumes (Kingma &
+    # Welling); "sps" z = mu + eps * 0.5 * exp(logvar), as normal_rnn.py line 78 (sd 0.5 at logvar 0)
+    reparam: str = "vae"
     # losses
     # "bce" | "mse": pixel loss of every image term. SPS code: BCELoss(reduction='sum'); lab notes 12/9: MSE as good
     loss: str = "bce"
@@ -59,7 +63,9 @@ class SPSConfig(TrainConfig):
     z_loss_weight: float = 2.0  # z_rnn_loss_scalar: RNN's z vs the encoder's next z (0 turns it off)
     symmetry_loss_weight: float = 2.0  # z_symm_loss_scalar
     # "none" | T<n> | R<n> and combos (T2R2, T3R2, ...), acting on the first n dims of z, one augmented
-    # branch per letter. SPS ball: translations of the horizontal plane + rotations about the vertical axis
+    # branch per letter; a suffix x<m> (T3R3x2) acts with the same element on m slices of n dims
+    # (0:n, n:2n, ...), as the lab notes' two-body runs. SPS ball: translations of the horizontal
+    # plane + rotations about the vertical axis (symmetry.py)
     symmetry: str = "T2R2"
     t_range: tuple[float, float] = (-1.0, 1.0)  # t_range: translations uniform in this range per dim
     r_range: tuple[float, float] = (-math.pi, math.pi)  # r_range: R2 angles uniform in this range (R3+ are Haar-random)
@@ -70,8 +76,9 @@ class SPSConfig(TrainConfig):
     tf_steps: tuple[float, float] = (2200.0, 8000.0)  # (alpha, beta): P(teacher forcing) = a / (a + exp((step + b) / a))
     # optimisation
     lr: float = 1e-3  # learning_rate (Adam)
-    # scheduler_base_num: lr * lr_decay**step. The public code's schedule never kicks in (a bug, lab notes 12/13): 1.0 reproduces it
-    lr_decay: float = 0.99999
+    # lr * lr_decay**step. trainer_symmetry.py's LambdaLR reads a constant iter_num, so its
+    # scheduler_base_num 0.99999 never applies (lab notes 12/13): the LR is constant
+    lr_decay: float = 1.0
     batch_size: int = 32  # BATCH_SIZE = 32 (lab notes 12/14: 16 slightly better, 32 kept for speed)
     grad_clip: float | None = None  # per-seed max grad norm; SPS code: none (lab notes tried 0.03 and 1)
     # evaluation
@@ -90,6 +97,7 @@ class SPSConfig(TrainConfig):
             "channels": len(self.channels) >= 1 and min(self.channels) >= 1,
             "dec_hidden": all(c >= 1 for c in self.dec_hidden),
             "rnn_cell": self.rnn_cell in ("gru", "rnn"),
+            "reparam": self.reparam in ("vae", "sps"),
             "rnn_width": self.rnn_width >= 1,
             "loss": self.loss in ("bce", "mse"),
             "beta": self.beta >= 0,
@@ -107,18 +115,22 @@ TINY = {"frames": 6, "image_size": 16, "channels": [4, 8], "dec_hidden": [8], "r
         "rnn_min_context": 2}  # fmt: skip
 
 
-def parse_symmetry(spec: str, z_dim: int) -> list[tuple[str, int]]:
-    """``"T2R2"`` -> ``[("T", 2), ("R", 2)]``: each letter acts on the first n latent dims, in its own
-    augmented branch. ``"none"`` (or ``""``, ``"I"``) -> ``[]``."""
+def parse_symmetry(spec: str, z_dim: int) -> list[tuple[str, int, int]]:
+    """``"T2R2"`` -> ``[("T", 2, 1), ("R", 2, 1)]``: (kind, n, slices), each letter its own augmented
+    branch acting on the first n latent dims. A trailing ``x<m>`` applies every letter to m slices
+    of n dims, the same group element on each: ``"T3R3x2"`` -> T(3) on z[0:3] and z[3:6] alike,
+    then R(3) likewise. ``"none"`` (or ``""``, ``"I"``) -> ``[]``."""
     if spec in ("none", "", "I"):
         return []
-    parts = re.findall(r"([TR])(\d+)", spec)
-    if "".join(f"{a}{b}" for a, b in parts) != spec:
-        raise ValueError(f"invalid value for 'symmetry': {spec!r} (use none or letters T<n>/R<n>, e.g. T2R2)")
-    out = [(kind, int(n)) for kind, n in parts]
-    for kind, n in out:
-        if not 1 <= n <= z_dim or (kind == "R" and n < 2):
-            raise ValueError(f"invalid value for 'symmetry': {kind}{n} needs {'2' if kind == 'R' else '1'} <= n <= z_dim={z_dim}")
+    match = re.fullmatch(r"((?:[TR]\d+)+)(?:x(\d+))?", spec)
+    if not match:
+        raise ValueError(f"invalid value for 'symmetry': {spec!r} (use none or letters T<n>/R<n> with an optional x<slices>, e.g. T2R2, T3R3x2)")
+    slices = int(match.group(2) or 1)
+    out = [(kind, int(n), slices) for kind, n in re.findall(r"([TR])(\d+)", match.group(1))]
+    for kind, n, m in out:
+        if not 1 <= n * m <= z_dim or m < 1 or (kind == "R" and n < 2):
+            need = f"{'2' if kind == 'R' else '1'} <= n" + (f" and n x {m} slices <= z_dim={z_dim}" if m > 1 else f" <= z_dim={z_dim}")
+            raise ValueError(f"invalid value for 'symmetry': {kind}{n}{f'x{m}' if m > 1 else ''} needs {need}")
     return out
 
 
@@ -148,15 +160,19 @@ def sample_action(kind: str, n: int, shape: tuple[int, ...], cfg: SPSConfig, g: 
     return q
 
 
-def act(kind: str, z: torch.Tensor, p: torch.Tensor, inverse: bool = False) -> torch.Tensor:
-    """Apply the action ``p`` (or its inverse) to the first n dims of z [..., T, z_dim]; ``p`` is
-    [..., n] (translation) or [..., n, n] (rotation, z as a row vector: z @ M; inverse z @ M^T)."""
+def act(kind: str, z: torch.Tensor, p: torch.Tensor, inverse: bool = False, slices: int = 1) -> torch.Tensor:
+    """Apply the action ``p`` (or its inverse) to each of the first ``slices`` n-dim slices of z
+    [..., T, z_dim] alike; ``p`` is [..., n] (translation) or [..., n, n] (rotation, z as a row
+    vector: z @ M; inverse z @ M^T)."""
     n = p.shape[-1]
-    head, tail = z[..., :n], z[..., n:]
+    head, tail = z[..., : n * slices], z[..., n * slices :]
     if kind == "T":
-        head = head - p.unsqueeze(-2) if inverse else head + p.unsqueeze(-2)
+        head = head.unflatten(-1, (slices, n))
+        shift = p.unsqueeze(-2).unsqueeze(-2)  # over time and slices
+        head = (head - shift if inverse else head + shift).flatten(-2)
     else:
-        head = head @ (p.transpose(-1, -2) if inverse else p)
+        rows = head.unflatten(-1, (slices, n)).flatten(-3, -2)  # [..., T*slices, n]: each slice a row vector
+        head = (rows @ (p.transpose(-1, -2) if inverse else p)).unflatten(-2, (-1, slices)).flatten(-2)
     return torch.cat([head, tail.expand(*head.shape[:-1], -1)], -1)
 
 
@@ -266,7 +282,7 @@ class SPS(PackedModel):
             coins = torch.rand(1 + len(self.actions), frames - 1, generator=g)  # one per branch and input frame, shared by the batch
             p_tf = teacher_forcing_prob(step, cfg.tf_steps) if cfg.scheduled_sampling else 1.0
             out["use_pred"] = (coins > p_tf) & (torch.arange(frames - 1) >= cfg.rnn_min_context)
-            for i, (kind, n) in enumerate(self.actions):
+            for i, (kind, n, _) in enumerate(self.actions):
                 out[f"action{i}"] = sample_action(kind, n, (cfg.k, batch), cfg, g)
         return out
 
@@ -277,16 +293,16 @@ class SPS(PackedModel):
         S, B, T, D = zs.shape
         K = self.cfg.k
         inputs, masks = [zs.unsqueeze(1)], [rand["use_pred"][:, :1]]
-        for i, (kind, _) in enumerate(self.actions):
-            inputs.append(act(kind, zs.unsqueeze(1), rand[f"action{i}"]))
+        for i, (kind, _, slices) in enumerate(self.actions):
+            inputs.append(act(kind, zs.unsqueeze(1), rand[f"action{i}"], slices=slices))
             masks.append(rand["use_pred"][:, 1 + i : 2 + i].expand(-1, K, -1))  # the K copies share a schedule
         z_in = torch.cat(inputs, 1)  # [S, R, B, T, D]
         R = z_in.shape[1]
         use_pred = torch.cat(masks, 1).unsqueeze(2).expand(-1, -1, B, -1)  # [S, R, B, T-1]
         pred = self.rollout(z_in.reshape(S, R * B, T, D), use_pred.reshape(S, R * B, T - 1)).reshape(S, R, B, T - 1, D)
         out = [pred[:, :1]]
-        for i, (kind, _) in enumerate(self.actions):
-            out.append(act(kind, pred[:, 1 + i * K : 1 + (i + 1) * K], rand[f"action{i}"], inverse=True))
+        for i, (kind, _, slices) in enumerate(self.actions):
+            out.append(act(kind, pred[:, 1 + i * K : 1 + (i + 1) * K], rand[f"action{i}"], inverse=True, slices=slices))
         return torch.cat(out, 1)
 
     @classmethod
@@ -307,7 +323,8 @@ class SPS(PackedModel):
         if cfg.deterministic:
             z = mu
         else:
-            z = mu + rand["eps"].reshape(S, B * T, -1) * torch.exp(0.5 * logvar)
+            noise = 0.5 * torch.exp(logvar) if cfg.reparam == "sps" else torch.exp(0.5 * logvar)
+            z = mu + rand["eps"].reshape(S, B * T, -1) * noise
             mu32, logvar32 = mu.float(), logvar.float()
             terms["kl"] = cfg.beta * -0.5 * (1 + logvar32 - mu32**2 - logvar32.exp()).sum((1, 2)) / B
         to_decode = [z]  # every latent whose image is scored, decoded in one pass

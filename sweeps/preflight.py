@@ -1,0 +1,142 @@
+"""Checks ``seedsweep run`` makes before it loads torch and Ray (the CLI, on what was passed) and
+again before it starts Ray (``runner.run``, on the resolved defaults too): each answers within seconds and raises
+``Unusable`` with one line that names what is wrong and what to do, instead of a sweep that hangs
+in MLflow's HTTP retries (minutes) or fails in every trial.
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+TIMEOUT = 5.0  # seconds each network check waits for an answer
+DATABASES = ("postgresql", "mysql", "mssql")  # SQLAlchemy dialects MLflow stores runs in (sqlite apart)
+
+
+class Unusable(RuntimeError):
+    """A tracking URI, storage path or Ray address the sweep cannot use."""
+
+
+def shown(uri: str) -> str:
+    """``uri`` with any password replaced by ``***``."""
+    parsed = urlparse(uri)
+    if parsed.password:
+        return uri.replace(f":{parsed.password}@", ":***@", 1)
+    return uri
+
+
+def check_tracking(uri: str, timeout: float = TIMEOUT) -> None:
+    """The MLflow tracking URI answers (a server), connects (a database) or is writable (SQLite)."""
+    scheme = urlparse(uri).scheme.split("+")[0]
+    if scheme in ("http", "https"):
+        check_mlflow_server(uri, timeout)
+    elif scheme == "sqlite":
+        from trainables.tracking import sqlite_path
+
+        db = sqlite_path(uri)
+        if db is None:
+            raise Unusable(f"tracking URI {uri}: a SQLite URI is sqlite:///relative/path.db or sqlite:////absolute/path.db")
+        writable(db.parent, f"tracking URI {uri}: folder {db.parent}", "pick another --tracking-uri")
+    elif scheme in DATABASES:
+        check_database(uri, timeout)
+    elif scheme in ("", "file"):
+        folder = Path(urlparse(uri).path if scheme else uri)
+        writable(folder, f"tracking URI {uri}", "pick another --tracking-uri")
+    elif scheme != "databricks":
+        raise Unusable(f"tracking URI {shown(uri)}: unknown scheme {scheme!r}; use http(s)://HOST:PORT (an MLflow "
+                       "server), sqlite:///FILE.db or postgresql://USER@HOST/DB")
+
+
+def check_mlflow_server(uri: str, timeout: float) -> None:
+    import requests
+
+    url = f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search"
+    try:
+        response = requests.get(url, params={"max_results": 1}, timeout=timeout)
+    except requests.exceptions.Timeout:
+        raise Unusable(f"MLflow server {shown(uri)} did not answer within {timeout:g} s: check that it runs "
+                       "(seedsweep server) and that this machine reaches it, or fix --tracking-uri") from None
+    except requests.exceptions.RequestException as err:
+        reason = "connection refused" if "refused" in str(err).lower() else type(err).__name__
+        raise Unusable(f"MLflow server {shown(uri)} does not answer ({reason}): start it (seedsweep server) "
+                       "or fix --tracking-uri") from None
+    if response.status_code in (401, 403):
+        raise Unusable(f"MLflow server {shown(uri)} refused access (HTTP {response.status_code}): set "
+                       "MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN")
+    try:
+        ok = response.status_code == 200 and "experiments" in response.json()
+    except ValueError:
+        ok = False
+    if not ok:
+        raise Unusable(f"{shown(uri)} answered HTTP {response.status_code} but is not an MLflow tracking server "
+                       "(no experiments API): check --tracking-uri's host, port and path")
+
+
+def check_database(uri: str, timeout: float) -> None:
+    import sqlalchemy
+
+    connect_args = {"connect_timeout": int(timeout)} if uri.startswith(("postgresql", "mysql")) else {}
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args=connect_args)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except ModuleNotFoundError as err:
+        raise Unusable(f"tracking URI {shown(uri)} needs the database driver {err.name!r}: "
+                       "pip install -e '.[server]' (psycopg for PostgreSQL)") from None
+    except Exception as err:
+        first = str(getattr(err, "orig", err)).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise Unusable(f"cannot connect to the tracking database {shown(uri)} ({first}): "
+                       "check that it runs and the URI's host, port, user and database") from None
+
+
+def writable(folder: Path, what: str, todo: str) -> None:
+    """``folder`` exists (created if missing) and a file can be written in it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".seedsweep-check-"):
+            pass
+    except OSError as err:
+        raise Unusable(f"{what} is not writable ({err.strerror or err}): {todo}") from None
+
+
+def check_storage(storage: str) -> None:
+    """Tune's storage: a local folder must be writable; a URI must name a filesystem pyarrow knows."""
+    if "://" not in storage:
+        writable(Path(storage), f"storage path {storage}", "pass --storage a folder you can write")
+        return
+    import pyarrow.fs
+
+    try:
+        pyarrow.fs.FileSystem.from_uri(storage)
+    except Exception as err:
+        raise Unusable(f"storage URI {storage} cannot be opened ({str(err).splitlines()[0]}): "
+                       "fix --storage (a shared folder, s3://BUCKET/PATH or gs://BUCKET/PATH)") from None
+
+
+def check_ray_address(address: str | None, timeout: float = TIMEOUT) -> None:
+    """A Ray address given as HOST:PORT or ray://HOST:PORT accepts connections (``auto`` is Ray's to find)."""
+    if not address or address in ("auto", "local"):
+        return
+    parsed = urlparse(address if "://" in address else f"ray://{address}")
+    if not parsed.hostname or parsed.port is None:
+        raise Unusable(f"Ray address {address!r} is not HOST:PORT or ray://HOST:PORT: fix --address")
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port), timeout=timeout):
+            pass
+    except OSError as err:
+        reason = "no answer" if isinstance(err, socket.timeout) else (err.strerror or str(err)).lower()
+        raise Unusable(f"Ray at {address} does not answer ({reason}): start the head there (ray start --head), "
+                       "fix --address, or leave --address out to run on this machine") from None
+
+
+def check(tracking_uri: str | None, storage: str | None, address: str | None) -> None:
+    """Every check above, cheapest first; ``None`` (the local default) is not checked."""
+    if storage:
+        check_storage(storage)
+    check_ray_address(address)
+    if tracking_uri:
+        check_tracking(tracking_uri)
+

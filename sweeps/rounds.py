@@ -1,0 +1,199 @@
+"""Adaptive seeds: a sweep in rounds (``seeds: {start, step, max, until}`` in the spec).
+
+Round 1 is the sweep as the spec says it (searcher, ASHA) with seeds 0..start-1. After each
+round the runner reads the seed runs from MLflow, replays the rule (``analysis.sequential.history``)
+and gives the configurations still open the next block of seed numbers, as one Tune experiment per
+round over exactly those configurations (no searcher, no scheduler). Everything lives under the
+sweep's results folder:
+
+    ray_results/NAME/round_01/        round 1's Tune experiment, and seedsweep_done.json once complete
+                                      (with the configurations round 1 made: swept values, config_id)
+    ray_results/NAME/round_02/ ...
+    ray_results/NAME/seedsweep_done.json   the whole sweep is done
+
+``--resume`` continues the first round without its done marker (``Tuner.restore``), so a kill
+in any round or between rounds neither repeats nor skips a seed; a finished sweep is not redone.
+The design is tagged on the MLflow experiment (``seedsweep.design``) for the analysis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import Any
+
+from ray import tune
+
+from analysis.runs import DESIGN_TAG
+from analysis.sequential import Design, history
+from sweeps.runner import AlreadyDone, Where, grid_points, make_tuner, param_space, read_done, start_ray, write_done
+from sweeps.spec import SweepSpec
+from trainables.tracking import KIND, experiment_id, open_client, retry, search_all, sweep_progress
+
+
+
+def round_dir(sweep_dir: str, round_: int) -> str:
+    return f"{sweep_dir}/round_{round_:02d}"
+
+
+def train_configuration(config: dict) -> None:
+    """The trainable of rounds 2+: ``config["configuration"]`` (the swept values) merged into the config."""
+    from trainables.train import train
+
+    train({**{k: v for k, v in config.items() if k != "configuration"}, **config["configuration"]})
+
+
+def plan(spec: SweepSpec) -> str:
+    """The adaptive lines of the dry-run plan."""
+    design, k = spec.adaptive, grid_points(spec) * spec.num_samples
+    blocks = [f"{s[0]}..{s[-1]}" for s in (design.round_seeds(r) for r in range(1, design.rounds + 1))]
+    return "\n".join([
+        f"  seeds: {design.describe(k)}",
+        f"  rounds: at most {design.rounds} (seed blocks {', '.join(blocks)}); seed runs: {k * design.start} to {k * design.max}",
+        "  a configuration stops getting seeds when "
+        + ("its interval lies below the best's, or (the best) overlaps no other's" if design.until == "separated"
+           else f"its interval's half-width is at most {design.halfwidth:g}")
+        + f", or at {design.max} seeds",
+    ])  # fmt: skip
+
+
+def run_rounds(spec: SweepSpec, where: Where, resume: bool, address: str | None, dashboard: bool) -> dict[str, Any]:
+    """Run (or resume) an adaptive sweep to its end; the summary as ``runner.run`` returns it."""
+    design = spec.adaptive
+    sweep_dir = f"{where.storage.rstrip('/')}/{spec.name}"
+    done = read_done(sweep_dir)
+    if done is not None:
+        raise AlreadyDone(spec.name, done)
+    first = round_dir(sweep_dir, 1)
+    started = read_done(first) is not None or tune.Tuner.can_restore(first)
+    if started and not resume:
+        raise RuntimeError(f"sweep {spec.name!r} was started before and did not finish ({sweep_dir}); "
+                           "continue it with --resume, or pick another --name")
+    if resume and not started:
+        raise RuntimeError(f"nothing to resume: no sweep {spec.name!r} under {where.storage}")
+    if not started and sweep_progress(where.tracking_uri, spec.name)[0]:
+        raise RuntimeError(f"MLflow ({where.tracking_uri}) already holds runs of sweep {spec.name!r}, but "
+                           f"{sweep_dir} has no Tune results to continue; pick another --name (or --storage)")
+    client = open_client(where.tracking_uri)
+    exp_id = experiment_id(client, spec.name)
+    stored = retry(client.get_experiment, exp_id).tags.get(DESIGN_TAG)
+    if started and stored and Design.from_dict(json.loads(stored)) != design:
+        raise RuntimeError(f"{spec.path}: seeds: the sweep {spec.name!r} began with {json.loads(stored)}; "
+                           "resume it with that rule, or run the new one under another --name")
+    retry(client.set_experiment_tag, exp_id, DESIGN_TAG, json.dumps(design.to_dict()))
+    start_ray(spec, address, dashboard)
+
+    start, trials, round_ = time.time(), 0, 1
+    while True:
+        seeds = design.round_seeds(round_)
+        folder = round_dir(sweep_dir, round_)
+        if read_done(folder) is None:
+            configurations = None if round_ == 1 else open_configurations(spec, where, sweep_dir, round_ - 1)
+            results = fit_round(spec, where, sweep_dir, round_, seeds, configurations)
+            trials += len(results)
+            if not round_complete(where, spec, design, round_, configurations):
+                return summary(spec, where, trials, results, start, complete=False)
+            marker = {"round": round_, "seeds": seeds, "trials": len(results)}
+            if round_ == 1:
+                marker["configurations"] = made_configurations(spec, results)
+            write_done(folder, marker)
+        rows = replay(spec, where, design, round_)
+        still = rows[rows["open"]]
+        print(f"[{spec.name}] round {round_} done (seeds {seeds[0]}..{seeds[-1]}); "
+              + (f"{len(still)} open: " + "; ".join(f"{r.config_id} {r.why}" for r in still.itertuples()) if len(still) else "none open"),
+              flush=True)  # fmt: skip
+        for r in rows.itertuples():
+            print(f"  {r.config_id}: {r.successes}/{r.n}, anytime interval [{r.low:.2f}, {r.high:.2f}]: "
+                  f"{'open' if r.open else 'stopped'}, {r.why}", flush=True)
+        if still.empty:
+            out = summary(spec, where, trials, [], start, complete=True, rounds=round_)
+            write_done(sweep_dir, out)
+            return out
+        round_ += 1
+
+
+def replay(spec: SweepSpec, where: Where, design: Design, round_: int):
+    """The rule's rows for ``round_`` (from MLflow, as the analysis computes them)."""
+    from analysis.runs import load_runs
+
+    table = history(load_runs(where.tracking_uri, spec.name), design, round_)
+    return table[table["round"] == round_]
+
+
+def open_configurations(spec: SweepSpec, where: Where, sweep_dir: str, after: int) -> list[dict]:
+    """The swept values of the configurations still open after round ``after``."""
+    rows = replay(spec, where, spec.adaptive, after)
+    still = set(rows.loc[rows["open"], "config_id"])
+    return [c["params"] for c in read_done(round_dir(sweep_dir, 1))["configurations"] if c["config_id"] in still]
+
+
+def fit_round(spec: SweepSpec, where: Where, sweep_dir: str, round_: int, seeds: list[int], configurations: list[dict] | None):
+    """Run (or continue) one round's Tune experiment ``round_NN`` under the sweep's folder."""
+    inner = Where(storage=sweep_dir, tracking_uri=where.tracking_uri)
+    name = f"round_{round_:02d}"
+    this = dataclasses.replace(spec, seeds=len(seeds))  # the progress lines count this round's seeds
+    if configurations is not None:
+        fixed = dataclasses.replace(spec, params=spec.fixed())  # the swept values come per configuration
+        space = {**param_space(fixed, where), "seeds": seeds, "configuration": tune.grid_search(configurations)}
+    else:
+        space = {**param_space(spec, where), "seeds": seeds}
+    resume = tune.Tuner.can_restore(round_dir(sweep_dir, round_))
+    if not resume and round_ > 1:
+        forget_lost_attempt(spec, where, seeds)
+    trainable = train_configuration if configurations is not None else None
+    tuner = make_tuner(this, inner, resume=resume, name=name, space=space, trainable=trainable, search=configurations is None)
+    return tuner.fit()
+
+
+def forget_lost_attempt(spec: SweepSpec, where: Where, seeds: list[int]) -> None:
+    """Runs of this round's seeds that MLflow holds although Tune kept no state of the round (the
+    driver died as the round began) would double those seeds: delete them (MLflow's soft delete)."""
+    client = open_client(where.tracking_uri)
+    found = retry(client.get_experiment_by_name, spec.name)
+    if found is None:
+        return
+    names = {str(s) for s in seeds}
+    lost = [r for r in search_all(client, [found.experiment_id], f"tags.`{KIND}` = 'seed'") if r.data.tags.get("seed") in names]
+    trials = {r.data.tags.get("trial_id") for r in lost}
+    parents = [r for r in search_all(client, [found.experiment_id], f"tags.`{KIND}` = 'config'") if r.data.tags.get("trial_id") in trials]
+    for run in lost + parents:
+        retry(client.delete_run, run.info.run_id)
+    if lost:
+        print(f"[{spec.name}] deleted {len(lost)} seed runs of round seeds {seeds[0]}..{seeds[-1]} that Tune did not record; "
+              "the round starts again", flush=True)
+
+
+def round_complete(where: Where, spec: SweepSpec, design: Design, round_: int, configurations: list[dict] | None) -> bool:
+    """Every configuration of the round has a run for each of the round's seeds and none is still running."""
+    from analysis.runs import load_runs
+
+    runs = load_runs(where.tracking_uri, spec.name)
+    mine = runs[runs["seed"].map(lambda s: design.round_of(int(s)) == round_)]
+    expected = grid_points(spec) * spec.num_samples if configurations is None else len(configurations)
+    per_trial = mine.groupby("trial_id")["seed"].nunique()
+    return len(per_trial) == expected and (per_trial == len(design.round_seeds(round_))).all() and not mine["status"].eq("running").any()
+
+
+def made_configurations(spec: SweepSpec, results) -> list[dict]:
+    """Round 1's configurations (swept values and config_id), once each, for the later rounds."""
+    from trainables.pack import config_id
+    from trainables.train import split_config
+
+    seen, out = set(), []
+    for result in results:
+        cid = config_id(split_config(result.config)[1])
+        if cid not in seen:
+            seen.add(cid)
+            out.append({"config_id": cid, "params": {k: result.config[k] for k in spec.swept()}})
+    return out
+
+
+def summary(spec: SweepSpec, where: Where, trials: int, results, start: float, complete: bool, rounds: int | None = None) -> dict:
+    errors = [str(r.error) for r in results if r.error]
+    out = {"name": spec.name, "trials": trials, "errors": len(errors), "complete": complete and not errors,
+           "seconds": round(time.time() - start, 1), "tracking_uri": where.tracking_uri}  # fmt: skip
+    if rounds:
+        out["rounds"] = rounds
+    return out
+

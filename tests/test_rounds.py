@@ -1,0 +1,107 @@
+"""Adaptive seeds end to end: ``seedsweep run`` in rounds against a real local Ray and MLflow store,
+killed between rounds and resumed, then ``seedsweep analyze``."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+
+import pytest
+
+from sweeps import runner, spec as specs
+from test_sweep import BIN, TINY, runs, seedsweep, write_spec
+
+# lr 1e-9 cannot learn and lr 5e-2 learns in one epoch (recon_mse ~0.25 against 0.004-0.025): every seed
+# of the one fails the rule and every seed of the other meets it, so at alpha 0.05 / 2 the intervals separate at 12 seeds (round 3 of 4).
+ADAPTIVE = dict(
+    name="rounds", epochs=1, max_concurrent=2, seeds={"start": 4, "step": 4, "max": 16, "until": "separated"},
+    data={**TINY["data"], "n_train": 64}, params={**TINY["params"], "symmetry": "none", "lr": {"grid": [5e-2, 1e-9]}},
+    success={"metric": "recon_mse", "below": 0.1},
+)  # fmt: skip
+
+
+def test_adaptive_seeds_in_the_spec_and_the_plan():
+    spec = specs.from_dict({**TINY, **ADAPTIVE})
+    assert spec.seeds == 4 and spec.adaptive.max == 16 and spec.adaptive.until == "separated"
+    dry = runner.plan(spec)  # what --dry-run prints
+    assert "until separated" in dry and "0.025 each over 2 configurations" in dry
+    assert "seed blocks 0..3, 4..7, 8..11, 12..15" in dry and "seed runs: 8 to 32" in dry
+    wide = specs.from_dict({**TINY, "seeds": {"start": 8, "step": 8, "max": 64, "until": {"halfwidth": 0.1}}})
+    assert wide.adaptive.until == "halfwidth" and wide.adaptive.halfwidth == 0.1
+    assert specs.from_dict(TINY).adaptive is None  # a count is the fixed design
+    for seeds, field, words in [
+        ({"start": 4, "step": 4}, "seeds.max", "integer >= 1"),
+        ({"start": 8, "step": 4, "max": 4}, "seeds.max", "at least seeds.start"),
+        ({"start": 4, "step": 4, "max": 8, "until": "converged"}, "seeds.until", "separated or {halfwidth: H}"),
+        ({"start": 4, "step": 4, "max": 8, "until": {"halfwidth": 0.7}}, "seeds.until.halfwidth", "(0, 0.5)"),
+        ({"start": 4, "step": 4, "max": 8, "patience": 2}, "seeds.patience", "unknown"),
+    ]:  # fmt: skip
+        with pytest.raises(specs.SpecError, match=field) as err:
+            specs.from_dict({**TINY, "seeds": seeds})
+        assert words in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_rounds_end_to_end_killed_between_rounds(tmp_path):
+    """Five CLI calls, four Ray sessions, three rounds: 8-10 min on the shared, busy 2-core machine."""
+    spec = write_spec(tmp_path, **ADAPTIVE)
+    env = {**os.environ, "SEEDSWEEP_CACHE": str(tmp_path / "cache")}
+    driver = subprocess.Popen([str(BIN / "seedsweep"), "run", spec], cwd=tmp_path, env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    marker = tmp_path / "ray_results" / "rounds" / "round_01" / "seedsweep_done.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and not marker.exists():
+        assert driver.poll() is None, "the sweep ended before it could be killed"
+        time.sleep(0.1)
+    os.killpg(driver.pid, signal.SIGKILL)  # between round 1 and round 2
+    driver.wait()
+    assert {r.data.tags["seed"] for r in runs(tmp_path, "rounds", "seed")} <= {"0", "1", "2", "3"}
+
+    plain = seedsweep(tmp_path, "run", spec, check=False)
+    assert plain.returncode == 2 and "--resume" in plain.stderr
+    out = seedsweep(tmp_path, "run", spec, "--resume", timeout=900).stdout  # rounds 2 and 3
+    assert "round 2 done" in out and "round 3 done" in out and "none open" in out and "round 4" not in out
+    assert "below best" in out and "best, separated from all" in out
+    seeds = runs(tmp_path, "rounds", "seed")
+    keys = Counter((r.data.tags["config_id"], int(r.data.tags["seed"])) for r in seeds)
+    assert set(keys.values()) == {1} and len(keys) == 24  # every (configuration, seed) once: 12 seeds each
+    assert {seed for _, seed in keys} == set(range(12))
+    assert "already finished" in seedsweep(tmp_path, "run", spec).stdout
+    assert len(runs(tmp_path, "rounds", "seed")) == 24  # not redone
+
+    analyzed = seedsweep(tmp_path, "analyze", "rounds").stdout
+    assert "anytime 95%" in analyzed and "not valid under adaptive stopping" in analyzed
+    page = (tmp_path / "reports" / "rounds" / "report.html").read_text()
+    assert "after round 3" in page and "below best" in page and "anytime_intervals.png" in page
+
+
+def test_analysis_of_an_adaptive_sweep_leads_with_anytime_intervals(tmp_path):
+    """A store written in the trainable's layout with the design tagged: c0 fails all 12 seeds, c1
+    meets the rule with all 12 (the rounds of ADAPTIVE's design end at round 3, as in the sweep above)."""
+    from mlflow import MlflowClient
+    from test_analysis import frame, write_sweep
+
+    from analysis.report import format_table, write_report
+    from analysis.runs import DESIGN_TAG
+    from analysis.sequential import confidence_sequence
+    from analysis.success import success_table
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    write_sweep(uri, "adaptive", {"c0": ({"lr": 1e-9}, [("finished", 0.9)] * 12), "c1": ({"lr": 0.05}, [("finished", 0.05)] * 12)})
+    client = MlflowClient(uri)
+    design = specs.from_dict({**TINY, **ADAPTIVE}).adaptive
+    client.set_experiment_tag(client.get_experiment_by_name("adaptive").experiment_id, DESIGN_TAG, json.dumps(design.to_dict()))
+
+    table = write_report(uri, "adaptive", tmp_path / "report")
+    assert list(table.columns[table.columns.get_loc("rate") + 1:][:2]) == ["anytime_low", "anytime_high"]
+    assert table["anytime_high"].iloc[0] == pytest.approx(confidence_sequence(0, 12, 0.025)[1])  # alpha 0.05 over 2
+    text = format_table(table)
+    assert text.splitlines()[0].index("anytime 95%") < text.splitlines()[0].index("Wilson 95%")
+    assert "not valid under adaptive stopping" in text
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "after round 3" in page and "below best c1" in page and "best, separated from all" in page
+    assert (tmp_path / "report" / "anytime_intervals.png").stat().st_size > 0
+    assert "anytime_low" not in success_table(frame({"a": [("finished", True)] * 3}))  # fixed seeds: as before

@@ -1,0 +1,227 @@
+"""Note 000's families: stacked 2-D AEs with z-optimisation, causal 3-D AEs, the space-time
+transformer. The contract (fit returns every metric, packed seed == seed alone) is tests/test_models.py;
+here: z-SGD per seed against plain torch.nn, causality in time, stages by step, baselines."""
+
+import pytest
+import torch
+from torch import nn
+
+from trainables.models.causal_ae3d import CausalAE3d, CausalAE3dConfig
+from trainables.models.frame_stats import Moments, centroid
+from trainables.models.packed import fold
+from trainables.models.st_transformer import STTransformer, STTransformerConfig
+from trainables.models.stacked_ae import StackedAE, StackedAEConfig, z_sgd
+
+
+def gens(seeds):
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+def frames(S, N, T=4, size=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(N, T, 3, size, size, generator=g)
+    return x.unsqueeze(0).expand(S, -1, -1, -1, -1, -1).contiguous()
+
+
+def grads_by_module(model, terms):
+    model.zero_grad(set_to_none=True)
+    terms["total"].sum().backward()
+    return {name: p.grad is not None and bool(p.grad.abs().sum() > 0) for name, p in model.named_parameters()}
+
+
+# ---- stacked_ae: z-optimisation ----
+
+
+def test_z_sgd_of_a_packed_seed_equals_plain_torch_on_that_seed_alone():
+    """Seed 1 of a pack of 3: z* after 5 steps equals SGD on nn.MSELoss() of an nn.ConvTranspose2d
+    holding seed 1's weights, frame by frame (so the step is the seed's own gradient, not 1/S of it)."""
+    cfg = StackedAEConfig(channels=(4, 8), zsteps=5, lr_z=(50.0,))
+    model = StackedAE(cfg, gens([0, 1, 2]), 16)
+    x = frames(3, 2, T=2)
+    h = model.frames(x)
+    z0 = model.encode(0, h)
+    zs = model.zopt_level(0, z0, h).unflatten(1, (3, -1))[:, 1]  # seed 1's z* [N, 4, 8, 8]
+
+    dec = nn.ConvTranspose2d(4, 3, 6, 2, 2)
+    with torch.no_grad():
+        dec.weight.copy_(model.dec[0].weight[1])
+        dec.bias.copy_(model.dec[0].bias[1])
+    z = z0.unflatten(1, (3, -1))[:, 1].detach().clone().requires_grad_(True)
+    opt = torch.optim.SGD([z], lr=50.0)
+    target = x[1].flatten(0, 1)
+    for _ in range(5):  # each frame's own mean error (the code's batches of one frame), summed over frames
+        opt.zero_grad()
+        sum(nn.MSELoss()(torch.sigmoid(dec(z[i : i + 1])), target[i : i + 1]) for i in range(len(z))).backward()
+        opt.step()
+    torch.testing.assert_close(zs, z.detach(), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(zs, z0.unflatten(1, (3, -1))[:, 1]), "z must have moved"
+
+
+def test_z_sgd_packed_seed_equals_seed_alone_and_lowers_error():
+    cfg = StackedAEConfig(channels=(4, 8), zsteps=10, lr_z=(30.0,))
+    packed, alone = StackedAE(cfg, gens([0, 1, 2]), 16), StackedAE(cfg, gens([1]), 16)
+    xp, xa = frames(3, 2), frames(1, 2)
+    for l in range(2):
+        hp, ha = packed.frames(xp), alone.frames(xa)
+        for k in range(l):
+            hp, ha = packed.encode(k, hp), alone.encode(k, ha)
+        zp, za = packed.zopt_level(l, packed.encode(l, hp), hp), alone.zopt_level(l, alone.encode(l, ha), ha)
+        torch.testing.assert_close(zp.unflatten(1, (3, -1))[:, 1], za.unflatten(1, (1, -1))[:, 0], rtol=1e-5, atol=1e-6)
+        before = ((alone.decode(l, alone.encode(l, ha)) - ha) ** 2).mean()
+        after = ((alone.decode(l, za) - ha) ** 2).mean()
+        assert after < before
+
+
+def test_z_sgd_runs_in_fp32_under_autocast_and_no_grad():
+    z = torch.zeros(1, 2, dtype=torch.bfloat16)
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        out = z_sgd([z], lambda zs: ((zs[0] - 1.0) ** 2).sum(1), [0.25], 1)[0]
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, torch.full((1, 2), 0.5))  # z - 0.25 * 2 (z - 1)
+
+
+def test_joint_variant_packed_seed_equals_seed_alone():
+    cfg = StackedAEConfig(variant="joint", channels=(4, 8), zsteps=4, lr_z=(30.0, 10.0))
+    packed, alone = StackedAE(cfg, gens([0, 1, 2]), 16), StackedAE(cfg, gens([1]), 16)
+    tp, ta = packed.losses(frames(3, 2), {}, 0), alone.losses(frames(1, 2), {}, 0)
+    for k in ("dec", "enc", "total"):
+        torch.testing.assert_close(tp[k][1], ta[k][0], rtol=1e-5, atol=1e-7)
+
+
+# ---- stacked_ae: stages, sparse blocks, metrics ----
+
+
+def test_layerwise_stage_by_step_trains_only_that_level():
+    cfg = StackedAEConfig(channels=(4, 8), zsteps=2, lr_z=(10.0,), stage_steps=3)
+    model = StackedAE(cfg, gens([0, 1]), 16)
+    x = frames(2, 2)
+    for step, level in ((0, 0), (2, 0), (3, 1), (100, 1)):
+        got = grads_by_module(model, model.losses(x, {}, step))
+        assert {n for n, g in got.items() if g} == {f"{p}.{level}.{w}" for p in ("enc", "dec") for w in ("weight", "bias")}, step
+    joint = StackedAE(StackedAEConfig(variant="joint", channels=(4, 8), zsteps=2), gens([0]), 16)
+    assert all(grads_by_module(joint, joint.losses(frames(1, 2), {}, 0)).values())
+
+
+def test_sparse_code_is_a_softmax_per_block():
+    cfg = StackedAEConfig(variant="sparse", channels=(2, 3), block_channels=4)
+    model = StackedAE(cfg, gens([0, 1]), 16)
+    z = model.encode(0, model.frames(frames(2, 1)))  # [N, S*2*4, 8, 8]
+    assert z.shape[1] == 2 * 2 * 4
+    torch.testing.assert_close(z.unflatten(1, (4, 4)).sum(2), torch.ones(z.shape[0], 4, 8, 8))
+    assert "dec_z" not in model.losses(frames(2, 1), {}, 0)
+
+
+def test_moments_baseline_is_the_mse_of_the_mean_frame():
+    h = torch.rand(10, 2 * 3, 4, 4, dtype=torch.float64)
+    m = Moments()
+    m.add(h[:4])
+    m.add(h[4:])
+    direct = ((h - h.mean(0)) ** 2).unflatten(1, (2, -1)).transpose(0, 1).flatten(1).mean(1)
+    torch.testing.assert_close(m.mean_baseline(2), direct)
+
+
+def test_centroid_of_a_dot_and_of_black():
+    f = torch.zeros(2, 3, 8, 8)
+    f[0, 0, 2, 5] = 1.0
+    torch.testing.assert_close(centroid(f), torch.tensor([[2.5, 5.5], [4.0, 4.0]]))
+
+
+def test_evaluate_relative_errors_are_consistent():
+    cfg = StackedAEConfig(channels=(4, 8), zsteps=2, lr_z=(10.0,))
+    model = StackedAE(cfg, gens([0, 1]), 16)
+    x = frames(1, 3, T=2)[0]
+    with torch.no_grad():
+        m = model.evaluate(x, None)
+    torch.testing.assert_close(m["straight_rel"], m["straight_mse"] / m["mean_frame_mse"])
+    flat = x.flatten(0, 1)
+    torch.testing.assert_close(m["mean_frame_mse"][0].float(), ((flat - flat.mean(0)) ** 2).mean())
+    assert torch.isnan(m["l2_ae_rel"]).all() and torch.isfinite(m["l1_zopt_rel"]).all()
+
+
+# ---- causal_ae3d ----
+
+
+@pytest.mark.parametrize("variant", ["reconstruct", "predict"])
+def test_causal_output_for_frame_t_depends_on_no_later_input(variant):
+    cfg = CausalAE3dConfig(variant=variant, channels=(4, 8), time_kernel=3)
+    model = CausalAE3d(cfg, gens([0, 1]), 16)
+    x = frames(2, 1, T=12)
+    out, target = model.run(model.clips(x), range(2))
+    first = 12 - target.shape[2]  # index in x of the first scored frame
+    assert out.shape == target.shape and first == 2 * 2 * 2 + model.dx
+    for k in range(target.shape[2]):
+        t = first + k  # out[:, :, k] is frame t's reconstruction (or prediction)
+        later = x.clone()
+        later[:, :, t + 1 :] = torch.rand_like(later[:, :, t + 1 :])
+        same = model.run(model.clips(later), range(2))[0]
+        torch.testing.assert_close(same[:, :, k], out[:, :, k])
+        now = x.clone()
+        now[:, :, t] = 1 - now[:, :, t]
+        changed = model.run(model.clips(now), range(2))[0]
+        assert torch.equal(changed[:, :, k], out[:, :, k]) == (variant == "predict"), (variant, t)
+
+
+def test_causal_stage_by_step_and_data_check():
+    cfg = CausalAE3dConfig(channels=(4, 8), time_kernel=2, stage_steps=5)
+    model = CausalAE3d(cfg, gens([0]), 16)
+    x = frames(1, 1, T=8)
+    assert {n for n, g in grads_by_module(model, model.losses(x, {}, 4)).items() if g} == {"enc.0.weight", "enc.0.bias", "dec.0.weight", "dec.0.bias"}
+    assert {n for n, g in grads_by_module(model, model.losses(x, {}, 5)).items() if g} == {"enc.1.weight", "enc.1.bias", "dec.1.weight", "dec.1.bias"}
+    with pytest.raises(ValueError, match="'frames'"):
+        CausalAE3d.check_data(CausalAE3dConfig(channels=(4, 8, 8)), {"frames": 18, "image_size": 32})
+
+
+def test_causal_baselines_are_on_the_scored_frames():
+    model = CausalAE3d(CausalAE3dConfig(variant="predict", channels=(4,), time_kernel=3), gens([0, 1]), 16)
+    x = frames(1, 3, T=8)[0]
+    with torch.no_grad():
+        m = model.evaluate(x, None)
+    first = 2 * 2 + 1  # frames 5..7 are scored
+    torch.testing.assert_close(m["copy_last_mse"][0].float(), ((x[:, first:] - x[:, first - 1 : -1]) ** 2).mean())
+    torch.testing.assert_close(m["black_mse"][1].float(), (x[:, first:] ** 2).mean())
+    torch.testing.assert_close(m["copy_last_rel"], m["straight_mse"] / m["copy_last_mse"])
+
+
+# ---- st_transformer ----
+
+
+def tiny_st(**kw):
+    cfg = STTransformerConfig(channels=(4, 8), zsteps=1, stage_steps=2, d_model=16, heads=2, spatial_layers=1, temporal_layers=2, **kw)
+    return STTransformer(cfg, gens([0, 1]), 16)
+
+
+@pytest.mark.parametrize("finetune", [False, True])
+def test_st_transformer_stages(finetune):
+    model = tiny_st(finetune_ae=finetune)
+    x = frames(2, 2, T=6)
+    ae = lambda n: n.startswith(("enc.", "dec."))  # noqa: E731
+    stage1 = grads_by_module(model, model.losses(x, {}, 3))  # level 1 of the AE
+    assert {n for n, g in stage1.items() if g} == {"enc.1.weight", "enc.1.bias", "dec.1.weight", "dec.1.bias"}
+    stage2 = grads_by_module(model, model.losses(x, {}, 4))
+    assert all(g for n, g in stage2.items() if not ae(n))
+    assert any(g for n, g in stage2.items() if ae(n)) == finetune
+    assert set(model.losses(x, {}, 0)) == set(model.losses(x, {}, 4))  # the same terms in both stages
+
+
+def test_st_transformer_prediction_is_causal_in_time_and_per_seed():
+    model = tiny_st()
+    tok = torch.rand(2, 1, 5, 16, 8)
+    out = model.predict(tok)
+    later = tok.clone()
+    later[:, :, 3:] = torch.rand_like(later[:, :, 3:])
+    torch.testing.assert_close(model.predict(later)[:, :, :3], out[:, :, :3])
+    other = tok.clone()
+    other[0] = torch.rand_like(other[0])  # seed 0's input changes, seed 1's output does not
+    torch.testing.assert_close(model.predict(other)[1], out[1])
+
+
+def test_shipped_specs_load():
+    from pathlib import Path
+
+    from sweeps import spec as specs
+
+    paths = sorted(Path("sweeps").glob("seed000_*.yaml")) + [Path(f"sweeps/{m}_quickstart.yaml") for m in ("stacked_ae", "causal_ae3d", "st_transformer")]
+    assert len(paths) >= 9
+    for path in paths:
+        spec = specs.load(str(path))
+        assert spec.model in ("stacked_ae", "causal_ae3d", "st_transformer") and spec.seeds >= 4, path

@@ -1,0 +1,55 @@
+"""Per-seed error sums and trivial baselines on folded tensors, shared by the families of note 000
+(``stacked_ae``, ``causal_ae3d``, ``st_transformer``): every error is judged against a trivial
+predictor on the same validation frames (the mean frame, the last frame seen), and a predicted
+ball against the true one by the intensity centroid ("is motion predicted or blurred?").
+
+Folded layout as ``trainables.models.packed``: [N, S*C, *spatial]."""
+
+from __future__ import annotations
+
+import torch
+
+from trainables.models.packed import per_seed_sum
+
+
+def per_seed_mean_se(pred: torch.Tensor, target: torch.Tensor, S: int, dims: int = 2) -> torch.Tensor:
+    """Each seed's mean squared error over its own elements (``nn.MSELoss()`` per seed) -> [S], fp32."""
+    e = (pred.float() - target.float()).square()
+    return per_seed_sum(e, S, dims) / (e.numel() // S)
+
+
+class Moments:
+    """Running per-element sums of a folded tensor over frames, for the mean-frame baseline: the MSE
+    of predicting every frame by the per-element mean over all frames (= the mean variance), per seed."""
+
+    def __init__(self):
+        self.n, self.sum, self.sq = 0, None, None
+
+    def add(self, h: torch.Tensor) -> None:
+        """h [N, S*C, *spatial]: N more frames."""
+        h = h.detach().double()
+        s, q = h.sum(0), h.square().sum(0)
+        self.sum, self.sq = (s, q) if self.sum is None else (self.sum + s, self.sq + q)
+        self.n += len(h)
+
+    def mean_baseline(self, S: int) -> torch.Tensor:
+        """Per seed: the mean over elements of the variance over frames -> [S] (float64)."""
+        var = (self.sq / self.n - (self.sum / self.n).square()).clamp(min=0)
+        return var.unflatten(0, (S, -1)).flatten(1).mean(1)
+
+
+def centroid(frames: torch.Tensor) -> torch.Tensor:
+    """Intensity-weighted centroid (row, col) in pixels of frames [..., C, H, W] (channels summed)
+    -> [..., 2]; an all-black frame gives the image centre."""
+    w = frames.float().clamp(min=0).sum(-3)  # [..., H, W]
+    H, W = w.shape[-2:]
+    rows = torch.arange(H, device=w.device, dtype=w.dtype) + 0.5
+    cols = torch.arange(W, device=w.device, dtype=w.dtype) + 0.5
+    mass = w.sum((-2, -1))
+    empty = mass <= 1e-8
+    mass = torch.where(empty, 1.0, mass)
+    r = (w.sum(-1) * rows).sum(-1) / mass
+    c = (w.sum(-2) * cols).sum(-1) / mass
+    r = torch.where(empty, H / 2, r)
+    c = torch.where(empty, W / 2, c)
+    return torch.stack([r, c], -1)

@@ -1,0 +1,223 @@
+"""Factorised space-time transformer predicting the next frame's latents over a stacked AE trained in
+the same run, packed: note 000's ``vt_0_learn`` (frozen AE) and ``vt_0e_learn`` (``finetune_ae``).
+
+Stage 1 (steps 0 .. len(channels) * stage_steps - 1) trains the ``stacked_ae`` of the same config
+(any variant: dense ``layerwise`` / ``joint`` or ``sparse`` features). Stage 2 trains the
+transformer: the tokens of a frame are the positions of the AE's top latent grid (C features
+each, linearly projected to ``d_model``, plus a learned position embedding and a sinusoidal frame
+embedding); ``spatial`` blocks attend within a frame, ``temporal`` blocks causally across frames at
+one position (pre-LN, attention + MLP, alternating S, T, S, T, ... until one kind runs out); a
+linear head predicts each position's latent of the next frame. Loss: latent MSE (frozen AE), or
+with ``finetune_ae`` the decoded prediction's pixel MSE against the next frame, gradients into
+the AE too ("end-to-end Transformer+AE fine-tuning on pixel-level next frame prediction").
+
+Judged in pixels (the note: "losses on sparse and dense latents cannot be compared"): from the
+first T - 4 frames of each validation sequence, the next 4 latents open loop (each prediction fed
+back as a latent), decoded, against copy-last-frame, and the predicted ball's intensity centroid
+against the true frame's (motion predicted, or blurred in place?).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables.models.base import Metric
+from trainables.models.frame_stats import centroid, per_seed_mean_se
+from trainables.models.packed import PackedLayerNorm, PackedLinear, PackedMultiheadAttention, fold, unfold_seeds
+from trainables.models.stacked_ae import StackedAE, StackedAEConfig
+
+HORIZON = 4  # open-loop frames scored (the issue: horizons 1 and 4)
+EVAL_SEQUENCES = 16  # validation sequences per evaluation chunk (memory, not numbers)
+AE_TERMS = {"layerwise": ("ae", "dec_z"), "sparse": ("ae",), "joint": ("dec", "enc")}
+
+
+@dataclass
+class STTransformerConfig(StackedAEConfig):
+    """The stacked AE's fields (its defaults and sources) plus the predictor's. The note gives only
+    "3 spatial + 4 temporal attention layers"; width, heads and order are our choices."""
+
+    spatial_layers: int = 3  # note: "3 spatial + 4 temporal attention layers are tested"
+    temporal_layers: int = 4  # note, as above
+    d_model: int = 128  # proposal (seed-systems.md §4): d_model 128
+    heads: int = 4  # proposal: 4 heads
+    mlp_ratio: int = 4  # our choice: the usual transformer MLP width d_model * 4
+    finetune_ae: bool = False  # vt_0e: stage 2 trains AE + transformer on the next frame's pixels
+    lr_tf: float = 10.0  # transformer LR multiplier (our choice: 1e-3 at the AE's lr 1e-4)
+
+    def checks(self) -> dict[str, bool]:
+        return {
+            **super().checks(),
+            "spatial_layers": self.spatial_layers >= 0,
+            "temporal_layers": self.temporal_layers >= 1,
+            "d_model": self.d_model >= 1,
+            "heads": self.heads >= 1 and self.d_model % self.heads == 0,
+            "mlp_ratio": self.mlp_ratio >= 1,
+            "lr_tf": self.lr_tf > 0,
+        }
+
+
+TINY = {"frames": 6, "image_size": 16, "channels": [4, 8], "zsteps": 2, "lr_z": [30.0], "stage_steps": 2, "batch_size": 4,
+        "lr": 1e-3, "d_model": 16, "heads": 2, "spatial_layers": 1, "temporal_layers": 1, "lr_tf": 1.0}  # fmt: skip
+
+
+def frame_embedding(T: int, d: int, device) -> torch.Tensor:
+    """Sinusoidal embedding of frame indices 0..T-1 -> [T, d] (Vaswani et al.)."""
+    pos = torch.arange(T, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, d, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / d))
+    out = torch.zeros(T, d, device=device)
+    out[:, 0::2] = torch.sin(pos * freq)
+    out[:, 1::2] = torch.cos(pos * freq)[:, : d // 2]
+    return out
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block over [S, B, L, d]: x + attn(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, gens, d: int, heads: int, mlp_ratio: int, causal: bool):
+        super().__init__()
+        S = len(gens)
+        self.causal = causal
+        self.ln1, self.ln2 = PackedLayerNorm(S, d), PackedLayerNorm(S, d)
+        self.attn = PackedMultiheadAttention(gens, d, heads)
+        self.fc1, self.fc2 = PackedLinear(gens, d, d * mlp_ratio), PackedLinear(gens, d * mlp_ratio, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), is_causal=self.causal)
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
+
+class STTransformer(StackedAE):
+    """S seeds of (stacked AE, space-time transformer); the AE is this class's StackedAE part."""
+
+    metrics = (
+        Metric("pred_h1_rel", "lower", "open-loop prediction MSE of the next frame / copy-last-frame MSE"),
+        Metric("pred_h4_rel", "lower", "open-loop prediction MSE of the 4th frame ahead / copy-last-frame MSE"),
+        Metric("pred_h1_mse", "lower", "per-pixel MSE of the decoded prediction 1 frame ahead"),
+        Metric("pred_h4_mse", "lower", "per-pixel MSE of the decoded prediction 4 frames ahead (open loop)"),
+        Metric("copy_last_h1_mse", "lower", "baseline: MSE of the last context frame as the next frame"),
+        Metric("copy_last_h4_mse", "lower", "baseline: MSE of the last context frame as the 4th frame ahead"),
+        Metric("centroid_h1_px", "lower", "distance (pixels) of the predicted frame's intensity centroid from the true frame's, 1 ahead"),
+        Metric("centroid_h4_px", "lower", "as centroid_h1_px, 4 frames ahead"),
+        Metric("copy_centroid_h4_px", "lower", "baseline: centroid distance of the last context frame from the 4th frame ahead"),
+        Metric("ae_straight_rel", "lower", "stage 1: the AE's straight reconstruction MSE / mean-frame MSE"),
+    )  # fmt: skip
+    success = {"metric": "pred_h1_rel", "below": 0.5}  # seed-systems.md §4 proposal: <= 0.5 x copy-last-frame
+    scheduler_metric = "pred_h1_rel"
+
+    def __init__(self, cfg: STTransformerConfig, gens: list[torch.Generator], image_size: int):
+        super().__init__(cfg, gens, image_size)  # the AE first: its init draws come first, as trained alone
+        C = self.enc[-1].weight.shape[1]
+        self.P = (image_size // 2**self.L) ** 2
+        d = cfg.d_model
+        self.tok_in = PackedLinear(gens, C, d)
+        self.pos = nn.Parameter(torch.stack([torch.randn(self.P, d, generator=g) * 0.02 for g in gens]))  # [S, P, d]
+        kinds = []
+        for i in range(max(cfg.spatial_layers, cfg.temporal_layers)):
+            kinds += (["spatial"] if i < cfg.spatial_layers else []) + (["temporal"] if i < cfg.temporal_layers else [])
+        self.kinds = kinds
+        self.blocks = nn.ModuleList(Block(gens, d, cfg.heads, cfg.mlp_ratio, causal=k == "temporal") for k in kinds)
+        self.ln_out = PackedLayerNorm(len(gens), d)
+        self.tok_out = PackedLinear(gens, d, C)
+
+    @classmethod
+    def check_data(cls, cfg: STTransformerConfig, data: dict) -> None:
+        super().check_data(cfg, data)
+        if data["frames"] < HORIZON + 2:
+            raise ValueError(f"config key 'frames' ({data['frames']}) must be at least {HORIZON + 2} (context, then {HORIZON} frames ahead)")
+
+    def ae_modules(self) -> list[nn.Module]:
+        return [self.enc, self.dec]
+
+    def param_groups(self):
+        ae = {id(p) for m in self.ae_modules() for p in m.parameters()}
+        tf = [p for p in self.parameters() if id(p) not in ae]
+        return [*super().param_groups(), (tf, self.cfg.lr_tf)]
+
+    # -- latents as tokens --
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Frames [S, B, T, 3, H, W] -> top latents as tokens [S, B, T, P, C]."""
+        S, B, T = x.shape[:3]
+        z = unfold_seeds(self.encode_all(self.frames(x))[-1], S)  # [S, B*T, C, h, w]
+        return z.flatten(3).transpose(2, 3).unflatten(1, (B, T))
+
+    def pixels(self, tok: torch.Tensor) -> torch.Tensor:
+        """Tokens [S, B, T, P, C] -> decoded frames [S, B, T, 3, H, W]."""
+        S, B, T, P, C = tok.shape
+        side = math.isqrt(P)
+        z = fold(tok.flatten(1, 2).transpose(2, 3).unflatten(3, (side, side)), self.channels_last)
+        return unfold_seeds(self.decode_all(z), S).unflatten(1, (B, T))
+
+    def predict(self, tok: torch.Tensor) -> torch.Tensor:
+        """Tokens [S, B, T, P, C] of frames 0..T-1 -> predicted tokens of frames 1..T, [S, B, T, P, C]."""
+        S, B, T, P, _ = tok.shape
+        d = self.cfg.d_model
+        h = self.tok_in(tok) + self.pos[:, None, None] + frame_embedding(T, d, tok.device)[:, None]
+        for kind, block in zip(self.kinds, self.blocks):
+            if kind == "spatial":  # within a frame
+                h = block(h.reshape(S, B * T, P, d)).reshape(S, B, T, P, d)
+            else:  # across frames at one position, causal
+                h = block(h.transpose(2, 3).reshape(S, B * P, T, d)).reshape(S, B, P, T, d).transpose(2, 3)
+        return self.tok_out(self.ln_out(h))
+
+    def ae_stage(self, step: int) -> bool:
+        return step < self.L * self.cfg.stage_steps
+
+    # -- training --
+
+    def losses(self, x: torch.Tensor, rand: dict, step: int) -> dict[str, torch.Tensor]:
+        """Stage 1: the stacked AE's terms (``pred`` 0); stage 2: ``pred`` (latent MSE, or pixel MSE
+        with ``finetune_ae``), the AE's terms 0."""
+        zero = torch.zeros(self.S, device=x.device)
+        if self.ae_stage(step):
+            terms = super().losses(x, rand, step)
+            return {**terms, "pred": zero}
+        if self.cfg.finetune_ae:
+            tok = self.tokens(x[:, :, :-1])
+            frames = self.pixels(self.predict(tok).float())
+            pred = (frames.float() - x[:, :, 1:]).square().flatten(1).mean(1)
+        else:
+            with torch.no_grad():
+                tok = self.tokens(x)
+            pred = (self.predict(tok[:, :, :-1]).float() - tok[:, :, 1:].float()).square().flatten(1).mean(1)
+        return {**{k: zero for k in AE_TERMS[self.cfg.variant]}, "pred": pred, "total": pred}
+
+    # -- evaluation --
+
+    def rollout(self, tok: torch.Tensor, steps: int) -> torch.Tensor:
+        """Open loop: from context tokens [S, B, c, P, C], the next ``steps`` frames' tokens, each
+        prediction fed back as a latent -> [S, B, steps, P, C]."""
+        for _ in range(steps):
+            tok = torch.cat([tok, self.predict(tok)[:, :, -1:]], 2)
+        return tok[:, :, -steps:]
+
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        S, dev = self.S, x.device
+        N, T = x.shape[:2]
+        c = T - HORIZON
+        se = torch.zeros(S, HORIZON, dtype=torch.float64, device=dev)
+        dist = torch.zeros(S, HORIZON, dtype=torch.float64, device=dev)
+        copy_se = torch.zeros(HORIZON, dtype=torch.float64, device=dev)
+        copy_dist = torch.zeros(HORIZON, dtype=torch.float64, device=dev)
+        for i in range(0, N, EVAL_SEQUENCES):
+            xs = x[i : i + EVAL_SEQUENCES]
+            truth, last = xs[:, c:], xs[:, c - 1 : c]  # [n, H, 3, h, w], [n, 1, ...]
+            tok = self.tokens(xs[:, :c].unsqueeze(0).expand(S, *xs[:, :c].shape))
+            frames = self.pixels(self.rollout(tok, HORIZON)).float()  # [S, n, HORIZON, 3, H, W]
+            se += (frames - truth).square().sum((1, 3, 4, 5)).double()
+            dist += (centroid(frames) - centroid(truth)).norm(dim=-1).sum(1).double()
+            copy_se += (last - truth).square().sum((0, 2, 3, 4)).double()
+            copy_dist += (centroid(last) - centroid(truth)).norm(dim=-1).sum(0).double()
+        pixels = x[0, 0].numel()
+        mse, copy = se / (N * pixels), (copy_se / (N * pixels)).expand(S, -1)
+        dist, copy_dist = dist / N, (copy_dist / N).expand(S, -1)
+        out = {"pred_h1_rel": mse[:, 0] / copy[:, 0], "pred_h4_rel": mse[:, -1] / copy[:, -1], "pred_h1_mse": mse[:, 0],
+               "pred_h4_mse": mse[:, -1], "copy_last_h1_mse": copy[:, 0], "copy_last_h4_mse": copy[:, -1],
+               "centroid_h1_px": dist[:, 0], "centroid_h4_px": dist[:, -1], "copy_centroid_h4_px": copy_dist[:, -1],
+               "ae_straight_rel": super().evaluate(x, y)["straight_rel"].to(dev)}  # fmt: skip
+        return {k: v.cpu() for k, v in out.items()}
