@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from trainables.models.causal_ae3d import CausalAE3d, CausalAE3dConfig
-from trainables.models.frame_stats import Moments, centroid
+from trainables.models.frame_stats import Moments
+from trainables.models.frames import centroid
 from trainables.models.packed import fold
 from trainables.models.st_transformer import STTransformer, STTransformerConfig
 from trainables.models.stacked_ae import StackedAE, StackedAEConfig, z_sgd

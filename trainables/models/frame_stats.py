@@ -36,20 +36,3 @@ class Moments:
         """Per seed: the mean over elements of the variance over frames -> [S] (float64)."""
         var = (self.sq / self.n - (self.sum / self.n).square()).clamp(min=0)
         return var.unflatten(0, (S, -1)).flatten(1).mean(1)
-
-
-def centroid(frames: torch.Tensor) -> torch.Tensor:
-    """Intensity-weighted centroid (row, col) in pixels of frames [..., C, H, W] (channels summed)
-    -> [..., 2]; an all-black frame gives the image centre."""
-    w = frames.float().clamp(min=0).sum(-3)  # [..., H, W]
-    H, W = w.shape[-2:]
-    rows = torch.arange(H, device=w.device, dtype=w.dtype) + 0.5
-    cols = torch.arange(W, device=w.device, dtype=w.dtype) + 0.5
-    mass = w.sum((-2, -1))
-    empty = mass <= 1e-8
-    mass = torch.where(empty, 1.0, mass)
-    r = (w.sum(-1) * rows).sum(-1) / mass
-    c = (w.sum(-2) * cols).sum(-1) / mass
-    r = torch.where(empty, H / 2, r)
-    c = torch.where(empty, W / 2, c)
-    return torch.stack([r, c], -1)

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.models.base import Metric
-from trainables.models.frame_stats import centroid, per_seed_mean_se
+from trainables.models.frame_stats import per_seed_mean_se
+from trainables.models.frames import centroid
 from trainables.models.packed import PackedLayerNorm, PackedLinear, PackedMultiheadAttention, fold, unfold_seeds
 from trainables.models.stacked_ae import StackedAE, StackedAEConfig
 
