@@ -27,9 +27,9 @@ from ray import tune
 
 from analysis.runs import DESIGN_TAG
 from analysis.sequential import Design, history
-from sweeps.runner import AlreadyDone, Where, grid_points, make_tuner, param_space, read_done, start_ray, write_done
+from sweeps.runner import AlreadyDone, Where, check_resume, grid_points, make_tuner, param_space, read_done, start_ray, write_done
 from sweeps.spec import SweepSpec
-from trainables.tracking import KIND, experiment_id, open_client, retry, search_all, sweep_progress
+from trainables.tracking import KIND, experiment_id, open_client, retry, search_all
 
 
 
@@ -67,14 +67,7 @@ def run_rounds(spec: SweepSpec, where: Where, resume: bool, address: str | None,
         raise AlreadyDone(spec.name, done)
     first = round_dir(sweep_dir, 1)
     started = read_done(first) is not None or tune.Tuner.can_restore(first)
-    if started and not resume:
-        raise RuntimeError(f"sweep {spec.name!r} was started before and did not finish ({sweep_dir}); "
-                           "continue it with --resume, or pick another --name")
-    if resume and not started:
-        raise RuntimeError(f"nothing to resume: no sweep {spec.name!r} under {where.storage}")
-    if not started and sweep_progress(where.tracking_uri, spec.name)[0]:
-        raise RuntimeError(f"MLflow ({where.tracking_uri}) already holds runs of sweep {spec.name!r}, but "
-                           f"{sweep_dir} has no Tune results to continue; pick another --name (or --storage)")
+    check_resume(spec, where, sweep_dir, started, resume)
     client = open_client(where.tracking_uri)
     exp_id = experiment_id(client, spec.name)
     stored = retry(client.get_experiment, exp_id).tags.get(DESIGN_TAG)

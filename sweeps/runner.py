@@ -198,15 +198,7 @@ def run(
     done = read_done(run_dir)
     if done is not None:
         raise AlreadyDone(spec.name, done)
-    exists = tune.Tuner.can_restore(run_dir)
-    if exists and not resume:
-        raise RuntimeError(f"sweep {spec.name!r} was started before and did not finish ({run_dir}); "
-                           "continue it with --resume, or pick another --name")
-    if resume and not exists:
-        raise RuntimeError(f"nothing to resume: no sweep {spec.name!r} under {where.storage}")
-    if not exists and sweep_progress(where.tracking_uri, spec.name)[0]:
-        raise RuntimeError(f"MLflow ({where.tracking_uri}) already holds runs of sweep {spec.name!r}, but "
-                           f"{run_dir} has no Tune results to continue; pick another --name (or --storage)")
+    check_resume(spec, where, run_dir, tune.Tuner.can_restore(run_dir), resume)
 
     experiment_id(open_client(where.tracking_uri), spec.name)  # one MLflow experiment per sweep
     start_ray(spec, address, dashboard)
@@ -235,6 +227,19 @@ def run(
     if complete and not errors:
         write_done(run_dir, summary)
     return summary
+
+
+def check_resume(spec: SweepSpec, where: Where, run_dir: str, started: bool, resume: bool) -> None:
+    """A sweep begins once and is continued only with ``resume``; MLflow runs of the sweep without
+    Tune results to continue would double its seeds. Each case is an error saying what to do."""
+    if started and not resume:
+        raise RuntimeError(f"sweep {spec.name!r} was started before and did not finish ({run_dir}); "
+                           "continue it with --resume, or pick another --name")
+    if resume and not started:
+        raise RuntimeError(f"nothing to resume: no sweep {spec.name!r} under {where.storage}")
+    if not started and sweep_progress(where.tracking_uri, spec.name)[0]:
+        raise RuntimeError(f"MLflow ({where.tracking_uri}) already holds runs of sweep {spec.name!r}, but "
+                           f"{run_dir} has no Tune results to continue; pick another --name (or --storage)")
 
 
 def start_ray(spec: SweepSpec, address: str | None = None, dashboard: bool = False) -> None:
