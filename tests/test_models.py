@@ -1,6 +1,7 @@
 """The model contract, for every registered family (``MODELS``; the test-only ``tiny`` included): the
 declarations are consistent, the parameter groups cover every parameter once, ``fit`` returns
-per-seed results with every declared metric, and seed 1 of a pack gives seed 1's numbers alone.
+per-seed results with every declared metric, and seed 1 of a pack gives seed 1's numbers alone (run
+alone with its 2-D convolutions as im2col + matmuls, ``conv_gemm``: the same numbers either way).
 
 A family's tiny test sizes are the module-level ``TINY`` dict of its module (data keys and config
 fields), so a new family is tested by registering it."""
@@ -48,7 +49,7 @@ def test_param_groups_cover_every_parameter_once(name):
 def test_fit_returns_every_declared_metric_and_seeds_are_independent(name):
     config = tiny(name)
     packed = fit(config, seeds=[0, 1, 2], epochs=1, device="cpu")
-    alone = fit(config, seeds=[1], epochs=1, device="cpu")
+    alone = fit({**config, "conv_gemm": True}, seeds=[1], epochs=1, device="cpu")
     names = metric_names(MODELS[name][1])
     assert [r["seed"] for r in packed] == [0, 1, 2]
     for r in packed:
@@ -56,4 +57,4 @@ def test_fit_returns_every_declared_metric_and_seeds_are_independent(name):
         assert set(names) <= set(r) and "train/total" in r
     for key in (*names, "train/total"):
         a, b = packed[1][key], alone[0][key]
-        assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-4, abs=1e-6), key
+        assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-3, abs=1e-6), key  # float rounding of the two conv paths

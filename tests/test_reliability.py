@@ -83,6 +83,17 @@ def listening(port: int) -> set[str]:
     return found
 
 
+def command_lines() -> str:
+    """Every process's full command line, one per line (from /proc: no column width cuts them)."""
+    lines = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            lines.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:  # the process ended meanwhile
+            pass
+    return "\n".join(lines)
+
+
 STARTED: list[subprocess.Popen] = []  # sweep drivers, killed (with their local Ray) if a test leaves one running
 
 
@@ -166,7 +177,7 @@ def test_sweep_on_postgres(tracking, tmp_path):
     # security defaults: both servers on loopback only, the password in no process's command line
     assert listening(tracking.port) == {"0100007F"} and listening(tracking.pg_port) == {"0100007F"}
     password = pgpass.read_text().strip().rsplit(":", 1)[1]
-    commands = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    commands = command_lines()
     assert f"127.0.0.1:{tracking.pg_port}" in commands and password not in commands
     logs = "".join(p.read_text(errors="replace") for p in tracking.folder.rglob("*.log"))
     assert logs and password not in logs

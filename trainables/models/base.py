@@ -138,7 +138,13 @@ class PackedModel(nn.Module):
         return []
 
     def conv_gemm(self, on: bool) -> None:
-        """Speed switch: convolutions as im2col + batched matmuls where the model supports it."""
+        """Speed switch: every 2-D ``PackedConv`` as im2col + batched matmuls (``True``) or grouped
+        kernels; the numbers are the same up to float rounding (3-D and 1-D ones stay grouped)."""
+        from trainables.models.packed import PackedConv
+
+        for conv in self.modules():
+            if isinstance(conv, PackedConv) and conv.dims == 2:
+                conv.gemm = on
 
 
 def metric_names(model_cls: type[PackedModel]) -> tuple[str, ...]:

@@ -211,11 +211,6 @@ class SPS(PackedModel):
         self.decoder = nn.ModuleList(PackedConv(gens, ch[i + 1], ch[i], 4, stride=2, padding=1, transpose=True) for i in reversed(range(depth)))
         self.actions = parse_symmetry(cfg.symmetry, cfg.z_dim) if cfg.use_rnn and cfg.k > 0 else []
 
-    def conv_gemm(self, on: bool) -> None:
-        """Convolutions as im2col + batched matmuls (``True``) or grouped kernels."""
-        for conv in (*self.encoder, *self.decoder):
-            conv.gemm = on
-
     # -- building blocks --
 
     def fold(self, x: torch.Tensor) -> torch.Tensor:

@@ -123,10 +123,6 @@ class StackedAE(PackedModel):
         if data["image_size"] % 2 ** len(cfg.channels):
             raise ValueError(f"config key 'image_size' ({data['image_size']}) must be divisible by 2**len(channels) = {2 ** len(cfg.channels)}")
 
-    def conv_gemm(self, on: bool) -> None:
-        for conv in (*self.enc, *self.dec):
-            conv.gemm = on
-
     def param_groups(self):
         return [(list(self.enc.parameters()), self.cfg.lr_enc), (list(self.dec.parameters()), self.cfg.lr_dec)]
 

@@ -124,12 +124,6 @@ class VAE(PackedModel):
         if data["image_size"] % 2**cfg.depth:
             raise ValueError(f"config key 'image_size' ({data['image_size']}) must be divisible by 2**depth ({2**cfg.depth})")
 
-    def conv_gemm(self, on: bool) -> None:
-        """2-D convolutions as im2col + batched matmuls (``True``) or grouped kernels (3-D ones stay grouped)."""
-        for conv in self.modules():
-            if isinstance(conv, PackedConv) and conv.dims == 2:
-                conv.gemm = on
-
     # -- the network, on folded tensors [N, S*C, (L,) H, W] --
 
     def fold(self, clips: torch.Tensor) -> torch.Tensor:

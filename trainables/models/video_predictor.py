@@ -122,12 +122,6 @@ class VideoPredictor(PackedModel):
         if data["image_size"] % 2 ** (len(cfg.widths) - 1):
             raise ValueError(f"config key 'image_size' ({data['image_size']}) must be divisible by 2**(len(widths) - 1)")
 
-    def conv_gemm(self, on: bool) -> None:
-        """2-D convolutions as im2col + batched matmuls (``True``) or grouped kernels (3-D ones stay grouped)."""
-        for conv in self.modules():
-            if isinstance(conv, PackedConv) and conv.dims == 2:
-                conv.gemm = on
-
     def predict(self, past: torch.Tensor) -> torch.Tensor:
         """Standardised past frames [S, N, n_past, 3, H, W] -> standardised future [S, N, n_future, 3, H, W]."""
         S, N, P, C, H, W = past.shape
