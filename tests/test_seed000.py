@@ -195,9 +195,9 @@ def tiny_st(**kw):
 def test_st_transformer_stages(finetune):
     model = tiny_st(finetune_ae=finetune)
     x = frames(2, 2, T=6)
-    ae = lambda n: n.startswith(("enc.", "dec."))  # noqa: E731
+    ae = lambda n: n.startswith("ae.")  # noqa: E731
     stage1 = grads_by_module(model, model.losses(x, {}, 3))  # level 1 of the AE
-    assert {n for n, g in stage1.items() if g} == {"enc.1.weight", "enc.1.bias", "dec.1.weight", "dec.1.bias"}
+    assert {n for n, g in stage1.items() if g} == {"ae.enc.1.weight", "ae.enc.1.bias", "ae.dec.1.weight", "ae.dec.1.bias"}
     stage2 = grads_by_module(model, model.losses(x, {}, 4))
     assert all(g for n, g in stage2.items() if not ae(n))
     assert any(g for n, g in stage2.items() if ae(n)) == finetune
@@ -214,6 +214,56 @@ def test_st_transformer_prediction_is_causal_in_time_and_per_seed():
     other = tok.clone()
     other[0] = torch.rand_like(other[0])  # seed 0's input changes, seed 1's output does not
     torch.testing.assert_close(model.predict(other)[1], out[1])
+
+
+def tiny_st3d(S=2):
+    cfg = STTransformerConfig(variant="causal3d", channels=(4, 8), time_kernel=2, stage_steps=2, d_model=16, heads=2,
+                              spatial_layers=1, temporal_layers=2)  # fmt: skip
+    return STTransformer(cfg, gens(range(S)), 16)
+
+
+def test_st_transformer_over_3d_features_decodes_as_the_causal_ae3d_alone():
+    """variant causal3d: the tokens are the causal 3-D AE's latent frames (T - D of them, D = 2 here),
+    and decoding the last n of them after the others gives exactly the AE's own straight (trimmed)
+    reconstruction of the last n frames: the frame alignment the predictor is judged with."""
+    model = tiny_st3d()
+    x = frames(2, 3, T=9)
+    tok = model.tokens(x)
+    assert tok.shape == (2, 3, 9 - 2, 4 * 4, 8)
+    out, target = model.ae.run(model.ae.clips(x), range(2))  # frames 2D = 4 .. 8
+    alone = out.unflatten(1, (2, 3)).transpose(0, 1).transpose(2, 3)  # [S, B, 5, 3, H, W]
+    for n in (1, 3, 5):  # n new latents after 7 - n >= D context ones
+        torch.testing.assert_close(model.pixels(tok[:, :, : 7 - n], tok[:, :, 7 - n :]), alone[:, :, -n:])
+    torch.testing.assert_close(target.unflatten(1, (2, 3)).transpose(0, 1).transpose(2, 3), x[:, :, 4:])
+
+
+def test_st_transformer_over_3d_features_stages_and_rules():
+    model = tiny_st3d()
+    x = frames(2, 2, T=9)
+    stage1 = grads_by_module(model, model.losses(x, {}, 2))  # the 3-D AE's level 1
+    assert {n for n, g in stage1.items() if g} == {"ae.enc.1.weight", "ae.enc.1.bias", "ae.dec.1.weight", "ae.dec.1.bias"}
+    stage2 = grads_by_module(model, model.losses(x, {}, 4))
+    assert {n for n, g in stage2.items() if g} == {n for n in stage2 if not n.startswith("ae.")}  # the AE frozen
+    assert set(model.losses(x, {}, 0)) == set(model.losses(x, {}, 4)) == {"ae", "pred", "total"}
+    from trainables import resolve_config
+
+    base = {"model": "st_transformer", "variant": "causal3d", "channels": [4, 8], "time_kernel": 2, "image_size": 16}
+    with pytest.raises(ValueError, match="finetune_ae"):
+        resolve_config({**base, "frames": 9, "finetune_ae": True})
+    with pytest.raises(ValueError, match="'frames' \\(7\\) must be at least 8"):  # 4 ahead after 2D = 4 context frames
+        resolve_config({**base, "frames": 7})
+
+
+def test_st_transformer_over_3d_features_packed_seed_equals_alone():
+    from trainables import fit
+
+    config = {"model": "st_transformer", "variant": "causal3d", "n_train": 16, "n_val": 8, "frames": 8, "image_size": 16,
+              "channels": [4, 8], "time_kernel": 2, "stage_steps": 4, "batch_size": 4, "lr": 1e-3, "d_model": 16,
+              "heads": 2, "spatial_layers": 1, "temporal_layers": 1, "lr_tf": 1.0}  # fmt: skip
+    packed, alone = fit(config, seeds=[0, 1, 2], epochs=3, device="cpu"), fit(config, seeds=[1], epochs=3, device="cpu")
+    for key in ("pred_h1_rel", "pred_h4_mse", "ae_straight_rel", "train/total"):
+        assert packed[1][key] == pytest.approx(alone[0][key], rel=1e-4, abs=1e-7), key
+    assert packed[0]["pred_h1_rel"] != pytest.approx(packed[1]["pred_h1_rel"], rel=1e-3)
 
 
 def test_shipped_specs_load():

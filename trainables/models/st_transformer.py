@@ -1,40 +1,45 @@
-"""Factorised space-time transformer predicting the next frame's latents over a stacked AE trained in
+"""Factorised space-time transformer predicting the next frame's latents over an autoencoder trained in
 the same run, packed: note 000's ``vt_0_learn`` (frozen AE) and ``vt_0e_learn`` (``finetune_ae``).
 
-Stage 1 (steps 0 .. len(channels) * stage_steps - 1) trains the ``stacked_ae`` of the same config
-(any variant: dense ``layerwise`` / ``joint`` or ``sparse`` features). Stage 2 trains the
-transformer: the tokens of a frame are the positions of the AE's top latent grid (C features
-each, linearly projected to ``d_model``, plus a learned position embedding and a sinusoidal frame
-embedding); ``spatial`` blocks attend within a frame, ``temporal`` blocks causally across frames at
-one position (pre-LN, attention + MLP, alternating S, T, S, T, ... until one kind runs out); a
-linear head predicts each position's latent of the next frame. Loss: latent MSE (frozen AE), or
-with ``finetune_ae`` the decoded prediction's pixel MSE against the next frame, gradients into
-the AE too ("end-to-end Transformer+AE fine-tuning on pixel-level next frame prediction").
+Stage 1 (steps 0 .. len(channels) * stage_steps - 1) trains the AE: a ``stacked_ae`` of the same
+config (``variant`` layerwise / joint: dense features, sparse: sparse ones) or, with ``variant:
+causal3d``, a ``causal_ae3d`` (reconstruct) whose latent frame j summarises input frames j .. j + D
+(D = (time_kernel - 1) * levels). Stage 2 trains the transformer: the tokens of a (latent) frame are
+the positions of the AE's top latent grid (C features each, linearly projected to ``d_model``, plus
+a learned position embedding and a sinusoidal frame embedding); ``spatial`` blocks attend within a
+frame, ``temporal`` blocks causally across frames at one position (pre-LN, attention + MLP,
+alternating S, T, S, T, ... until one kind runs out); a linear head predicts each position's latent
+of the next frame. Loss: latent MSE (frozen AE), or with ``finetune_ae`` (2-D AEs) the decoded
+prediction's pixel MSE against the next frame, gradients into the AE too ("end-to-end
+Transformer+AE fine-tuning on pixel-level next frame prediction").
 
 Judged in pixels (the note: "losses on sparse and dense latents cannot be compared"): from the
 first T - 4 frames of each validation sequence, the next 4 latents open loop (each prediction fed
 back as a latent), decoded, against copy-last-frame, and the predicted ball's intensity centroid
-against the true frame's (motion predicted, or blurred in place?).
+against the true frame's (motion predicted, or blurred in place?). A causal 3-D AE decodes a frame
+from D + 1 consecutive latents: a predicted frame is decoded from its latent and the D before it
+(context latents, then earlier predictions), the output the AE's trimmed loss trains.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.models.base import Metric
-from trainables.models.frame_stats import per_seed_mean_se
+from trainables.models.base import Metric, PackedModel, TrainConfig
+from trainables.models.causal_ae3d import CausalAE3d, CausalAE3dConfig
 from trainables.models.frames import centroid
 from trainables.models.packed import PackedLayerNorm, PackedLinear, PackedMultiheadAttention, fold, unfold_seeds
-from trainables.models.stacked_ae import StackedAE, StackedAEConfig
+from trainables.models.stacked_ae import VARIANTS, StackedAE, StackedAEConfig
 
 HORIZON = 4  # open-loop frames scored (the issue: horizons 1 and 4)
 EVAL_SEQUENCES = 16  # validation sequences per evaluation chunk (memory, not numbers)
-AE_TERMS = {"layerwise": ("ae", "dec_z"), "sparse": ("ae",), "joint": ("dec", "enc")}
+CAUSAL3D = "causal3d"  # the variant whose AE is a causal 3-D one (causal_ae3d, reconstruct)
+AE_TERMS = {"layerwise": ("ae", "dec_z"), "sparse": ("ae",), "joint": ("dec", "enc"), CAUSAL3D: ("ae",)}
 
 
 @dataclass
@@ -42,24 +47,35 @@ class STTransformerConfig(StackedAEConfig):
     """The stacked AE's fields (its defaults and sources) plus the predictor's. The note gives only
     "3 spatial + 4 temporal attention layers"; width, heads and order are our choices."""
 
+    variant: str = "layerwise"  # the AE under the transformer: layerwise | sparse | joint (stacked_ae) | causal3d (causal_ae3d)
+    time_kernel: int = 4  # causal3d only: the causal 3-D AE's time kernel (causal_ae3d's default, the code's kernel (4, 6, 6))
     spatial_layers: int = 3  # note: "3 spatial + 4 temporal attention layers are tested"
     temporal_layers: int = 4  # note, as above
     d_model: int = 128  # proposal (seed-systems.md §4): d_model 128
     heads: int = 4  # proposal: 4 heads
     mlp_ratio: int = 4  # our choice: the usual transformer MLP width d_model * 4
-    finetune_ae: bool = False  # vt_0e: stage 2 trains AE + transformer on the next frame's pixels
+    finetune_ae: bool = False  # vt_0e: stage 2 trains AE + transformer on the next frame's pixels (2-D AEs only)
     lr_tf: float = 10.0  # transformer LR multiplier (our choice: 1e-3 at the AE's lr 1e-4)
 
     def checks(self) -> dict[str, bool]:
         return {
             **super().checks(),
+            "variant": self.variant in (*VARIANTS, CAUSAL3D),
+            "time_kernel": self.time_kernel >= 1,
             "spatial_layers": self.spatial_layers >= 0,
             "temporal_layers": self.temporal_layers >= 1,
             "d_model": self.d_model >= 1,
             "heads": self.heads >= 1 and self.d_model % self.heads == 0,
             "mlp_ratio": self.mlp_ratio >= 1,
+            "finetune_ae": not (self.finetune_ae and self.variant == CAUSAL3D),  # a 3-D decoder mixes D + 1 latents per frame
             "lr_tf": self.lr_tf > 0,
         }
+
+    def ae3d(self) -> CausalAE3dConfig:
+        """The causal 3-D AE of ``variant: causal3d``: this config's levels, time kernel, stage length and training."""
+        train = {f.name: getattr(self, f.name) for f in fields(TrainConfig)}
+        return CausalAE3dConfig(**train, variant="reconstruct", channels=self.channels, time_kernel=self.time_kernel,
+                                stage_steps=self.stage_steps)  # fmt: skip
 
 
 TINY = {"frames": 6, "image_size": 16, "channels": [4, 8], "zsteps": 2, "lr_z": [30.0], "stage_steps": 2, "batch_size": 4,
@@ -92,8 +108,8 @@ class Block(nn.Module):
         return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
 
 
-class STTransformer(StackedAE):
-    """S seeds of (stacked AE, space-time transformer); the AE is this class's StackedAE part."""
+class STTransformer(PackedModel):
+    """S seeds of (AE, space-time transformer); the AE is ``self.ae`` (a StackedAE or a CausalAE3d)."""
 
     metrics = (
         Metric("pred_h1_rel", "lower", "open-loop prediction MSE of the next frame / copy-last-frame MSE"),
@@ -111,12 +127,16 @@ class STTransformer(StackedAE):
     scheduler_metric = "pred_h1_rel"
 
     def __init__(self, cfg: STTransformerConfig, gens: list[torch.Generator], image_size: int):
-        super().__init__(cfg, gens, image_size)  # the AE first: its init draws come first, as trained alone
-        C = self.enc[-1].weight.shape[1]
-        self.P = (image_size // 2**self.L) ** 2
+        super().__init__(cfg, gens, image_size)
+        self.is3d = cfg.variant == CAUSAL3D
+        # the AE first: its init draws come first, as trained alone
+        self.ae = CausalAE3d(cfg.ae3d(), gens, image_size) if self.is3d else StackedAE(cfg, gens, image_size)
+        self.L, self.D = len(cfg.channels), (cfg.time_kernel - 1) * len(cfg.channels) if self.is3d else 0
+        C = self.ae.enc[-1].weight.shape[1]
+        self.side = image_size // 2**self.L
         d = cfg.d_model
         self.tok_in = PackedLinear(gens, C, d)
-        self.pos = nn.Parameter(torch.stack([torch.randn(self.P, d, generator=g) * 0.02 for g in gens]))  # [S, P, d]
+        self.pos = nn.Parameter(torch.stack([torch.randn(self.side**2, d, generator=g) * 0.02 for g in gens]))  # [S, P, d]
         kinds = []
         for i in range(max(cfg.spatial_layers, cfg.temporal_layers)):
             kinds += (["spatial"] if i < cfg.spatial_layers else []) + (["temporal"] if i < cfg.temporal_layers else [])
@@ -127,32 +147,47 @@ class STTransformer(StackedAE):
 
     @classmethod
     def check_data(cls, cfg: STTransformerConfig, data: dict) -> None:
-        super().check_data(cfg, data)
-        if data["frames"] < HORIZON + 2:
-            raise ValueError(f"config key 'frames' ({data['frames']}) must be at least {HORIZON + 2} (context, then {HORIZON} frames ahead)")
-
-    def ae_modules(self) -> list[nn.Module]:
-        return [self.enc, self.dec]
+        if cfg.variant == CAUSAL3D:
+            CausalAE3d.check_data(cfg.ae3d(), data)
+            D = (cfg.time_kernel - 1) * len(cfg.channels)
+            need = HORIZON + max(2 * D, D + 1)  # context: D + 1 latents at least (D of them decode the first prediction)
+        else:
+            StackedAE.check_data(cfg, data)
+            need = HORIZON + 2
+        if data["frames"] < need:
+            raise ValueError(f"config key 'frames' ({data['frames']}) must be at least {need} (context, then {HORIZON} frames ahead)")
 
     def param_groups(self):
-        ae = {id(p) for m in self.ae_modules() for p in m.parameters()}
-        tf = [p for p in self.parameters() if id(p) not in ae]
-        return [*super().param_groups(), (tf, self.cfg.lr_tf)]
+        ae = {id(p) for p in self.ae.parameters()}
+        return [*self.ae.param_groups(), ([p for p in self.parameters() if id(p) not in ae], self.cfg.lr_tf)]
 
     # -- latents as tokens --
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """Frames [S, B, T, 3, H, W] -> top latents as tokens [S, B, T, P, C]."""
+        """Frames [S, B, T, 3, H, W] -> top latents as tokens [S, B, T - D, P, C] (latent frame j: input frames j .. j + D)."""
         S, B, T = x.shape[:3]
-        z = unfold_seeds(self.encode_all(self.frames(x))[-1], S)  # [S, B*T, C, h, w]
+        if self.is3d:
+            z = self.ae.clips(x)  # [B, S*3, T, H, W]
+            for l in range(self.L):
+                z = self.ae.encode(l, z)
+            return unfold_seeds(z, S).permute(0, 1, 3, 4, 5, 2).flatten(3, 4)  # [S, B, C, T', h, w] -> [S, B, T', P, C]
+        z = unfold_seeds(self.ae.encode_all(self.ae.frames(x))[-1], S)  # [S, B*T, C, h, w]
         return z.flatten(3).transpose(2, 3).unflatten(1, (B, T))
 
-    def pixels(self, tok: torch.Tensor) -> torch.Tensor:
-        """Tokens [S, B, T, P, C] -> decoded frames [S, B, T, 3, H, W]."""
-        S, B, T, P, C = tok.shape
-        side = math.isqrt(P)
-        z = fold(tok.flatten(1, 2).transpose(2, 3).unflatten(3, (side, side)), self.channels_last)
-        return unfold_seeds(self.decode_all(z), S).unflatten(1, (B, T))
+    def pixels(self, context: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        """Decoded frames [S, B, n, 3, H, W] of the n tokens ``new`` [S, B, n, P, C] that follow the
+        tokens ``context`` [S, B, c, P, C] (a 3-D AE decodes each frame from its latent and the D
+        before it; a 2-D one reads ``new`` alone)."""
+        S, B, n, P, C = new.shape
+        if self.is3d:
+            tok = torch.cat([context, new], 2)
+            m = tok.shape[2]
+            z = fold(tok.unflatten(3, (self.side, self.side)).permute(0, 1, 5, 2, 3, 4))  # [B, S*C, m, h, w]
+            for l in reversed(range(self.L)):
+                z = self.ae.decode(l, z)  # -> [B, S*3, m + D, H, W]; output j reconstructs input frame j + D
+            return unfold_seeds(z[:, :, m - n : m], S).transpose(2, 3)
+        z = fold(new.flatten(1, 2).transpose(2, 3).unflatten(3, (self.side, self.side)), self.ae.channels_last)
+        return unfold_seeds(self.ae.decode_all(z), S).unflatten(1, (B, n))
 
     def predict(self, tok: torch.Tensor) -> torch.Tensor:
         """Tokens [S, B, T, P, C] of frames 0..T-1 -> predicted tokens of frames 1..T, [S, B, T, P, C]."""
@@ -172,15 +207,14 @@ class STTransformer(StackedAE):
     # -- training --
 
     def losses(self, x: torch.Tensor, rand: dict, step: int) -> dict[str, torch.Tensor]:
-        """Stage 1: the stacked AE's terms (``pred`` 0); stage 2: ``pred`` (latent MSE, or pixel MSE
-        with ``finetune_ae``), the AE's terms 0."""
+        """Stage 1: the AE's terms (``pred`` 0); stage 2: ``pred`` (latent MSE, or pixel MSE with
+        ``finetune_ae``), the AE's terms 0."""
         zero = torch.zeros(self.S, device=x.device)
         if self.ae_stage(step):
-            terms = super().losses(x, rand, step)
-            return {**terms, "pred": zero}
+            return {**self.ae.losses(x, rand, step), "pred": zero}
         if self.cfg.finetune_ae:
             tok = self.tokens(x[:, :, :-1])
-            frames = self.pixels(self.predict(tok).float())
+            frames = self.pixels(tok[:, :, :0], self.predict(tok).float())
             pred = (frames.float() - x[:, :, 1:]).square().flatten(1).mean(1)
         else:
             with torch.no_grad():
@@ -209,7 +243,7 @@ class STTransformer(StackedAE):
             xs = x[i : i + EVAL_SEQUENCES]
             truth, last = xs[:, c:], xs[:, c - 1 : c]  # [n, H, 3, h, w], [n, 1, ...]
             tok = self.tokens(xs[:, :c].unsqueeze(0).expand(S, *xs[:, :c].shape))
-            frames = self.pixels(self.rollout(tok, HORIZON)).float()  # [S, n, HORIZON, 3, H, W]
+            frames = self.pixels(tok, self.rollout(tok, HORIZON)).float()  # [S, n, HORIZON, 3, H, W]
             se += (frames - truth).square().sum((1, 3, 4, 5)).double()
             dist += (centroid(frames) - centroid(truth)).norm(dim=-1).sum(1).double()
             copy_se += (last - truth).square().sum((0, 2, 3, 4)).double()
@@ -217,8 +251,9 @@ class STTransformer(StackedAE):
         pixels = x[0, 0].numel()
         mse, copy = se / (N * pixels), (copy_se / (N * pixels)).expand(S, -1)
         dist, copy_dist = dist / N, (copy_dist / N).expand(S, -1)
+        ae = self.ae.evaluate(x, y)["mean_frame_rel" if self.is3d else "straight_rel"]
         out = {"pred_h1_rel": mse[:, 0] / copy[:, 0], "pred_h4_rel": mse[:, -1] / copy[:, -1], "pred_h1_mse": mse[:, 0],
                "pred_h4_mse": mse[:, -1], "copy_last_h1_mse": copy[:, 0], "copy_last_h4_mse": copy[:, -1],
                "centroid_h1_px": dist[:, 0], "centroid_h4_px": dist[:, -1], "copy_centroid_h4_px": copy_dist[:, -1],
-               "ae_straight_rel": super().evaluate(x, y)["straight_rel"].to(dev)}  # fmt: skip
+               "ae_straight_rel": ae.to(dev)}  # fmt: skip
         return {k: v.cpu() for k, v in out.items()}
