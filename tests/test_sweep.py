@@ -4,10 +4,12 @@ cluster started here) and a real MLflow SQLite store, with tiny models."""
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -194,11 +196,12 @@ def free_port() -> int:
 
 @pytest.fixture
 def two_node_cluster(tmp_path):
-    """A Ray head and one worker node on this machine, one CPU each. ``ray start --head`` turns on
-    token authentication (the token in ~/.ray/auth_token), so every process joining says so."""
+    """A Ray head and one worker node on this machine, one CPU each, in their own temp folder (so the
+    machine's default Ray address file never names them). ``ray start --head`` turns on token
+    authentication (the token in ~/.ray/auth_token), so every process joining says so."""
     port, env = free_port(), {**os.environ, "SEEDSWEEP_CACHE": str(tmp_path / "cache"), "RAY_AUTH_MODE": "token"}
-    ray = str(BIN / "ray")
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"]
+    ray, temp = str(BIN / "ray"), tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must fit 107 bytes
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats", f"--temp-dir={temp}"]
     try:
         subprocess.run([ray, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
                        env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
@@ -206,6 +209,7 @@ def two_node_cluster(tmp_path):
         yield f"127.0.0.1:{port}", env
     finally:
         stop_cluster(port)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def stop_cluster(port: int) -> None:
