@@ -32,7 +32,6 @@ def golden():
     return json.loads((GOLDEN / "sps.json").read_text())
 
 
-@pytest.mark.slow
 def test_sps_reproduces_the_golden_run(golden):
     pack = Pack(golden["config"], golden["seeds"], device="cpu")
     for want in golden["losses"]:

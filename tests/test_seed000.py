@@ -276,3 +276,13 @@ def test_shipped_specs_load():
     for path in paths:
         spec = specs.load(str(path))
         assert spec.model in ("stacked_ae", "causal_ae3d", "st_transformer") and spec.seeds >= 4, path
+
+
+def test_causal_ae3d_with_time_kernel_1_scores_from_the_second_frame():
+    """time_kernel 1 (no time context, a per-frame AE in 3-D form): the copy-last baseline starts at
+    frame 1, and every score is over frames 1.. alike."""
+    model = CausalAE3d(CausalAE3dConfig(channels=(4,), time_kernel=1), gens([0, 1]), 16)
+    x = frames(1, 3, T=5)[0]
+    m = model.evaluate(x, torch.zeros(3, 5, 2))
+    torch.testing.assert_close(m["copy_last_mse"][0].float(), ((x[:, 1:] - x[:, :-1]) ** 2).mean())
+    torch.testing.assert_close(m["black_mse"][1].float(), (x[:, 1:] ** 2).mean())

@@ -139,6 +139,7 @@ def test_asha_stops_a_clearly_worse_configuration(tmp_path):
     assert statuses == {"pruned": 2}
 
 
+@pytest.mark.slow  # ~100 s on 2 cores; .ci/run runs it
 def test_killed_driver_resumes_each_seed_exactly_once(tmp_path):
     spec = write_spec(tmp_path, name="resume", epochs=6, seeds=2, max_concurrent=1)
     env = {**os.environ, "SEEDSWEEP_CACHE": str(tmp_path / "cache"), "TUNE_GLOBAL_CHECKPOINT_S": "1"}
@@ -169,6 +170,7 @@ def test_killed_driver_resumes_each_seed_exactly_once(tmp_path):
             assert history_steps(tmp_path, r.info.run_id, metric) == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.slow  # ~100 s on 2 cores; .ci/run runs it
 def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
     spec = write_spec(tmp_path, name="ctrlc", epochs=5, seeds=1, max_concurrent=1, data={**TINY["data"], "n_train": 256})
     env = {**os.environ, "SEEDSWEEP_CACHE": str(tmp_path / "cache")}

@@ -139,10 +139,12 @@ class CausalAE3d(PackedModel):
         se, se0, copy, black = f64(), f64(), f64(), f64()
         n = n0 = 0
         frames_m, frames_m0 = Moments(), Moments()
-        first = 2 * self.dt * self.L + self.dx  # the first scored frame of the straight run
+        start = 2 * self.dt * self.L + self.dx  # the straight run's first output frame
+        skip = int(start == 0)  # time_kernel 1, reconstruct: frame 0 has no frame before it to copy; score from frame 1
+        first = start + skip  # the first scored frame
         for i in range(0, len(x), EVAL_SEQUENCES):
             h = self.clips(x[i : i + EVAL_SEQUENCES].unsqueeze(0).expand(S, -1, -1, -1, -1, -1))
-            out, target = self.run(h, range(self.L))
+            out, target = (t[:, :, skip:] for t in self.run(h, range(self.L)))
             se += per_seed_sum((out.float() - target).square().double(), S, 3)
             copy += per_seed_sum((h[:, :, first - 1 : -1] - target).square().double(), S, 3)
             black += per_seed_sum(target.square().double(), S, 3)
