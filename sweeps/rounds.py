@@ -27,7 +27,7 @@ from ray import tune
 
 from analysis.runs import DESIGN_TAG
 from analysis.sequential import Design, history
-from sweeps.runner import AlreadyDone, Where, check_resume, grid_points, make_tuner, param_space, read_done, start_ray, write_done
+from sweeps.runner import AlreadyDone, Where, check_resume, grid_points, make_tuner, param_space, read_done, start_ray, summary, write_done
 from sweeps.spec import SweepSpec
 from trainables.tracking import KIND, experiment_id, open_client, retry, search_all
 
@@ -180,13 +180,3 @@ def made_configurations(spec: SweepSpec, results) -> list[dict]:
             seen.add(cid)
             out.append({"config_id": cid, "params": {k: result.config[k] for k in spec.swept()}})
     return out
-
-
-def summary(spec: SweepSpec, where: Where, trials: int, results, start: float, complete: bool, rounds: int | None = None) -> dict:
-    errors = [str(r.error) for r in results if r.error]
-    out = {"name": spec.name, "trials": trials, "errors": len(errors), "complete": complete and not errors,
-           "seconds": round(time.time() - start, 1), "tracking_uri": where.tracking_uri}  # fmt: skip
-    if rounds:
-        out["rounds"] = rounds
-    return out
-

@@ -204,7 +204,6 @@ def run(
     start_ray(spec, address, dashboard)
     start = time.time()
     results = make_tuner(spec, where, resume=resume).fit()
-    errors = [str(r.error) for r in results if r.error]
     # Complete: every configuration was begun and none of its seeds is still running, by MLflow's
     # account (after Ctrl-C, Tune returns normally with trials left to --resume).
     try:
@@ -215,18 +214,22 @@ def run(
             raise
         begun, running, reachable = 0, 0, False
     complete = reachable and begun == grid_points(spec) * spec.num_samples and running == 0
-    summary = {
-        "name": spec.name,
-        "trials": len(results),
-        "errors": len(errors),
-        "complete": complete,
-        "seconds": round(time.time() - start, 1),
-        "tracking_uri": where.tracking_uri,
-        "tracking_reachable": reachable,
-    }
-    if complete and not errors:
-        write_done(run_dir, summary)
-    return summary
+    out = summary(spec, where, len(results), results, start, complete, reachable)
+    if out["complete"]:
+        write_done(run_dir, out)
+    return out
+
+
+def summary(spec: SweepSpec, where: Where, trials: int, results, start: float, complete: bool, reachable: bool = True,
+            rounds: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """What ``run`` returns (and a finished sweep keeps in its DONE file): complete means every
+    trial ran to its end without an error and MLflow answered."""
+    errors = [str(r.error) for r in results if r.error]
+    out = {"name": spec.name, "trials": trials, "errors": len(errors), "complete": complete and reachable and not errors,
+           "seconds": round(time.time() - start, 1), "tracking_uri": where.tracking_uri, "tracking_reachable": reachable}  # fmt: skip
+    if rounds:
+        out["rounds"] = rounds
+    return out
 
 
 def check_resume(spec: SweepSpec, where: Where, run_dir: str, started: bool, resume: bool) -> None:
