@@ -131,7 +131,7 @@ class STTransformer(PackedModel):
         self.is3d = cfg.variant == CAUSAL3D
         # the AE first: its init draws come first, as trained alone
         self.ae = CausalAE3d(cfg.ae3d(), gens, image_size) if self.is3d else StackedAE(cfg, gens, image_size)
-        self.L, self.D = len(cfg.channels), (cfg.time_kernel - 1) * len(cfg.channels) if self.is3d else 0
+        self.L = len(cfg.channels)
         C = self.ae.enc[-1].weight.shape[1]
         self.side = image_size // 2**self.L
         d = cfg.d_model
