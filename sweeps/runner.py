@@ -213,7 +213,7 @@ def run(
         if not unreachable(err):
             raise
         begun, running, reachable = 0, 0, False
-    complete = reachable and begun == grid_points(spec) * spec.num_samples and running == 0
+    complete = begun == grid_points(spec) * spec.num_samples and running == 0  # summary adds: MLflow answered, no errors
     out = summary(spec, where, len(results), results, start, complete, reachable)
     if out["complete"]:
         write_done(run_dir, out)

@@ -286,3 +286,11 @@ def test_causal_ae3d_with_time_kernel_1_scores_from_the_second_frame():
     m = model.evaluate(x, torch.zeros(3, 5, 2))
     torch.testing.assert_close(m["copy_last_mse"][0].float(), ((x[:, 1:] - x[:, :-1]) ** 2).mean())
     torch.testing.assert_close(m["black_mse"][1].float(), (x[:, 1:] ** 2).mean())
+
+
+def test_speed_switches_reach_the_ae_inside_st_transformer():
+    model = tiny_st()
+    model.set_channels_last(True)
+    model.conv_gemm(True)
+    assert model.channels_last and model.ae.channels_last
+    assert all(conv.gemm for conv in (*model.ae.enc, *model.ae.dec))

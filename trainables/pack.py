@@ -172,9 +172,7 @@ class Pack:
         self.val_y = torch.as_tensor(np.asarray(val_y, np.float32)).to(self.device)
         self.model = model_cls(self.cfg, self.gens, train_x.shape[-1]).to(self.device)
         self.speed = Speed.for_device(self.config, self.device)
-        for part in self.model.modules():  # the model and any model inside it (st_transformer's AE)
-            if isinstance(part, PackedModel):
-                part.channels_last = self.speed.channels_last
+        self.model.set_channels_last(self.speed.channels_last)
         self.model.conv_gemm(self.speed.conv_gemm)
         mode = self.speed.compile if isinstance(self.speed.compile, str) else None
         self._losses = torch.compile(self.model.losses, mode=mode) if self.speed.compile else self.model.losses

@@ -137,6 +137,13 @@ class PackedModel(nn.Module):
         written as PNGs into ``folder``; the tracker logs them on the seed's run."""
         return []
 
+    def set_channels_last(self, on: bool) -> None:
+        """Speed switch: fold conv inputs channels-last (same numbers), in this model and in any
+        model inside it (st_transformer's AE)."""
+        for part in self.modules():
+            if isinstance(part, PackedModel):
+                part.channels_last = on
+
     def conv_gemm(self, on: bool) -> None:
         """Speed switch: every 2-D ``PackedConv`` as im2col + batched matmuls (``True``) or grouped
         kernels; the numbers are the same up to float rounding (3-D and 1-D ones stay grouped)."""
