@@ -25,6 +25,8 @@ sweep: $(STAMP)
 	$(VENV)/bin/seedsweep run sweeps/quickstart.yaml
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Each benchmark prints a small markdown table; copy it into benchmarks/README.md with its date and machine.

@@ -88,8 +88,14 @@ def boxplot(runs: pd.DataFrame, metric: str, path, ok: pd.Series | None = None, 
     fig = Figure(figsize=(8, 1.2 + 0.28 * max(len(groups), 1)))
     ax = fig.add_subplot()
     y = np.arange(len(groups))[::-1]
-    ax.boxplot([g[metric].to_numpy(float) for _, g in groups], positions=y, orientation="horizontal",
-               widths=0.6, showfliers=False, medianprops={"color": "#333333"})  # fmt: skip
+    ax.boxplot(
+        [g[metric].to_numpy(float) for _, g in groups],
+        positions=y,
+        orientation="horizontal",
+        widths=0.6,
+        showfliers=False,
+        medianprops={"color": "#333333"},
+    )
     rng = np.random.default_rng(0)
     for yi, (_, g) in zip(y, groups):
         colour = [SUCCESS if s else FAILURE for s in ok.loc[g.index]] if ok is not None else OTHER
@@ -116,7 +122,9 @@ def histogram(runs: pd.DataFrame, metric: str, path, thresholds=(), bins: int = 
     log = len(values) > 0 and (values > 0).all() and values.max() / values.min() > 50
     if len(values):
         low, high = values.min(), values.max()
-        edges = np.geomspace(low, high, bins + 1) if log else np.linspace(low, high if high > low else low + 1, bins + 1)
+        edges = (
+            np.geomspace(low, high, bins + 1) if log else np.linspace(low, high if high > low else low + 1, bins + 1)
+        )
     else:
         edges = bins
     for ax, (cid, g) in zip(axes, groups):
@@ -133,7 +141,9 @@ def histogram(runs: pd.DataFrame, metric: str, path, thresholds=(), bins: int = 
     return save(fig, path)
 
 
-def curves(histories: dict[str, tuple], ok: dict[str, bool], metric: str, path, threshold=None, smoothing: float = 0.6) -> Path:
+def curves(
+    histories: dict[str, tuple], ok: dict[str, bool], metric: str, path, threshold=None, smoothing: float = 0.6
+) -> Path:
     """Training curves of ``metric`` per seed, EMA-smoothed (weight ``smoothing`` on the past, as in
     TensorBoard), green for seeds that succeeded and orange for the rest."""
     fig = Figure(figsize=(7, 4))
@@ -159,7 +169,9 @@ def curves(histories: dict[str, tuple], ok: dict[str, bool], metric: str, path, 
     return save(fig, path)
 
 
-def seed_images(tracking_uri: str, runs: pd.DataFrame, ok: pd.Series, out_dir, tries: int = 10) -> dict[str, dict[str, Path]]:
+def seed_images(
+    tracking_uri: str, runs: pd.DataFrame, ok: pd.Series, out_dir, tries: int = 10
+) -> dict[str, dict[str, Path]]:
     """Download the PNGs the model drew (``PackedModel.artefacts``) of one successful and one failed
     finished seed (the first with any) into ``out_dir``; returns ``{"success": {stem: path},
     "failure": {stem: path}}`` for those found, keyed by file name without ``.png``."""
@@ -175,7 +187,9 @@ def seed_images(tracking_uri: str, runs: pd.DataFrame, ok: pd.Series, out_dir, t
                 target = Path(out_dir) / f"{name}_{run_id}"
                 target.mkdir(parents=True, exist_ok=True)
                 with mock.patch.dict(os.environ, {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}):  # no tqdm bar
-                    found[name] = {Path(a).stem: Path(mlflow_client.download_artifacts(run_id, a, str(target))) for a in artifacts}
+                    found[name] = {
+                        Path(a).stem: Path(mlflow_client.download_artifacts(run_id, a, str(target))) for a in artifacts
+                    }
                 break
     return found
 
@@ -199,7 +213,13 @@ def forecast(table: pd.DataFrame, metric: str, path, settled: int | None = None)
     ax.plot(table["epoch"], table["f1"], color=SUCCESS, label="F1 (success)")
     if settled is not None:
         ax.axvline(settled, ls="--", color="#999999", lw=1)
-        ax.annotate(f"accuracy >= 95% from epoch {settled}", (settled, 0.05), xytext=(-4, 0), textcoords="offset points", ha="right")
+        ax.annotate(
+            f"accuracy >= 95% from epoch {settled}",
+            (settled, 0.05),
+            xytext=(-4, 0),
+            textcoords="offset points",
+            ha="right",
+        )
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"final outcome from {metric}")

@@ -12,15 +12,24 @@ import pandas as pd
 from analysis import plots
 from analysis.runs import load_runs, metric_histories, success_rule, write_parquet
 from analysis.success import (
-    check_rule, compare, forecast_by_epoch, metric_summary, outcome, seeds_for_halfwidth, seeds_for_power, settled_epoch,
+    check_rule,
+    compare,
+    forecast_by_epoch,
+    metric_summary,
+    outcome,
+    seeds_for_halfwidth,
+    seeds_for_power,
+    settled_epoch,
     success_table,
 )
 
 HALFWIDTH = 0.1  # target half-width of the seed-budget column
 CURVES = 200  # most training curves fetched from MLflow for the curves plot
 ANYTIME = "anytime 95%"  # column of the anytime-valid intervals (simultaneous over the configurations)
-NOT_VALID = ("seeds were added adaptively, so only the anytime intervals hold; fixed-n Wilson and Clopper-Pearson"
-             " intervals (and the exact tests' p-values) are not valid under adaptive stopping")  # fmt: skip
+NOT_VALID = (
+    "seeds were added adaptively, so only the anytime intervals hold; fixed-n Wilson and Clopper-Pearson"
+    " intervals (and the exact tests' p-values) are not valid under adaptive stopping"
+)
 
 
 def display_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -80,8 +89,10 @@ def anytime_note(table: pd.DataFrame) -> str:
     from analysis.sequential import Design
 
     design = Design.from_dict(table.attrs["design"])
-    return (f"{ANYTIME}: anytime-valid confidence sequence (beta-binomial mixture), all {len(table)} configurations at once "
-            f"(alpha {design.alpha:g} / {len(table)} each); {NOT_VALID}. Seeds: {design.describe(len(table))}")
+    return (
+        f"{ANYTIME}: anytime-valid confidence sequence (beta-binomial mixture), all {len(table)} configurations at once "
+        f"(alpha {design.alpha:g} / {len(table)} each); {NOT_VALID}. Seeds: {design.describe(len(table))}"
+    )
 
 
 def rounds_section(runs: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, Path]:
@@ -90,7 +101,10 @@ def rounds_section(runs: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, Path]:
     from analysis.sequential import Design, history
 
     steps = history(runs, Design.from_dict(runs.attrs["design"]))
-    cell = [f"{s}/{n} [{lo:.2f}, {hi:.2f}]" for s, n, lo, hi in steps[["successes", "n", "low", "high"]].itertuples(index=False)]
+    cell = [
+        f"{s}/{n} [{lo:.2f}, {hi:.2f}]"
+        for s, n, lo, hi in steps[["successes", "n", "low", "high"]].itertuples(index=False)
+    ]
     wide = steps.assign(cell=cell).pivot(index="config_id", columns="round", values="cell")
     wide.columns = [f"after round {r}" for r in wide.columns]
     last = steps.groupby("config_id").tail(1).set_index("config_id")
@@ -99,7 +113,9 @@ def rounds_section(runs: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, Path]:
     return wide, plots.sequence(steps, out / "anytime_intervals.png")
 
 
-def write_report(tracking_uri: str, sweep: str, out_dir, metric=None, below=None, above=None, baseline=None) -> pd.DataFrame:
+def write_report(
+    tracking_uri: str, sweep: str, out_dir, metric=None, below=None, above=None, baseline=None
+) -> pd.DataFrame:
     """Write ``out_dir/report.html`` (tables, PNGs beside it), ``runs.parquet`` and CSVs of the
     tables; return the success table."""
     runs = load_runs(tracking_uri, sweep)
@@ -110,7 +126,11 @@ def write_report(tracking_uri: str, sweep: str, out_dir, metric=None, below=None
     ok = outcome(runs, metric, below, above)
     stored = success_rule(tracking_uri, sweep)
     rule_metric, bound, threshold = rule(runs, stored, metric, below, above)
-    also = [x for x in (stored or {}).get("also", []) if stored["metric"] == rule_metric and bound in stored and x != threshold]
+    also = [
+        x
+        for x in (stored or {}).get("also", [])
+        if stored["metric"] == rule_metric and bound in stored and x != threshold
+    ]
 
     write_parquet(runs, out / "runs.parquet")
     table.to_csv(out / "success.csv", index=False)
@@ -118,16 +138,25 @@ def write_report(tracking_uri: str, sweep: str, out_dir, metric=None, below=None
         comparison.to_csv(out / "comparison.csv", index=False)
     figures = [("Success rate per configuration", plots.forest(table, out / "forest.png", comparison))]
     for param in table.attrs["params"]:
-        figures.append((f"Success rate against {param}", plots.rate_vs_param(table, param, out / f"rate_{safe(param)}.png")))
+        figures.append(
+            (f"Success rate against {param}", plots.rate_vs_param(table, param, out / f"rate_{safe(param)}.png"))
+        )
     sections = []
     for x in also:  # the spec's other thresholds, on the same seeds
         extra = success_table(runs, rule_metric, **{bound: x}, params=table.attrs["params"])
         extra.to_csv(out / f"success_{bound}_{x:g}.csv", index=False)
-        sections.append((f"Success rate with {rule_metric} {bound} {x:g} (also listed by the spec)", display_table(extra)))
+        sections.append(
+            (f"Success rate with {rule_metric} {bound} {x:g} (also listed by the spec)", display_table(extra))
+        )
     if rule_metric in runs.columns:
         thresholds = [t for t in (threshold, *also) if t is not None]
         hist = plots.histogram(runs, rule_metric, out / f"hist_{safe(rule_metric)}.png", thresholds)
-        figures.append((f"Final {rule_metric} per configuration, with the thresholds {', '.join(f'{t:g}' for t in thresholds) or '-'}", hist))
+        figures.append(
+            (
+                f"Final {rule_metric} per configuration, with the thresholds {', '.join(f'{t:g}' for t in thresholds) or '-'}",
+                hist,
+            )
+        )
         box = plots.boxplot(runs, rule_metric, out / f"box_{safe(rule_metric)}.png", ok, threshold)
         figures.append((f"Final {rule_metric}", box))
         histories = metric_histories(tracking_uri, curve_sample(runs), rule_metric)
@@ -141,15 +170,24 @@ def write_report(tracking_uri: str, sweep: str, out_dir, metric=None, below=None
                 settled = settled_epoch(table_fc)
                 path = plots.forecast(table_fc, rule_metric, out / "forecast.png", settled)
                 when = f"from epoch {settled}" if settled is not None else "not before the end"
-                figures.append((f"How early the outcome shows: the rule at each epoch as a forecast of the final "
-                                f"outcome (accuracy >= 95% {when})", path))  # fmt: skip
+                figures.append(
+                    (
+                        f"How early the outcome shows: the rule at each epoch as a forecast of the final "
+                        f"outcome (accuracy >= 95% {when})",
+                        path,
+                    )
+                )
         summary = metric_summary(runs, rule_metric)
-        sections.append((f"Final {rule_metric}: median and IQM with 95% bootstrap intervals (finished seeds)", numbers(summary)))
+        sections.append(
+            (f"Final {rule_metric}: median and IQM with 95% bootstrap intervals (finished seeds)", numbers(summary))
+        )
     images = plots.seed_images(tracking_uri, runs, ok, out / "seeds")
     for name, found in images.items():  # the model's PNGs of each seed, titled by file name
         figures += [(f"{stem.replace('_', ' ').capitalize()}, a {name}", path) for stem, path in found.items()]
     if comparison is not None:
-        sections.insert(0, ("Comparisons: rate difference to the reference (95% Newcombe interval)", numbers(comparison)))
+        sections.insert(
+            0, ("Comparisons: rate difference to the reference (95% Newcombe interval)", numbers(comparison))
+        )
         sections.append(("Seed budget at the observed rates", budget(table, comparison)))
     if runs.attrs.get("design"):
         steps, path = rounds_section(runs, out)
@@ -188,12 +226,14 @@ def budget(table: pd.DataFrame, comparison: pd.DataFrame) -> pd.DataFrame:
     for cid, rate in zip(table["config_id"], table["rate"]):
         if not np.isnan(rate):
             power = seeds_for_power(rate, ref_rate) if abs(rate - ref_rate) > 1e-9 else "-"
-            rows.append({
-                "config_id": cid,
-                "rate": f"{rate:.2f}",
-                f"seeds for +-{HALFWIDTH:g} (95% Wilson)": str(seeds_for_halfwidth(rate, HALFWIDTH)),
-                f"seeds per arm to tell from {ref} (80% power)": str(power),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "config_id": cid,
+                    "rate": f"{rate:.2f}",
+                    f"seeds for +-{HALFWIDTH:g} (95% Wilson)": str(seeds_for_halfwidth(rate, HALFWIDTH)),
+                    f"seeds per arm to tell from {ref} (80% power)": str(power),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -217,32 +257,41 @@ def comparison_note(comparison: pd.DataFrame | None) -> str:
         return ""
     best = comparison.attrs["chosen"] == "best"
     chosen = "the highest rate, chosen from these data, so exploratory" if best else "the named baseline"
-    return (f" p: two-sided {comparison.attrs['test'].capitalize()} exact test against"
-            f" {html.escape(str(comparison.attrs['reference']))} ({chosen}), Holm-corrected over the configurations.")
+    return (
+        f" p: two-sided {comparison.attrs['test'].capitalize()} exact test against"
+        f" {html.escape(str(comparison.attrs['reference']))} ({chosen}), Holm-corrected over the configurations."
+    )
 
 
 def pruning_note(table: pd.DataFrame) -> str:
     pruned = int(table["pruned"].sum())
     if not pruned:
         return ""
-    return (f"<p class='note'><b>{pruned} seeds were pruned</b> (ASHA stopped their configurations early) and are not in n."
-            " Pruning keeps the seeds of configurations that looked better early, so the rates are biased and a rate"
-            " comparison between configurations pruned differently is not fair; compare rates from a sweep without"
-            " <code>scheduler</code>.</p>")
+    return (
+        f"<p class='note'><b>{pruned} seeds were pruned</b> (ASHA stopped their configurations early) and are not in n."
+        " Pruning keeps the seeds of configurations that looked better early, so the rates are biased and a rate"
+        " comparison between configurations pruned differently is not fair; compare rates from a sweep without"
+        " <code>scheduler</code>.</p>"
+    )
 
 
 def render(sweep, tracking_uri, table, comparison, sections, figures, out: Path) -> str:
     """The HTML page: one self-contained file linking the PNGs by relative path."""
     esc = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(sweep)}: success report</title>",
-             f"<style>{CSS}</style></head><body><h1>Sweep {esc(sweep)}</h1>",
-             f"<p class='note'>{esc(tracking_uri)} · {datetime.now():%Y-%m-%d %H:%M} · {int(table['n'].sum())} seeds counted,"
-             f" {int(table['pruned'].sum())} pruned, {len(table)} configurations · success: {esc(table.attrs['rule'])}</p>",
-             "<h2>Success rate per configuration</h2>", display_table(table, comparison).to_html(index=False),
-             "<p class='note'>n counts finished and diverged seeds (diverged = failure); pruned, running and failed seeds are"
-             " shown but not in n. Intervals are 95% Wilson score and Clopper-Pearson.",
-             f"<p class='note'><b>{esc(anytime_note(table))}.</b></p>" if "anytime_low" in table else "",
-             comparison_note(comparison), "</p>", pruning_note(table)]  # fmt: skip
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(sweep)}: success report</title>",
+        f"<style>{CSS}</style></head><body><h1>Sweep {esc(sweep)}</h1>",
+        f"<p class='note'>{esc(tracking_uri)} · {datetime.now():%Y-%m-%d %H:%M} · {int(table['n'].sum())} seeds counted,"
+        f" {int(table['pruned'].sum())} pruned, {len(table)} configurations · success: {esc(table.attrs['rule'])}</p>",
+        "<h2>Success rate per configuration</h2>",
+        display_table(table, comparison).to_html(index=False),
+        "<p class='note'>n counts finished and diverged seeds (diverged = failure); pruned, running and failed seeds are"
+        " shown but not in n. Intervals are 95% Wilson score and Clopper-Pearson.",
+        f"<p class='note'><b>{esc(anytime_note(table))}.</b></p>" if "anytime_low" in table else "",
+        comparison_note(comparison),
+        "</p>",
+        pruning_note(table),
+    ]
     for title, df in sections:
         parts += [f"<h2>{esc(title)}</h2>", df.to_html(index=False, na_rep="-")]
     for title, path in figures:

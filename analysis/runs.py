@@ -24,7 +24,13 @@ from trainables.tracking import KIND, quote, search_all
 INFO = ["run_id", "parent_run_id", "config_id", "trial_id", "seed", "status", "success"]
 # MLflow's own run status, used only when a seed run has no `status` tag.
 DESIGN_TAG = "seedsweep.design"  # experiment tag: the adaptive seeds' rule (analysis.sequential.Design) as JSON
-MLFLOW_STATUS = {"RUNNING": "running", "SCHEDULED": "running", "FINISHED": "finished", "FAILED": "failed", "KILLED": "pruned"}
+MLFLOW_STATUS = {
+    "RUNNING": "running",
+    "SCHEDULED": "running",
+    "FINISHED": "finished",
+    "FAILED": "failed",
+    "KILLED": "pruned",
+}
 
 
 def client(tracking_uri: str):
@@ -32,7 +38,7 @@ def client(tracking_uri: str):
     from mlflow import MlflowClient
 
     if tracking_uri.startswith("sqlite:///"):
-        path = Path(tracking_uri[len("sqlite:///"):])
+        path = Path(tracking_uri[len("sqlite:///") :])
         if not path.exists():
             raise ValueError(f"no MLflow store at {path} ({tracking_uri}); run a sweep first, or pass --tracking-uri")
     return MlflowClient(tracking_uri)
@@ -43,7 +49,9 @@ def experiment_id(mlflow_client, sweep: str) -> str:
     experiment = mlflow_client.get_experiment_by_name(sweep)
     if experiment is None:
         names = sorted(e.name for e in mlflow_client.search_experiments() if e.name != "Default")
-        raise ValueError(f"no sweep {sweep!r} in {mlflow_client.tracking_uri}; sweeps there: {', '.join(names) or 'none'}")
+        raise ValueError(
+            f"no sweep {sweep!r} in {mlflow_client.tracking_uri}; sweeps there: {', '.join(names) or 'none'}"
+        )
     return experiment.experiment_id
 
 
@@ -72,15 +80,17 @@ def load_runs(tracking_uri: str, sweep: str) -> pd.DataFrame:
     for run in runs:
         tags = run.data.tags
         success = tags.get("success")
-        info.append({
-            "run_id": run.info.run_id,
-            "parent_run_id": tags.get("mlflow.parentRunId"),
-            "config_id": tags.get("config_id"),
-            "trial_id": tags.get("trial_id"),
-            "seed": tags.get("seed", run.data.params.get("seed")),
-            "status": tags.get("status") or MLFLOW_STATUS.get(run.info.status, run.info.status.lower()),
-            "success": None if success is None else success.lower() == "true",
-        })  # fmt: skip
+        info.append(
+            {
+                "run_id": run.info.run_id,
+                "parent_run_id": tags.get("mlflow.parentRunId"),
+                "config_id": tags.get("config_id"),
+                "trial_id": tags.get("trial_id"),
+                "seed": tags.get("seed", run.data.params.get("seed")),
+                "status": tags.get("status") or MLFLOW_STATUS.get(run.info.status, run.info.status.lower()),
+                "success": None if success is None else success.lower() == "true",
+            }
+        )
         params.append(run.data.params)
         metrics.append(run.data.metrics)
     info = pd.DataFrame(info)
@@ -93,8 +103,13 @@ def load_runs(tracking_uri: str, sweep: str) -> pd.DataFrame:
     df = pd.concat([info, params.sort_index(axis=1), metrics.sort_index(axis=1)], axis=1)
     df = df.sort_values(["config_id", "seed"], key=sort_key, ignore_index=True)
     design = mlflow_client.get_experiment(exp_id).tags.get(DESIGN_TAG)
-    df.attrs.update(sweep=sweep, tracking_uri=tracking_uri, params=list(params.columns), metrics=list(metrics.columns),
-                    design=json.loads(design) if design else None)  # fmt: skip
+    df.attrs.update(
+        sweep=sweep,
+        tracking_uri=tracking_uri,
+        params=list(params.columns),
+        metrics=list(metrics.columns),
+        design=json.loads(design) if design else None,
+    )
     return df
 
 

@@ -55,7 +55,9 @@ def log_ratio(p: float, successes: int, n: int, prior: tuple[float, float] = PRI
     return betaln(successes + a, n - successes + b) - betaln(a, b) - xlogy(successes, p) - xlog1py(n - successes, -p)
 
 
-def confidence_sequence(successes: int, n: int, alpha: float = ALPHA, prior: tuple[float, float] = PRIOR) -> tuple[float, float]:
+def confidence_sequence(
+    successes: int, n: int, alpha: float = ALPHA, prior: tuple[float, float] = PRIOR
+) -> tuple[float, float]:
     """(low, high): the (1 - alpha) confidence sequence for a success rate after ``successes`` of
     ``n`` seeds, valid uniformly over n (see the module docstring). (0, 1) when n = 0; low is 0
     when successes = 0 and high is 1 when successes = n. Up to n = TABLED with the default prior
@@ -70,7 +72,9 @@ def confidence_sequence(successes: int, n: int, alpha: float = ALPHA, prior: tup
     return float(low[0]), float(high[0])
 
 
-def confidence_bounds(successes, n, alpha: float = ALPHA, prior: tuple[float, float] = PRIOR) -> tuple[np.ndarray, np.ndarray]:
+def confidence_bounds(
+    successes, n, alpha: float = ALPHA, prior: tuple[float, float] = PRIOR
+) -> tuple[np.ndarray, np.ndarray]:
     """``confidence_sequence`` elementwise over arrays of counts: both endpoints of every interval
     at once, as roots of log M_n(p) = log(1/alpha) bracketed by (0, s/n) and (s/n, 1) (scipy's
     vectorised ``elementwise.find_root``)."""
@@ -85,7 +89,9 @@ def confidence_bounds(successes, n, alpha: float = ALPHA, prior: tuple[float, fl
 
     for out, inner, edge in ((low, s > 0, EDGE), (high, s < n, 1 - 2**-53)):
         if inner.any():
-            bracket = (np.full(inner.sum(), edge), rate[inner]) if edge < 0.5 else (rate[inner], np.full(inner.sum(), edge))
+            bracket = (
+                (np.full(inner.sum(), edge), rate[inner]) if edge < 0.5 else (rate[inner], np.full(inner.sum(), edge))
+            )
             found = find_root(excess, bracket, args=(s[inner], n[inner]), tolerances={"xatol": 1e-15, "xrtol": 4e-16})
             out[inner] = found.x
     return low, high
@@ -137,22 +143,37 @@ class Design:
         return "separated" if self.until == "separated" else f"halfwidth {self.halfwidth:g}"
 
     def describe(self, configurations: int | None = None) -> str:
-        each = f", {self.alpha / configurations:.3g} each over {configurations} configurations" if configurations else ""
-        return (f"adaptive: {self.start} seeds, then {self.step} more a round to each open configuration, up to "
-                f"{self.max}; until {self.rule()} (anytime-valid {1 - self.alpha:.0%} intervals, alpha {self.alpha:g}"
-                f"{each}, Bonferroni)")  # fmt: skip
+        each = (
+            f", {self.alpha / configurations:.3g} each over {configurations} configurations" if configurations else ""
+        )
+        return (
+            f"adaptive: {self.start} seeds, then {self.step} more a round to each open configuration, up to "
+            f"{self.max}; until {self.rule()} (anytime-valid {1 - self.alpha:.0%} intervals, alpha {self.alpha:g}"
+            f"{each}, Bonferroni)"
+        )
 
     def to_dict(self) -> dict:
-        return {"start": self.start, "step": self.step, "max": self.max, "until": self.until,
-                "halfwidth": self.halfwidth, "alpha": self.alpha}  # fmt: skip
+        return {
+            "start": self.start,
+            "step": self.step,
+            "max": self.max,
+            "until": self.until,
+            "halfwidth": self.halfwidth,
+            "alpha": self.alpha,
+        }
 
     @classmethod
     def from_dict(cls, raw: dict) -> Design:
         return cls(**{k: raw[k] for k in ("start", "step", "max", "until", "halfwidth", "alpha") if k in raw})
 
 
-def decide(counts: dict[str, tuple[int, int]], design: Design, configurations: int | None = None,
-           round_: int | None = None, stopped: frozenset = frozenset()) -> dict[str, dict]:
+def decide(
+    counts: dict[str, tuple[int, int]],
+    design: Design,
+    configurations: int | None = None,
+    round_: int | None = None,
+    stopped: frozenset = frozenset(),
+) -> dict[str, dict]:
     """After round ``round_``, per configuration ``{config_id: (successes, n)}``: ``low``, ``high``
     (the anytime interval at alpha / K), ``open`` (bool: it gets the next round's seeds) and ``why``
     (a short reason). K = ``configurations`` (default: the configurations in ``counts``); those in
@@ -164,11 +185,19 @@ def decide(counts: dict[str, tuple[int, int]], design: Design, configurations: i
     for cid, (s, n) in counts.items():
         low, high = confidence_sequence(int(s), int(n), alpha)
         gone = cid in stopped
-        out[cid] = {"successes": int(s), "n": int(n), "low": low, "high": high, "open": not gone,
-                    "why": "stopped in an earlier round" if gone else ""}  # fmt: skip
+        out[cid] = {
+            "successes": int(s),
+            "n": int(n),
+            "low": low,
+            "high": high,
+            "open": not gone,
+            "why": "stopped in an earlier round" if gone else "",
+        }
     counted = {cid: d for cid, d in out.items() if d["n"] > 0}
     if design.until == "separated" and counted:
-        best = max(sorted(counted, key=natural_key), key=lambda c: (counted[c]["successes"] / counted[c]["n"], counted[c]["n"]))
+        best = max(
+            sorted(counted, key=natural_key), key=lambda c: (counted[c]["successes"] / counted[c]["n"], counted[c]["n"])
+        )
         others = [c for c in counted if c != best]
         for cid in others:
             if out[cid]["open"] and out[cid]["high"] < out[best]["low"]:
@@ -182,13 +211,15 @@ def decide(counts: dict[str, tuple[int, int]], design: Design, configurations: i
         for cid in others:
             if out[cid]["open"]:
                 out[cid]["why"] = f"overlaps best {best}"
-    for cid, d in out.items():
+    for d in out.values():
         if not d["open"]:
             continue
         if design.until == "halfwidth" and d["n"]:
             width = (d["high"] - d["low"]) / 2
-            d.update(open=width > design.halfwidth, why=f"half-width {width:.2f} {'>' if width > design.halfwidth else '<='} "
-                                                        f"{design.halfwidth:g}")  # fmt: skip
+            d.update(
+                open=width > design.halfwidth,
+                why=f"half-width {width:.2f} {'>' if width > design.halfwidth else '<='} {design.halfwidth:g}",
+            )
         if d["n"] == 0:
             d.update(open=False, why="no counted seeds (pruned or failed)")
         elif d["open"] and (not design.round_seeds(round_ + 1) if round_ else d["n"] >= design.max):
@@ -210,9 +241,15 @@ def history(runs, design: Design, rounds: int | None = None):
     rows, stopped = [], frozenset()
     for r in range(1, last + 1):
         table = success_table(runs[round_of <= r], params=[]).set_index("config_id")
-        counts = {cid: (int(table.at[cid, "successes"]), int(table.at[cid, "n"])) if cid in table.index else (0, 0) for cid in ids}
+        counts = {
+            cid: (int(table.at[cid, "successes"]), int(table.at[cid, "n"])) if cid in table.index else (0, 0)
+            for cid in ids
+        }
         decided = decide(counts, design, len(ids), r, stopped)
-        rows += [{"round": r, "config_id": cid, **{k: d[k] for k in ("successes", "n", "low", "high", "open", "why")}}
-                 for cid, d in decided.items() if cid not in stopped]  # fmt: skip
+        rows += [
+            {"round": r, "config_id": cid, **{k: d[k] for k in ("successes", "n", "low", "high", "open", "why")}}
+            for cid, d in decided.items()
+            if cid not in stopped
+        ]
         stopped = frozenset(cid for cid, d in decided.items() if not d["open"])
     return pd.DataFrame(rows, columns=["round", "config_id", "successes", "n", "low", "high", "open", "why"])

@@ -36,12 +36,18 @@ def success_table(runs: pd.DataFrame, metric=None, below=None, above=None, param
     params = swept_params(runs) if params is None else list(params)
     status = runs["status"].fillna("unknown")
     extra = sorted(set(status) - set(COUNTED) - set(SHOWN))
-    counts = pd.DataFrame({
-        "config_id": runs["config_id"],
-        "n": status.isin(COUNTED),
-        "successes": ok,
-        **{s: status.eq(s) for s in (*SHOWN, *extra)},
-    }).groupby("config_id", sort=False).sum()  # fmt: skip
+    counts = (
+        pd.DataFrame(
+            {
+                "config_id": runs["config_id"],
+                "n": status.isin(COUNTED),
+                "successes": ok,
+                **{s: status.eq(s) for s in (*SHOWN, *extra)},
+            }
+        )
+        .groupby("config_id", sort=False)
+        .sum()
+    )
     table = runs.groupby("config_id", sort=False)[params].first().join(counts).reset_index()
     table = table.sort_values("config_id", key=lambda ids: ids.map(natural_key), ignore_index=True)
     k, n = table["successes"].to_numpy(), table["n"].to_numpy()
@@ -56,7 +62,7 @@ def success_table(runs: pd.DataFrame, metric=None, below=None, above=None, param
         alpha = Design.from_dict(design).alpha / len(table)
         bounds = np.array([confidence_sequence(int(a), int(b), alpha) for a, b in zip(k, n)]).reshape(-1, 2)
         table["anytime_low"], table["anytime_high"] = bounds[:, 0], bounds[:, 1]
-        ordered[ordered.index("wilson_low"):ordered.index("wilson_low")] = ["anytime_low", "anytime_high"]
+        ordered[ordered.index("wilson_low") : ordered.index("wilson_low")] = ["anytime_low", "anytime_high"]
     table = table[ordered + [*SHOWN, *extra]]
     table.attrs.update(params=params, rule=describe_rule(runs, metric, below, above), design=design)
     return table
@@ -96,7 +102,9 @@ def check_rule(runs: pd.DataFrame, metric, below, above) -> tuple[str, str, floa
 
 def describe_rule(runs: pd.DataFrame, metric, below, above) -> str:
     if metric is None and below is None and above is None:
-        stored = [runs[f"success.{k}"].dropna().unique() for k in ("metric", "below", "above") if f"success.{k}" in runs]
+        stored = [
+            runs[f"success.{k}"].dropna().unique() for k in ("metric", "below", "above") if f"success.{k}" in runs
+        ]
         bound = "below" if "success.below" in runs else "above"
         if len(stored) == 2 and all(len(s) == 1 for s in stored):
             return f"stored rule: {stored[0][0]} {bound} {stored[1][0]:g}"
@@ -128,7 +136,9 @@ def interval(k, n, method: str = "wilson", alpha: float = ALPHA) -> tuple[np.nda
     return low, high
 
 
-def compare(table: pd.DataFrame, baseline: str | None = None, test: str = "fisher", alpha: float = ALPHA) -> pd.DataFrame:
+def compare(
+    table: pd.DataFrame, baseline: str | None = None, test: str = "fisher", alpha: float = ALPHA
+) -> pd.DataFrame:
     """Every configuration against ``baseline`` (a config_id) or the best (highest rate): ``diff`` =
     rate - reference rate with its 95% Newcombe interval, the exact ``p`` (Fisher or Boschloo,
     two-sided) and ``p_holm`` corrected over the family. The best is chosen from the same data, so
@@ -175,7 +185,9 @@ def holm(p: np.ndarray) -> np.ndarray:
     return out
 
 
-def seeds_for_halfwidth(rate: float, halfwidth: float, method: str = "wilson", alpha: float = ALPHA, max_n: int = 100_000) -> int:
+def seeds_for_halfwidth(
+    rate: float, halfwidth: float, method: str = "wilson", alpha: float = ALPHA, max_n: int = 100_000
+) -> int:
     """Fewest seeds for which the (1 - alpha) interval ("wilson" or "beta" = Clopper-Pearson) at
     ``rate`` has half-width (high - low) / 2 at most ``halfwidth``."""
     if not 0 <= rate <= 1 or not 0 < halfwidth < 0.5:
@@ -205,11 +217,15 @@ def seeds_for_power(p1: float, p2: float, power: float = 0.8, alpha: float = ALP
     return max(floor, int(np.ceil(n)))
 
 
-def metric_summary(runs: pd.DataFrame, metric: str, params=None, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+def metric_summary(
+    runs: pd.DataFrame, metric: str, params=None, n_resamples: int = 2000, seed: int = 0
+) -> pd.DataFrame:
     """Per configuration, over finished seeds with a finite final ``metric``: ``n``, ``median`` and
     ``iqm`` (interquartile mean, ``trim_mean(x, 0.25)``) with 95% percentile-bootstrap intervals."""
     if metric not in runs.columns:
-        raise ValueError(f"metric {metric!r} is not in the runs; metrics there: {', '.join(runs.attrs.get('metrics', []))}")
+        raise ValueError(
+            f"metric {metric!r} is not in the runs; metrics there: {', '.join(runs.attrs.get('metrics', []))}"
+        )
     params = swept_params(runs) if params is None else list(params)
     keep = runs["status"].eq("finished") & np.isfinite(runs[metric].astype(float))
     rows = []
@@ -220,8 +236,14 @@ def metric_summary(runs: pd.DataFrame, metric: str, params=None, n_resamples: in
             row[name] = float(stat(x, axis=-1))
             row[f"{name}_low"] = row[f"{name}_high"] = np.nan
             if len(x) > 1:
-                ci = stats.bootstrap((x,), stat, n_resamples=n_resamples, method="percentile", vectorized=True,
-                                     rng=np.random.default_rng(seed)).confidence_interval  # fmt: skip
+                ci = stats.bootstrap(
+                    (x,),
+                    stat,
+                    n_resamples=n_resamples,
+                    method="percentile",
+                    vectorized=True,
+                    rng=np.random.default_rng(seed),
+                ).confidence_interval
                 row[f"{name}_low"], row[f"{name}_high"] = ci.low, ci.high
         rows.append(row)
     stats_columns = ["n", "median", "median_low", "median_high", "iqm", "iqm_low", "iqm_high"]
@@ -250,8 +272,16 @@ def forecast_by_epoch(histories: dict, final_ok: dict, bound: str, threshold: fl
         precision = tp / (tp + fp) if tp + fp else np.nan
         recall = tp / (tp + fn) if tp + fn else np.nan
         f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else np.nan
-        rows.append({"epoch": epoch, "seeds": len(t), "accuracy": float((f == t).mean()) if len(t) else np.nan,
-                     "precision": precision, "recall": recall, "f1": f1})  # fmt: skip
+        rows.append(
+            {
+                "epoch": epoch,
+                "seeds": len(t),
+                "accuracy": float((f == t).mean()) if len(t) else np.nan,
+                "precision": precision,
+                "recall": recall,
+                "f1": f1,
+            }
+        )
     return pd.DataFrame(rows, columns=["epoch", "seeds", "accuracy", "precision", "recall", "f1"])
 
 

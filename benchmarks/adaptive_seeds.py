@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from table import emit  # benchmarks/table.py
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -70,7 +69,9 @@ def judge(rates: np.ndarray, why: dict[str, str], ids: list[str]) -> tuple[bool,
 def fixed_sweep(rates: np.ndarray, per_arm: int, rng: np.random.Generator) -> tuple[bool, bool]:
     """One fixed-design sweep: (decided, any wrong 'worse than best') by Fisher + Holm against the observed best."""
     k = rng.binomial(per_arm, rates)
-    table = pd.DataFrame({"config_id": [f"c{i}" for i in range(len(rates))], "successes": k, "n": per_arm, "rate": k / per_arm})
+    table = pd.DataFrame(
+        {"config_id": [f"c{i}" for i in range(len(rates))], "successes": k, "n": per_arm, "rate": k / per_arm}
+    )
     result = compare(table)
     ref = int(result.attrs["reference"][1:])
     worse = np.flatnonzero(result["significant"].to_numpy() & (result["diff"].to_numpy() < 0))
@@ -96,21 +97,40 @@ def main() -> None:
         fixed = np.array([fixed_sweep(rates, per_arm, rng) for _ in range(args.sweeps)]) if per_arm else None
         spent = adaptive[:, 0]
         fixed_total, budget = per_arm * len(rates) if per_arm else None, args.max * len(rates)
-        rows.append("| " + " | ".join([
-            name,
-            f"{per_arm} x {len(rates)} = {fixed_total}" if per_arm else "- (no best)",
-            f"{fixed[:, 0].mean():.0%}" if per_arm else "-",
-            f"{fixed[:, 1].mean():.1%}" if per_arm else "-",
-            f"{spent.mean():.0f} (median {np.median(spent):.0f}, max {spent.max()})",
-            f"{spent.mean() / fixed_total - 1:+.0%}" if per_arm else "-",
-            f"{spent.mean() / budget - 1:+.0%} of {budget}",
-            f"{adaptive[:, 1].mean():.0%}",
-            f"{adaptive[:, 2].mean():.1%}",
-        ]) + " |")  # fmt: skip
-    emit(f"adaptive seeds; {args.sweeps} simulated sweeps per scenario, alpha {ALPHA} per sweep, adaptive: start 8, step 8, "
-         f"max {args.max}, until separated; fixed: seeds_for_power (80% power, alpha / (K - 1)), Fisher + Holm",
-         ["arms (true rates)", "fixed seeds (seeds_for_power)", "fixed decided", "fixed errors", "adaptive seeds (mean)",
-          "adaptive vs fixed", "adaptive vs max for all", "adaptive decided", "adaptive errors"], rows, args.out)  # fmt: skip
+        rows.append(
+            "| "
+            + " | ".join(
+                [
+                    name,
+                    f"{per_arm} x {len(rates)} = {fixed_total}" if per_arm else "- (no best)",
+                    f"{fixed[:, 0].mean():.0%}" if per_arm else "-",
+                    f"{fixed[:, 1].mean():.1%}" if per_arm else "-",
+                    f"{spent.mean():.0f} (median {np.median(spent):.0f}, max {spent.max()})",
+                    f"{spent.mean() / fixed_total - 1:+.0%}" if per_arm else "-",
+                    f"{spent.mean() / budget - 1:+.0%} of {budget}",
+                    f"{adaptive[:, 1].mean():.0%}",
+                    f"{adaptive[:, 2].mean():.1%}",
+                ]
+            )
+            + " |"
+        )
+    emit(
+        f"adaptive seeds; {args.sweeps} simulated sweeps per scenario, alpha {ALPHA} per sweep, adaptive: start 8, step 8, "
+        f"max {args.max}, until separated; fixed: seeds_for_power (80% power, alpha / (K - 1)), Fisher + Holm",
+        [
+            "arms (true rates)",
+            "fixed seeds (seeds_for_power)",
+            "fixed decided",
+            "fixed errors",
+            "adaptive seeds (mean)",
+            "adaptive vs fixed",
+            "adaptive vs max for all",
+            "adaptive decided",
+            "adaptive errors",
+        ],
+        rows,
+        args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ import time
 
 import gymnasium as gym
 import numpy as np
+from table import emit  # benchmarks/table.py
 
 import envs
-from table import emit  # benchmarks/table.py
 
 
 def batch_fps(env_id: str, n: int, frames: int, repeats: int) -> float:
@@ -53,8 +53,13 @@ def main() -> None:
         batch = batch_fps(env_id, args.n, args.frames, args.repeats)
         loop = loop_fps(env_id, args.loop_n, args.frames)
         rows.append(f"| {name} | {batch:,.0f} | {loop:,.0f} | {batch / loop:.0f}x |")
-    emit(f"envs throughput; 32x32 frames, {args.frames}-frame sequences",
-         ["env", "envs.generate frames/s", "env.step loop frames/s", "ratio"], rows, args.out)
+    emit(
+        f"envs throughput; 32x32 frames, {args.frames}-frame sequences",
+        ["env", "envs.generate frames/s", "env.step loop frames/s", "ratio"],
+        rows,
+        args.out,
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -24,13 +24,16 @@ def machine() -> str:
 def emit(title: str, columns: list[str], rows: list[str], out: str | None = None, where: str | None = None) -> str:
     """Print ``"TITLE, DATE, WHERE"`` (``where`` defaults to ``machine()``) and the table of
     ``columns`` and preformatted ``| ... |`` ``rows``; also write it to ``out`` if given."""
-    table = "\n".join([
-        f"{title.split(';')[0]}, {date.today()}, {where or machine()}" + (f";{title.split(';', 1)[1]}" if ";" in title else ""),
-        "",
-        "| " + " | ".join(columns) + " |",
-        "|" + "---|" * len(columns),
-        *rows,
-    ])  # fmt: skip
+    table = "\n".join(
+        [
+            f"{title.split(';')[0]}, {date.today()}, {where or machine()}"
+            + (f";{title.split(';', 1)[1]}" if ";" in title else ""),
+            "",
+            "| " + " | ".join(columns) + " |",
+            "|" + "---|" * len(columns),
+            *rows,
+        ]
+    )
     print(table)
     if out:
         Path(out).write_text(table + "\n")

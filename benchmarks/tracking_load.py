@@ -19,14 +19,14 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-from sweeps import server as servers
 from table import emit  # benchmarks/table.py
+
+from sweeps import server as servers
 
 SEED_KEYS = ("train/total", "train/recon", "train/pred", "linear_proj_mse", "recon_mse", "pred_mse")
 PARENT_KEYS = tuple(f"median_{k}" for k in SEED_KEYS)
@@ -46,8 +46,15 @@ def write(args: tuple) -> tuple[float, float, dict[str, tuple[int, int]]]:
     ready.wait()  # every writer has imported MLflow: the clock starts together
     start, written = time.time(), {}
     for trial in trials:
-        tracker = Tracker(uri, experiment, experiment, f"trial{trial}", f"config{trial}", {"lr": 0.001, "trial": trial},
-                          list(range(seeds)))  # fmt: skip
+        tracker = Tracker(
+            uri,
+            experiment,
+            experiment,
+            f"trial{trial}",
+            f"config{trial}",
+            {"lr": 0.001, "trial": trial},
+            list(range(seeds)),
+        )
         for epoch in range(1, epochs + 1):
             per_seed = [{k: value(trial, s, k, epoch) for k in SEED_KEYS} for s in range(seeds)]
             tracker.log(epoch, {k: value(trial, -1, k, epoch) for k in PARENT_KEYS}, per_seed)
@@ -85,8 +92,18 @@ def measure(name: str, backend: str, artifacts: Path, args, env: dict) -> dict:
         ctx = mp.get_context("spawn")
         with ctx.Manager() as manager:
             ready = manager.Barrier(args.writers)
-            jobs = [(server.uri, f"load-{name}", trials[w :: args.writers], args.seeds, args.epochs, args.flush_every, ready)
-                    for w in range(args.writers)]  # fmt: skip
+            jobs = [
+                (
+                    server.uri,
+                    f"load-{name}",
+                    trials[w :: args.writers],
+                    args.seeds,
+                    args.epochs,
+                    args.flush_every,
+                    ready,
+                )
+                for w in range(args.writers)
+            ]
             with ctx.Pool(args.writers) as pool:
                 done = pool.map(write, jobs)
     finally:
@@ -95,9 +112,15 @@ def measure(name: str, backend: str, artifacts: Path, args, env: dict) -> dict:
     written = {run: who for d in done for run, who in d[2].items()}
     rows = check(backend, written, args.epochs)
     seeds = sum(1 for _, s in written.values() if s >= 0)
-    return {"backend": name, "seed runs": seeds, "metric values": rows, "seconds": round(end - start, 1),
-            "runs/s": round(seeds / (end - start), 1), "values/s": round(rows / (end - start)),
-            "exactly once": "yes"}  # fmt: skip
+    return {
+        "backend": name,
+        "seed runs": seeds,
+        "metric values": rows,
+        "seconds": round(end - start, 1),
+        "runs/s": round(seeds / (end - start), 1),
+        "values/s": round(rows / (end - start)),
+        "exactly once": "yes",
+    }
 
 
 def main() -> None:
@@ -106,8 +129,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=25, help="seeds per trial (one parent run each; default 25)")
     parser.add_argument("--epochs", type=int, default=50, help="epochs per seed run, 6 metrics each (default 50)")
     parser.add_argument("--writers", type=int, default=8, help="concurrent writer processes (default 8)")
-    parser.add_argument("--flush-every", type=int, default=10, help="epochs between sends (default 10, as eval_every 10)")
-    parser.add_argument("--server-workers", type=int, default=4, help="mlflow server worker processes (default 4, its own)")
+    parser.add_argument(
+        "--flush-every", type=int, default=10, help="epochs between sends (default 10, as eval_every 10)"
+    )
+    parser.add_argument(
+        "--server-workers", type=int, default=4, help="mlflow server worker processes (default 4, its own)"
+    )
     parser.add_argument("--out", help="also write the table to this file")
     parser.add_argument("--backends", default="postgresql,sqlite", help="comma-separated: postgresql, sqlite")
     args = parser.parse_args()
@@ -119,7 +146,9 @@ def main() -> None:
         os.chmod(tmp, 0o755)  # PostgreSQL, run as its own user under root, reaches its folder
         for name in args.backends.split(","):
             if name == "sqlite":
-                rows.append(measure(name, f"sqlite:///{tmp}/load.db", Path(tmp) / "sqlite-artifacts", args, dict(os.environ)))
+                rows.append(
+                    measure(name, f"sqlite:///{tmp}/load.db", Path(tmp) / "sqlite-artifacts", args, dict(os.environ))
+                )
             elif name == "postgresql":
                 pg = servers.start_postgres(Path(tmp) / "postgres")
                 try:
@@ -130,12 +159,19 @@ def main() -> None:
             else:
                 parser.error(f"--backends: unknown backend {name!r}; use postgresql, sqlite")
             print(f"{name}: {rows[-1]}", flush=True)
-    emit(f"tracking load; {args.runs} seed runs x {args.epochs} epochs x {len(SEED_KEYS)} metrics from {args.writers} "
-         f"writers ({args.seeds} seeds per trial, sent every {args.flush_every} epochs) into one mlflow server "
-         f"({args.server_workers} workers)",
-         ["backend", "seed runs", "metric values", "seconds", "runs/s", "values/s", "every value exactly once"],
-         [f"| {r['backend']} | {r['seed runs']:,} | {r['metric values']:,} | {r['seconds']} | {r['runs/s']} | "
-          f"{r['values/s']:,} | {r['exactly once']} |" for r in rows], args.out)
+    emit(
+        f"tracking load; {args.runs} seed runs x {args.epochs} epochs x {len(SEED_KEYS)} metrics from {args.writers} "
+        f"writers ({args.seeds} seeds per trial, sent every {args.flush_every} epochs) into one mlflow server "
+        f"({args.server_workers} workers)",
+        ["backend", "seed runs", "metric values", "seconds", "runs/s", "values/s", "every value exactly once"],
+        [
+            f"| {r['backend']} | {r['seed runs']:,} | {r['metric values']:,} | {r['seconds']} | {r['runs/s']} | "
+            f"{r['values/s']:,} | {r['exactly once']} |"
+            for r in rows
+        ],
+        args.out,
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -41,8 +41,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # The SPS reference configuration; n_train = batch so that one epoch is one optimiser step.
-REFERENCE = {"model": "sps", "env": "ball", "n_train": 32, "n_val": 32, "frames": 20, "image_size": 32,
-             "batch_size": 32, "rnn_width": 256, "z_dim": 3}  # fmt: skip
+REFERENCE = {
+    "model": "sps",
+    "env": "ball",
+    "n_train": 32,
+    "n_val": 32,
+    "frames": 20,
+    "image_size": 32,
+    "batch_size": 32,
+    "rnn_width": 256,
+    "z_dim": 3,
+}
 # The probe model MEASUREMENTS.md's figures were taken with (``--symmetry none``): its widths are pinned so
 # that the figures stay comparable when SPS's defaults move; with a symmetry, SPS's own defaults (sps_ball.yaml).
 PROBE = {"channels": [32, 64, 128], "dec_hidden": [16, 32, 64], "rnn_cell": "gru"}
@@ -50,8 +59,15 @@ EAGER_FP32 = {"precision": "fp32", "channels_last": False, "tf32": False, "compi
 # What one run measures where no option says otherwise: on CUDA, issue 6's table.
 CPU_DEFAULTS = {"steps": 3, "sizes": "1,4,16", "variants": "auto", "epoch_steps": 1}
 CUDA_DEFAULTS = {"steps": 16, "sizes": "16,64,128", "variants": "fp32,auto,gemm,compile,compile+gemm", "epoch_steps": 8}
-WORDS = {"auto": {}, "fp32": EAGER_FP32, "bf16": {"precision": "bf16"}, "gemm": {"conv_gemm": True}, "compile": {"compile": True},
-         "nhwc": {"channels_last": True}, "nchw": {"channels_last": False}}  # fmt: skip
+WORDS = {
+    "auto": {},
+    "fp32": EAGER_FP32,
+    "bf16": {"precision": "bf16"},
+    "gemm": {"conv_gemm": True},
+    "compile": {"compile": True},
+    "nhwc": {"channels_last": True},
+    "nchw": {"channels_last": False},
+}
 
 
 def variant(name: str) -> dict:
@@ -149,12 +165,20 @@ def separate(seeds: int, steps: int, config: dict) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, help="timed optimiser steps per measurement, after a warm-up epoch (CPU 3, CUDA 16)")
+    parser.add_argument(
+        "--steps", type=int, help="timed optimiser steps per measurement, after a warm-up epoch (CPU 3, CUDA 16)"
+    )
     parser.add_argument("--sizes", help="seeds per pack, comma-separated (CPU 1,4,16; CUDA 16,64,128)")
-    parser.add_argument("--separate", default="1,16", help="one-seed processes of the fp32 eager baselines, comma-separated")
-    parser.add_argument("--variants", help="speed variants of the packs, comma-separated, see above (CPU auto; CUDA "
-                        f"{CUDA_DEFAULTS['variants']})")
-    parser.add_argument("--symmetry", default="none", help="SPS symmetry of the measured model (none: issue 6's probe; T2R2: SPS's)")
+    parser.add_argument(
+        "--separate", default="1,16", help="one-seed processes of the fp32 eager baselines, comma-separated"
+    )
+    parser.add_argument(
+        "--variants",
+        help=f"speed variants of the packs, comma-separated, see above (CPU auto; CUDA {CUDA_DEFAULTS['variants']})",
+    )
+    parser.add_argument(
+        "--symmetry", default="none", help="SPS symmetry of the measured model (none: issue 6's probe; T2R2: SPS's)"
+    )
     parser.add_argument("--epoch-steps", type=int, help="optimiser steps per epoch, one host sync each (CPU 1, CUDA 8)")
     parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args()
@@ -168,19 +192,32 @@ def main() -> None:
 
     from trainables.pack import Speed, resolve_config
 
-    base = {**REFERENCE, **(PROBE if args.symmetry == "none" else {}), "symmetry": args.symmetry,
-            "n_train": REFERENCE["batch_size"] * args.epoch_steps}
+    base = {
+        **REFERENCE,
+        **(PROBE if args.symmetry == "none" else {}),
+        "symmetry": args.symmetry,
+        "n_train": REFERENCE["batch_size"] * args.epoch_steps,
+    }
     gflop = flops_per_seed_step(base) / 1e9
     where = torch.cuda.get_device_name() if torch.cuda.is_available() else machine()
     baselines = {n: separate(n, args.steps, {**base, **EAGER_FP32}) for n in (int(x) for x in args.separate.split(","))}
     ref = max(baselines)
-    row = lambda setting, seeds, rate, gib: (f"| {setting} | {seeds} | {rate:.2f} | {rate * gflop / 1e3:.2f} | "  # noqa: E731
-                                             f"{'-' if gib is None else f'{gib:.1f}'} | {rate / baselines[ref]:.2f}x |")  # fmt: skip
-    rows = [row(f"separate, {n} process{'es' if n > 1 else ''} x 1 seed, fp32 eager", n, rate, None) for n, rate in baselines.items()]
+
+    def row(setting, seeds, rate, gib):
+        return (
+            f"| {setting} | {seeds} | {rate:.2f} | {rate * gflop / 1e3:.2f} | "  # noqa: E731
+            f"{'-' if gib is None else f'{gib:.1f}'} | {rate / baselines[ref]:.2f}x |"
+        )
+
+    rows = [
+        row(f"separate, {n} process{'es' if n > 1 else ''} x 1 seed, fp32 eager", n, rate, None)
+        for n, rate in baselines.items()
+    ]
     for name, keys in variants.items():
         speed = Speed.for_device(resolve_config({**base, **keys}), torch.device(device()))
         setting = f"packed {name}: {speed.precision}" + "".join(
-            f", {k}" + (f" {v}" if isinstance(v, str) else "") for k, v in vars(speed).items() if k != "precision" and v)
+            f", {k}" + (f" {v}" if isinstance(v, str) else "") for k, v in vars(speed).items() if k != "precision" and v
+        )
         for s in (int(x) for x in args.sizes.split(",")):
             try:
                 rows.append(row(setting, s, *packed(s, args.steps, {**base, **keys})))
@@ -188,9 +225,21 @@ def main() -> None:
                 rows.append(f"| {setting} | {s} | out of memory | | | |")
             print(rows[-1], file=sys.stderr, flush=True)
     model = "probe: channels 32/64/128, GRU" if args.symmetry == "none" else "SPS defaults"
-    emit(f"train throughput; SPS {model} (batch 32 x 20 frames, 32x32, rnn_width 256, z_dim 3, symmetry {args.symmetry}: "
-         f"{gflop:.1f} GFLOP a seed-step), {args.steps} timed steps after a warm-up epoch, {args.epoch_steps} step(s) per epoch",
-         ["setting", "seeds", "seed-steps/s", "TFLOP/s", "peak GiB", f"ratio to {ref} separate process{'es' if ref > 1 else ''}"], rows, args.out, where)
+    emit(
+        f"train throughput; SPS {model} (batch 32 x 20 frames, 32x32, rnn_width 256, z_dim 3, symmetry {args.symmetry}: "
+        f"{gflop:.1f} GFLOP a seed-step), {args.steps} timed steps after a warm-up epoch, {args.epoch_steps} step(s) per epoch",
+        [
+            "setting",
+            "seeds",
+            "seed-steps/s",
+            "TFLOP/s",
+            "peak GiB",
+            f"ratio to {ref} separate process{'es' if ref > 1 else ''}",
+        ],
+        rows,
+        args.out,
+        where,
+    )
 
 
 if __name__ == "__main__":

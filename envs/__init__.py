@@ -7,8 +7,8 @@
 from gymnasium.envs.registration import register, registry
 
 from envs.ball import BouncingBall
-from envs.dataset import ENV_IDS, generate, load_or_generate, to_numpy, trajectory_seeds
 from envs.camera import Camera, Scene, render
+from envs.dataset import ENV_IDS, generate, load_or_generate, to_numpy, trajectory_seeds
 from envs.two_body import TwoBody
 
 __all__ = [

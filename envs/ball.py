@@ -76,18 +76,24 @@ def time_to_ground(h, vz, az):
 SCENES = {
     "sps": Scene(
         camera=Camera(position=(0.0, -2.0, 4.5), look_at=(0.0, 5.0, 0.5), fov=2 * np.degrees(np.arctan(0.8)), far=15.0),
-        background=0.4, grid=2.0, light=(0.0, -4.0, 1.0), ambient=0.2, diffuse=1.0,
+        background=0.4,
+        grid=2.0,
+        light=(0.0, -4.0, 1.0),
+        ambient=0.2,
+        diffuse=1.0,
     ),
     "plain": Scene(camera=Camera(position=(0.0, 0.0, 4.5))),
 }
 COLORS = {"sps": [[0.05, 0.9, 0.05]], "plain": [[0.95, 0.25, 0.15]]}
 RADII = {"sps": 0.5, "plain": 1.0}
 # The authors' NORMAL_DATA regions: x range, depth range, x-speed range, depth-speed range.
-SPS_REGIONS = np.array([
-    [[-3.0, -1.5], [0.0, 3.0], [0.2, 2.0], [0.2, 3.0]],
-    [[-1.5, 1.5], [0.0, 2.0], [-1.0, 1.0], [0.0, 3.0]],
-    [[1.5, 3.0], [0.0, 3.0], [-2.0, -0.2], [0.2, 3.0]],
-])  # fmt: skip
+SPS_REGIONS = np.array(
+    [
+        [[-3.0, -1.5], [0.0, 3.0], [0.2, 2.0], [0.2, 3.0]],
+        [[-1.5, 1.5], [0.0, 2.0], [-1.0, 1.0], [0.0, 3.0]],
+        [[1.5, 3.0], [0.0, 3.0], [-2.0, -0.2], [0.2, 3.0]],
+    ]
+)
 
 
 class BouncingBall(PhysicsEnv):

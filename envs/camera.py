@@ -176,7 +176,9 @@ def render(
         out = np.empty((n, image_size, image_size, 3), dtype=np.uint8)
         out[...] = backdrop(scene, image_size)
     for i in range(0, n, SLAB):  # temporaries that stay in cache are several times faster
-        _render_slab(out[i : i + SLAB].reshape(-1, 3), positions[i : i + SLAB], radius, colors, image_size, scene, not plain)
+        _render_slab(
+            out[i : i + SLAB].reshape(-1, 3), positions[i : i + SLAB], radius, colors, image_size, scene, not plain
+        )
     return out
 
 
@@ -206,8 +208,19 @@ def _render_slab(out, positions, radius, colors, image_size, scene, over_backdro
             here = drawn[:, b] & (order[:, rank] == b)
             for size in np.unique(side[here, b]):
                 sel = frames[here & (side[:, b] == size)]
-                _splat(out, sel, lo[sel, b], rel[sel, b].astype(np.float32), int(size), radius,
-                       colors[b], f, image_size, scene, blend=over_backdrop or rank > 0)
+                _splat(
+                    out,
+                    sel,
+                    lo[sel, b],
+                    rel[sel, b].astype(np.float32),
+                    int(size),
+                    radius,
+                    colors[b],
+                    f,
+                    image_size,
+                    scene,
+                    blend=over_backdrop or rank > 0,
+                )
 
 
 def _splat(out, frames, corner, c, size, radius, color, f, image_size, scene, blend):

@@ -37,8 +37,13 @@ def render_command(args: argparse.Namespace) -> None:
 
     import envs
 
-    env = gym.make(envs.dataset.resolve_env_id(args.env), render_mode="rgb_array", render_size=args.size,
-                   frames=args.frames, max_episode_steps=None)
+    env = gym.make(
+        envs.dataset.resolve_env_id(args.env),
+        render_mode="rgb_array",
+        render_size=args.size,
+        frames=args.frames,
+        max_episode_steps=None,
+    )
     env.reset(seed=args.seed)
     images = [env.render()]
     zero = np.zeros(env.action_space.shape, dtype=np.float32)

@@ -121,7 +121,13 @@ def default_cache_dir() -> Path:
 def cache_path(env_id: str, n: int, frames: int, seed: int, cache_dir: str | Path | None = None, **env_kwargs) -> Path:
     """Where ``load_or_generate`` keeps this dataset: named by a hash of every parameter and of the worlds' code."""
     env_id = resolve_env_id(env_id)
-    key = {"env_id": env_id, "n": n, "frames": frames, "seed": seed, "params": env_params(env_id, **env_kwargs, frames=frames)}
+    key = {
+        "env_id": env_id,
+        "n": n,
+        "frames": frames,
+        "seed": seed,
+        "params": env_params(env_id, **env_kwargs, frames=frames),
+    }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode())
     here = Path(__file__).parent
     for name in _SOURCES:
@@ -131,7 +137,13 @@ def cache_path(env_id: str, n: int, frames: int, seed: int, cache_dir: str | Pat
 
 
 def load_or_generate(
-    env_id: str, n: int, frames: int, seed: int, cache_dir: str | Path | None = None, progress: bool = False, **env_kwargs
+    env_id: str,
+    n: int,
+    frames: int,
+    seed: int,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+    **env_kwargs,
 ) -> pa.Table:
     """``generate``'s table, read from the Parquet cache when a sound copy is there, else generated and
     written (atomically, with page checksums). A truncated, corrupt or mismatched file is rebuilt."""

@@ -48,9 +48,14 @@ DRIFT = (_W1 / 2, (_W0 + _W1) / 2, (_W0 + _W1) / 2, _W1 / 2)  # Yoshida 4th-orde
 KICK = (_W1, _W0, _W1)
 SCENE = Scene(
     camera=Camera(position=(0.0, -11.5, 0.0), fov=2 * np.degrees(np.arctan(0.8))),
-    background=0.6, light=(0.0, -4.0, 1.0), ambient=0.2, diffuse=1.0,
+    background=0.6,
+    light=(0.0, -4.0, 1.0),
+    ambient=0.2,
+    diffuse=1.0,
 )
-OCCLUSION_COS = 0.998  # Dan's OCCLUSION_THRES: bodies closer than this (cosine of the angle seen from the camera) hide each other
+OCCLUSION_COS = (
+    0.998  # Dan's OCCLUSION_THRES: bodies closer than this (cosine of the angle seen from the camera) hide each other
+)
 
 
 def orbit_elements(pos, vel, masses, G):

@@ -18,16 +18,23 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlruns.db here)")
     run.add_argument("--storage", help="Tune results folder or URI (default: ./ray_results; shared on a cluster)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
-    run.add_argument("--dashboard", action="store_true", help="start Ray's dashboard with the local Ray (http://127.0.0.1:8265)")
+    run.add_argument(
+        "--dashboard", action="store_true", help="start Ray's dashboard with the local Ray (http://127.0.0.1:8265)"
+    )
     run.add_argument("--dry-run", action="store_true", help="print the configurations and resources, train nothing")
     run.set_defaults(func=run_command)
 
 
 def add_server_command(sub: argparse._SubParsersAction) -> None:
-    server = sub.add_parser("server", help="start the tracking stack a lab shares: PostgreSQL and an MLflow server on it")
+    server = sub.add_parser(
+        "server", help="start the tracking stack a lab shares: PostgreSQL and an MLflow server on it"
+    )
     server.add_argument("folder", help="where the database, artifacts and logs live (created on first start)")
-    server.add_argument("--host", default="127.0.0.1",
-                        help="address MLflow listens on (default 127.0.0.1: this machine only; see README before exposing it)")
+    server.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address MLflow listens on (default 127.0.0.1: this machine only; see README before exposing it)",
+    )
     server.add_argument("--port", type=int, default=5000, help="MLflow's port (default 5000)")
     server.add_argument("--pg-port", type=int, help="PostgreSQL's port, always on 127.0.0.1 (default: a free one)")
     server.add_argument("--workers", type=int, default=4, help="MLflow server worker processes (default 4)")
@@ -47,7 +54,8 @@ def run_command(args: argparse.Namespace) -> int:
     preflight.check(args.tracking_uri, args.storage, args.address)  # in seconds, before torch and Ray load
 
     from analysis.cli import print_success_table
-    from sweeps import runner, spec as specs
+    from sweeps import runner
+    from sweeps import spec as specs
 
     spec = specs.load(args.spec)
     if args.name:
@@ -57,14 +65,23 @@ def run_command(args: argparse.Namespace) -> int:
         return 0
     status = 0
     try:
-        summary = runner.run(spec, address=args.address, tracking_uri=args.tracking_uri,
-                             storage=args.storage, resume=args.resume, dashboard=args.dashboard)
+        summary = runner.run(
+            spec,
+            address=args.address,
+            tracking_uri=args.tracking_uri,
+            storage=args.storage,
+            resume=args.resume,
+            dashboard=args.dashboard,
+        )
         if summary["complete"]:
             print(f"sweep {spec.name!r} finished: {summary['trials']} trials in {summary['seconds']} s")
         else:
             failed = f"{summary['errors']} of {summary['trials']} trials failed" if summary["errors"] else "interrupted"
-            print(f"sweep {spec.name!r} did not finish ({failed}); continue it with: "
-                  f"seedsweep run {args.spec}{' --name ' + spec.name if args.name else ''} --resume", file=sys.stderr)
+            print(
+                f"sweep {spec.name!r} did not finish ({failed}); continue it with: "
+                f"seedsweep run {args.spec}{' --name ' + spec.name if args.name else ''} --resume",
+                file=sys.stderr,
+            )
             status = 1
     except runner.AlreadyDone as done:
         print(done)

@@ -37,7 +37,9 @@ def check_tracking(uri: str, timeout: float = TIMEOUT) -> None:
 
         db = sqlite_path(uri)
         if db is None:
-            raise Unusable(f"tracking URI {uri}: a SQLite URI is sqlite:///relative/path.db or sqlite:////absolute/path.db")
+            raise Unusable(
+                f"tracking URI {uri}: a SQLite URI is sqlite:///relative/path.db or sqlite:////absolute/path.db"
+            )
         writable(db.parent, f"tracking URI {uri}: folder {db.parent}", "pick another --tracking-uri")
     elif scheme in DATABASES:
         check_database(uri, timeout)
@@ -45,8 +47,10 @@ def check_tracking(uri: str, timeout: float = TIMEOUT) -> None:
         folder = Path(urlparse(uri).path if scheme else uri)
         writable(folder, f"tracking URI {uri}", "pick another --tracking-uri")
     elif scheme != "databricks":
-        raise Unusable(f"tracking URI {shown(uri)}: unknown scheme {scheme!r}; use http(s)://HOST:PORT (an MLflow "
-                       "server), sqlite:///FILE.db or postgresql://USER@HOST/DB")
+        raise Unusable(
+            f"tracking URI {shown(uri)}: unknown scheme {scheme!r}; use http(s)://HOST:PORT (an MLflow "
+            "server), sqlite:///FILE.db or postgresql://USER@HOST/DB"
+        )
 
 
 def check_mlflow_server(uri: str, timeout: float) -> None:
@@ -56,22 +60,29 @@ def check_mlflow_server(uri: str, timeout: float) -> None:
     try:
         response = requests.get(url, params={"max_results": 1}, timeout=timeout)
     except requests.exceptions.Timeout:
-        raise Unusable(f"MLflow server {shown(uri)} did not answer within {timeout:g} s: check that it runs "
-                       "(seedsweep server) and that this machine reaches it, or fix --tracking-uri") from None
+        raise Unusable(
+            f"MLflow server {shown(uri)} did not answer within {timeout:g} s: check that it runs "
+            "(seedsweep server) and that this machine reaches it, or fix --tracking-uri"
+        ) from None
     except requests.exceptions.RequestException as err:
         reason = "connection refused" if "refused" in str(err).lower() else type(err).__name__
-        raise Unusable(f"MLflow server {shown(uri)} does not answer ({reason}): start it (seedsweep server) "
-                       "or fix --tracking-uri") from None
+        raise Unusable(
+            f"MLflow server {shown(uri)} does not answer ({reason}): start it (seedsweep server) or fix --tracking-uri"
+        ) from None
     if response.status_code in (401, 403):
-        raise Unusable(f"MLflow server {shown(uri)} refused access (HTTP {response.status_code}): set "
-                       "MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN")
+        raise Unusable(
+            f"MLflow server {shown(uri)} refused access (HTTP {response.status_code}): set "
+            "MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN"
+        )
     try:
         ok = response.status_code == 200 and "experiments" in response.json()
     except ValueError:
         ok = False
     if not ok:
-        raise Unusable(f"{shown(uri)} answered HTTP {response.status_code} but is not an MLflow tracking server "
-                       "(no experiments API): check --tracking-uri's host, port and path")
+        raise Unusable(
+            f"{shown(uri)} answered HTTP {response.status_code} but is not an MLflow tracking server "
+            "(no experiments API): check --tracking-uri's host, port and path"
+        )
 
 
 def check_database(uri: str, timeout: float) -> None:
@@ -84,12 +95,16 @@ def check_database(uri: str, timeout: float) -> None:
             pass
         engine.dispose()
     except ModuleNotFoundError as err:
-        raise Unusable(f"tracking URI {shown(uri)} needs the database driver {err.name!r}: "
-                       "pip install -e '.[server]' (psycopg for PostgreSQL)") from None
+        raise Unusable(
+            f"tracking URI {shown(uri)} needs the database driver {err.name!r}: "
+            "pip install -e '.[server]' (psycopg for PostgreSQL)"
+        ) from None
     except Exception as err:
         first = str(getattr(err, "orig", err)).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise Unusable(f"cannot connect to the tracking database {shown(uri)} ({first}): "
-                       "check that it runs and the URI's host, port, user and database") from None
+        raise Unusable(
+            f"cannot connect to the tracking database {shown(uri)} ({first}): "
+            "check that it runs and the URI's host, port, user and database"
+        ) from None
 
 
 def writable(folder: Path, what: str, todo: str) -> None:
@@ -112,8 +127,10 @@ def check_storage(storage: str) -> None:
     try:
         pyarrow.fs.FileSystem.from_uri(storage)
     except Exception as err:
-        raise Unusable(f"storage URI {storage} cannot be opened ({str(err).splitlines()[0]}): "
-                       "fix --storage (a shared folder, s3://BUCKET/PATH or gs://BUCKET/PATH)") from None
+        raise Unusable(
+            f"storage URI {storage} cannot be opened ({str(err).splitlines()[0]}): "
+            "fix --storage (a shared folder, s3://BUCKET/PATH or gs://BUCKET/PATH)"
+        ) from None
 
 
 def check_ray_address(address: str | None, timeout: float = TIMEOUT) -> None:
@@ -128,8 +145,10 @@ def check_ray_address(address: str | None, timeout: float = TIMEOUT) -> None:
             pass
     except OSError as err:
         reason = "no answer" if isinstance(err, socket.timeout) else (err.strerror or str(err)).lower()
-        raise Unusable(f"Ray at {address} does not answer ({reason}): start the head there (ray start --head), "
-                       "fix --address, or leave --address out to run on this machine") from None
+        raise Unusable(
+            f"Ray at {address} does not answer ({reason}): start the head there (ray start --head), "
+            "fix --address, or leave --address out to run on this machine"
+        ) from None
 
 
 def check(tracking_uri: str | None, storage: str | None, address: str | None) -> None:
@@ -139,4 +158,3 @@ def check(tracking_uri: str | None, storage: str | None, address: str | None) ->
     check_ray_address(address)
     if tracking_uri:
         check_tracking(tracking_uri)
-

@@ -27,10 +27,20 @@ from ray import tune
 
 from analysis.runs import DESIGN_TAG
 from analysis.sequential import Design, history
-from sweeps.runner import AlreadyDone, Where, check_resume, grid_points, make_tuner, param_space, read_done, start_ray, summary, write_done
+from sweeps.runner import (
+    AlreadyDone,
+    Where,
+    check_resume,
+    grid_points,
+    make_tuner,
+    param_space,
+    read_done,
+    start_ray,
+    summary,
+    write_done,
+)
 from sweeps.spec import SweepSpec
 from trainables.tracking import KIND, experiment_id, open_client, retry, search_all
-
 
 
 def round_dir(sweep_dir: str, round_: int) -> str:
@@ -48,14 +58,19 @@ def plan(spec: SweepSpec) -> str:
     """The adaptive lines of the dry-run plan."""
     design, k = spec.adaptive, grid_points(spec) * spec.num_samples
     blocks = [f"{s[0]}..{s[-1]}" for s in (design.round_seeds(r) for r in range(1, design.rounds + 1))]
-    return "\n".join([
-        f"  seeds: {design.describe(k)}",
-        f"  rounds: at most {design.rounds} (seed blocks {', '.join(blocks)}); seed runs: {k * design.start} to {k * design.max}",
-        "  a configuration stops getting seeds when "
-        + ("its interval lies below the best's, or (the best) overlaps no other's" if design.until == "separated"
-           else f"its interval's half-width is at most {design.halfwidth:g}")
-        + f", or at {design.max} seeds",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"  seeds: {design.describe(k)}",
+            f"  rounds: at most {design.rounds} (seed blocks {', '.join(blocks)}); seed runs: {k * design.start} to {k * design.max}",
+            "  a configuration stops getting seeds when "
+            + (
+                "its interval lies below the best's, or (the best) overlaps no other's"
+                if design.until == "separated"
+                else f"its interval's half-width is at most {design.halfwidth:g}"
+            )
+            + f", or at {design.max} seeds",
+        ]
+    )
 
 
 def run_rounds(spec: SweepSpec, where: Where, resume: bool, address: str | None, dashboard: bool) -> dict[str, Any]:
@@ -72,8 +87,10 @@ def run_rounds(spec: SweepSpec, where: Where, resume: bool, address: str | None,
     exp_id = experiment_id(client, spec.name)
     stored = retry(client.get_experiment, exp_id).tags.get(DESIGN_TAG)
     if started and stored and Design.from_dict(json.loads(stored)) != design:
-        raise RuntimeError(f"{spec.path}: seeds: the sweep {spec.name!r} began with {json.loads(stored)}; "
-                           "resume it with that rule, or run the new one under another --name")
+        raise RuntimeError(
+            f"{spec.path}: seeds: the sweep {spec.name!r} began with {json.loads(stored)}; "
+            "resume it with that rule, or run the new one under another --name"
+        )
     retry(client.set_experiment_tag, exp_id, DESIGN_TAG, json.dumps(design.to_dict()))
     start_ray(spec, address, dashboard)
 
@@ -93,12 +110,21 @@ def run_rounds(spec: SweepSpec, where: Where, resume: bool, address: str | None,
             write_done(folder, marker)
         rows = replay(spec, where, design, round_)
         still = rows[rows["open"]]
-        print(f"[{spec.name}] round {round_} done (seeds {seeds[0]}..{seeds[-1]}); "
-              + (f"{len(still)} open: " + "; ".join(f"{r.config_id} {r.why}" for r in still.itertuples()) if len(still) else "none open"),
-              flush=True)  # fmt: skip
+        print(
+            f"[{spec.name}] round {round_} done (seeds {seeds[0]}..{seeds[-1]}); "
+            + (
+                f"{len(still)} open: " + "; ".join(f"{r.config_id} {r.why}" for r in still.itertuples())
+                if len(still)
+                else "none open"
+            ),
+            flush=True,
+        )
         for r in rows.itertuples():
-            print(f"  {r.config_id}: {r.successes}/{r.n}, anytime interval [{r.low:.2f}, {r.high:.2f}]: "
-                  f"{'open' if r.open else 'stopped'}, {r.why}", flush=True)
+            print(
+                f"  {r.config_id}: {r.successes}/{r.n}, anytime interval [{r.low:.2f}, {r.high:.2f}]: "
+                f"{'open' if r.open else 'stopped'}, {r.why}",
+                flush=True,
+            )
         if still.empty:
             out = summary(spec, where, trials, [], start, complete=True, rounds=round_)
             write_done(sweep_dir, out)
@@ -121,7 +147,9 @@ def open_configurations(spec: SweepSpec, where: Where, sweep_dir: str, after: in
     return [c["params"] for c in read_done(round_dir(sweep_dir, 1))["configurations"] if c["config_id"] in still]
 
 
-def fit_round(spec: SweepSpec, where: Where, sweep_dir: str, round_: int, seeds: list[int], configurations: list[dict] | None):
+def fit_round(
+    spec: SweepSpec, where: Where, sweep_dir: str, round_: int, seeds: list[int], configurations: list[dict] | None
+):
     """Run (or continue) one round's Tune experiment ``round_NN`` under the sweep's folder."""
     inner = Where(storage=sweep_dir, tracking_uri=where.tracking_uri)
     name = f"round_{round_:02d}"
@@ -135,7 +163,9 @@ def fit_round(spec: SweepSpec, where: Where, sweep_dir: str, round_: int, seeds:
     if not resume and round_ > 1:
         forget_lost_attempt(spec, where, seeds)
     trainable = train_configuration if configurations is not None else None
-    tuner = make_tuner(this, inner, resume=resume, name=name, space=space, trainable=trainable, search=configurations is None)
+    tuner = make_tuner(
+        this, inner, resume=resume, name=name, space=space, trainable=trainable, search=configurations is None
+    )
     return tuner.fit()
 
 
@@ -147,17 +177,30 @@ def forget_lost_attempt(spec: SweepSpec, where: Where, seeds: list[int]) -> None
     if found is None:
         return
     names = {str(s) for s in seeds}
-    lost = [r for r in search_all(client, [found.experiment_id], f"tags.`{KIND}` = 'seed'") if r.data.tags.get("seed") in names]
+    lost = [
+        r
+        for r in search_all(client, [found.experiment_id], f"tags.`{KIND}` = 'seed'")
+        if r.data.tags.get("seed") in names
+    ]
     trials = {r.data.tags.get("trial_id") for r in lost}
-    parents = [r for r in search_all(client, [found.experiment_id], f"tags.`{KIND}` = 'config'") if r.data.tags.get("trial_id") in trials]
+    parents = [
+        r
+        for r in search_all(client, [found.experiment_id], f"tags.`{KIND}` = 'config'")
+        if r.data.tags.get("trial_id") in trials
+    ]
     for run in lost + parents:
         retry(client.delete_run, run.info.run_id)
     if lost:
-        print(f"[{spec.name}] deleted {len(lost)} seed runs of round seeds {seeds[0]}..{seeds[-1]} that Tune did not record; "
-              "the round starts again", flush=True)
+        print(
+            f"[{spec.name}] deleted {len(lost)} seed runs of round seeds {seeds[0]}..{seeds[-1]} that Tune did not record; "
+            "the round starts again",
+            flush=True,
+        )
 
 
-def round_complete(where: Where, spec: SweepSpec, design: Design, round_: int, configurations: list[dict] | None) -> bool:
+def round_complete(
+    where: Where, spec: SweepSpec, design: Design, round_: int, configurations: list[dict] | None
+) -> bool:
     """Every configuration of the round has a run for each of the round's seeds and none is still running."""
     from analysis.runs import load_runs
 
@@ -165,7 +208,11 @@ def round_complete(where: Where, spec: SweepSpec, design: Design, round_: int, c
     mine = runs[runs["seed"].map(lambda s: design.round_of(int(s)) == round_)]
     expected = grid_points(spec) * spec.num_samples if configurations is None else len(configurations)
     per_trial = mine.groupby("trial_id")["seed"].nunique()
-    return len(per_trial) == expected and (per_trial == len(design.round_seeds(round_))).all() and not mine["status"].eq("running").any()
+    return (
+        len(per_trial) == expected
+        and (per_trial == len(design.round_seeds(round_))).all()
+        and not mine["status"].eq("running").any()
+    )
 
 
 def made_configurations(spec: SweepSpec, results) -> list[dict]:

@@ -35,7 +35,7 @@ class Where:
     tracking_uri: str  # MLflow (a SQLite store keeps its artifacts in mlartifacts/ beside it)
 
     @classmethod
-    def default(cls, storage: str | None = None, tracking_uri: str | None = None) -> "Where":
+    def default(cls, storage: str | None = None, tracking_uri: str | None = None) -> Where:
         here = Path.cwd()
         storage = storage or str(here / "ray_results")
         if "://" not in storage:
@@ -92,8 +92,12 @@ def plan(spec: SweepSpec) -> str:
         + (f", {grid} grid points x {spec.num_samples} samples" if grid > 1 else "")
         + f"), seeds per configuration: {spec.seeds}, seed runs: {configs * spec.seeds}",
         f"  epochs: {spec.epochs}, evaluate every {spec.eval_every}, checkpoint every {spec.checkpoint_every}, "
-        + (f"ASHA on {spec.scheduler.metric} ({spec.scheduler.mode}), grace {spec.scheduler.grace_period}, "
-           f"reduction {spec.scheduler.reduction_factor}" if spec.scheduler else "no early stopping"),
+        + (
+            f"ASHA on {spec.scheduler.metric} ({spec.scheduler.mode}), grace {spec.scheduler.grace_period}, "
+            f"reduction {spec.scheduler.reduction_factor}"
+            if spec.scheduler
+            else "no early stopping"
+        ),
         f"  each trial: {spec.resources['cpu']} CPU, {spec.resources['gpu']} GPU, {spec.seeds} seeds packed; "
         f"at most {spec.max_concurrent or 'as many as fit'} at once",
         f"  success: {SuccessRule.parse(spec.success)}",
@@ -111,8 +115,14 @@ def plan(spec: SweepSpec) -> str:
     sampled = [k for k in spec.swept() if k not in grids]
     points = list(itertools.product(*grids.values()))
     if grids and len(points) <= MAX_LISTED:
-        lines.append("  grid points" + (f" (each with {spec.num_samples} samples of {', '.join(sampled)})" if sampled else "") + ":")
-        lines += [f"    {i + 1}. " + ", ".join(f"{k}={v}" for k, v in zip(grids, point)) for i, point in enumerate(points)]
+        lines.append(
+            "  grid points"
+            + (f" (each with {spec.num_samples} samples of {', '.join(sampled)})" if sampled else "")
+            + ":"
+        )
+        lines += [
+            f"    {i + 1}. " + ", ".join(f"{k}={v}" for k, v in zip(grids, point)) for i, point in enumerate(points)
+        ]
     return "\n".join(lines)
 
 
@@ -136,8 +146,15 @@ def objective(spec: SweepSpec) -> tuple[str, str]:
     return "success_rate", "max"
 
 
-def make_tuner(spec: SweepSpec, where: Where, resume: bool = False, name: str | None = None,
-               space: dict | None = None, trainable=None, search: bool = True) -> tune.Tuner:
+def make_tuner(
+    spec: SweepSpec,
+    where: Where,
+    resume: bool = False,
+    name: str | None = None,
+    space: dict | None = None,
+    trainable=None,
+    search: bool = True,
+) -> tune.Tuner:
     """The sweep's Tuner (or its restore). For a round of adaptive seeds (``sweeps.rounds``): the Tune
     experiment ``name`` (default: the sweep's), its own ``space`` and ``trainable``, and without
     ``search`` no searcher or scheduler (the configurations are given)."""
@@ -150,21 +167,28 @@ def make_tuner(spec: SweepSpec, where: Where, resume: bool = False, name: str | 
     # Optuna's study beside the results; with a URI storage, in ./optuna.db here (one study per sweep name)
     run_dir = Path(where.storage) / name if "://" not in where.storage else Path(".")
     if resume:
-        return tune.Tuner.restore(os.path.join(where.storage, name), trainable=trainable,
-                                  resume_unfinished=True, resume_errored=True)
+        return tune.Tuner.restore(
+            os.path.join(where.storage, name), trainable=trainable, resume_unfinished=True, resume_errored=True
+        )
     metric, mode = objective(spec) if search else ("success_rate", "max")
     scheduler = None
     if spec.scheduler and search:
         scheduler = ASHAScheduler(
-            time_attr="epoch", max_t=spec.epochs, grace_period=spec.scheduler.grace_period,
+            time_attr="epoch",
+            max_t=spec.epochs,
+            grace_period=spec.scheduler.grace_period,
             reduction_factor=spec.scheduler.reduction_factor,
         )
     return tune.Tuner(
         trainable,
         param_space=space or param_space(spec, where),
         tune_config=tune.TuneConfig(
-            metric=metric, mode=mode, scheduler=scheduler, search_alg=make_searcher(spec, run_dir) if search else None,
-            num_samples=spec.num_samples if search else 1, max_concurrent_trials=spec.max_concurrent or None,
+            metric=metric,
+            mode=mode,
+            scheduler=scheduler,
+            search_alg=make_searcher(spec, run_dir) if search else None,
+            num_samples=spec.num_samples if search else 1,
+            max_concurrent_trials=spec.max_concurrent or None,
         ),
         run_config=tune.RunConfig(
             name=name,
@@ -213,20 +237,37 @@ def run(
         if not unreachable(err):
             raise
         begun, running, reachable = 0, 0, False
-    complete = begun == grid_points(spec) * spec.num_samples and running == 0  # summary adds: MLflow answered, no errors
+    complete = (
+        begun == grid_points(spec) * spec.num_samples and running == 0
+    )  # summary adds: MLflow answered, no errors
     out = summary(spec, where, len(results), results, start, complete, reachable)
     if out["complete"]:
         write_done(run_dir, out)
     return out
 
 
-def summary(spec: SweepSpec, where: Where, trials: int, results, start: float, complete: bool, reachable: bool = True,
-            rounds: int | None = None) -> dict[str, Any]:  # fmt: skip
+def summary(
+    spec: SweepSpec,
+    where: Where,
+    trials: int,
+    results,
+    start: float,
+    complete: bool,
+    reachable: bool = True,
+    rounds: int | None = None,
+) -> dict[str, Any]:
     """What ``run`` returns (and a finished sweep keeps in its DONE file): complete means every
     trial ran to its end without an error and MLflow answered."""
     errors = [str(r.error) for r in results if r.error]
-    out = {"name": spec.name, "trials": trials, "errors": len(errors), "complete": complete and reachable and not errors,
-           "seconds": round(time.time() - start, 1), "tracking_uri": where.tracking_uri, "tracking_reachable": reachable}  # fmt: skip
+    out = {
+        "name": spec.name,
+        "trials": trials,
+        "errors": len(errors),
+        "complete": complete and reachable and not errors,
+        "seconds": round(time.time() - start, 1),
+        "tracking_uri": where.tracking_uri,
+        "tracking_reachable": reachable,
+    }
     if rounds:
         out["rounds"] = rounds
     return out
@@ -236,13 +277,17 @@ def check_resume(spec: SweepSpec, where: Where, run_dir: str, started: bool, res
     """A sweep begins once and is continued only with ``resume``; MLflow runs of the sweep without
     Tune results to continue would double its seeds. Each case is an error saying what to do."""
     if started and not resume:
-        raise RuntimeError(f"sweep {spec.name!r} was started before and did not finish ({run_dir}); "
-                           "continue it with --resume, or pick another --name")
+        raise RuntimeError(
+            f"sweep {spec.name!r} was started before and did not finish ({run_dir}); "
+            "continue it with --resume, or pick another --name"
+        )
     if resume and not started:
         raise RuntimeError(f"nothing to resume: no sweep {spec.name!r} under {where.storage}")
     if not started and sweep_progress(where.tracking_uri, spec.name)[0]:
-        raise RuntimeError(f"MLflow ({where.tracking_uri}) already holds runs of sweep {spec.name!r}, but "
-                           f"{run_dir} has no Tune results to continue; pick another --name (or --storage)")
+        raise RuntimeError(
+            f"MLflow ({where.tracking_uri}) already holds runs of sweep {spec.name!r}, but "
+            f"{run_dir} has no Tune results to continue; pick another --name (or --storage)"
+        )
 
 
 def start_ray(spec: SweepSpec, address: str | None = None, dashboard: bool = False) -> None:
@@ -254,15 +299,19 @@ def start_ray(spec: SweepSpec, address: str | None = None, dashboard: bool = Fal
             try:
                 ray.init(address=address, log_to_driver=False)
             except ConnectionError as err:
-                raise RuntimeError(f"Ray at {address} cannot be joined ({str(err).splitlines()[0]}): start the head "
-                                   "(ray start --head), fix --address, or leave it out to run here") from None
+                raise RuntimeError(
+                    f"Ray at {address} cannot be joined ({str(err).splitlines()[0]}): start the head "
+                    "(ray start --head), fix --address, or leave it out to run here"
+                ) from None
         else:
             try:  # the dashboard, if asked for, on loopback only (README: reaching it from elsewhere)
                 ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", log_to_driver=False)
             except Exception as err:
                 if "missing packages" not in str(err):
                     raise
-                raise RuntimeError("Ray's dashboard needs ray[default]: .venv/bin/pip install -e '.[dashboard]'") from None
+                raise RuntimeError(
+                    "Ray's dashboard needs ray[default]: .venv/bin/pip install -e '.[dashboard]'"
+                ) from None
     check_resources(spec, ray.cluster_resources(), autoscaling=bool(address))
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables; Progress prints instead
 
@@ -273,8 +322,9 @@ def check_resources(spec: SweepSpec, available: dict[str, float], autoscaling: b
     for key, name in (("cpu", "CPU"), ("gpu", "GPU")):
         want, have = spec.resources[key], available.get(name, 0)
         if want > have:
-            message = (f"each trial asks for {want} {name} (resources.{key} in {spec.path}) "
-                       f"but the Ray cluster has {have:g}")
+            message = (
+                f"each trial asks for {want} {name} (resources.{key} in {spec.path}) but the Ray cluster has {have:g}"
+            )
             if not autoscaling:
                 raise RuntimeError(message)
             print(f"warning: {message}; trials wait until nodes with {name}s join", flush=True)
@@ -301,8 +351,10 @@ def write_done(run_dir: str, summary: dict) -> None:
 
 class AlreadyDone(RuntimeError):
     def __init__(self, name: str, summary: dict):
-        super().__init__(f"sweep {name!r} already finished ({summary.get('trials')} trials); "
-                         "its table follows. Run it again under another --name to redo it.")
+        super().__init__(
+            f"sweep {name!r} already finished ({summary.get('trials')} trials); "
+            "its table follows. Run it again under another --name to redo it."
+        )
         self.summary = summary
 
 
@@ -327,8 +379,11 @@ class Progress(tune.Callback):
         running = [r for t, r in self.latest.items() if t not in self.done]
         epochs = ", ".join(f"{r.get('epoch', 0)}/{self.spec.epochs}" for r in running)
         now = sum(int(r.get("n_success", 0)) for r in self.latest.values())
-        print(f"[{self.spec.name}] trials done {len(self.done)}/{len(trials)}; running at epoch {epochs or '-'}; "
-              f"seeds meeting the success rule now {now}/{len(self.latest) * self.spec.seeds}", flush=True)
+        print(
+            f"[{self.spec.name}] trials done {len(self.done)}/{len(trials)}; running at epoch {epochs or '-'}; "
+            f"seeds meeting the success rule now {now}/{len(self.latest) * self.spec.seeds}",
+            flush=True,
+        )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._finish(trials, trial, "pruned")
@@ -342,12 +397,20 @@ class Progress(tune.Callback):
         last = trial.last_result or {}
         if status == "failed" or last.get("epoch", 0) < self.spec.epochs:
             try:
-                mark_trial(self.tracking_uri, trial.trial_id, status, experiment=self.spec.name)  # touches only seed runs still running
+                mark_trial(
+                    self.tracking_uri, trial.trial_id, status, experiment=self.spec.name
+                )  # touches only seed runs still running
             except Exception as err:
                 if not unreachable(err):
                     raise
-                print(f"[{self.spec.name}] MLflow unreachable: trial {trial.trial_id}'s seed runs stay 'running' "
-                      "until --resume continues them", flush=True)
+                print(
+                    f"[{self.spec.name}] MLflow unreachable: trial {trial.trial_id}'s seed runs stay 'running' "
+                    "until --resume continues them",
+                    flush=True,
+                )
         self.done[trial.trial_id] = int(last.get("n_success", 0))
-        print(f"[{self.spec.name}] trials done {len(self.done)}/{len(trials)}; seeds succeeded so far "
-              f"{sum(self.done.values())}/{len(self.done) * self.spec.seeds}", flush=True)
+        print(
+            f"[{self.spec.name}] trials done {len(self.done)}/{len(trials)}; seeds succeeded so far "
+            f"{sum(self.done.values())}/{len(self.done) * self.spec.seeds}",
+            flush=True,
+        )

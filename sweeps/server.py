@@ -45,7 +45,9 @@ def wait_for_port(host: str, port: int, proc: subprocess.Popen, what: str, timeo
                 return
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(f"{what} exited with status {proc.returncode} before listening on {host}:{port}") from None
+                raise RuntimeError(
+                    f"{what} exited with status {proc.returncode} before listening on {host}:{port}"
+                ) from None
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{what} did not listen on {host}:{port} within {timeout:.0f} s") from None
             time.sleep(0.3)
@@ -59,8 +61,10 @@ def pg_bindir() -> Path:
     versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
     if versions:
         return Path(versions[-1]).parent
-    raise RuntimeError("PostgreSQL's server programs (initdb, postgres) are not installed: "
-                       "apt-get install postgresql (Debian/Ubuntu), or put their folder on PATH")
+    raise RuntimeError(
+        "PostgreSQL's server programs (initdb, postgres) are not installed: "
+        "apt-get install postgresql (Debian/Ubuntu), or put their folder on PATH"
+    )
 
 
 def as_postgres() -> dict:
@@ -119,23 +123,53 @@ def start_postgres(folder: str | Path, port: int | None = None) -> Postgres:
         pwfile.write_text(password + "\n")
         os.chmod(pwfile, 0o600)
         chown_postgres(pwfile)
-        done = subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", PG_USER, f"--pwfile={pwfile}",
-                               "--auth=scram-sha-256", "-E", "UTF8", "--no-instructions"],
-                              capture_output=True, text=True, **as_postgres())  # fmt: skip
+        done = subprocess.run(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                PG_USER,
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ],
+            capture_output=True,
+            text=True,
+            **as_postgres(),
+        )
         pwfile.unlink()
         if done.returncode:
             why = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:]
-            raise RuntimeError(f"initdb {data} failed: {why[0] if why else done.returncode}"
-                               + (" (the postgres user must be able to enter every folder above it)" if as_postgres() else ""))
+            raise RuntimeError(
+                f"initdb {data} failed: {why[0] if why else done.returncode}"
+                + (" (the postgres user must be able to enter every folder above it)" if as_postgres() else "")
+            )
         pgpass.write_text(f"*:*:*:{PG_USER}:{password}\n")
         os.chmod(pgpass, 0o600)  # libpq ignores a pgpass file others can read
     log = open(folder / "postgres.log", "ab")
     chown_postgres(folder / "postgres.log")
     proc = subprocess.Popen(
-        [str(bindir / "postgres"), "-D", str(data), "-c", f"listen_addresses={LOOPBACK}", "-p", str(port),
-         "-c", f"unix_socket_directories={folder}", "-c", "max_connections=200"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **as_postgres(),
-    )  # fmt: skip
+        [
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            "-c",
+            f"listen_addresses={LOOPBACK}",
+            "-p",
+            str(port),
+            "-c",
+            f"unix_socket_directories={folder}",
+            "-c",
+            "max_connections=200",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        **as_postgres(),
+    )
     server = Postgres(folder, port, proc)
     try:
         wait_for_port(LOOPBACK, port, proc, "postgres")
@@ -153,8 +187,15 @@ def create_database(server: Postgres) -> None:
 
     for attempt in range(30):
         try:
-            conn = psycopg.connect(host=LOOPBACK, port=server.port, user=PG_USER, dbname="postgres",
-                                   passfile=str(server.pgpass), connect_timeout=5, autocommit=True)  # fmt: skip
+            conn = psycopg.connect(
+                host=LOOPBACK,
+                port=server.port,
+                user=PG_USER,
+                dbname="postgres",
+                passfile=str(server.pgpass),
+                connect_timeout=5,
+                autocommit=True,
+            )
             break
         except psycopg.OperationalError as err:
             if "starting up" not in str(err) or attempt == 29:
@@ -181,18 +222,40 @@ class MlflowServer:
                 self.proc.wait()
 
 
-def start_mlflow(backend: str, artifacts: str | Path, port: int | None = None, host: str = LOOPBACK,
-                 workers: int = 1, env: dict | None = None, log: str | Path | None = None) -> MlflowServer:  # fmt: skip
+def start_mlflow(
+    backend: str,
+    artifacts: str | Path,
+    port: int | None = None,
+    host: str = LOOPBACK,
+    workers: int = 1,
+    env: dict | None = None,
+    log: str | Path | None = None,
+) -> MlflowServer:
     """``mlflow server`` on ``host:port`` with ``backend`` (a SQLAlchemy URI without a password) and
     artifacts proxied to ``artifacts``; returns once it answers."""
     port = port or free_port()
     out = open(log, "ab") if log else subprocess.DEVNULL
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or os.environ)}  # no job workers: seedsweep runs none
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", backend,
-         "--artifacts-destination", str(artifacts), "--host", host, "--port", str(port), "--workers", str(workers)],
-        stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-    )  # fmt: skip
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            backend,
+            "--artifacts-destination",
+            str(artifacts),
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     local = LOOPBACK if host in ("0.0.0.0", "::") else host
     server = MlflowServer(f"http://{local}:{port}", proc)
     try:
@@ -216,26 +279,35 @@ def wait_until_healthy(server: MlflowServer, timeout: float = START_TIMEOUT) -> 
         except OSError:
             pass
         if server.proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with status {server.proc.returncode} before answering at {server.uri}")
+            raise RuntimeError(
+                f"mlflow server exited with status {server.proc.returncode} before answering at {server.uri}"
+            )
         if time.monotonic() > deadline:
             raise RuntimeError(f"mlflow server did not answer at {server.uri} within {timeout:.0f} s")
         time.sleep(0.3)
 
 
-def serve(folder: str | Path, host: str = LOOPBACK, port: int = 5000, pg_port: int | None = None,
-          workers: int = 4) -> int:  # fmt: skip
+def serve(
+    folder: str | Path, host: str = LOOPBACK, port: int = 5000, pg_port: int | None = None, workers: int = 4
+) -> int:
     """Start PostgreSQL and MLflow under ``folder``, print the tracking URI, run until SIGINT/SIGTERM."""
     folder = Path(folder).resolve()
     postgres = start_postgres(folder / "postgres", pg_port)
     try:
-        mlflow = start_mlflow(postgres.uri, folder / "mlartifacts", port, host, workers, env=postgres.env(),
-                              log=folder / "mlflow.log")  # fmt: skip
+        mlflow = start_mlflow(
+            postgres.uri, folder / "mlartifacts", port, host, workers, env=postgres.env(), log=folder / "mlflow.log"
+        )
     except BaseException:
         postgres.stop()
         raise
-    print(f"MLflow on PostgreSQL: --tracking-uri {mlflow.uri}  (PostgreSQL {postgres.uri}, logs in {folder})", flush=True)
+    print(
+        f"MLflow on PostgreSQL: --tracking-uri {mlflow.uri}  (PostgreSQL {postgres.uri}, logs in {folder})", flush=True
+    )
     if host == LOOPBACK:
-        print("listening on loopback only; --host ADDRESS to serve other machines (see README: Running on a Ray cluster)", flush=True)
+        print(
+            "listening on loopback only; --host ADDRESS to serve other machines (see README: Running on a Ray cluster)",
+            flush=True,
+        )
     stopped = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.append(True))

@@ -36,7 +36,6 @@ compares success rates should not set ``scheduler`` (the report says how many se
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,10 +47,24 @@ from analysis.sequential import Design
 SPACES = ("grid", "choice", "uniform", "loguniform", "randint")
 SEARCHERS = ("grid", "random", "optuna")
 TOP_KEYS = (
-    "name", "model", "env", "data", "params", "seeds", "searcher", "num_samples", "max_concurrent",
-    "epochs", "checkpoint_every", "eval_every", "scheduler", "resources", "success", "max_failures",
+    "name",
+    "model",
+    "env",
+    "data",
+    "params",
+    "seeds",
+    "searcher",
+    "num_samples",
+    "max_concurrent",
+    "epochs",
+    "checkpoint_every",
+    "eval_every",
+    "scheduler",
+    "resources",
+    "success",
+    "max_failures",
     "tracking_patience",
-)  # fmt: skip
+)
 SCHEDULER_KEYS = ("metric", "mode", "grace_period", "reduction_factor")
 ADAPTIVE_KEYS = ("start", "step", "max", "until", "alpha")
 
@@ -84,12 +97,16 @@ class SweepSpec:
     max_concurrent: int = 0  # 0: as many as resources allow
     epochs: int = 20
     checkpoint_every: int = 5
-    eval_every: int = 1  # validation metrics (and the success count ASHA sees) at the first epoch, every N, and the last
+    eval_every: int = (
+        1  # validation metrics (and the success count ASHA sees) at the first epoch, every N, and the last
+    )
     scheduler: Scheduler | None = None  # None: no early stopping
     resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
     success: dict[str, Any] | None = None  # None: the model's default rule (filled in by from_dict)
     max_failures: int = 2
-    tracking_patience: float = 600.0  # seconds a trial trains on with MLflow unreachable, then fails (trainables.tracking.PATIENCE)
+    tracking_patience: float = (
+        600.0  # seconds a trial trains on with MLflow unreachable, then fails (trainables.tracking.PATIENCE)
+    )
     path: str = "<dict>"
 
     def swept(self) -> dict[str, dict]:
@@ -144,7 +161,15 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
     if isinstance(raw.get("seeds"), dict):
         spec.adaptive = adaptive_seeds(raw["seeds"], fail)
         spec.seeds = spec.adaptive.start
-    for key, low in (("seeds", 1), ("num_samples", 1), ("max_concurrent", 0), ("epochs", 1), ("checkpoint_every", 1), ("eval_every", 1), ("max_failures", 0)):
+    for key, low in (
+        ("seeds", 1),
+        ("num_samples", 1),
+        ("max_concurrent", 0),
+        ("epochs", 1),
+        ("checkpoint_every", 1),
+        ("eval_every", 1),
+        ("max_failures", 0),
+    ):
         if key in raw and not (key == "seeds" and spec.adaptive):
             value = raw[key]
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -192,7 +217,10 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
         if is_space(value):
             check_space(f"params.{key}", value, fail)
             if key in RUN_ONLY:
-                fail(f"params.{key}", "says how to run, not what to train (it is not in config_id), so it cannot be swept")
+                fail(
+                    f"params.{key}",
+                    "says how to run, not what to train (it is not in config_id), so it cannot be swept",
+                )
     spec.params = dict(params)
     if spec.searcher == "optuna" and any("grid" in v for v in spec.swept().values()):
         fail("searcher", "optuna cannot search a grid space; use choice, or searcher: grid")
@@ -227,9 +255,15 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
         metric, mode = scheduler_objective(spec.scheduler.metric, model_cls)
         if metric is None:
             aggregates = ", ".join(f"median_{m} / best_{m}" for m in declared)
-            fail("scheduler.metric", f"{spec.scheduler.metric!r} is not an aggregate of model {spec.model}'s metrics; use one of {aggregates}, success_rate")
+            fail(
+                "scheduler.metric",
+                f"{spec.scheduler.metric!r} is not an aggregate of model {spec.model}'s metrics; use one of {aggregates}, success_rate",
+            )
         if spec.scheduler.mode is not None and spec.scheduler.mode != mode:
-            fail("scheduler.mode", f"{metric} is better {'lower' if mode == 'min' else 'higher'}, so the mode is {mode}, got {spec.scheduler.mode!r}")
+            fail(
+                "scheduler.mode",
+                f"{metric} is better {'lower' if mode == 'min' else 'higher'}, so the mode is {mode}, got {spec.scheduler.mode!r}",
+            )
         spec.scheduler.metric, spec.scheduler.mode = metric, mode
         if not isinstance(spec.scheduler.grace_period, int) or not 1 <= spec.scheduler.grace_period <= spec.epochs:
             fail("scheduler.grace_period", f"must be an integer in [1, epochs={spec.epochs}]")
@@ -246,7 +280,9 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
         resolve_config({**spec.base_config(), **sample})
     except (ValueError, TypeError) as err:
         fields = [f"params.{k}" for k in spec.params] + [f"data.{k}" for k in spec.data]
-        bad = next((f for f in fields if f"'{f.split('.', 1)[1]}'" in str(err) or f" {f.split('.', 1)[1]}" in str(err)), None)
+        bad = next(
+            (f for f in fields if f"'{f.split('.', 1)[1]}'" in str(err) or f" {f.split('.', 1)[1]}" in str(err)), None
+        )
         fail(bad or "params", str(err))
     return spec
 
@@ -259,7 +295,10 @@ def adaptive_seeds(raw: dict, fail) -> Design:
     for key in ("start", "step", "max"):
         value = raw.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            fail(f"seeds.{key}", f"must be an integer >= 1, got {value!r} (e.g. seeds: {{start: 8, step: 8, max: 64, until: separated}})")
+            fail(
+                f"seeds.{key}",
+                f"must be an integer >= 1, got {value!r} (e.g. seeds: {{start: 8, step: 8, max: 64, until: separated}})",
+            )
     if raw["max"] < raw["start"]:
         fail("seeds.max", f"must be at least seeds.start ({raw['start']}), got {raw['max']}")
     until, halfwidth = raw.get("until", "separated"), None
@@ -272,7 +311,9 @@ def adaptive_seeds(raw: dict, fail) -> Design:
     alpha = raw.get("alpha", 0.05)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         fail("seeds.alpha", f"must be a number in (0, 1), got {alpha!r}")
-    return Design(raw["start"], raw["step"], raw["max"], until, None if halfwidth is None else float(halfwidth), float(alpha))
+    return Design(
+        raw["start"], raw["step"], raw["max"], until, None if halfwidth is None else float(halfwidth), float(alpha)
+    )
 
 
 def scheduler_objective(metric: str | None, model_cls) -> tuple[str | None, str]:

@@ -15,11 +15,19 @@ from mlflow.entities import Metric, Param, RunTag
 from scipy import stats
 
 from analysis import cli
-from trainables import tracking
 from analysis.plots import seed_images
 from analysis.report import format_table, write_report
 from analysis.runs import load_runs, success_rule
-from analysis.success import compare, holm, interval, metric_summary, seeds_for_halfwidth, seeds_for_power, success_table
+from analysis.success import (
+    compare,
+    holm,
+    interval,
+    metric_summary,
+    seeds_for_halfwidth,
+    seeds_for_power,
+    success_table,
+)
+from trainables import tracking
 
 RULE = {"metric": "linear_proj_mse", "below": 0.2}
 
@@ -39,13 +47,27 @@ def write_sweep(uri: str, sweep: str, configs: dict, epochs: int = 4, artifacts=
         client.log_batch(parent, params=config)
         for seed, (status, final) in enumerate(seeds):
             success = status == "finished" and final < RULE["below"]
-            run = client.create_run(exp, run_name=f"{cid}/{seed}", tags={
-                **tags, "seedsweep.kind": "seed", "mlflow.parentRunId": parent, "seed": str(seed),
-                "status": status, "success": str(success).lower()}).info.run_id  # fmt: skip
+            run = client.create_run(
+                exp,
+                run_name=f"{cid}/{seed}",
+                tags={
+                    **tags,
+                    "seedsweep.kind": "seed",
+                    "mlflow.parentRunId": parent,
+                    "seed": str(seed),
+                    "status": status,
+                    "success": str(success).lower(),
+                },
+            ).info.run_id
             mse = np.append(np.linspace(1.0, final, epochs)[:-1], final)
-            metrics = [Metric(name, float(v * f), 0, e) for e, v in enumerate(mse)
-                       for name, f in (("linear_proj_mse", 1), ("recon_mse", 0.5))]  # fmt: skip
-            client.log_batch(run, metrics=metrics, params=config + [Param("seed", str(seed))], tags=[RunTag("note", "x")])
+            metrics = [
+                Metric(name, float(v * f), 0, e)
+                for e, v in enumerate(mse)
+                for name, f in (("linear_proj_mse", 1), ("recon_mse", 0.5))
+            ]
+            client.log_batch(
+                run, metrics=metrics, params=config + [Param("seed", str(seed))], tags=[RunTag("note", "x")]
+            )
             if artifacts and status == "finished":
                 for png in ("latent_vs_position.png", "decoder_traversal.png"):
                     client.log_image(run, np.zeros((8, 8, 3), np.uint8), png)
@@ -60,20 +82,37 @@ def store(tmp_path_factory):
     uri = f"sqlite:///{root / 'mlruns.db'}"
     finished = lambda *mse: [("finished", m) for m in mse]  # noqa: E731
     fixed = {"lr": 0.001, "rnn_width": 32}
-    write_sweep(uri, "sym", {
-        "c0": ({"symmetry": "T2R2", **fixed}, finished(0.05, 0.1, 0.15, 0.3, 0.4, 0.6) + [("diverged", np.nan), ("pruned", 0.1)]),
-        "c1": ({"symmetry": "none", **fixed}, finished(0.25, 0.3, 0.5, 0.7, 0.9, 0.1) + [("pruned", 0.05), ("running", 0.3)]),
-    }, artifacts=(root / "artifacts").as_uri())  # fmt: skip
+    write_sweep(
+        uri,
+        "sym",
+        {
+            "c0": (
+                {"symmetry": "T2R2", **fixed},
+                finished(0.05, 0.1, 0.15, 0.3, 0.4, 0.6) + [("diverged", np.nan), ("pruned", 0.1)],
+            ),
+            "c1": (
+                {"symmetry": "none", **fixed},
+                finished(0.25, 0.3, 0.5, 0.7, 0.9, 0.1) + [("pruned", 0.05), ("running", 0.3)],
+            ),
+        },
+        artifacts=(root / "artifacts").as_uri(),
+    )
     rng = np.random.default_rng(1)
-    configs = {f"c{i}": ({"lr": lr, "symmetry": "T2R2"}, finished(*rng.uniform(0, 1, 10))) for i, lr in enumerate((1e-4, 1e-3, 0.01))}
+    configs = {
+        f"c{i}": ({"lr": lr, "symmetry": "T2R2"}, finished(*rng.uniform(0, 1, 10)))
+        for i, lr in enumerate((1e-4, 1e-3, 0.01))
+    }
     write_sweep(uri, "many", configs)
     return uri
 
 
 def frame(config_rows: dict) -> pd.DataFrame:
     """A runs table without MLflow: ``{config_id: [(status, success), ...]}``."""
-    rows = [{"config_id": c, "status": s, "success": ok, "run_id": f"{c}-{i}"}
-            for c, seeds in config_rows.items() for i, (s, ok) in enumerate(seeds)]  # fmt: skip
+    rows = [
+        {"config_id": c, "status": s, "success": ok, "run_id": f"{c}-{i}"}
+        for c, seeds in config_rows.items()
+        for i, (s, ok) in enumerate(seeds)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -189,7 +228,13 @@ def test_metric_summary_median_and_iqm(store):
 def test_report_writes_html_pngs_and_parquet(store, tmp_path):
     table = write_report(store, "sym", tmp_path / "rep")
     page = (tmp_path / "rep" / "report.html").read_text()
-    for png in ("forest.png", "rate_symmetry.png", "box_linear_proj_mse.png", "curves_linear_proj_mse.png", "forecast.png"):
+    for png in (
+        "forest.png",
+        "rate_symmetry.png",
+        "box_linear_proj_mse.png",
+        "curves_linear_proj_mse.png",
+        "forecast.png",
+    ):
         assert (tmp_path / "rep" / png).stat().st_size > 1000 and f"src='{png}'" in page
     assert "How early the outcome shows" in page
     for title in ("Latent vs position", "Decoder traversal"):  # the trainable's PNGs, of one success and one failure
@@ -206,10 +251,15 @@ def test_report_writes_html_pngs_and_parquet(store, tmp_path):
 def test_report_shows_every_threshold_the_spec_lists_and_the_histogram(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     bimodal = lambda *mse: [("finished", m) for m in mse]  # noqa: E731
-    write_sweep(uri, "two_rules", {
-        "c0": ({"symmetry": "T2R2"}, bimodal(0.015, 0.02, 0.035, 0.04, 0.5, 0.7)),
-        "c1": ({"symmetry": "none"}, bimodal(0.025, 0.3, 0.45, 0.6, 0.8, 0.85) + [("pruned", 0.9)]),
-    }, rule={**RULE, "also": [0.03]})  # fmt: skip
+    write_sweep(
+        uri,
+        "two_rules",
+        {
+            "c0": ({"symmetry": "T2R2"}, bimodal(0.015, 0.02, 0.035, 0.04, 0.5, 0.7)),
+            "c1": ({"symmetry": "none"}, bimodal(0.025, 0.3, 0.45, 0.6, 0.8, 0.85) + [("pruned", 0.9)]),
+        },
+        rule={**RULE, "also": [0.03]},
+    )
     assert success_rule(uri, "two_rules") == {**RULE, "also": [0.03]}
     table = write_report(uri, "two_rules", tmp_path / "rep")
     assert list(table["successes"]) == [4, 1]  # below 0.2, the stored rule
@@ -217,7 +267,10 @@ def test_report_shows_every_threshold_the_spec_lists_and_the_histogram(tmp_path)
     assert "Success rate with linear_proj_mse below 0.03 (also listed by the spec)" in page
     extra = pd.read_csv(tmp_path / "rep" / "success_below_0.03.csv")
     assert list(extra["successes"]) == [2, 1] and list(extra["n"]) == [6, 6]
-    assert "with the thresholds 0.2, 0.03" in page and (tmp_path / "rep" / "hist_linear_proj_mse.png").stat().st_size > 1000
+    assert (
+        "with the thresholds 0.2, 0.03" in page
+        and (tmp_path / "rep" / "hist_linear_proj_mse.png").stat().st_size > 1000
+    )
     assert "src='hist_linear_proj_mse.png'" in page
     assert "1 seeds were pruned" in page and "biased" in page  # the pruned seed of c1
     assert "rates are biased" in format_table(table)
@@ -248,7 +301,9 @@ def test_cli_prints_the_table_and_rejects_bad_input(store, tmp_path, capsys):
 
 
 def test_format_table_aligns_columns():
-    table = success_table(frame({"a": [("finished", True)] * 3 + [("finished", False)] * 17, "b": [("pruned", False)] * 2}))
+    table = success_table(
+        frame({"a": [("finished", True)] * 3 + [("finished", False)] * 17, "b": [("pruned", False)] * 2})
+    )
     text = format_table(table, compare(table))
     lines = text.splitlines()
     assert len({len(line) for line in lines[:4]}) == 1  # header, rule, two rows
@@ -261,31 +316,47 @@ def artefacts(i: int, folder: Path) -> list[Path]:
 
     z = np.random.default_rng(i).normal(size=(20, 3))
     decode = lambda z: np.broadcast_to(1 / (1 + np.exp(-z[:, :1, None, None])), (len(z), 8, 8, 3))  # noqa: E731
-    return [figures.latent_plot(z, z, folder / "latent_vs_position.png"),
-            figures.traversal_grid(decode, z.mean(0), z.std(0), folder / "decoder_traversal.png")]  # fmt: skip
+    return [
+        figures.latent_plot(z, z, folder / "latent_vs_position.png"),
+        figures.traversal_grid(decode, z.mean(0), z.std(0), folder / "decoder_traversal.png"),
+    ]
 
 
 def test_reads_what_the_trainables_tracker_writes(tmp_path):
     tracking = pytest.importorskip("trainables.tracking")
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     for t, symmetry in enumerate(("T2R2", "none")):
-        config = {"model": "sps", "lr": 0.01, "symmetry": symmetry, "success": {"metric": "linear_proj_mse", "below": 0.2}}
+        config = {
+            "model": "sps",
+            "lr": 0.01,
+            "symmetry": symmetry,
+            "success": {"metric": "linear_proj_mse", "below": 0.2},
+        }
         tracker = tracking.Tracker(uri, "tracked", "tracked", f"trial_{t}", f"c{t}", config, seeds=[0, 1, 2])
         for epoch in range(3):
-            tracker.log(epoch, {"median_linear_proj_mse": 0.5}, [{"linear_proj_mse": 0.1 * (s + 1) + 0.1 * t} for s in range(3)])
+            tracker.log(
+                epoch, {"median_linear_proj_mse": 0.5}, [{"linear_proj_mse": 0.1 * (s + 1) + 0.1 * t} for s in range(3)]
+            )
         results = [{"status": "finished", "success": 0.1 * (s + 1) + 0.1 * t < 0.2} for s in range(2)]
         results.append({"status": "diverged", "success": False})
         tracker.finish(results, artefacts)
     runs = load_runs(uri, "tracked")
     assert len(runs) == 6 and success_rule(uri, "tracked") == RULE
     table = success_table(runs)
-    assert table.attrs["params"] == ["symmetry"] and list(table["successes"]) == [1, 0] and list(table["diverged"]) == [1, 1]
+    assert (
+        table.attrs["params"] == ["symmetry"]
+        and list(table["successes"]) == [1, 0]
+        and list(table["diverged"]) == [1, 1]
+    )
     assert list(success_table(runs, below=0.25)["successes"]) == [2, 1]
     assert runs["lr"].dtype == float and "linear_proj_mse" in runs.attrs["metrics"]
     images = seed_images(uri, runs, runs["status"].eq("finished") & runs["success"], tmp_path / "img")
     assert set(images) == {"success", "failure"}
     for found in images.values():
-        assert {m: p.name for m, p in found.items()} == {"latent_vs_position": "latent_vs_position.png", "decoder_traversal": "decoder_traversal.png"}
+        assert {m: p.name for m, p in found.items()} == {
+            "latent_vs_position": "latent_vs_position.png",
+            "decoder_traversal": "decoder_traversal.png",
+        }
         assert all(p.read_bytes()[:4] == b"\x89PNG" for p in found.values())
     report = tmp_path / "rep"
     write_report(uri, "tracked", report)

@@ -72,7 +72,9 @@ def test_leaving_the_view_terminates():
 
 
 def test_two_body_conserves_energy_momentum_and_centre_of_mass():
-    env = gym.make(TWO_BODY, masses=(1.0, 2.5), min_orbits=0.0).unwrapped  # heavier: slower orbits than the 1-orbit rule allows
+    env = gym.make(
+        TWO_BODY, masses=(1.0, 2.5), min_orbits=0.0
+    ).unwrapped  # heavier: slower orbits than the 1-orbit rule allows
     pos, vel = env.sample_state([np.random.default_rng(i) for i in range(32)], 1)
     positions, velocities = env.simulate(pos[:, 0], vel[:, 0], 100)
     m = env.masses[None, None, :, None]

@@ -18,7 +18,10 @@ def check(results: list[dict], want: list[dict]) -> None:
     for got, ref in zip(results, want, strict=True):
         assert got.keys() == ref.keys()
         for key, value in ref.items():
-            assert got[key] == (pytest.approx(value, rel=RTOL, abs=1e-7) if isinstance(value, float) else value), (ref["seed"], key)
+            assert got[key] == (pytest.approx(value, rel=RTOL, abs=1e-7) if isinstance(value, float) else value), (
+                ref["seed"],
+                key,
+            )
 
 
 def check_losses(losses: dict, want: dict) -> None:

@@ -11,10 +11,10 @@ from torch.testing import assert_close
 
 from trainables import fit, resolve_config
 from trainables.models.interp_transformer import (
+    TINY,
     Block,
     InterpConfig,
     InterpTransformer,
-    TINY,
     centroids,
     draw_starts,
     seam_mask,
@@ -59,7 +59,9 @@ def test_source_fields_are_centred_on_their_patches():
     f = m.fields(frames).view(1, 2, 2, 8, 8, 3)  # [S, row, col, src, src, 3]
     for r in range(2):
         for c in range(2):
-            assert_close(f[0, r, c, 2:6, 2:6].permute(2, 0, 1), frames[0, 0, 0, :, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4])
+            assert_close(
+                f[0, r, c, 2:6, 2:6].permute(2, 0, 1), frames[0, 0, 0, :, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4]
+            )
     assert (f[0, 0, 0, :2] == 0).all() and (f[0, 1, 1, -2:] == 0).all()  # zero padding outside the image
 
 
@@ -110,10 +112,17 @@ def test_block_equals_nn_transformer_encoder_layer_per_seed():
     for i, seed in enumerate(seeds):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            ref = nn.TransformerEncoderLayer(d, heads, ff, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
-        pairs = {"self_attn.in_proj_weight": block.attn.in_proj_weight, "self_attn.out_proj.weight": block.attn.out_proj.weight,
-                 "linear1.weight": block.linear1.weight, "linear1.bias": block.linear1.bias,
-                 "linear2.weight": block.linear2.weight, "linear2.bias": block.linear2.bias}  # fmt: skip
+            ref = nn.TransformerEncoderLayer(
+                d, heads, ff, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+            )
+        pairs = {
+            "self_attn.in_proj_weight": block.attn.in_proj_weight,
+            "self_attn.out_proj.weight": block.attn.out_proj.weight,
+            "linear1.weight": block.linear1.weight,
+            "linear1.bias": block.linear1.bias,
+            "linear2.weight": block.linear2.weight,
+            "linear2.bias": block.linear2.bias,
+        }
         params = dict(ref.named_parameters())
         for name, p in pairs.items():
             assert_close(p[i], params[name], msg=f"init of {name}")  # same init from the seed's stream
@@ -127,8 +136,17 @@ def test_block_equals_nn_transformer_encoder_layer_per_seed():
 
 
 def test_noised_middle_frame_and_image_scope_pack_like_alone():
-    config = {"model": "interp_transformer", "env": "ball", "n_train": 16, "n_val": 8, **TINY,
-              "input_noise": 0.1, "middle_frame": True, "loss_scope": "image", "frame_step": 1}  # fmt: skip
+    config = {
+        "model": "interp_transformer",
+        "env": "ball",
+        "n_train": 16,
+        "n_val": 8,
+        **TINY,
+        "input_noise": 0.1,
+        "middle_frame": True,
+        "loss_scope": "image",
+        "frame_step": 1,
+    }
     packed = fit(config, seeds=[0, 1], epochs=1, device="cpu")
     alone = fit(config, seeds=[1], epochs=1, device="cpu")
     for key in ("psnr", "psnr_border", "centroid_error", "train/total"):
@@ -137,9 +155,14 @@ def test_noised_middle_frame_and_image_scope_pack_like_alone():
 
 @pytest.mark.parametrize(
     "bad, field",
-    [({"middle_frame": True, "middle_noise": 0.0}, "middle_noise"), ({"src": 10, "patch": 4}, "src"),
-     ({"loss_scope": "pixels"}, "loss_scope"), ({"frames": 8, "frame_step": 2}, "frames"), ({"image_size": 12, "patch": 8, "src": 16}, "image_size")],
-)  # fmt: skip
+    [
+        ({"middle_frame": True, "middle_noise": 0.0}, "middle_noise"),
+        ({"src": 10, "patch": 4}, "src"),
+        ({"loss_scope": "pixels"}, "loss_scope"),
+        ({"frames": 8, "frame_step": 2}, "frames"),
+        ({"image_size": 12, "patch": 8, "src": 16}, "image_size"),
+    ],
+)
 def test_bad_settings_name_the_key(bad, field):
     with pytest.raises(ValueError, match=f"'{field}'"):
         resolve_config({"model": "interp_transformer", "env": "ball", **bad})
@@ -150,4 +173,10 @@ def test_shipped_specs_are_valid():
 
     quick, gpu = specs.load("sweeps/interp_quickstart.yaml"), specs.load("sweeps/interp_gpu.yaml")
     assert quick.model == gpu.model == "interp_transformer" and quick.data["image_size"] == 16
-    assert gpu.seeds == 16 and set(gpu.swept()) == {"input_noise", "middle_frame", "frame_step", "d_model", "loss_scope"}
+    assert gpu.seeds == 16 and set(gpu.swept()) == {
+        "input_noise",
+        "middle_frame",
+        "frame_step",
+        "d_model",
+        "loss_scope",
+    }

@@ -95,8 +95,15 @@ def test_to_tensors_layout_and_targets():
 def test_load_data_from_envs(tmp_path):
     import envs
 
-    config = {"env": "seedsweep/TwoBody-v0", "n_train": 6, "n_val": 4, "frames": 25, "image_size": 16, "data_seed": 3,
-              "projection_target": "both"}  # fmt: skip
+    config = {
+        "env": "seedsweep/TwoBody-v0",
+        "n_train": 6,
+        "n_val": 4,
+        "frames": 25,
+        "image_size": 16,
+        "data_seed": 3,
+        "projection_target": "both",
+    }
     train_x, train_y, val_x, val_y = load_data(config, cache_dir=tmp_path)
     assert train_x.shape == (6, 25, 3, 16, 16) and val_x.shape == (4, 25, 3, 16, 16)
     assert train_y.shape == (6, 25, 6) and val_y.shape == (4, 25, 6)

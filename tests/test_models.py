@@ -20,7 +20,13 @@ NAMES = sorted(MODELS)
 
 def tiny(name: str) -> dict:
     """The family's test config: its module's ``TINY`` on the issue's small data sizes."""
-    return {"model": name, "env": "ball", "n_train": 32, "n_val": 16, **getattr(sys.modules[MODELS[name][1].__module__], "TINY", {})}
+    return {
+        "model": name,
+        "env": "ball",
+        "n_train": 32,
+        "n_val": 16,
+        **getattr(sys.modules[MODELS[name][1].__module__], "TINY", {}),
+    }
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -57,4 +63,6 @@ def test_fit_returns_every_declared_metric_and_seeds_are_independent(name):
         assert set(names) <= set(r) and "train/total" in r
     for key in (*names, "train/total"):
         a, b = packed[1][key], alone[0][key]
-        assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-3, abs=1e-6), key  # float rounding of the two conv paths
+        assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-3, abs=1e-6), (
+            key
+        )  # float rounding of the two conv paths

@@ -11,8 +11,20 @@ import torch
 from trainables import Pack, config_id, fit, resolve_config
 from trainables.data import load_data
 
-TINY = {"env": "ball", "n_train": 32, "n_val": 16, "frames": 8, "image_size": 16, "channels": [8, 16, 16],
-        "dec_hidden": [16], "rnn_width": 32, "batch_size": 16, "rnn_min_context": 3, "grad_clip": 1.0, "lr": 3e-3}  # fmt: skip
+TINY = {
+    "env": "ball",
+    "n_train": 32,
+    "n_val": 16,
+    "frames": 8,
+    "image_size": 16,
+    "channels": [8, 16, 16],
+    "dec_hidden": [16],
+    "rnn_width": 32,
+    "batch_size": 16,
+    "rnn_min_context": 3,
+    "grad_clip": 1.0,
+    "lr": 3e-3,
+}
 METRICS = ("linear_proj_mse", "linear_proj_r2", "recon_mse", "pred_mse", "psnr", "train/total", "train/recon")
 
 
@@ -43,7 +55,11 @@ def test_decode_is_the_seeds_own_decoder():
     alone.train_epoch()
     with torch.no_grad():
         z = packed.model.latents(packed.val_x)[1].reshape(-1, 3).numpy()  # mu of every validation frame
-        images, images_alone, other = packed.model.decode_seed(1, z), alone.model.decode_seed(0, z), packed.model.decode_seed(0, z)
+        images, images_alone, other = (
+            packed.model.decode_seed(1, z),
+            alone.model.decode_seed(0, z),
+            packed.model.decode_seed(0, z),
+        )
     assert images.shape == (16 * 8, 16, 16, 3) and images.dtype == np.float32
     assert images.min() >= 0 and images.max() <= 1
     assert np.allclose(images, images_alone, atol=1e-4)  # the same seed packed with others or alone
@@ -101,7 +117,11 @@ def test_tiny_config_trains_on_cpu_with_falling_losses():
     history = [pack.train_epoch() for _ in range(12)]
     after = pack.evaluate()
     for s in range(2):
-        for term in ("total", "recon", "pred"):  # BCE against the SPS scene's grey keeps a high floor (its entropy): falling is the test
+        for term in (
+            "total",
+            "recon",
+            "pred",
+        ):  # BCE against the SPS scene's grey keeps a high floor (its entropy): falling is the test
             assert history[-1][term][s] < 0.97 * history[0][term][s], (term, s)
         assert after[s]["recon_mse"] < 0.5 * before[s]["recon_mse"]
         assert after[s]["psnr"] > before[s]["psnr"] + 3
@@ -119,7 +139,14 @@ def test_fit_and_baselines():
 @pytest.mark.parametrize("z_dim, target, symmetry", [(3, "relative", "R3"), (6, "both", "T3R3x2")])
 def test_two_bodies_train_against_relative_or_both_positions(z_dim, target, symmetry):
     # 25 frames: the two-body world keeps only sequences that cover a full orbit (envs/two_body.py)
-    config = {**TINY, "env": "two_body", "frames": 25, "z_dim": z_dim, "projection_target": target, "symmetry": symmetry}
+    config = {
+        **TINY,
+        "env": "two_body",
+        "frames": 25,
+        "z_dim": z_dim,
+        "projection_target": target,
+        "symmetry": symmetry,
+    }
     pack = Pack(config, [0, 1], device="cpu")
     assert pack.val_y.shape[-1] == z_dim  # r1 - r2 (3), or r1 and r2 (6)
     first = pack.train_epoch()["total"]
@@ -157,9 +184,21 @@ def test_resolved_config_and_id():
 
 
 def test_param_group_multipliers_decay_and_evaluation_in_eval_mode():
-    config = {"model": "tiny", "env": "ball", "n_train": 16, "n_val": 8, "frames": 4, "image_size": 8, "lr": 0.01, "lr_decay": 0.9}
+    config = {
+        "model": "tiny",
+        "env": "ball",
+        "n_train": 16,
+        "n_val": 8,
+        "frames": 4,
+        "image_size": 8,
+        "lr": 0.01,
+        "lr_decay": 0.9,
+    }
     pack = Pack(config, [0, 1], device="cpu")
-    assert [g["lr"] for g in pack.optimizer.param_groups] == [0.01, 0.005]  # the tiny model's decoder runs at half the rate
+    assert [g["lr"] for g in pack.optimizer.param_groups] == [
+        0.01,
+        0.005,
+    ]  # the tiny model's decoder runs at half the rate
     pack.train_epoch()  # 2 steps of 8
     assert [g["lr"] for g in pack.optimizer.param_groups] == pytest.approx([0.01 * 0.81, 0.005 * 0.81])
     seen, evaluate = [], pack.model.evaluate

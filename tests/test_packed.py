@@ -52,8 +52,9 @@ def on_channels(c):  # folded [N, S*C, ...] layouts
     return lambda t, s: t[:, c * s : c * (s + 1)]
 
 
-def assert_seedwise(packed, plains, inputs, names, take_in=on_seed_axis, take_out=on_seed_axis,
-                    call=lambda m, *xs: m(*xs), init=True):  # fmt: skip
+def assert_seedwise(
+    packed, plains, inputs, names, take_in=on_seed_axis, take_out=on_seed_axis, call=lambda m, *xs: m(*xs), init=True
+):
     """For each seed s: (init) packed parameters [s] == the nn layer's; the nn layer on seed s's
     slice of ``inputs`` gives seed s's slice of the packed output, and the same gradients of its
     parameters and float inputs under seed s's slice of one upstream gradient. ``names``: pairs
@@ -112,8 +113,14 @@ CONVS = [  # dims, transpose, kernel, stride, padding, dilation, output_padding,
     (3, True, (3, 4, 4), (1, 2, 2), 1, 1, 0, True, (3, 3, 3)),
     (3, True, 3, 2, 1, 1, 1, False, (2, 3, 2)),
 ]
-NN_CONV = {(1, False): nn.Conv1d, (2, False): nn.Conv2d, (3, False): nn.Conv3d,
-           (1, True): nn.ConvTranspose1d, (2, True): nn.ConvTranspose2d, (3, True): nn.ConvTranspose3d}  # fmt: skip
+NN_CONV = {
+    (1, False): nn.Conv1d,
+    (2, False): nn.Conv2d,
+    (3, False): nn.Conv3d,
+    (1, True): nn.ConvTranspose1d,
+    (2, True): nn.ConvTranspose2d,
+    (3, True): nn.ConvTranspose3d,
+}
 
 
 @pytest.mark.parametrize("dims,transpose,kernel,stride,padding,dilation,output_padding,bias,sp", CONVS)
@@ -137,7 +144,9 @@ GEMM_2D = [  # kernel, stride, padding, dilation, output_padding (transposed onl
 
 @pytest.mark.parametrize("transpose", [False, True])
 @pytest.mark.parametrize("kernel,stride,padding,dilation,output_padding,bias,sp", GEMM_2D)
-def test_conv_as_batched_matmuls_equals_the_grouped_conv(transpose, kernel, stride, padding, dilation, output_padding, bias, sp):
+def test_conv_as_batched_matmuls_equals_the_grouped_conv(
+    transpose, kernel, stride, padding, dilation, output_padding, bias, sp
+):
     kw = dict(stride=stride, padding=padding, dilation=dilation, bias=bias, transpose=transpose)
     kw.update(output_padding=output_padding) if transpose else None
     grouped, gemm = PackedConv(gens(), 2, 3, kernel, **kw), PackedConv(gens(), 2, 3, kernel, **kw)

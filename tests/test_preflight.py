@@ -6,10 +6,10 @@ import threading
 import time
 
 import pytest
+from test_sweep import seedsweep, write_spec
 
 from sweeps import preflight
 from sweeps.server import free_port
-from test_sweep import seedsweep, write_spec
 
 BOUND = 15.0  # seconds from the command to its error, Python's start-up included
 
@@ -20,10 +20,16 @@ def test_run_fails_fast_and_says_why(tmp_path, case):
     port = free_port()  # nothing listens there
     (tmp_path / "a_file").write_text("")
     args, expected = {
-        "tracking": (["--tracking-uri", f"http://127.0.0.1:{port}"], f"MLflow server http://127.0.0.1:{port} does not answer"),
-        "storage": (["--storage", str(tmp_path / "a_file" / "results")], f"storage path {tmp_path / 'a_file' / 'results'} is not writable"),
+        "tracking": (
+            ["--tracking-uri", f"http://127.0.0.1:{port}"],
+            f"MLflow server http://127.0.0.1:{port} does not answer",
+        ),
+        "storage": (
+            ["--storage", str(tmp_path / "a_file" / "results")],
+            f"storage path {tmp_path / 'a_file' / 'results'} is not writable",
+        ),
         "ray": (["--address", f"127.0.0.1:{port}"], f"Ray at 127.0.0.1:{port} does not answer"),
-    }[case]  # fmt: skip
+    }[case]
     start = time.monotonic()
     out = seedsweep(tmp_path, "run", spec, *args, check=False, timeout=60)
     took = time.monotonic() - start
@@ -56,7 +62,9 @@ def test_a_server_that_is_not_mlflow_is_named():
 
 def test_misconfigured_uris_are_named_quickly(tmp_path):
     port = free_port()
-    with pytest.raises(preflight.Unusable, match=rf"cannot connect to the tracking database postgresql://me:\*\*\*@127.0.0.1:{port}/db"):
+    with pytest.raises(
+        preflight.Unusable, match=rf"cannot connect to the tracking database postgresql://me:\*\*\*@127.0.0.1:{port}/db"
+    ):
         preflight.check_tracking(f"postgresql://me:secret@127.0.0.1:{port}/db")
     with pytest.raises(preflight.Unusable, match="unknown scheme 'htp'"):
         preflight.check_tracking("htp://127.0.0.1:5000")

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from test_sweep import BIN, TINY, write_spec
 
 from sweeps import server as servers
-from test_sweep import BIN, TINY, write_spec
 from trainables.tracking import KIND, bound_mlflow_http
 
 pytestmark = pytest.mark.slow
@@ -45,9 +45,22 @@ class LabServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [str(BIN / "seedsweep"), "server", str(self.folder), "--port", str(self.port), "--pg-port", str(self.pg_port),
-             "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )  # fmt: skip
+            [
+                str(BIN / "seedsweep"),
+                "server",
+                str(self.folder),
+                "--port",
+                str(self.port),
+                "--pg-port",
+                str(self.pg_port),
+                "--workers",
+                "1",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         first = self.proc.stdout.readline()  # printed once both servers answer
         assert f"--tracking-uri {self.uri}" in first, first + self.proc.stdout.read()
 
@@ -64,7 +77,9 @@ def tracking():
         if os.environ.get("CI"):
             raise
         pytest.skip(str(err))
-    folder = Path(tempfile.mkdtemp(prefix="seedsweep-lab-"))  # not under pytest's root-only tmp: the postgres user enters it
+    folder = Path(
+        tempfile.mkdtemp(prefix="seedsweep-lab-")
+    )  # not under pytest's root-only tmp: the postgres user enters it
     folder.chmod(0o755)
     server = LabServer(folder)
     yield server
@@ -109,8 +124,15 @@ def no_driver_left():
 
 def start_sweep(cwd: Path, spec: str, *args: str) -> subprocess.Popen:
     env = {**os.environ, "SEEDSWEEP_CACHE": str(cwd / "cache")}
-    driver = subprocess.Popen([str(BIN / "seedsweep"), "run", spec, *args], cwd=cwd, env=env, start_new_session=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    driver = subprocess.Popen(
+        [str(BIN / "seedsweep"), "run", spec, *args],
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     STARTED.append(driver)
     return driver
 
@@ -166,12 +188,13 @@ def test_sweep_on_postgres(tracking, tmp_path):
     seeds = runs_of(client, "pg", "seed")
     assert len(seeds) == 4 and {r.data.tags["status"] for r in seeds} == {"finished"}
     pgpass = tracking.folder / "postgres" / "pgpass"
-    with psycopg.connect(host="127.0.0.1", port=tracking.pg_port, user=servers.PG_USER, dbname=servers.PG_DATABASE,
-                         passfile=str(pgpass)) as conn:  # fmt: skip
+    with psycopg.connect(
+        host="127.0.0.1", port=tracking.pg_port, user=servers.PG_USER, dbname=servers.PG_DATABASE, passfile=str(pgpass)
+    ) as conn:
         (rows,) = conn.execute(
             "SELECT count(*) FROM metrics m JOIN runs r ON r.run_uuid = m.run_uuid JOIN experiments e "
             "ON e.experiment_id = r.experiment_id WHERE e.name = 'pg' AND m.key = 'train/total'"
-        ).fetchone()  # fmt: skip
+        ).fetchone()
     assert rows == 2 * 2 * 3  # 2 configurations x 2 seeds x 3 epochs (the parents hold median_train/total)
 
     # security defaults: both servers on loopback only, the password in no process's command line
@@ -185,13 +208,23 @@ def test_sweep_on_postgres(tracking, tmp_path):
 
 def test_worker_killed_mid_trial_continues_from_its_checkpoint(tracking, tmp_path):
     epochs = 12
-    spec = write_spec(tmp_path, name="kill", seeds=2, epochs=epochs, checkpoint_every=2, max_failures=2,
-                      data=SLOWER, params=ONE_CONFIG)  # fmt: skip
+    spec = write_spec(
+        tmp_path,
+        name="kill",
+        seeds=2,
+        epochs=epochs,
+        checkpoint_every=2,
+        max_failures=2,
+        data=SLOWER,
+        params=ONE_CONFIG,
+    )
     driver = start_sweep(tmp_path, spec, "--tracking-uri", tracking.uri)
     client = MlflowClient(tracking.uri)
     trial_dir = lambda: next((tmp_path / "ray_results" / "kill").glob("train_*"), None)  # noqa: E731
     wait_for("a checkpoint", lambda: trial_dir() and list(trial_dir().glob("checkpoint_*")), driver)
-    (parent,) = wait_for("the trial's pid", lambda: [r for r in runs_of(client, "kill", "config") if "pid" in r.data.tags], driver)
+    (parent,) = wait_for(
+        "the trial's pid", lambda: [r for r in runs_of(client, "kill", "config") if "pid" in r.data.tags], driver
+    )
     pid = int(parent.data.tags["pid"])
     assert {r.data.tags["status"] for r in runs_of(client, "kill", "seed")} == {"running"}  # mid-trial
     os.kill(pid, signal.SIGKILL)  # the Ray worker process running the trial, as the OOM killer would
@@ -210,7 +243,9 @@ def test_tracking_server_down_and_back(tracking, tmp_path):
     """The server stops mid-sweep and comes back (after its restart time, ~20-60 s here): training
     went on meanwhile, and what could not be sent arrives once."""
     epochs = 20  # if they all pass while the server is down, the trial waits for it at its end
-    spec = write_spec(tmp_path, name="outage", seeds=2, epochs=epochs, checkpoint_every=2, data=SLOWER, params=ONE_CONFIG)
+    spec = write_spec(
+        tmp_path, name="outage", seeds=2, epochs=epochs, checkpoint_every=2, data=SLOWER, params=ONE_CONFIG
+    )
     driver = start_sweep(tmp_path, spec, "--tracking-uri", tracking.uri)
     client = MlflowClient(tracking.uri)
 
@@ -221,7 +256,12 @@ def test_tracking_server_down_and_back(tracking, tmp_path):
         return max((m.step for m in client.get_metric_history(parents[0].info.run_id, "median_train/total")), default=0)
 
     wait_for("two logged epochs", lambda: logged_steps() >= 2, driver)
-    reported = lambda: sum(len(p.read_text().splitlines()) for p in (tmp_path / "ray_results" / "outage").glob("train_*/result.json"))  # noqa: E731
+
+    def reported():
+        return sum(
+            len(p.read_text().splitlines()) for p in (tmp_path / "ray_results" / "outage").glob("train_*/result.json")
+        )  # noqa: E731
+
     tracking.stop()
     down_at = reported()
     wait_for("training while the server is down", lambda: reported() >= down_at + 3, driver, timeout=120)
@@ -234,8 +274,17 @@ def test_tracking_server_down_and_back(tracking, tmp_path):
 
 def test_tracking_server_down_too_long_fails_the_trial_and_resume_completes(tracking, tmp_path):
     epochs = 8  # the trial fails at the first send after 2 s down, or waits at its end and fails there
-    spec = write_spec(tmp_path, name="patience", seeds=2, epochs=epochs, checkpoint_every=2, max_failures=0,
-                      tracking_patience=2, data=SLOWER, params=ONE_CONFIG)  # fmt: skip
+    spec = write_spec(
+        tmp_path,
+        name="patience",
+        seeds=2,
+        epochs=epochs,
+        checkpoint_every=2,
+        max_failures=0,
+        tracking_patience=2,
+        data=SLOWER,
+        params=ONE_CONFIG,
+    )
     driver = start_sweep(tmp_path, spec, "--tracking-uri", tracking.uri)
     client = MlflowClient(tracking.uri)
     wait_for("a logged epoch", lambda: [r for r in runs_of(client, "patience", "config") if r.data.metrics], driver)
@@ -246,7 +295,9 @@ def test_tracking_server_down_too_long_fails_the_trial_and_resume_completes(trac
         tracking.start()
     assert code == 1 and "did not finish (1 of 1 trials failed)" in err and "--resume" in err, (out, err)
     results = tmp_path / "ray_results" / "patience"
-    assert "unreachable for more than 2 s (tracking_patience)" in "".join(p.read_text() for p in results.rglob("error.txt"))
+    assert "unreachable for more than 2 s (tracking_patience)" in "".join(
+        p.read_text() for p in results.rglob("error.txt")
+    )
 
     code, out, err = finish(start_sweep(tmp_path, spec, "--tracking-uri", tracking.uri, "--resume"))
     assert code == 0 and "sweep 'patience' finished: 1 trials" in out, (out, err)

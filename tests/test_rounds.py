@@ -9,19 +9,24 @@ import time
 from collections import Counter
 
 import pytest
-
-from sweeps import runner, spec as specs
 from test_sweep import BIN, TINY, runs, seedsweep, write_spec
+
+from sweeps import runner
+from sweeps import spec as specs
 
 # lr 1e-9 cannot learn and lr 5e-2 learns in one epoch (on the plain scene's black background recon_mse
 # ~0.23-0.25 against 0.004-0.018; the SPS scene's grey is near an untrained decoder's output, 0.02 there):
 # every seed of the one fails the rule and every seed of the other meets it, so at alpha 0.05 / 2 the
 # intervals separate at 12 seeds (round 3 of 4).
 ADAPTIVE = dict(
-    name="rounds", epochs=1, max_concurrent=2, seeds={"start": 4, "step": 4, "max": 16, "until": "separated"},
-    data={**TINY["data"], "n_train": 64, "scene": "plain"}, params={**TINY["params"], "symmetry": "none", "lr": {"grid": [5e-2, 1e-9]}},
+    name="rounds",
+    epochs=1,
+    max_concurrent=2,
+    seeds={"start": 4, "step": 4, "max": 16, "until": "separated"},
+    data={**TINY["data"], "n_train": 64, "scene": "plain"},
+    params={**TINY["params"], "symmetry": "none", "lr": {"grid": [5e-2, 1e-9]}},
     success={"metric": "recon_mse", "below": 0.1},
-)  # fmt: skip
+)
 
 
 def test_adaptive_seeds_in_the_spec_and_the_plan():
@@ -39,7 +44,7 @@ def test_adaptive_seeds_in_the_spec_and_the_plan():
         ({"start": 4, "step": 4, "max": 8, "until": "converged"}, "seeds.until", "separated or {halfwidth: H}"),
         ({"start": 4, "step": 4, "max": 8, "until": {"halfwidth": 0.7}}, "seeds.until.halfwidth", "(0, 0.5)"),
         ({"start": 4, "step": 4, "max": 8, "patience": 2}, "seeds.patience", "unknown"),
-    ]:  # fmt: skip
+    ]:
         with pytest.raises(specs.SpecError, match=field) as err:
             specs.from_dict({**TINY, "seeds": seeds})
         assert words in str(err.value) and "\n" not in str(err.value)
@@ -51,8 +56,14 @@ def test_rounds_end_to_end_killed_between_rounds(tmp_path):
     """Five CLI calls, four Ray sessions, three rounds: 8-10 min on the shared, busy 2-core machine."""
     spec = write_spec(tmp_path, **ADAPTIVE)
     env = {**os.environ, "SEEDSWEEP_CACHE": str(tmp_path / "cache")}
-    driver = subprocess.Popen([str(BIN / "seedsweep"), "run", spec], cwd=tmp_path, env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    driver = subprocess.Popen(
+        [str(BIN / "seedsweep"), "run", spec],
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     marker = tmp_path / "ray_results" / "rounds" / "round_01" / "seedsweep_done.json"
     deadline = time.time() + 240
     while time.time() < deadline and not marker.exists():
@@ -92,13 +103,19 @@ def test_analysis_of_an_adaptive_sweep_leads_with_anytime_intervals(tmp_path):
     from analysis.success import success_table
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    write_sweep(uri, "adaptive", {"c0": ({"lr": 1e-9}, [("finished", 0.9)] * 12), "c1": ({"lr": 0.05}, [("finished", 0.05)] * 12)})
+    write_sweep(
+        uri,
+        "adaptive",
+        {"c0": ({"lr": 1e-9}, [("finished", 0.9)] * 12), "c1": ({"lr": 0.05}, [("finished", 0.05)] * 12)},
+    )
     client = MlflowClient(uri)
     design = specs.from_dict({**TINY, **ADAPTIVE}).adaptive
-    client.set_experiment_tag(client.get_experiment_by_name("adaptive").experiment_id, DESIGN_TAG, json.dumps(design.to_dict()))
+    client.set_experiment_tag(
+        client.get_experiment_by_name("adaptive").experiment_id, DESIGN_TAG, json.dumps(design.to_dict())
+    )
 
     table = write_report(uri, "adaptive", tmp_path / "report")
-    assert list(table.columns[table.columns.get_loc("rate") + 1:][:2]) == ["anytime_low", "anytime_high"]
+    assert list(table.columns[table.columns.get_loc("rate") + 1 :][:2]) == ["anytime_low", "anytime_high"]
     assert table["anytime_high"].iloc[0] == pytest.approx(confidence_sequence(0, 12, 0.025)[1])  # alpha 0.05 over 2
     text = format_table(table)
     assert text.splitlines()[0].index("anytime 95%") < text.splitlines()[0].index("Wilson 95%")

@@ -9,7 +9,6 @@ from torch import nn
 from trainables.models.causal_ae3d import CausalAE3d, CausalAE3dConfig
 from trainables.models.frame_stats import Moments
 from trainables.models.frames import centroid
-from trainables.models.packed import fold
 from trainables.models.st_transformer import STTransformer, STTransformerConfig
 from trainables.models.stacked_ae import StackedAE, StackedAEConfig, z_sgd
 
@@ -98,7 +97,9 @@ def test_layerwise_stage_by_step_trains_only_that_level():
     x = frames(2, 2)
     for step, level in ((0, 0), (2, 0), (3, 1), (100, 1)):
         got = grads_by_module(model, model.losses(x, {}, step))
-        assert {n for n, g in got.items() if g} == {f"{p}.{level}.{w}" for p in ("enc", "dec") for w in ("weight", "bias")}, step
+        assert {n for n, g in got.items() if g} == {
+            f"{p}.{level}.{w}" for p in ("enc", "dec") for w in ("weight", "bias")
+        }, step
     joint = StackedAE(StackedAEConfig(variant="joint", channels=(4, 8), zsteps=2), gens([0]), 16)
     assert all(grads_by_module(joint, joint.losses(frames(1, 2), {}, 0)).values())
 
@@ -166,8 +167,18 @@ def test_causal_stage_by_step_and_data_check():
     cfg = CausalAE3dConfig(channels=(4, 8), time_kernel=2, stage_steps=5)
     model = CausalAE3d(cfg, gens([0]), 16)
     x = frames(1, 1, T=8)
-    assert {n for n, g in grads_by_module(model, model.losses(x, {}, 4)).items() if g} == {"enc.0.weight", "enc.0.bias", "dec.0.weight", "dec.0.bias"}
-    assert {n for n, g in grads_by_module(model, model.losses(x, {}, 5)).items() if g} == {"enc.1.weight", "enc.1.bias", "dec.1.weight", "dec.1.bias"}
+    assert {n for n, g in grads_by_module(model, model.losses(x, {}, 4)).items() if g} == {
+        "enc.0.weight",
+        "enc.0.bias",
+        "dec.0.weight",
+        "dec.0.bias",
+    }
+    assert {n for n, g in grads_by_module(model, model.losses(x, {}, 5)).items() if g} == {
+        "enc.1.weight",
+        "enc.1.bias",
+        "dec.1.weight",
+        "dec.1.bias",
+    }
     with pytest.raises(ValueError, match="'frames'"):
         CausalAE3d.check_data(CausalAE3dConfig(channels=(4, 8, 8)), {"frames": 18, "image_size": 32})
 
@@ -187,7 +198,9 @@ def test_causal_baselines_are_on_the_scored_frames():
 
 
 def tiny_st(**kw):
-    cfg = STTransformerConfig(channels=(4, 8), zsteps=1, stage_steps=2, d_model=16, heads=2, spatial_layers=1, temporal_layers=2, **kw)
+    cfg = STTransformerConfig(
+        channels=(4, 8), zsteps=1, stage_steps=2, d_model=16, heads=2, spatial_layers=1, temporal_layers=2, **kw
+    )
     return STTransformer(cfg, gens([0, 1]), 16)
 
 
@@ -197,7 +210,12 @@ def test_st_transformer_stages(finetune):
     x = frames(2, 2, T=6)
     ae = lambda n: n.startswith("ae.")  # noqa: E731
     stage1 = grads_by_module(model, model.losses(x, {}, 3))  # level 1 of the AE
-    assert {n for n, g in stage1.items() if g} == {"ae.enc.1.weight", "ae.enc.1.bias", "ae.dec.1.weight", "ae.dec.1.bias"}
+    assert {n for n, g in stage1.items() if g} == {
+        "ae.enc.1.weight",
+        "ae.enc.1.bias",
+        "ae.dec.1.weight",
+        "ae.dec.1.bias",
+    }
     stage2 = grads_by_module(model, model.losses(x, {}, 4))
     assert all(g for n, g in stage2.items() if not ae(n))
     assert any(g for n, g in stage2.items() if ae(n)) == finetune
@@ -217,8 +235,16 @@ def test_st_transformer_prediction_is_causal_in_time_and_per_seed():
 
 
 def tiny_st3d(S=2):
-    cfg = STTransformerConfig(variant="causal3d", channels=(4, 8), time_kernel=2, stage_steps=2, d_model=16, heads=2,
-                              spatial_layers=1, temporal_layers=2)  # fmt: skip
+    cfg = STTransformerConfig(
+        variant="causal3d",
+        channels=(4, 8),
+        time_kernel=2,
+        stage_steps=2,
+        d_model=16,
+        heads=2,
+        spatial_layers=1,
+        temporal_layers=2,
+    )
     return STTransformer(cfg, gens(range(S)), 16)
 
 
@@ -241,7 +267,12 @@ def test_st_transformer_over_3d_features_stages_and_rules():
     model = tiny_st3d()
     x = frames(2, 2, T=9)
     stage1 = grads_by_module(model, model.losses(x, {}, 2))  # the 3-D AE's level 1
-    assert {n for n, g in stage1.items() if g} == {"ae.enc.1.weight", "ae.enc.1.bias", "ae.dec.1.weight", "ae.dec.1.bias"}
+    assert {n for n, g in stage1.items() if g} == {
+        "ae.enc.1.weight",
+        "ae.enc.1.bias",
+        "ae.dec.1.weight",
+        "ae.dec.1.bias",
+    }
     stage2 = grads_by_module(model, model.losses(x, {}, 4))
     assert {n for n, g in stage2.items() if g} == {n for n in stage2 if not n.startswith("ae.")}  # the AE frozen
     assert set(model.losses(x, {}, 0)) == set(model.losses(x, {}, 4)) == {"ae", "pred", "total"}
@@ -257,9 +288,24 @@ def test_st_transformer_over_3d_features_stages_and_rules():
 def test_st_transformer_over_3d_features_packed_seed_equals_alone():
     from trainables import fit
 
-    config = {"model": "st_transformer", "variant": "causal3d", "n_train": 16, "n_val": 8, "frames": 8, "image_size": 16,
-              "channels": [4, 8], "time_kernel": 2, "stage_steps": 4, "batch_size": 4, "lr": 1e-3, "d_model": 16,
-              "heads": 2, "spatial_layers": 1, "temporal_layers": 1, "lr_tf": 1.0}  # fmt: skip
+    config = {
+        "model": "st_transformer",
+        "variant": "causal3d",
+        "n_train": 16,
+        "n_val": 8,
+        "frames": 8,
+        "image_size": 16,
+        "channels": [4, 8],
+        "time_kernel": 2,
+        "stage_steps": 4,
+        "batch_size": 4,
+        "lr": 1e-3,
+        "d_model": 16,
+        "heads": 2,
+        "spatial_layers": 1,
+        "temporal_layers": 1,
+        "lr_tf": 1.0,
+    }
     packed, alone = fit(config, seeds=[0, 1, 2], epochs=3, device="cpu"), fit(config, seeds=[1], epochs=3, device="cpu")
     for key in ("pred_h1_rel", "pred_h4_mse", "ae_straight_rel", "train/total"):
         assert packed[1][key] == pytest.approx(alone[0][key], rel=1e-4, abs=1e-7), key
@@ -271,7 +317,9 @@ def test_shipped_specs_load():
 
     from sweeps import spec as specs
 
-    paths = sorted(Path("sweeps").glob("seed000_*.yaml")) + [Path(f"sweeps/{m}_quickstart.yaml") for m in ("stacked_ae", "causal_ae3d", "st_transformer")]
+    paths = sorted(Path("sweeps").glob("seed000_*.yaml")) + [
+        Path(f"sweeps/{m}_quickstart.yaml") for m in ("stacked_ae", "causal_ae3d", "st_transformer")
+    ]
     assert len(paths) >= 9
     for path in paths:
         spec = specs.load(str(path))

@@ -81,7 +81,13 @@ def test_wilson_under_continuous_monitoring_does_not_cover():
 
 def test_design_blocks_of_seeds():
     design = Design(start=4, step=4, max=14)
-    assert [design.round_seeds(r) for r in (1, 2, 3, 4, 5)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13], []]
+    assert [design.round_seeds(r) for r in (1, 2, 3, 4, 5)] == [
+        [0, 1, 2, 3],
+        [4, 5, 6, 7],
+        [8, 9, 10, 11],
+        [12, 13],
+        [],
+    ]
     assert design.rounds == 4 and [design.round_of(s) for s in (0, 3, 4, 11, 12, 13)] == [1, 1, 2, 3, 4, 4]
 
 
@@ -110,9 +116,15 @@ def test_history_replays_the_rounds_and_keeps_stopped_configurations_stopped():
     """c0 never succeeds, c1 always: c0 stops after round 3 (12 seeds: [0, 0.43] below [0.57, 1]);
     c1 and c2 (at 1/2) overlap and run to max; the seeds c0 never got do not reopen it."""
     design = Design(start=4, step=4, max=16)
-    rows = [{"config_id": cid, "seed": seed, "status": "finished", "success": ok(seed), "run_id": f"{cid}/{seed}"}
-            for cid, ok, seeds in (("c0", lambda s: False, 12), ("c1", lambda s: True, 16), ("c2", lambda s: s % 2 == 0, 16))
-            for seed in range(seeds)]  # fmt: skip
+    rows = [
+        {"config_id": cid, "seed": seed, "status": "finished", "success": ok(seed), "run_id": f"{cid}/{seed}"}
+        for cid, ok, seeds in (
+            ("c0", lambda s: False, 12),
+            ("c1", lambda s: True, 16),
+            ("c2", lambda s: s % 2 == 0, 16),
+        )
+        for seed in range(seeds)
+    ]
     steps = history(pd.DataFrame(rows), design)
     assert list(steps["round"]) == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4]
     final = steps.groupby("config_id").tail(1).set_index("config_id")

@@ -34,7 +34,11 @@ def test_good_spec_loads_typed(tmp_path):
     assert set(spec.swept()) == {"symmetry", "lr"} and spec.fixed() == {"rnn_width": 16}
     assert spec.scheduler.grace_period == 2
     base = spec.base_config()
-    assert base["n_train"] == 32 and base["rnn_width"] == 16 and base["success"] == {"metric": "linear_proj_mse", "below": 0.2}
+    assert (
+        base["n_train"] == 32
+        and base["rnn_width"] == 16
+        and base["success"] == {"metric": "linear_proj_mse", "below": 0.2}
+    )
 
 
 @pytest.mark.parametrize(
@@ -59,8 +63,16 @@ def test_good_spec_loads_typed(tmp_path):
         ({"name": ""}, "name", "required"),
         ({"params": {"precision": {"grid": ["fp32", "bf16"]}}}, "params.precision", "cannot be swept"),
         ({"tracking_patience": 0}, "tracking_patience", "seconds > 0"),
-        ({"success": {"metric": "accuracy", "above": 0.9}}, "success", "it declares linear_proj_mse, linear_proj_r2, recon_mse"),
-        ({"scheduler": {"metric": "median_accuracy"}}, "scheduler.metric", "median_linear_proj_mse / best_linear_proj_mse"),
+        (
+            {"success": {"metric": "accuracy", "above": 0.9}},
+            "success",
+            "it declares linear_proj_mse, linear_proj_r2, recon_mse",
+        ),
+        (
+            {"scheduler": {"metric": "median_accuracy"}},
+            "scheduler.metric",
+            "median_linear_proj_mse / best_linear_proj_mse",
+        ),
         ({"scheduler": {"metric": "median_psnr", "mode": "min"}}, "scheduler.mode", "mode is max"),
         ({"model": "tiny", "params": {}}, "success", "it declares pooled_mse, code_std"),
     ],
@@ -133,7 +145,15 @@ def test_two_body_spec_trains_a_6d_latent_with_one_action_on_both_slices(tmp_pat
     spec = specs.load("sweeps/sps_two_body.yaml")
     config = {**spec.base_config(), **{k: specs.first_value(v) for k, v in spec.swept().items()}}
     assert config["symmetry"] == "T3R3x2" and config["z_dim"] == 6 and config["projection_target"] == "both"
-    small = {"n_train": 16, "n_val": 8, "image_size": 16, "channels": [4, 8], "dec_hidden": [8], "rnn_width": 8, "batch_size": 8}
+    small = {
+        "n_train": 16,
+        "n_val": 8,
+        "image_size": 16,
+        "channels": [4, 8],
+        "dec_hidden": [8],
+        "rnn_width": 8,
+        "batch_size": 8,
+    }
     pack = Pack({**config, **small}, [0, 1], device="cpu")
     assert pack.model.actions == [("T", 3, 2), ("R", 3, 2)] and pack.val_y.shape[-1] == 6  # r1 and r2
     losses = pack.train_epoch()
@@ -152,9 +172,13 @@ def test_resources_the_cluster_cannot_hold_are_refused_before_tune(tmp_path, cap
     assert "trials wait until nodes with GPUs join" in capsys.readouterr().out
 
 
-
 def test_defaults_come_from_the_model(tmp_path):
-    tiny = {"name": "t", "model": "tiny", "data": {"n_train": 16, "n_val": 8, "frames": 4, "image_size": 8}, "epochs": 8}
+    tiny = {
+        "name": "t",
+        "model": "tiny",
+        "data": {"n_train": 16, "n_val": 8, "frames": 4, "image_size": 8},
+        "epochs": 8,
+    }
     spec = specs.load(write(tmp_path, tiny))
     assert spec.success == {"metric": "pooled_mse", "below": 0.01}  # the tiny model's rule
     assert spec.scheduler is None  # no scheduler key: no early stopping

@@ -11,8 +11,20 @@ from sweeps import spec as specs
 from trainables import Pack, config_id, resolve_config
 from trainables.pack import Speed
 
-TINY = {"env": "ball", "n_train": 32, "n_val": 16, "frames": 8, "image_size": 16, "channels": [8, 16, 16],
-        "dec_hidden": [16], "rnn_width": 32, "batch_size": 16, "rnn_min_context": 3, "grad_clip": 1.0, "lr": 3e-3}  # fmt: skip
+TINY = {
+    "env": "ball",
+    "n_train": 32,
+    "n_val": 16,
+    "frames": 8,
+    "image_size": 16,
+    "channels": [8, 16, 16],
+    "dec_hidden": [16],
+    "rnn_width": 32,
+    "batch_size": 16,
+    "rnn_min_context": 3,
+    "grad_clip": 1.0,
+    "lr": 3e-3,
+}
 FP32 = {"precision": "fp32", "channels_last": False, "tf32": False, "compile": False}  # the reference path anywhere
 LOSSES = ("train/total", "train/recon", "train/pred", "train/kl", "train/z_pred", "train/sym_z", "train/sym_recon")
 IMAGE_METRICS = ("recon_mse", "pred_mse")
@@ -40,7 +52,9 @@ def assert_close(a: list[dict], b: list[dict], rel: float, proj_rel: float, kl_r
 
 
 def test_speed_keys_are_checked_and_not_in_config_id():
-    assert config_id({**TINY, "precision": "bf16", "channels_last": True, "tf32": True, "compile": True}) == config_id(TINY)
+    assert config_id({**TINY, "precision": "bf16", "channels_last": True, "tf32": True, "compile": True}) == config_id(
+        TINY
+    )
     assert config_id({**TINY, **FP32}) == config_id(TINY)
     assert resolve_config({})["precision"] is None  # None = by device, resolved by the Pack
     with pytest.raises(ValueError, match="'precision' must be one of fp32, bf16"):
@@ -64,7 +78,9 @@ def test_defaults_by_device_and_overrides():
     auto = resolve_config({})
     assert Speed.for_device(auto, torch.device("cpu")) == Speed("fp32", channels_last=False, tf32=False, compile=False)
     assert Speed.for_device(auto, torch.device("cuda")) == Speed("bf16", channels_last=True, tf32=True, compile=False)
-    assert Speed.for_device(resolve_config({"precision": "fp32"}), torch.device("cuda")) == Speed("fp32", True, False, False)
+    assert Speed.for_device(resolve_config({"precision": "fp32"}), torch.device("cuda")) == Speed(
+        "fp32", True, False, False
+    )
     assert Speed.for_device(resolve_config({"precision": "bf16", "tf32": False}), torch.device("cuda")).tf32 is False
     pack = Pack({**TINY, "precision": "bf16", "channels_last": True}, [0], device="cpu")
     assert pack.speed == Speed("bf16", channels_last=True) and pack.model.channels_last

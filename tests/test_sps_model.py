@@ -81,7 +81,9 @@ def test_one_slice_action_equals_the_plain_action_bitwise():
         assert torch.equal(act(kind, z, p)[..., :n], head)
 
 
-@pytest.mark.parametrize("reparam, sd", [("vae", lambda lv: torch.exp(lv / 2)), ("sps", lambda lv: 0.5 * torch.exp(lv))])
+@pytest.mark.parametrize(
+    "reparam, sd", [("vae", lambda lv: torch.exp(lv / 2)), ("sps", lambda lv: 0.5 * torch.exp(lv))]
+)
 def test_reparam_noise_scales(reparam, sd):
     model = SPS(SPSConfig(**{**TINY, "use_rnn": False}, reparam=reparam), gens([0]), 16)
     x = torch.rand(1, 2, 3, 3, 16, 16, generator=torch.Generator().manual_seed(4))
@@ -92,7 +94,11 @@ def test_reparam_noise_scales(reparam, sd):
         model.losses(x, {"eps": eps}, 0)
         mu, logvar = model.encode(model.fold(x))
     assert torch.allclose(seen[0], mu + eps * sd(logvar), atol=1e-6)
-    assert not torch.allclose(seen[0], mu + eps * torch.exp(logvar / 2 if reparam == "sps" else logvar) * (1 if reparam == "sps" else 0.5), atol=1e-4)
+    assert not torch.allclose(
+        seen[0],
+        mu + eps * torch.exp(logvar / 2 if reparam == "sps" else logvar) * (1 if reparam == "sps" else 0.5),
+        atol=1e-4,
+    )
 
 
 def test_defaults_are_the_authors():
@@ -101,7 +107,13 @@ def test_defaults_are_the_authors():
     with pytest.raises(ValueError, match="'reparam'"):
         SPSConfig(reparam="half")
     assert cfg.rnn_cell == "rnn" and cfg.channels == (64, 128, 256) and cfg.lr_decay == 1.0
-    assert (cfg.beta, cfg.z_loss_weight, cfg.symmetry_loss_weight, cfg.rnn_min_context, cfg.batch_size) == (0.01, 2.0, 2.0, 5, 32)
+    assert (cfg.beta, cfg.z_loss_weight, cfg.symmetry_loss_weight, cfg.rnn_min_context, cfg.batch_size) == (
+        0.01,
+        2.0,
+        2.0,
+        5,
+        32,
+    )
 
 
 def test_teacher_forcing_schedule():
@@ -235,5 +247,7 @@ def test_packed_autoencoder_equals_plain_layers_and_bce_sum():
         assert torch.allclose(out["z"][s].reshape(B * T, -1), mu, atol=1e-5)
         recon = dec(mu)
         assert torch.allclose(out["recon_se"][s], ((recon - frames) ** 2).sum(), rtol=1e-4)
-        bce = nn.functional.binary_cross_entropy(recon, frames, reduction="sum") / B  # SPS: BCELoss(sum), here per sequence
+        bce = (
+            nn.functional.binary_cross_entropy(recon, frames, reduction="sum") / B
+        )  # SPS: BCELoss(sum), here per sequence
         assert torch.allclose(terms["recon"][s], bce, rtol=1e-4)

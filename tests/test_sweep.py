@@ -26,8 +26,12 @@ TINY = {
     "data": {"n_train": 32, "n_val": 16, "frames": 6, "image_size": 16, "data_seed": 0},
     "params": {
         "symmetry": {"grid": ["none", "T2R2"]},
-        "channels": [4, 8], "dec_hidden": [8], "rnn_width": 8, "batch_size": 16, "rnn_min_context": 2,
-    },  # fmt: skip
+        "channels": [4, 8],
+        "dec_hidden": [8],
+        "rnn_width": 8,
+        "batch_size": 16,
+        "rnn_min_context": 2,
+    },
     "seeds": 3,
     "epochs": 3,
     "checkpoint_every": 1,  # no scheduler key: no early stopping
@@ -36,9 +40,13 @@ TINY = {
 }
 
 
-def seedsweep(cwd: Path, *args: str, timeout: float = 300, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+def seedsweep(
+    cwd: Path, *args: str, timeout: float = 300, check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "SEEDSWEEP_CACHE": str(cwd / "cache"), **(env or {})}
-    proc = subprocess.run([str(BIN / "seedsweep"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [str(BIN / "seedsweep"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"seedsweep {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -101,11 +109,20 @@ def test_a_new_family_sweeps_and_analyses_end_to_end(tmp_path):
     """The test-only family ``tiny`` (tests/tiny_model.py: one file, one register line) through
     ``seedsweep run`` and ``seedsweep analyze``: its own metrics, its own default rule."""
     spec = tmp_path / "tinyfam.yaml"
-    spec.write_text(yaml.safe_dump({  # no success rule: the model's own
-        "name": "tinyfam", "model": "tiny", "env": "ball", "seeds": 2, "epochs": 2, "scheduler": "none",
-        "data": {"n_train": 16, "n_val": 8, "frames": 4, "image_size": 8, "data_seed": 0},
-        "params": {"decoder_lr": {"grid": [0.5, 1.0]}, "lr": 0.05},
-    }))  # fmt: skip
+    spec.write_text(
+        yaml.safe_dump(
+            {  # no success rule: the model's own
+                "name": "tinyfam",
+                "model": "tiny",
+                "env": "ball",
+                "seeds": 2,
+                "epochs": 2,
+                "scheduler": "none",
+                "data": {"n_train": 16, "n_val": 8, "frames": 4, "image_size": 8, "data_seed": 0},
+                "params": {"decoder_lr": {"grid": [0.5, 1.0]}, "lr": 0.05},
+            }
+        )
+    )
     spec = str(spec)
     assert "success: pooled_mse below 0.01" in seedsweep(tmp_path, "run", spec, "--dry-run").stdout
     out = seedsweep(tmp_path, "run", spec).stdout
@@ -113,7 +130,9 @@ def test_a_new_family_sweeps_and_analyses_end_to_end(tmp_path):
     for p in runs(tmp_path, "tinyfam", "config"):
         assert p.data.params["success.metric"] == "pooled_mse" and "median_code_std" in p.data.metrics
     for r in runs(tmp_path, "tinyfam", "seed"):
-        assert history_steps(tmp_path, r.info.run_id, "pooled_mse") == [1, 2] and "linear_proj_mse" not in r.data.metrics
+        assert (
+            history_steps(tmp_path, r.info.run_id, "pooled_mse") == [1, 2] and "linear_proj_mse" not in r.data.metrics
+        )
         assert r.data.tags["success"] == str(r.data.metrics["pooled_mse"] < 0.01).lower()
     table = seedsweep(tmp_path, "analyze", "tinyfam", "--out", str(tmp_path / "report")).stdout
     assert "decoder_lr" in table and "pooled_mse below 0.01" in table
@@ -124,18 +143,29 @@ def test_asha_stops_a_clearly_worse_configuration(tmp_path):
     """The same seeds with lr 1e-3 and with lr 1e-9 (which cannot learn): run one after the other, the
     second reaches the first rung worse than the first and is stopped there."""
     spec = write_spec(
-        tmp_path, name="asha", epochs=4, max_concurrent=1, seeds=2,
+        tmp_path,
+        name="asha",
+        epochs=4,
+        max_concurrent=1,
+        seeds=2,
         data={**TINY["data"], "n_train": 64},
         params={**TINY["params"], "symmetry": "none", "lr": {"grid": [1e-3, 1e-9]}},
         scheduler={"metric": "median_recon_mse", "mode": "min", "grace_period": 1, "reduction_factor": 2},
-    )  # fmt: skip
+    )
     seedsweep(tmp_path, "run", spec)
     parents = {float(p.data.params["lr"]): p for p in runs(tmp_path, "asha", "config")}
     good, bad = parents[1e-3], parents[1e-9]
-    assert good.data.tags["status"] == "finished" and good.data.metrics["median_recon_mse"] < bad.data.metrics["median_recon_mse"]
+    assert (
+        good.data.tags["status"] == "finished"
+        and good.data.metrics["median_recon_mse"] < bad.data.metrics["median_recon_mse"]
+    )
     assert max(history_steps(tmp_path, good.info.run_id, "median_recon_mse")) == 4
     assert max(history_steps(tmp_path, bad.info.run_id, "median_recon_mse")) < 4  # stopped before the last epoch
-    statuses = Counter(r.data.tags["status"] for r in runs(tmp_path, "asha", "seed") if r.data.tags["mlflow.parentRunId"] == bad.info.run_id)
+    statuses = Counter(
+        r.data.tags["status"]
+        for r in runs(tmp_path, "asha", "seed")
+        if r.data.tags["mlflow.parentRunId"] == bad.info.run_id
+    )
     assert statuses == {"pruned": 2}
 
 
@@ -143,8 +173,14 @@ def test_asha_stops_a_clearly_worse_configuration(tmp_path):
 def test_killed_driver_resumes_each_seed_exactly_once(tmp_path):
     spec = write_spec(tmp_path, name="resume", epochs=6, seeds=2, max_concurrent=1)
     env = {**os.environ, "SEEDSWEEP_CACHE": str(tmp_path / "cache"), "TUNE_GLOBAL_CHECKPOINT_S": "1"}
-    driver = subprocess.Popen([str(BIN / "seedsweep"), "run", spec], cwd=tmp_path, env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    driver = subprocess.Popen(
+        [str(BIN / "seedsweep"), "run", spec],
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     run_dir = tmp_path / "ray_results" / "resume"
     deadline = time.time() + 240
     while time.time() < deadline and not list(run_dir.glob("*/checkpoint_00000[2-9]")):
@@ -172,10 +208,19 @@ def test_killed_driver_resumes_each_seed_exactly_once(tmp_path):
 
 @pytest.mark.slow  # ~100 s on 2 cores; .ci/run runs it
 def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
-    spec = write_spec(tmp_path, name="ctrlc", epochs=5, seeds=1, max_concurrent=1, data={**TINY["data"], "n_train": 256})
+    spec = write_spec(
+        tmp_path, name="ctrlc", epochs=5, seeds=1, max_concurrent=1, data={**TINY["data"], "n_train": 256}
+    )
     env = {**os.environ, "SEEDSWEEP_CACHE": str(tmp_path / "cache")}
-    driver = subprocess.Popen([str(BIN / "seedsweep"), "run", spec], cwd=tmp_path, env=env, start_new_session=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    driver = subprocess.Popen(
+        [str(BIN / "seedsweep"), "run", spec],
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and not list((tmp_path / "ray_results" / "ctrlc").glob("*/checkpoint_*")):
         assert driver.poll() is None, "the sweep ended before Ctrl-C"
@@ -186,7 +231,9 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
     assert "already finished" not in seedsweep(tmp_path, "run", spec, check=False).stdout
     assert "sweep 'ctrlc' finished: 2 trials" in seedsweep(tmp_path, "run", spec, "--resume").stdout
     seeds = runs(tmp_path, "ctrlc", "seed")
-    assert len(seeds) == 2 and all(history_steps(tmp_path, r.info.run_id, "train/total") == [1, 2, 3, 4, 5] for r in seeds)
+    assert len(seeds) == 2 and all(
+        history_steps(tmp_path, r.info.run_id, "train/total") == [1, 2, 3, 4, 5] for r in seeds
+    )
     assert "already finished" in seedsweep(tmp_path, "run", spec).stdout
 
 
@@ -203,11 +250,28 @@ def two_node_cluster(tmp_path):
     authentication (the token in ~/.ray/auth_token), so every process joining says so."""
     port, env = free_port(), {**os.environ, "SEEDSWEEP_CACHE": str(tmp_path / "cache"), "RAY_AUTH_MODE": "token"}
     ray, temp = str(BIN / "ray"), tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must fit 107 bytes
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats", f"--temp-dir={temp}"]
+    common = [
+        "--node-ip-address=127.0.0.1",
+        "--num-cpus=1",
+        "--num-gpus=0",
+        "--disable-usage-stats",
+        f"--temp-dir={temp}",
+    ]
     try:
-        subprocess.run([ray, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
-                       env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
-        subprocess.run([ray, "start", f"--address=127.0.0.1:{port}", *common], env=env, check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [ray, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            [ray, "start", f"--address=127.0.0.1:{port}", *common],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         yield f"127.0.0.1:{port}", env
     finally:
         stop_cluster(port)
@@ -247,8 +311,16 @@ def test_sweep_on_a_two_node_cluster(tmp_path, two_node_cluster):
 def test_optuna_search_keeps_its_study_beside_the_results(tmp_path):
     import optuna
 
-    spec = write_spec(tmp_path, name="tpe", searcher="optuna", num_samples=3, seeds=1, epochs=2, max_concurrent=1,
-                      params={**TINY["params"], "symmetry": {"choice": ["none", "T2R2"]}, "lr": {"loguniform": [1e-4, 1e-2]}})  # fmt: skip
+    spec = write_spec(
+        tmp_path,
+        name="tpe",
+        searcher="optuna",
+        num_samples=3,
+        seeds=1,
+        epochs=2,
+        max_concurrent=1,
+        params={**TINY["params"], "symmetry": {"choice": ["none", "T2R2"]}, "lr": {"loguniform": [1e-4, 1e-2]}},
+    )
     seedsweep(tmp_path, "run", spec)
     parents = runs(tmp_path, "tpe", "config")
     lrs = {float(p.data.params["lr"]) for p in parents}
@@ -262,10 +334,23 @@ def test_sweep_against_an_mlflow_server(tmp_path):
     """As on a cluster: runs and artifacts go through `mlflow server` (SQL backend, proxied artifacts)."""
     port = free_port()
     server = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     uri = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -285,12 +370,18 @@ def test_sweep_against_an_mlflow_server(tmp_path):
         seeds = client.search_runs([experiment.experiment_id], "tags.`seedsweep.kind` = 'seed'")
         assert len(seeds) == 4 and {r.data.tags["status"] for r in seeds} == {"finished"}
         history = lambda metric: sorted(m.step for m in client.get_metric_history(seeds[0].info.run_id, metric))  # noqa: E731
-        assert history("train/total") == [1, 2, 3, 4] and history("linear_proj_mse") == [1, 3, 4]  # first, every 3rd, last
-        assert {a.path for a in client.list_artifacts(seeds[0].info.run_id)} >= {"latent_vs_position.png", "decoder_traversal.png"}
+        assert history("train/total") == [1, 2, 3, 4] and history("linear_proj_mse") == [
+            1,
+            3,
+            4,
+        ]  # first, every 3rd, last
+        assert {a.path for a in client.list_artifacts(seeds[0].info.run_id)} >= {
+            "latent_vs_position.png",
+            "decoder_traversal.png",
+        }
         assert list((tmp_path / "server-artifacts").rglob("latent_vs_position.png"))  # stored by the server
         analyzed = seedsweep(tmp_path, "analyze", "served", "--tracking-uri", uri).stdout
         assert "report: reports/served/report.html" in analyzed
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-

@@ -13,8 +13,10 @@ from mlflow.exceptions import MlflowException
 from trainables import tracking
 from trainables.tracking import Tracker, TrackingDown
 
-DOWN = MlflowException("API request to http://127.0.0.1:9/api/2.0/mlflow/runs/log-batch failed with exception "
-                       "HTTPConnectionPool(host='127.0.0.1', port=9): Max retries exceeded")  # fmt: skip
+DOWN = MlflowException(
+    "API request to http://127.0.0.1:9/api/2.0/mlflow/runs/log-batch failed with exception "
+    "HTTPConnectionPool(host='127.0.0.1', port=9): Max retries exceeded"
+)
 
 
 @pytest.fixture(scope="module")

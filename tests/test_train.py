@@ -15,9 +15,21 @@ from trainables import figures, tracking
 from trainables.models import SPS
 from trainables.train import aggregate, seed_list, split_config
 
-TINY = {"model": "sps", "env": "ball", "n_train": 32, "n_val": 16, "frames": 8, "image_size": 16, "data_seed": 0,
-        "channels": [8, 16], "dec_hidden": [8], "rnn_width": 16, "z_dim": 3, "batch_size": 16,
-        "success": {"metric": "linear_proj_mse", "below": 0.2}}  # fmt: skip
+TINY = {
+    "model": "sps",
+    "env": "ball",
+    "n_train": 32,
+    "n_val": 16,
+    "frames": 8,
+    "image_size": 16,
+    "data_seed": 0,
+    "channels": [8, 16],
+    "dec_hidden": [8],
+    "rnn_width": 16,
+    "z_dim": 3,
+    "batch_size": 16,
+    "success": {"metric": "linear_proj_mse", "below": 0.2},
+}
 SEEDS, EPOCHS = 3, 4
 EVALUATED = [1, 2, EPOCHS]  # eval_every 2: the first epoch, every second, the last
 
@@ -56,11 +68,20 @@ def sweep(tmp_path_factory):
     try:
         tuner = tune.Tuner(
             tune.with_resources(train, {"cpu": 1}),
-            param_space={**TINY, "seeds": SEEDS, "epochs": EPOCHS, "checkpoint_every": 2, "eval_every": 2, "flush_every": 600,
-                         "sweep": "trainsweep",
-                         "tracking_uri": uri, "_crash_after_epoch": tune.grid_search([None, 3])},  # fmt: skip
-            run_config=tune.RunConfig(name="t", storage_path=str(root / "ray"), verbose=0,
-                                      failure_config=tune.FailureConfig(max_failures=1)),  # fmt: skip
+            param_space={
+                **TINY,
+                "seeds": SEEDS,
+                "epochs": EPOCHS,
+                "checkpoint_every": 2,
+                "eval_every": 2,
+                "flush_every": 600,
+                "sweep": "trainsweep",
+                "tracking_uri": uri,
+                "_crash_after_epoch": tune.grid_search([None, 3]),
+            },
+            run_config=tune.RunConfig(
+                name="t", storage_path=str(root / "ray"), verbose=0, failure_config=tune.FailureConfig(max_failures=1)
+            ),
         )
         results = tuner.fit()
         # and a configuration whose seeds all diverge, in a sweep of its own
@@ -73,7 +94,13 @@ def sweep(tmp_path_factory):
         ray.shutdown()
     assert not results.errors and not diverging.errors, (results.errors, diverging.errors)
     by_crash = {r.config["_crash_after_epoch"]: r for r in results}
-    return {"uri": uri, "plain": by_crash[None], "crashed": by_crash[3], "diverged": diverging[0], "client": MlflowClient(uri)}
+    return {
+        "uri": uri,
+        "plain": by_crash[None],
+        "crashed": by_crash[3],
+        "diverged": diverging[0],
+        "client": MlflowClient(uri),
+    }
 
 
 def test_mlflow_layout(sweep, tmp_path):
@@ -83,10 +110,15 @@ def test_mlflow_layout(sweep, tmp_path):
     assert len(runs) == 2 * (1 + SEEDS)  # per trial one parent, one child per seed, nothing else
     for result in (sweep["plain"], sweep["crashed"]):
         trial_id = result.metrics["trial_id"]
-        parents = [r for r in runs if r.data.tags.get("trial_id") == trial_id and r.data.tags[tracking.KIND] == "config"]
+        parents = [
+            r for r in runs if r.data.tags.get("trial_id") == trial_id and r.data.tags[tracking.KIND] == "config"
+        ]
         assert len(parents) == 1
         parent = parents[0]
-        assert parent.data.params["success.metric"] == "linear_proj_mse" and float(parent.data.params["success.below"]) == 0.2
+        assert (
+            parent.data.params["success.metric"] == "linear_proj_mse"
+            and float(parent.data.params["success.below"]) == 0.2
+        )
         assert parent.info.status == "FINISHED"
         children = seed_runs(client, trial_id)
         assert [r.data.tags["seed"] for r in children] == [str(s) for s in range(SEEDS)]
@@ -165,14 +197,18 @@ def test_run_options():
 
 
 def test_aggregate_counts_diverged_as_worst():
-    results = [{"status": "finished", "success": True, "linear_proj_mse": 0.1, "recon_mse": 1, "pred_mse": 1},
-               {"status": "finished", "success": False, "linear_proj_mse": 0.5, "recon_mse": 1, "pred_mse": 1},
-               {"status": "diverged", "success": False, "linear_proj_mse": math.nan, "recon_mse": 1, "pred_mse": 1}]  # fmt: skip
+    results = [
+        {"status": "finished", "success": True, "linear_proj_mse": 0.1, "recon_mse": 1, "pred_mse": 1},
+        {"status": "finished", "success": False, "linear_proj_mse": 0.5, "recon_mse": 1, "pred_mse": 1},
+        {"status": "diverged", "success": False, "linear_proj_mse": math.nan, "recon_mse": 1, "pred_mse": 1},
+    ]
     for r, r2 in zip(results, (0.9, 0.5, math.nan)):
         r.update(linear_proj_r2=r2, psnr=20.0)
     agg = aggregate(results, SPS.metrics)
     assert agg["median_linear_proj_mse"] == 0.5 and agg["best_linear_proj_mse"] == 0.1
-    assert agg["median_linear_proj_r2"] == 0.5 and agg["best_linear_proj_r2"] == 0.9  # higher is better: the diverged seed is -inf
+    assert (
+        agg["median_linear_proj_r2"] == 0.5 and agg["best_linear_proj_r2"] == 0.9
+    )  # higher is better: the diverged seed is -inf
     assert (agg["n_success"], agg["n_diverged"], agg["success_rate"]) == (1, 1, pytest.approx(1 / 3))
 
 

@@ -35,7 +35,11 @@ def test_metrics_of_known_reconstructions():
     frames = x.reshape(-1, 1, *x.shape[2:])  # the validation windows of single frames
     vae.cfg = dataclasses.replace(vae.cfg, batch_size=len(frames))  # one chunk
     latent = torch.zeros(2, len(frames), 2, 4, 4)
-    outputs = {"perfect": frames, "mean": frames.mean(0, keepdim=True).expand_as(frames), "black": torch.zeros_like(frames)}
+    outputs = {
+        "perfect": frames,
+        "mean": frames.mean(0, keepdim=True).expand_as(frames),
+        "black": torch.zeros_like(frames),
+    }
     for name, out in outputs.items():
         vae.reconstruct = lambda clips, out=out: (out.expand(2, *out.shape), latent, torch.ones_like(latent))
         m = vae.evaluate(x, None)
@@ -53,7 +57,11 @@ def test_active_channels_count_varying_means():
     n = x.shape[0] * x.shape[1]
     mean = torch.zeros(2, n, 2, 4, 4)
     mean[0, :, 1] = torch.linspace(-1, 1, n).view(n, 1, 1)  # seed 0: channel 1 varies across the data
-    vae.reconstruct = lambda clips: (clips.unsqueeze(0).expand(2, -1, -1, -1, -1, -1), mean[:, : len(clips)], torch.ones_like(mean[:, : len(clips)]))
+    vae.reconstruct = lambda clips: (
+        clips.unsqueeze(0).expand(2, -1, -1, -1, -1, -1),
+        mean[:, : len(clips)],
+        torch.ones_like(mean[:, : len(clips)]),
+    )
     vae.cfg = dataclasses.replace(vae.cfg, batch_size=n)  # one chunk
     assert vae.evaluate(x, None)["active_channels"].tolist() == [1, 0]
 
@@ -61,7 +69,11 @@ def test_active_channels_count_varying_means():
 def test_kl_matches_torch_distributions():
     g = torch.Generator().manual_seed(1)
     mean, std = torch.randn(2, 3, 4, 5, generator=g), torch.rand(2, 3, 4, 5, generator=g) + 0.1
-    want = torch.distributions.kl_divergence(torch.distributions.Normal(mean, std), torch.distributions.Normal(0.0, 1.0)).flatten(1).sum(1)
+    want = (
+        torch.distributions.kl_divergence(torch.distributions.Normal(mean, std), torch.distributions.Normal(0.0, 1.0))
+        .flatten(1)
+        .sum(1)
+    )
     assert torch.allclose(kl_normal(mean, std), want, atol=1e-5)
 
 
@@ -71,8 +83,18 @@ def test_compression_ratio(depth, clip_frames, want):
     assert model(image_size=32, depth=depth, latent_channels=4, clip_frames=clip_frames).compression == want
 
 
-CONFIG = {"model": "vae", "env": "ball", "n_train": 16, "n_val": 8, "frames": 4, "image_size": 16, "widths": [4, 8],
-          "latent_channels": 2, "batch_size": 8, "beta": 1.0}  # fmt: skip
+CONFIG = {
+    "model": "vae",
+    "env": "ball",
+    "n_train": 16,
+    "n_val": 8,
+    "frames": 4,
+    "image_size": 16,
+    "widths": [4, 8],
+    "latent_channels": 2,
+    "batch_size": 8,
+    "beta": 1.0,
+}
 
 
 def trained(config, epochs=1):
@@ -126,7 +148,9 @@ def test_standardiser_keeps_first_batch_statistics_and_restores():
     norm.observe(torch.rand(2, 4, 3, 3, 5, 5, generator=g) * 7)  # later batches do not move them
     assert torch.equal(norm.mean, stats[0]) and torch.equal(norm.std, stats[1])
     z = norm(first)
-    assert torch.allclose(z.transpose(0, 3).reshape(3, -1).mean(1), torch.zeros(3), atol=1e-2)  # [S=2 pooled] roughly centred
+    assert torch.allclose(
+        z.transpose(0, 3).reshape(3, -1).mean(1), torch.zeros(3), atol=1e-2
+    )  # [S=2 pooled] roughly centred
     assert torch.allclose(norm.inverse(z), first, atol=1e-6)
     restored = ChannelStandardiser(2)
     restored.load_state_dict(norm.state_dict())

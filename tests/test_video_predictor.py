@@ -37,7 +37,9 @@ def test_centroid_of_known_frames():
 def test_metrics_of_copy_last_and_perfect_predictions():
     model, x = predictor(), moving_squares()
     P = model.cfg.n_past
-    model.forecast = lambda clips: clips[:, P - 1 : P].expand(-1, 2, -1, -1, -1).unsqueeze(0).expand(2, -1, -1, -1, -1, -1)
+    model.forecast = lambda clips: (
+        clips[:, P - 1 : P].expand(-1, 2, -1, -1, -1).unsqueeze(0).expand(2, -1, -1, -1, -1, -1)
+    )
     copy = model.evaluate(x, None)
     assert copy["copy_ratio"].tolist() == pytest.approx([1, 1])
     assert copy["centroid_h1"].tolist() == pytest.approx([1, 1])  # the square moved one pixel
@@ -54,8 +56,18 @@ def test_metrics_of_copy_last_and_perfect_predictions():
 
 def test_evaluation_uses_running_batchnorm_statistics():
     """Evaluation runs in eval mode (running statistics, not updated): twice the same numbers."""
-    config = {"model": "video_predictor", "env": "ball", "n_train": 16, "n_val": 8, "frames": 4, "image_size": 16,
-              "n_past": 2, "n_future": 2, "widths": [4, 8], "batch_size": 8}  # fmt: skip
+    config = {
+        "model": "video_predictor",
+        "env": "ball",
+        "n_train": 16,
+        "n_val": 8,
+        "frames": 4,
+        "image_size": 16,
+        "n_past": 2,
+        "n_future": 2,
+        "widths": [4, 8],
+        "batch_size": 8,
+    }
     pack = Pack(config, [0, 1], device="cpu")
     pack.train_epoch()
     bn = pack.model.stem_bn

@@ -30,7 +30,12 @@ class TinyConfig(TrainConfig):
     batch_size: int = 8  # sequences per seed per step
 
     def checks(self) -> dict[str, bool]:
-        return {**super().checks(), "width": self.width >= 1, "noise": self.noise >= 0, "decoder_lr": self.decoder_lr > 0}
+        return {
+            **super().checks(),
+            "width": self.width >= 1,
+            "noise": self.noise >= 0,
+            "decoder_lr": self.decoder_lr > 0,
+        }
 
 
 TINY = {"frames": 4, "image_size": 8}  # sizes for tests/test_models.py

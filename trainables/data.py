@@ -41,7 +41,9 @@ def load_data(config: dict, cache_dir=None) -> tuple[torch.Tensor, torch.Tensor,
 
     def load(n: int, seed: int):
         scene = {"scene": config["scene"]} if config.get("scene") else {}  # else the world's default
-        table = envs.load_or_generate(config["env"], n, config["frames"], seed, cache_dir, image_size=config["image_size"], **scene)
+        table = envs.load_or_generate(
+            config["env"], n, config["frames"], seed, cache_dir, image_size=config["image_size"], **scene
+        )
         return to_tensors(envs.to_numpy(table), config.get("projection_target", "relative"))
 
     return (*load(config["n_train"], config["data_seed"]), *load(config["n_val"], val_seed(config["data_seed"])))

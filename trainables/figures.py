@@ -5,8 +5,8 @@ past / true / predicted frames). Written as PNGs with matplotlib's Agg backend."
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -43,8 +43,15 @@ def latent_plot(z: np.ndarray, positions: np.ndarray, path: str | Path, title: s
     return Path(path)
 
 
-def traversal_grid(decode: Callable[[np.ndarray], np.ndarray], center: np.ndarray, std: np.ndarray, path: str | Path,
-                   span: float = TRAVERSAL_SPAN, steps: int = TRAVERSAL_STEPS, title: str = "") -> Path:  # fmt: skip
+def traversal_grid(
+    decode: Callable[[np.ndarray], np.ndarray],
+    center: np.ndarray,
+    std: np.ndarray,
+    path: str | Path,
+    span: float = TRAVERSAL_SPAN,
+    steps: int = TRAVERSAL_STEPS,
+    title: str = "",
+) -> Path:
     """Decoder traversal (the SPS "evalDecoder"): row d sweeps latent d over ``center[d] +- span * std[d]``
     in ``steps`` values, the other dims held at ``center``; each cell is the decoded frame.
     ``decode(z [N, z_dim]) -> images [N, H, W, 3]`` (floats in [0, 1]); written as a PNG."""

@@ -83,7 +83,9 @@ def resolve_config(config: dict) -> dict:
     for key in DATA_KEYS[:-1]:  # the counts and the seed
         value = out[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "data_seed" else 1):
-            raise ValueError(f"config key '{key}' must be a {'non-negative' if key == 'data_seed' else 'positive'} integer, got {value!r}")
+            raise ValueError(
+                f"config key '{key}' must be a {'non-negative' if key == 'data_seed' else 'positive'} integer, got {value!r}"
+            )
     from envs.dataset import resolve_env_id
 
     out["env"] = resolve_env_id(out["env"])
@@ -100,9 +102,15 @@ def resolve_config(config: dict) -> dict:
     if out["device"] is not None and not isinstance(out["device"], str):
         raise ValueError(f"config key 'device' must be a string or None, got {out['device']!r}")
     if out["precision"] is not None and out["precision"] not in PRECISIONS:
-        raise ValueError(f"config key 'precision' must be one of {', '.join(PRECISIONS)} or None (by device), got {out['precision']!r}")
+        raise ValueError(
+            f"config key 'precision' must be one of {', '.join(PRECISIONS)} or None (by device), got {out['precision']!r}"
+        )
     for key in ("channels_last", "tf32", "compile", "conv_gemm"):
-        if out[key] is not None and not isinstance(out[key], bool) and not (key == "compile" and out[key] in COMPILE_MODES):
+        if (
+            out[key] is not None
+            and not isinstance(out[key], bool)
+            and not (key == "compile" and out[key] in COMPILE_MODES)
+        ):
             modes = f", one of {', '.join(COMPILE_MODES)}" if key == "compile" else ""
             raise ValueError(f"config key '{key}' must be true, false{modes} or None (by device), got {out[key]!r}")
     if out["n_train"] < cfg.batch_size:
@@ -130,7 +138,9 @@ def config_id(config: dict) -> str:
     """Stable short hash of the resolved config, without run-only keys (device, speed) and the success rule."""
     resolved = resolve_config(config)
     # a scene left to the world's default is not named, so ids from before scenes existed still hold
-    payload = json.dumps({k: v for k, v in resolved.items() if k not in NOT_IN_ID and not (k == "scene" and v is None)}, sort_keys=True)
+    payload = json.dumps(
+        {k: v for k, v in resolved.items() if k not in NOT_IN_ID and not (k == "scene" and v is None)}, sort_keys=True
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:10]
 
 
@@ -149,8 +159,13 @@ class Speed:
         cuda = device.type == "cuda"
         precision = config["precision"] or ("bf16" if cuda else "fp32")
         given = lambda key, default: default if config[key] is None else config[key]  # noqa: E731
-        return cls(precision, given("channels_last", cuda), given("tf32", cuda and precision == "bf16"), given("compile", False),
-                   given("conv_gemm", False))  # fmt: skip
+        return cls(
+            precision,
+            given("channels_last", cuda),
+            given("tf32", cuda and precision == "bf16"),
+            given("compile", False),
+            given("conv_gemm", False),
+        )
 
 
 class Pack:
@@ -177,8 +192,12 @@ class Pack:
         mode = self.speed.compile if isinstance(self.speed.compile, str) else None
         self._losses = torch.compile(self.model.losses, mode=mode) if self.speed.compile else self.model.losses
         groups = [{"params": params, "lr": self.cfg.lr * mult} for params, mult in self.model.param_groups()]
-        self.optimizer = torch.optim.Adam(groups, lr=self.cfg.lr, fused=self.device.type == "cuda")  # elementwise: seeds stay apart
-        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=self.cfg.lr_decay)  # every group, per step
+        self.optimizer = torch.optim.Adam(
+            groups, lr=self.cfg.lr, fused=self.device.type == "cuda"
+        )  # elementwise: seeds stay apart
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(
+            self.optimizer, gamma=self.cfg.lr_decay
+        )  # every group, per step
         self.alive = torch.ones(len(self.seeds), dtype=torch.bool, device=self.device)
         self.finished = False
         self.epoch = self.step = 0
@@ -247,7 +266,9 @@ class Pack:
         params = [p for p in self.model.parameters() if p.grad is not None]
         norm = torch.stack([p.grad.reshape(S, -1).square().sum(1) for p in params]).sum(0).sqrt()
         self.alive &= torch.isfinite(norm) & torch.isfinite(total)
-        scale = (self.cfg.grad_clip / (norm + 1e-6)).clamp(max=1.0) if self.cfg.grad_clip else None  # as clip_grad_norm_
+        scale = (
+            (self.cfg.grad_clip / (norm + 1e-6)).clamp(max=1.0) if self.cfg.grad_clip else None
+        )  # as clip_grad_norm_
         for p in params:
             keep = self.alive.view(S, *[1] * (p.dim() - 1))
             grad = p.grad if scale is None else p.grad * scale.view(keep.shape)
@@ -265,11 +286,17 @@ class Pack:
         values = self._in_eval_mode(self.model.evaluate, self.val_x, self.val_y)
         names = metric_names(type(self.model))
         if set(values) != set(names):
-            raise RuntimeError(f"{type(self.model).__name__}.evaluate returned {sorted(values)}, but the model declares {list(names)}")
+            raise RuntimeError(
+                f"{type(self.model).__name__}.evaluate returned {sorted(values)}, but the model declares {list(names)}"
+            )
         results = []
         for s, (seed, status) in enumerate(zip(self.seeds, self.status)):
-            result = {"seed": seed, "status": status, **{k: float(values[k][s]) for k in names},
-                      **{f"train/{k}": float(v[s]) for k, v in (self.last_losses or {}).items()}}  # fmt: skip
+            result = {
+                "seed": seed,
+                "status": status,
+                **{k: float(values[k][s]) for k in names},
+                **{f"train/{k}": float(v[s]) for k, v in (self.last_losses or {}).items()},
+            }
             result["success"] = succeeded(result, self.config["success"])
             results.append(result)
         return results

@@ -8,8 +8,9 @@ spec checker and the analysis; no torch here, so ``seedsweep analyze`` can use i
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Literal
 
 BOUNDS = ("below", "above")
 
@@ -31,16 +32,22 @@ class SuccessRule:
             raise ValueError(f"the success rule must be {shape}, got {rule!r}")
         bounds = [k for k in BOUNDS if k in rule]
         if len(bounds) != 1 or set(rule) - {"metric", *BOUNDS, "also"}:
-            raise ValueError(f"the success rule needs a metric and exactly one of below / above (and optionally also: [X, ...]), got {rule!r}")
+            raise ValueError(
+                f"the success rule needs a metric and exactly one of below / above (and optionally also: [X, ...]), got {rule!r}"
+            )
         value = rule[bounds[0]]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"success.{bounds[0]} must be a finite number, got {value!r}")
         if names is not None and rule["metric"] not in names:
-            raise ValueError(f"success.metric {rule['metric']!r} is not a metric of this model; it declares {', '.join(names)}")
+            raise ValueError(
+                f"success.metric {rule['metric']!r} is not a metric of this model; it declares {', '.join(names)}"
+            )
         also = rule.get("also", [])
         finite = lambda x: not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(x)  # noqa: E731
         if not isinstance(also, (list, tuple)) or not all(finite(x) for x in also):
-            raise ValueError(f"success.also must be a list of finite numbers (more thresholds of {rule['metric']} to report), got {also!r}")
+            raise ValueError(
+                f"success.also must be a list of finite numbers (more thresholds of {rule['metric']} to report), got {also!r}"
+            )
         return cls(rule["metric"], bounds[0], float(value), tuple(float(x) for x in also))
 
     def as_dict(self) -> dict:

@@ -30,8 +30,8 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 from urllib.parse import unquote, urlparse
 
 from mlflow import MlflowClient
@@ -95,7 +95,11 @@ def sqlite_path(tracking_uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI, else ``None``."""
     if not tracking_uri.startswith("sqlite:///"):
         return None
-    return Path(unquote(urlparse(tracking_uri).path)) if tracking_uri.startswith("sqlite:////") else Path(tracking_uri[len("sqlite:///"):])
+    return (
+        Path(unquote(urlparse(tracking_uri).path))
+        if tracking_uri.startswith("sqlite:////")
+        else Path(tracking_uri[len("sqlite:///") :])
+    )
 
 
 def default_artifacts(tracking_uri: str) -> str | None:
@@ -160,9 +164,19 @@ class Tracker:
     before its first checkpoint does not make a second set. ``unsent`` (from the checkpoint too) is
     what was still queued then; ``patience``: seconds to ride out an unreachable server."""
 
-    def __init__(self, tracking_uri: str, experiment: str, sweep: str, trial_id: str, config_id: str,
-                 config: dict, seeds: list[int], run_ids: dict | None = None, unsent: dict | None = None,
-                 patience: float = PATIENCE):  # fmt: skip
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        sweep: str,
+        trial_id: str,
+        config_id: str,
+        config: dict,
+        seeds: list[int],
+        run_ids: dict | None = None,
+        unsent: dict | None = None,
+        patience: float = PATIENCE,
+    ):
         bound_mlflow_http()
         self.tracking_uri, self.seeds, self.patience = tracking_uri, list(seeds), patience
         self.down_since: float | None = None  # when the tracking server stopped answering (monotonic)
@@ -191,7 +205,9 @@ class Tracker:
             run_ids = self._find()
         parent = run_ids.get("parent")
         if parent is None:
-            parent = self._create({**self.tags, KIND: "config", "status": "running"}, self.tags["config_id"], self.params)
+            parent = self._create(
+                {**self.tags, KIND: "config", "status": "running"}, self.tags["config_id"], self.params
+            )
         else:
             self._reopen(parent)
             self.pending_tags[parent] = {"status": "running"}
@@ -199,8 +215,14 @@ class Tracker:
         for seed in self.seeds:
             child = run_ids.get("seeds", {}).get(str(seed))
             if child is None:
-                tags = {**self.tags, KIND: "seed", "mlflow.parentRunId": parent, "seed": str(seed),
-                        "status": "running", "success": "false"}  # fmt: skip
+                tags = {
+                    **self.tags,
+                    KIND: "seed",
+                    "mlflow.parentRunId": parent,
+                    "seed": str(seed),
+                    "status": "running",
+                    "success": "false",
+                }
                 child = self._create(tags, f"{self.tags['config_id']}/{seed}", self.params + [Param("seed", str(seed))])
             else:
                 self._reopen(child)
@@ -239,9 +261,8 @@ class Tracker:
         """Read the last step MLflow holds of each metric of a run into ``last_step``; returns the run."""
         run = retry(self.client.get_run, run_id)
         self.last_step[run_id] = {
-            key: max(m.step for m in retry(self.client.get_metric_history, run_id, key))
-            for key in run.data.metrics
-        }  # fmt: skip
+            key: max(m.step for m in retry(self.client.get_metric_history, run_id, key)) for key in run.data.metrics
+        }
         return run
 
     def _wait(self, fn: Callable, *args, **kwargs):
@@ -263,17 +284,25 @@ class Tracker:
         now = time.monotonic()
         if self.down_since is None:
             self.down_since = now
-            print(f"MLflow at {self.tracking_uri} unreachable; training goes on and its records wait "
-                  f"(up to {self.patience:g} s): {str(err).splitlines()[0][:300]}", flush=True)
+            print(
+                f"MLflow at {self.tracking_uri} unreachable; training goes on and its records wait "
+                f"(up to {self.patience:g} s): {str(err).splitlines()[0][:300]}",
+                flush=True,
+            )
         self.tried = now
         if now - self.down_since > self.patience:
-            raise TrackingDown(f"MLflow at {self.tracking_uri} unreachable for more than {self.patience:g} s "
-                               f"(tracking_patience); the trial stops, its checkpoint keeps what was not sent, "
-                               f"and --resume continues it once the server is back") from err
+            raise TrackingDown(
+                f"MLflow at {self.tracking_uri} unreachable for more than {self.patience:g} s "
+                f"(tracking_patience); the trial stops, its checkpoint keeps what was not sent, "
+                f"and --resume continues it once the server is back"
+            ) from err
 
     def _up(self) -> None:
         if self.down_since is not None:
-            print(f"MLflow at {self.tracking_uri} reachable again after {time.monotonic() - self.down_since:.0f} s", flush=True)
+            print(
+                f"MLflow at {self.tracking_uri} reachable again after {time.monotonic() - self.down_since:.0f} s",
+                flush=True,
+            )
             self.down_since = None
 
     def log(self, step: int, parent: dict[str, float], seeds: list[dict[str, float]]) -> None:
@@ -284,7 +313,7 @@ class Tracker:
             last = self.last_step[run_id]
             self.buffer.setdefault(run_id, []).extend(
                 Metric(key, float(value), now, step) for key, value in metrics.items() if step > last.get(key, -1)
-            )  # fmt: skip
+            )
 
     def set_seeds(self, results: list[dict]) -> None:
         """Queue each seed's ``status`` / ``success`` tags from ``Pack.evaluate()`` results."""
@@ -343,16 +372,22 @@ class Tracker:
     def unsent(self) -> dict:
         """What is queued (metrics and tags per run), as JSON for the trial's checkpoint."""
         return {
-            "metrics": {run: [[m.key, m.value, m.timestamp, m.step] for m in ms] for run, ms in self.buffer.items() if ms},
+            "metrics": {
+                run: [[m.key, m.value, m.timestamp, m.step] for m in ms] for run, ms in self.buffer.items() if ms
+            },
             "tags": {run: tags for run, tags in self.pending_tags.items() if tags},
-        }  # fmt: skip
+        }
 
     def finish(self, results: list[dict], artefacts: Callable[[int, Path], list[Path]] | None = None) -> None:
         """Final tags, the PNGs ``artefacts(i, folder)`` writes for seed index i (the model's, if it
         draws any) logged on that seed's run, and every run terminated."""
         self.set_seeds([{**r, "status": "finished" if r["status"] == "running" else r["status"]} for r in results])
         n_success = sum(bool(r["success"]) for r in results)
-        self.pending_tags[self.parent] = {"n_seeds": str(len(results)), "n_success": str(n_success), "status": "finished"}
+        self.pending_tags[self.parent] = {
+            "n_seeds": str(len(results)),
+            "n_success": str(n_success),
+            "status": "finished",
+        }
         self._wait(self._send)
         if artefacts is not None:
             for i, child in enumerate(self.children):
@@ -403,4 +438,3 @@ def mark_trial(tracking_uri: str, trial_id: str, status: str = "pruned", experim
             retry(client.set_tag, run.info.run_id, "status", status)
             retry(client.set_terminated, run.info.run_id, end)
     return changed
-

@@ -85,7 +85,7 @@ def absolute_uri(uri: str) -> str:
     """A relative ``sqlite:///`` path is made absolute against the driver's working folder."""
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         base = Path(os.environ.get("TUNE_ORIG_WORKING_DIR", os.getcwd()))
-        return f"sqlite:///{(base / uri[len('sqlite:///'):]).resolve()}"
+        return f"sqlite:///{(base / uri[len('sqlite:///') :]).resolve()}"
     return uri
 
 
@@ -159,12 +159,24 @@ def train(config: dict) -> None:
             meta = json.loads((Path(folder) / "meta.json").read_text())
     start = meta["epoch"]
     trial_id = tune.get_context().get_trial_id()
-    tracker = Tracker(run["tracking_uri"], run["experiment"], run["sweep"], trial_id, config_id(resolved),
-                      resolved, seeds, meta["run_ids"], meta.get("unsent"), float(run["tracking_patience"]))  # fmt: skip
+    tracker = Tracker(
+        run["tracking_uri"],
+        run["experiment"],
+        run["sweep"],
+        trial_id,
+        config_id(resolved),
+        resolved,
+        seeds,
+        meta["run_ids"],
+        meta.get("unsent"),
+        float(run["tracking_patience"]),
+    )
     metrics = type(pack.model).metrics
     tracker.tag_config(**{METRICS_TAG: metrics_json(metrics)})
     if ray.is_initialized():
-        tracker.tag_config(node_id=ray.get_runtime_context().get_node_id(), pid=str(os.getpid()))  # where it ran (last attempt)
+        tracker.tag_config(
+            node_id=ray.get_runtime_context().get_node_id(), pid=str(os.getpid())
+        )  # where it ran (last attempt)
     results, report = meta["results"], meta["report"]
     flushed = time.monotonic()
 
@@ -188,8 +200,13 @@ def train(config: dict) -> None:
         if last:
             tracker.finish(results, pack.artefacts)
         if save:
-            meta = {"epoch": epoch, "run_ids": tracker.run_ids, "results": results, "report": report,
-                    "unsent": tracker.unsent()}  # what an unreachable tracking server has not taken yet
+            meta = {
+                "epoch": epoch,
+                "run_ids": tracker.run_ids,
+                "results": results,
+                "report": report,
+                "unsent": tracker.unsent(),
+            }  # what an unreachable tracking server has not taken yet
             report_with_checkpoint(report, pack, meta)
         else:
             tune.report(report)

@@ -20,8 +20,8 @@ from trainables.models.base import Metric, PackedModel, TrainConfig, find_metric
 from trainables.models.causal_ae3d import CausalAE3d, CausalAE3dConfig
 from trainables.models.interp_transformer import InterpConfig, InterpTransformer
 from trainables.models.sps import SPS, SPSConfig
-from trainables.models.stacked_ae import StackedAE, StackedAEConfig
 from trainables.models.st_transformer import STTransformer, STTransformerConfig
+from trainables.models.stacked_ae import StackedAE, StackedAEConfig
 from trainables.models.vae import VAE, VAEConfig
 from trainables.models.video_predictor import VideoPredictor, VideoPredictorConfig
 
@@ -38,7 +38,9 @@ def register(name: str, config_cls: type[TrainConfig], model_cls: type[PackedMod
 
 def load_plugins(value: str | None = None) -> None:
     """Import the families named in ``SEEDSWEEP_MODELS`` (or ``value``); each registers itself."""
-    for item in filter(None, (value if value is not None else os.environ.get("SEEDSWEEP_MODELS", "")).split(os.pathsep)):
+    for item in filter(
+        None, (value if value is not None else os.environ.get("SEEDSWEEP_MODELS", "")).split(os.pathsep)
+    ):
         if item.endswith(".py"):
             path = Path(item).resolve()
             spec = importlib.util.spec_from_file_location(f"seedsweep_model_{path.stem}", path)
@@ -54,9 +56,22 @@ register("sps", SPSConfig, SPS)
 register("interp_transformer", InterpConfig, InterpTransformer)  # 002: middle frame of a 5-frame window, PSNR
 register("stacked_ae", StackedAEConfig, StackedAE)  # 000: stacked 2-D AEs with z-optimisation
 register("causal_ae3d", CausalAE3dConfig, CausalAE3d)  # 000: causal 3-D AE, reconstruction or one-step prediction
-register("st_transformer", STTransformerConfig, STTransformer)  # 000: space-time transformer over a stacked AE's latents
+register(
+    "st_transformer", STTransformerConfig, STTransformer
+)  # 000: space-time transformer over a stacked AE's latents
 register("vae", VAEConfig, VAE)
 register("video_predictor", VideoPredictorConfig, VideoPredictor)
 load_plugins()
 
-__all__ = ["DEFAULT_MODEL", "MODELS", "Metric", "PackedModel", "SPS", "SPSConfig", "TrainConfig", "find_metric", "metric_names", "register"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "MODELS",
+    "Metric",
+    "PackedModel",
+    "SPS",
+    "SPSConfig",
+    "TrainConfig",
+    "find_metric",
+    "metric_names",
+    "register",
+]

@@ -35,7 +35,9 @@ class CausalAE3dConfig(TrainConfig):
     """Defaults: note 000 and the author's code as quoted in research/seed-systems.md §4 unless the
     comment says otherwise (see docs/seed000.md)."""
 
-    variant: str = "reconstruct"  # reconstruct | predict (input shifted by one frame, "pass shifted input to reconstruction loss")
+    variant: str = (
+        "reconstruct"  # reconstruct | predict (input shifted by one frame, "pass shifted input to reconstruction loss")
+    )
     # features per level; code Conv3DAEBlock(3, 6*m): m = 1 "2x features for 2x H/W compression without T compression";
     # the predictive AE uses m = 2 ("4x features for 2x H/W (no compression)"): [12, 24, ...]
     channels: tuple[int, ...] = (6, 12, 24)
@@ -54,22 +56,45 @@ class CausalAE3dConfig(TrainConfig):
         }
 
 
-TINY = {"frames": 9, "image_size": 16, "channels": [4, 8], "time_kernel": 2, "stage_steps": 4, "batch_size": 4, "lr": 1e-3}
+TINY = {
+    "frames": 9,
+    "image_size": 16,
+    "channels": [4, 8],
+    "time_kernel": 2,
+    "stage_steps": 4,
+    "batch_size": 4,
+    "lr": 1e-3,
+}
 
 
 class CausalAE3d(PackedModel):
     """S seeds of a stack of ``len(channels)`` causal 3-D conv AE levels."""
 
     metrics = (
-        Metric("mean_frame_rel", "lower", "straight (all levels) MSE on the scored frames / MSE of their per-pixel mean frame"),
+        Metric(
+            "mean_frame_rel",
+            "lower",
+            "straight (all levels) MSE on the scored frames / MSE of their per-pixel mean frame",
+        ),
         Metric("copy_last_rel", "lower", "straight MSE / MSE of copying the last frame before each scored frame"),
-        Metric("straight_mse", "lower", "straight per-pixel MSE of reconstruction (reconstruct) or one-step prediction (predict)"),
+        Metric(
+            "straight_mse",
+            "lower",
+            "straight per-pixel MSE of reconstruction (reconstruct) or one-step prediction (predict)",
+        ),
         Metric("l0_rel", "lower", "level 0 alone: trimmed MSE / MSE of the per-pixel mean of its scored frames"),
         Metric("mean_frame_mse", "lower", "baseline: MSE of the scored frames' per-pixel mean frame"),
         Metric("copy_last_mse", "lower", "baseline: MSE of each scored frame predicted by the frame before it"),
-        Metric("black_mse", "lower", "baseline: MSE of an all-black frame (the plateau a sigmoid AE on ball frames reaches first)"),
-    )  # fmt: skip
-    success = {"metric": "mean_frame_rel", "below": 0.2}  # seed-systems.md §4 proposal for AEs; predict: copy_last_rel below 0.5
+        Metric(
+            "black_mse",
+            "lower",
+            "baseline: MSE of an all-black frame (the plateau a sigmoid AE on ball frames reaches first)",
+        ),
+    )
+    success = {
+        "metric": "mean_frame_rel",
+        "below": 0.2,
+    }  # seed-systems.md §4 proposal for AEs; predict: copy_last_rel below 0.5
     scheduler_metric = "mean_frame_rel"
 
     def __init__(self, cfg: CausalAE3dConfig, gens: list[torch.Generator], image_size: int):
@@ -86,9 +111,13 @@ class CausalAE3d(PackedModel):
         L, dx = len(cfg.channels), int(cfg.variant == "predict")
         need = 2 * (cfg.time_kernel - 1) * L + dx + 1
         if data["frames"] < need:
-            raise ValueError(f"config key 'frames' ({data['frames']}) must be at least 2*(time_kernel-1)*len(channels) + {dx + 1} = {need}")
+            raise ValueError(
+                f"config key 'frames' ({data['frames']}) must be at least 2*(time_kernel-1)*len(channels) + {dx + 1} = {need}"
+            )
         if data["image_size"] % 2**L:
-            raise ValueError(f"config key 'image_size' ({data['image_size']}) must be divisible by 2**len(channels) = {2**L}")
+            raise ValueError(
+                f"config key 'image_size' ({data['image_size']}) must be divisible by 2**len(channels) = {2**L}"
+            )
 
     def param_groups(self):
         return [(list(self.parameters()), 1.0)]
@@ -155,7 +184,13 @@ class CausalAE3d(PackedModel):
             frames_m0.add(target0.transpose(1, 2).flatten(0, 1))
             n0 += target0.numel() // S
         straight, mean_frame, copy_last = se / n, frames_m.mean_baseline(S), copy / n
-        out = {"mean_frame_rel": straight / mean_frame, "copy_last_rel": straight / copy_last, "straight_mse": straight,
-               "l0_rel": se0 / n0 / frames_m0.mean_baseline(S), "mean_frame_mse": mean_frame, "copy_last_mse": copy_last,
-               "black_mse": black / n}  # fmt: skip
+        out = {
+            "mean_frame_rel": straight / mean_frame,
+            "copy_last_rel": straight / copy_last,
+            "straight_mse": straight,
+            "l0_rel": se0 / n0 / frames_m0.mean_baseline(S),
+            "mean_frame_mse": mean_frame,
+            "copy_last_mse": copy_last,
+            "black_mse": black / n,
+        }
         return {k: v.cpu() for k, v in out.items()}

@@ -38,7 +38,14 @@ from torch import nn
 
 from trainables.metrics import psnr_from_mse
 from trainables.models.base import Metric, PackedModel, TrainConfig
-from trainables.models.packed import PackedConv, PackedLayerNorm, PackedLinear, PackedMultiheadAttention, fold, unfold_seeds
+from trainables.models.packed import (
+    PackedConv,
+    PackedLayerNorm,
+    PackedLinear,
+    PackedMultiheadAttention,
+    fold,
+    unfold_seeds,
+)
 
 WINDOW, MIDDLE = 5, 2  # "N = 5", "middle frame target" (002:L6-7)
 CONTEXT = (0, 1, 3, 4)  # the input frames of a window
@@ -61,12 +68,16 @@ class InterpConfig(TrainConfig):
     heads: int = 4  # ours: the note does not say
     depth: int = 2  # ours: encoder blocks; the note does not say
     ff_mult: int = 4  # ours: feed-forward width = ff_mult * d_model (the usual transformer ratio)
-    input_noise: float = 0.0  # std of Gaussian noise on the four input frames in training ("WITH input noise", 002:L40; value ours)
+    input_noise: float = (
+        0.0  # std of Gaussian noise on the four input frames in training ("WITH input noise", 002:L40; value ours)
+    )
     middle_frame: bool = False  # give a noised middle frame as input too ("WITH middle frame", 002:L42)
     # std of the middle frame's noise, in training and evaluation (ours: the note gives none; at 0.5 the noised
     # frame alone scores ~6 dB, so the model still has to find the ball from its neighbours)
     middle_noise: float = 0.5
-    loss_scope: str = "patch"  # "patch" | "image": the note's "[optimize loss over each patch]" / "over all image" (002:L26-27)
+    loss_scope: str = (
+        "patch"  # "patch" | "image": the note's "[optimize loss over each patch]" / "over all image" (002:L26-27)
+    )
     lr: float = 3e-4  # ours: Adam; the note gives none
     # "small batch sizes (8 and 32)" (002:L5); its dynamic runs used 24 with one 16 x 16 field per image (002:L36),
     # at src 16 / patch 8 it ran 1 ("BS = 1 (OOM)", 002:L29)
@@ -88,7 +99,16 @@ class InterpConfig(TrainConfig):
         }
 
 
-TINY = {"frames": 6, "image_size": 8, "src": 8, "patch": 4, "d_model": 8, "heads": 2, "depth": 1, "batch_size": 8}  # tests/test_models.py
+TINY = {
+    "frames": 6,
+    "image_size": 8,
+    "src": 8,
+    "patch": 4,
+    "d_model": 8,
+    "heads": 2,
+    "depth": 1,
+    "batch_size": 8,
+}  # tests/test_models.py
 
 
 class Block(nn.Module):
@@ -162,11 +182,15 @@ class InterpTransformer(PackedModel):
         Metric("psnr", "higher", "PSNR (dB) of the predicted middle frame over the validation windows"),
         Metric("psnr_blend", "higher", "baseline: PSNR (dB) of the mean of frames 1 and 3 on the same windows"),
         Metric("psnr_copy", "higher", "baseline: PSNR (dB) of copying frame 1 (nearest frame) on the same windows"),
-        Metric("psnr_black", "higher", "baseline: PSNR (dB) of an all-black frame (the background) on the same windows"),
+        Metric(
+            "psnr_black", "higher", "baseline: PSNR (dB) of an all-black frame (the background) on the same windows"
+        ),
         Metric("psnr_gain", "higher", "psnr minus the best baseline's PSNR (dB)"),
         Metric("psnr_border", "higher", "PSNR (dB) on pixels next to a seam between patches (edge effects)"),
         Metric("psnr_interior", "higher", "PSNR (dB) on the other pixels"),
-        Metric("centroid_error", "lower", "mean distance (px) between the predicted and true middle frame's ball centroid"),
+        Metric(
+            "centroid_error", "lower", "mean distance (px) between the predicted and true middle frame's ball centroid"
+        ),
         Metric("centroid_error_blend", "lower", "the same for the blend baseline"),
     )
     # better than the better baseline by 1 dB: several times the seed-to-seed and window-sampling spread
@@ -195,7 +219,9 @@ class InterpTransformer(PackedModel):
         if data["frames"] < span:
             raise ValueError(f"config key 'frames' ({data['frames']}) must be at least 4 * frame_step + 1 = {span}")
         if data["image_size"] % cfg.patch:
-            raise ValueError(f"config key 'image_size' ({data['image_size']}) must be a multiple of 'patch' ({cfg.patch})")
+            raise ValueError(
+                f"config key 'image_size' ({data['image_size']}) must be a multiple of 'patch' ({cfg.patch})"
+            )
 
     # -- the network --
 
@@ -312,7 +338,13 @@ class InterpTransformer(PackedModel):
 
         w, noise = self.val_windows(x[:8])
         pred = self.predict(w, noise)[seed_index]
-        rows = {"frame 1": w[:, 1], "predicted": pred, "true middle": w[:, MIDDLE], "frame 3": w[:, 3], "blend 1,3": blend(w)}
+        rows = {
+            "frame 1": w[:, 1],
+            "predicted": pred,
+            "true middle": w[:, MIDDLE],
+            "frame 3": w[:, 3],
+            "blend 1,3": blend(w),
+        }
         fig, axes = plt.subplots(len(rows), len(w), figsize=(1.2 * len(w), 1.3 * len(rows)), squeeze=False)
         for r, (name, imgs) in enumerate(rows.items()):
             for c in range(len(w)):

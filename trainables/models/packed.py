@@ -80,8 +80,20 @@ class PackedConv(nn.Module):
     Weight [S, C_out, C_in, *k] ([S, C_in, C_out, *k] transposed), bias [S, C_out].
     ``gemm = True`` (2-D only): im2col + one batched matmul over the seeds, the same numbers."""
 
-    def __init__(self, gens, c_in: int, c_out: int, kernel, stride=1, padding=0, dilation=1, dims: int = 2,
-                 transpose: bool = False, output_padding=0, bias: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        gens,
+        c_in: int,
+        c_out: int,
+        kernel,
+        stride=1,
+        padding=0,
+        dilation=1,
+        dims: int = 2,
+        transpose: bool = False,
+        output_padding=0,
+        bias: bool = True,
+    ):
         super().__init__()
         if dims not in _CONV:
             raise ValueError(f"PackedConv dims must be 1, 2 or 3, got {dims!r}")
@@ -106,7 +118,9 @@ class PackedConv(nn.Module):
     @gemm.setter
     def gemm(self, on: bool) -> None:
         if on and self.dims != 2:
-            raise ValueError(f"PackedConv gemm path is 2-D only (F.unfold/fold), this layer has dims={self.dims}; leave gemm off")
+            raise ValueError(
+                f"PackedConv gemm path is 2-D only (F.unfold/fold), this layer has dims={self.dims}; leave gemm off"
+            )
         self._gemm = bool(on)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -114,19 +128,38 @@ class PackedConv(nn.Module):
         bias = None if self.bias is None else self.bias.flatten()
         if self._gemm:
             if self.transpose:
-                return conv_transpose_gemm(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.output_padding)
+                return conv_transpose_gemm(
+                    x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.output_padding
+                )
             return conv_gemm(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
         if self.transpose:
-            return _CONV_T[self.dims](x, self.weight.flatten(0, 1), bias, stride=self.stride, padding=self.padding,
-                                      output_padding=self.output_padding, groups=S, dilation=self.dilation)  # fmt: skip
-        return _CONV[self.dims](x, self.weight.flatten(0, 1), bias, stride=self.stride, padding=self.padding,
-                                dilation=self.dilation, groups=S)  # fmt: skip
+            return _CONV_T[self.dims](
+                x,
+                self.weight.flatten(0, 1),
+                bias,
+                stride=self.stride,
+                padding=self.padding,
+                output_padding=self.output_padding,
+                groups=S,
+                dilation=self.dilation,
+            )
+        return _CONV[self.dims](
+            x,
+            self.weight.flatten(0, 1),
+            bias,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=S,
+        )
 
     def extra_repr(self) -> str:
         S, a, b = self.weight.shape[:3]
         c_in, c_out = (a, b) if self.transpose else (b, a)
-        return (f"S={S}, {c_in}, {c_out}, dims={self.dims}, kernel={self.kernel}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, transpose={self.transpose}, bias={self.bias is not None}")  # fmt: skip
+        return (
+            f"S={S}, {c_in}, {c_out}, dims={self.dims}, kernel={self.kernel}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, transpose={self.transpose}, bias={self.bias is not None}"
+        )
 
 
 def conv_gemm(x, weight, bias, stride=(2, 2), padding=(1, 1), dilation=(1, 1)) -> torch.Tensor:
@@ -137,7 +170,9 @@ def conv_gemm(x, weight, bias, stride=(2, 2), padding=(1, 1), dilation=(1, 1)) -
     Ho = (H + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     Wo = (W + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     K = c_in * kh * kw
-    cols = F.unfold(x, (kh, kw), dilation=dilation, padding=padding, stride=stride)  # [N, S*C_in*kh*kw, L], channels outermost
+    cols = F.unfold(
+        x, (kh, kw), dilation=dilation, padding=padding, stride=stride
+    )  # [N, S*C_in*kh*kw, L], channels outermost
     L = cols.shape[-1]
     cols = cols.view(N, S, K, L).permute(1, 0, 3, 2).reshape(S, N * L, K)
     w = weight.reshape(S, c_out, K).transpose(1, 2)
@@ -145,7 +180,9 @@ def conv_gemm(x, weight, bias, stride=(2, 2), padding=(1, 1), dilation=(1, 1)) -
     return out.view(S, N, Ho, Wo, c_out).permute(1, 0, 4, 2, 3).reshape(N, S * c_out, Ho, Wo)
 
 
-def conv_transpose_gemm(x, weight, bias, stride=(2, 2), padding=(1, 1), dilation=(1, 1), output_padding=(0, 0)) -> torch.Tensor:
+def conv_transpose_gemm(
+    x, weight, bias, stride=(2, 2), padding=(1, 1), dilation=(1, 1), output_padding=(0, 0)
+) -> torch.Tensor:
     """Grouped 2-D transposed convolution as ``bmm`` + fold (col2im): x [N, S*C_in, h, w], weight
     [S, C_in, C_out, kh, kw], bias [S, C_out] or None -> [N, S*C_out, H', W']."""
     S, c_in, c_out, kh, kw = weight.shape
@@ -155,7 +192,9 @@ def conv_transpose_gemm(x, weight, bias, stride=(2, 2), padding=(1, 1), dilation
     rows = x.reshape(N, S, c_in, h * w).permute(1, 0, 3, 2).reshape(S, N * h * w, c_in)
     cols = torch.bmm(rows, weight.reshape(S, c_in, c_out * kh * kw))  # [S, N*h*w, C_out*kh*kw]
     cols = cols.view(S, N, h * w, c_out * kh * kw).permute(1, 0, 3, 2).reshape(N, S * c_out * kh * kw, h * w)
-    out = F.fold(cols, (Ho, Wo), (kh, kw), dilation=dilation, padding=padding, stride=stride)  # overlapping patches summed
+    out = F.fold(
+        cols, (Ho, Wo), (kh, kw), dilation=dilation, padding=padding, stride=stride
+    )  # overlapping patches summed
     return out if bias is None else out + bias.reshape(1, S * c_out, 1, 1).to(out.dtype)
 
 
@@ -203,8 +242,16 @@ class PackedBatchNorm(nn.Module):
     i.e. per seed. Train mode uses and tracks the batch statistics, eval mode (``.eval()``) the
     running ones, as nn does. Weight, bias, running_mean, running_var: [S, C]."""
 
-    def __init__(self, S: int, C: int, dims: int = 2, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        S: int,
+        C: int,
+        dims: int = 2,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+    ):
         super().__init__()
         if dims not in (1, 2, 3):
             raise ValueError(f"PackedBatchNorm dims must be 1, 2 or 3, got {dims!r}")
@@ -222,7 +269,9 @@ class PackedBatchNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ok = x.dim() == self.dims + 2 or (self.dims == 1 and x.dim() == 2)
         if not ok or x.shape[1] != self.S * self.C:
-            raise ValueError(f"PackedBatchNorm(dims={self.dims}) expects [N, S*C={self.S * self.C}, *spatial], got {tuple(x.shape)}")
+            raise ValueError(
+                f"PackedBatchNorm(dims={self.dims}) expects [N, S*C={self.S * self.C}, *spatial], got {tuple(x.shape)}"
+            )
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.add_(1)
@@ -230,8 +279,16 @@ class PackedBatchNorm(nn.Module):
         use_batch = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
         flat = lambda t: None if t is None else t.view(-1)  # noqa: E731  views: batch_norm updates the [S, C] buffers in place
-        return F.batch_norm(x, flat(self.running_mean) if track else None, flat(self.running_var) if track else None,
-                            flat(self.weight), flat(self.bias), use_batch, factor, self.eps)  # fmt: skip
+        return F.batch_norm(
+            x,
+            flat(self.running_mean) if track else None,
+            flat(self.running_var) if track else None,
+            flat(self.weight),
+            flat(self.bias),
+            use_batch,
+            factor,
+            self.eps,
+        )
 
 
 class PackedEmbedding(nn.Module):
@@ -308,7 +365,12 @@ class PackedRNNCell(nn.Module):
         bound = 1 / math.sqrt(width)
         init = lambda t, g: nn.init.uniform_(t, -bound, bound, generator=g)  # noqa: E731
         # nn's parameter order: weight_ih, weight_hh, bias_ih, bias_hh (each drawn in turn per seed)
-        shapes = {"w_ih": (gates * width, d_in), "w_hh": (gates * width, width), "b_ih": (gates * width,), "b_hh": (gates * width,)}
+        shapes = {
+            "w_ih": (gates * width, d_in),
+            "w_hh": (gates * width, width),
+            "b_ih": (gates * width,),
+            "b_hh": (gates * width,),
+        }
         per_seed = [[init(torch.empty(s), g) for s in shapes.values()] for g in gens]
         for i, name in enumerate(shapes):
             setattr(self, name, nn.Parameter(torch.stack([p[i] for p in per_seed])))

@@ -73,7 +73,10 @@ class SPSConfig(TrainConfig):
     # RNN context and scheduled sampling
     rnn_min_context: int = 5  # base_len: inputs before this frame are always the encoder's z
     scheduled_sampling: bool = True  # enable_sample
-    tf_steps: tuple[float, float] = (2200.0, 8000.0)  # (alpha, beta): P(teacher forcing) = a / (a + exp((step + b) / a))
+    tf_steps: tuple[float, float] = (
+        2200.0,
+        8000.0,
+    )  # (alpha, beta): P(teacher forcing) = a / (a + exp((step + b) / a))
     # optimisation
     lr: float = 1e-3  # learning_rate (Adam)
     # lr * lr_decay**step. trainer_symmetry.py's LambdaLR reads a constant iter_num, so its
@@ -111,8 +114,15 @@ class SPSConfig(TrainConfig):
 
 
 # Tiny sizes for the model contract tests (tests/test_models.py): a few seconds on a CPU.
-TINY = {"frames": 6, "image_size": 16, "channels": [4, 8], "dec_hidden": [8], "rnn_width": 8, "batch_size": 16,
-        "rnn_min_context": 2}  # fmt: skip
+TINY = {
+    "frames": 6,
+    "image_size": 16,
+    "channels": [4, 8],
+    "dec_hidden": [8],
+    "rnn_width": 8,
+    "batch_size": 16,
+    "rnn_min_context": 2,
+}
 
 
 def parse_symmetry(spec: str, z_dim: int) -> list[tuple[str, int, int]]:
@@ -124,12 +134,16 @@ def parse_symmetry(spec: str, z_dim: int) -> list[tuple[str, int, int]]:
         return []
     match = re.fullmatch(r"((?:[TR]\d+)+)(?:x(\d+))?", spec)
     if not match:
-        raise ValueError(f"invalid value for 'symmetry': {spec!r} (use none or letters T<n>/R<n> with an optional x<slices>, e.g. T2R2, T3R3x2)")
+        raise ValueError(
+            f"invalid value for 'symmetry': {spec!r} (use none or letters T<n>/R<n> with an optional x<slices>, e.g. T2R2, T3R3x2)"
+        )
     slices = int(match.group(2) or 1)
     out = [(kind, int(n), slices) for kind, n in re.findall(r"([TR])(\d+)", match.group(1))]
     for kind, n, m in out:
         if not 1 <= n * m <= z_dim or m < 1 or (kind == "R" and n < 2):
-            need = f"{'2' if kind == 'R' else '1'} <= n" + (f" and n x {m} slices <= z_dim={z_dim}" if m > 1 else f" <= z_dim={z_dim}")
+            need = f"{'2' if kind == 'R' else '1'} <= n" + (
+                f" and n x {m} slices <= z_dim={z_dim}" if m > 1 else f" <= z_dim={z_dim}"
+            )
             raise ValueError(f"invalid value for 'symmetry': {kind}{n}{f'x{m}' if m > 1 else ''} needs {need}")
     return out
 
@@ -183,12 +197,20 @@ class SPS(PackedModel):
     """S seeds of SPS in one module; ``gens`` are the seeds' generators (used here for the init)."""
 
     metrics = (
-        Metric("linear_proj_mse", "lower", "held-out MSE of the standardised true positions fitted linearly from the latent mean (1 = no information)"),
+        Metric(
+            "linear_proj_mse",
+            "lower",
+            "held-out MSE of the standardised true positions fitted linearly from the latent mean (1 = no information)",
+        ),
         Metric("linear_proj_r2", "higher", "held-out R^2 of that linear fit, averaged over the position's dimensions"),
         Metric("recon_mse", "lower", "per-pixel MSE of the frames reconstructed from the latent mean"),
-        Metric("pred_mse", "lower", "per-pixel MSE of the frames the RNN predicts open loop after rnn_min_context frames (NaN without RNN)"),
+        Metric(
+            "pred_mse",
+            "lower",
+            "per-pixel MSE of the frames the RNN predicts open loop after rnn_min_context frames (NaN without RNN)",
+        ),
         Metric("psnr", "higher", "PSNR (dB) of the reconstruction"),
-    )  # fmt: skip
+    )
     success = {"metric": "linear_proj_mse", "below": 0.2}  # lab notes 10/21: linear proj MSE < 0.2 "means kinda good"
     scheduler_metric = "linear_proj_mse"
 
@@ -208,7 +230,9 @@ class SPS(PackedModel):
             self.rnn_out = PackedLinear(gens, cfg.rnn_width, cfg.z_dim)
         dims = (cfg.z_dim, *cfg.dec_hidden, feat)
         self.dec_fc = nn.ModuleList(PackedLinear(gens, dims[i], dims[i + 1]) for i in range(len(dims) - 1))
-        self.decoder = nn.ModuleList(PackedConv(gens, ch[i + 1], ch[i], 4, stride=2, padding=1, transpose=True) for i in reversed(range(depth)))
+        self.decoder = nn.ModuleList(
+            PackedConv(gens, ch[i + 1], ch[i], 4, stride=2, padding=1, transpose=True) for i in reversed(range(depth))
+        )
         self.actions = parse_symmetry(cfg.symmetry, cfg.z_dim) if cfg.use_rnn and cfg.k > 0 else []
 
     # -- building blocks --
@@ -274,7 +298,9 @@ class SPS(PackedModel):
         if not cfg.deterministic:
             out["eps"] = torch.randn(batch, frames, cfg.z_dim, generator=g)
         if cfg.use_rnn:
-            coins = torch.rand(1 + len(self.actions), frames - 1, generator=g)  # one per branch and input frame, shared by the batch
+            coins = torch.rand(
+                1 + len(self.actions), frames - 1, generator=g
+            )  # one per branch and input frame, shared by the batch
             p_tf = teacher_forcing_prob(step, cfg.tf_steps) if cfg.scheduled_sampling else 1.0
             out["use_pred"] = (coins > p_tf) & (torch.arange(frames - 1) >= cfg.rnn_min_context)
             for i, (kind, n, _) in enumerate(self.actions):
@@ -303,7 +329,9 @@ class SPS(PackedModel):
     @classmethod
     def check_data(cls, cfg: SPSConfig, data: dict) -> None:
         if cfg.use_rnn and data["frames"] <= cfg.rnn_min_context:
-            raise ValueError(f"config key 'frames' ({data['frames']}) must exceed 'rnn_min_context' ({cfg.rnn_min_context})")
+            raise ValueError(
+                f"config key 'frames' ({data['frames']}) must exceed 'rnn_min_context' ({cfg.rnn_min_context})"
+            )
 
     def losses(self, x: torch.Tensor, rand: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         """x [S, B, T, 3, H, W] in [0, 1]; ``rand``: ``draw``'s tensors stacked over seeds. Returns
@@ -366,7 +394,13 @@ class SPS(PackedModel):
 
     def latents(self, x: torch.Tensor) -> torch.Tensor:
         """Validation frames [N, T, 3, H, W] -> every seed's latent mean [S, N, T, z_dim] (chunked)."""
-        return torch.cat([self.measure(self._expand(x[i : i + self.cfg.batch_size]))["z"] for i in range(0, len(x), self.cfg.batch_size)], 1)
+        return torch.cat(
+            [
+                self.measure(self._expand(x[i : i + self.cfg.batch_size]))["z"]
+                for i in range(0, len(x), self.cfg.batch_size)
+            ],
+            1,
+        )
 
     def _expand(self, x: torch.Tensor) -> torch.Tensor:
         return x.unsqueeze(0).expand(self.S, *x.shape)  # the same frames for every seed
@@ -375,7 +409,9 @@ class SPS(PackedModel):
         """linear_proj_mse / _r2 (the latent mean vs the true positions, fitted on half the validation
         sequences, scored on the other half), recon_mse, pred_mse (open loop after rnn_min_context
         frames), psnr (of the reconstruction)."""
-        parts = [self.measure(self._expand(x[i : i + self.cfg.batch_size])) for i in range(0, len(x), self.cfg.batch_size)]
+        parts = [
+            self.measure(self._expand(x[i : i + self.cfg.batch_size])) for i in range(0, len(x), self.cfg.batch_size)
+        ]
         z = torch.cat([p["z"] for p in parts], 1).float().cpu().numpy()
         sums = {k: sum(p[k] for p in parts).double().cpu().numpy() for k in ("recon_se", "pred_se") if k in parts[0]}
         N, T = x.shape[:2]
@@ -387,7 +423,9 @@ class SPS(PackedModel):
             out["linear_proj_mse"].append(proj["mse"])
             out["linear_proj_r2"].append(proj["r2"])
             out["recon_mse"].append(recon)
-            out["pred_mse"].append(float(sums["pred_se"][s]) / (N * (T - ctx) * pixels) if "pred_se" in sums else math.nan)
+            out["pred_mse"].append(
+                float(sums["pred_se"][s]) / (N * (T - ctx) * pixels) if "pred_se" in sums else math.nan
+            )
             out["psnr"].append(psnr_from_mse(recon))
         return {k: torch.tensor(v, dtype=torch.float64) for k, v in out.items()}
 
@@ -405,5 +443,7 @@ class SPS(PackedModel):
         z = self.latents(x)[seed_index].float().cpu().numpy()  # [N, T, z_dim]
         flat = z.reshape(-1, z.shape[-1]).astype(np.float64)
         decode = lambda zz: self.decode_seed(seed_index, zz)  # noqa: E731
-        return [latent_plot(z, y.cpu().numpy(), Path(folder) / "latent_vs_position.png"),
-                traversal_grid(decode, flat.mean(0), flat.std(0), Path(folder) / "decoder_traversal.png")]  # fmt: skip
+        return [
+            latent_plot(z, y.cpu().numpy(), Path(folder) / "latent_vs_position.png"),
+            traversal_grid(decode, flat.mean(0), flat.std(0), Path(folder) / "decoder_traversal.png"),
+        ]

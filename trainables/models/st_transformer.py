@@ -47,8 +47,12 @@ class STTransformerConfig(StackedAEConfig):
     """The stacked AE's fields (its defaults and sources) plus the predictor's. The note gives only
     "3 spatial + 4 temporal attention layers"; width, heads and order are our choices."""
 
-    variant: str = "layerwise"  # the AE under the transformer: layerwise | sparse | joint (stacked_ae) | causal3d (causal_ae3d)
-    time_kernel: int = 4  # causal3d only: the causal 3-D AE's time kernel (causal_ae3d's default, the code's kernel (4, 6, 6))
+    variant: str = (
+        "layerwise"  # the AE under the transformer: layerwise | sparse | joint (stacked_ae) | causal3d (causal_ae3d)
+    )
+    time_kernel: int = (
+        4  # causal3d only: the causal 3-D AE's time kernel (causal_ae3d's default, the code's kernel (4, 6, 6))
+    )
     spatial_layers: int = 3  # note: "3 spatial + 4 temporal attention layers are tested"
     temporal_layers: int = 4  # note, as above
     d_model: int = 128  # proposal (seed-systems.md §4): d_model 128
@@ -67,19 +71,39 @@ class STTransformerConfig(StackedAEConfig):
             "d_model": self.d_model >= 1,
             "heads": self.heads >= 1 and self.d_model % self.heads == 0,
             "mlp_ratio": self.mlp_ratio >= 1,
-            "finetune_ae": not (self.finetune_ae and self.variant == CAUSAL3D),  # a 3-D decoder mixes D + 1 latents per frame
+            "finetune_ae": not (
+                self.finetune_ae and self.variant == CAUSAL3D
+            ),  # a 3-D decoder mixes D + 1 latents per frame
             "lr_tf": self.lr_tf > 0,
         }
 
     def ae3d(self) -> CausalAE3dConfig:
         """The causal 3-D AE of ``variant: causal3d``: this config's levels, time kernel, stage length and training."""
         train = {f.name: getattr(self, f.name) for f in fields(TrainConfig)}
-        return CausalAE3dConfig(**train, variant="reconstruct", channels=self.channels, time_kernel=self.time_kernel,
-                                stage_steps=self.stage_steps)  # fmt: skip
+        return CausalAE3dConfig(
+            **train,
+            variant="reconstruct",
+            channels=self.channels,
+            time_kernel=self.time_kernel,
+            stage_steps=self.stage_steps,
+        )
 
 
-TINY = {"frames": 6, "image_size": 16, "channels": [4, 8], "zsteps": 2, "lr_z": [30.0], "stage_steps": 2, "batch_size": 4,
-        "lr": 1e-3, "d_model": 16, "heads": 2, "spatial_layers": 1, "temporal_layers": 1, "lr_tf": 1.0}  # fmt: skip
+TINY = {
+    "frames": 6,
+    "image_size": 16,
+    "channels": [4, 8],
+    "zsteps": 2,
+    "lr_z": [30.0],
+    "stage_steps": 2,
+    "batch_size": 4,
+    "lr": 1e-3,
+    "d_model": 16,
+    "heads": 2,
+    "spatial_layers": 1,
+    "temporal_layers": 1,
+    "lr_tf": 1.0,
+}
 
 
 def frame_embedding(T: int, d: int, device) -> torch.Tensor:
@@ -118,11 +142,19 @@ class STTransformer(PackedModel):
         Metric("pred_h4_mse", "lower", "per-pixel MSE of the decoded prediction 4 frames ahead (open loop)"),
         Metric("copy_last_h1_mse", "lower", "baseline: MSE of the last context frame as the next frame"),
         Metric("copy_last_h4_mse", "lower", "baseline: MSE of the last context frame as the 4th frame ahead"),
-        Metric("centroid_h1_px", "lower", "distance (pixels) of the predicted frame's intensity centroid from the true frame's, 1 ahead"),
+        Metric(
+            "centroid_h1_px",
+            "lower",
+            "distance (pixels) of the predicted frame's intensity centroid from the true frame's, 1 ahead",
+        ),
         Metric("centroid_h4_px", "lower", "as centroid_h1_px, 4 frames ahead"),
-        Metric("copy_centroid_h4_px", "lower", "baseline: centroid distance of the last context frame from the 4th frame ahead"),
+        Metric(
+            "copy_centroid_h4_px",
+            "lower",
+            "baseline: centroid distance of the last context frame from the 4th frame ahead",
+        ),
         Metric("ae_straight_rel", "lower", "stage 1: the AE's straight reconstruction MSE / mean-frame MSE"),
-    )  # fmt: skip
+    )
     success = {"metric": "pred_h1_rel", "below": 0.5}  # seed-systems.md §4 proposal: <= 0.5 x copy-last-frame
     scheduler_metric = "pred_h1_rel"
 
@@ -136,7 +168,9 @@ class STTransformer(PackedModel):
         self.side = image_size // 2**self.L
         d = cfg.d_model
         self.tok_in = PackedLinear(gens, C, d)
-        self.pos = nn.Parameter(torch.stack([torch.randn(self.side**2, d, generator=g) * 0.02 for g in gens]))  # [S, P, d]
+        self.pos = nn.Parameter(
+            torch.stack([torch.randn(self.side**2, d, generator=g) * 0.02 for g in gens])
+        )  # [S, P, d]
         kinds = []
         for i in range(max(cfg.spatial_layers, cfg.temporal_layers)):
             kinds += (["spatial"] if i < cfg.spatial_layers else []) + (["temporal"] if i < cfg.temporal_layers else [])
@@ -150,12 +184,16 @@ class STTransformer(PackedModel):
         if cfg.variant == CAUSAL3D:
             CausalAE3d.check_data(cfg.ae3d(), data)
             D = (cfg.time_kernel - 1) * len(cfg.channels)
-            need = HORIZON + max(2 * D, D + 1)  # context: D + 1 latents at least (D of them decode the first prediction)
+            need = HORIZON + max(
+                2 * D, D + 1
+            )  # context: D + 1 latents at least (D of them decode the first prediction)
         else:
             StackedAE.check_data(cfg, data)
             need = HORIZON + 2
         if data["frames"] < need:
-            raise ValueError(f"config key 'frames' ({data['frames']}) must be at least {need} (context, then {HORIZON} frames ahead)")
+            raise ValueError(
+                f"config key 'frames' ({data['frames']}) must be at least {need} (context, then {HORIZON} frames ahead)"
+            )
 
     def param_groups(self):
         ae = {id(p) for p in self.ae.parameters()}
@@ -252,8 +290,16 @@ class STTransformer(PackedModel):
         mse, copy = se / (N * pixels), (copy_se / (N * pixels)).expand(S, -1)
         dist, copy_dist = dist / N, (copy_dist / N).expand(S, -1)
         ae = self.ae.evaluate(x, y)["mean_frame_rel" if self.is3d else "straight_rel"]
-        out = {"pred_h1_rel": mse[:, 0] / copy[:, 0], "pred_h4_rel": mse[:, -1] / copy[:, -1], "pred_h1_mse": mse[:, 0],
-               "pred_h4_mse": mse[:, -1], "copy_last_h1_mse": copy[:, 0], "copy_last_h4_mse": copy[:, -1],
-               "centroid_h1_px": dist[:, 0], "centroid_h4_px": dist[:, -1], "copy_centroid_h4_px": copy_dist[:, -1],
-               "ae_straight_rel": ae.to(dev)}  # fmt: skip
+        out = {
+            "pred_h1_rel": mse[:, 0] / copy[:, 0],
+            "pred_h4_rel": mse[:, -1] / copy[:, -1],
+            "pred_h1_mse": mse[:, 0],
+            "pred_h4_mse": mse[:, -1],
+            "copy_last_h1_mse": copy[:, 0],
+            "copy_last_h4_mse": copy[:, -1],
+            "centroid_h1_px": dist[:, 0],
+            "centroid_h4_px": dist[:, -1],
+            "copy_centroid_h4_px": copy_dist[:, -1],
+            "ae_straight_rel": ae.to(dev),
+        }
         return {k: v.cpu() for k, v in out.items()}

@@ -55,7 +55,9 @@ class StackedAEConfig(TrainConfig):
     lr_z: tuple[float, ...] = (3000.0,)
     stage_steps: int = 2000  # layerwise / sparse: optimiser steps per level (our choice; the note gives none)
     lr: float = 1e-4  # code: Adam lr 1e-4
-    lr_enc: float = 1.0  # encoders' LR multiplier (ae_2: own Adam, "z SGD, decoder, encoder training have their own speeds")
+    lr_enc: float = (
+        1.0  # encoders' LR multiplier (ae_2: own Adam, "z SGD, decoder, encoder training have their own speeds")
+    )
     lr_dec: float = 1.0  # decoders' LR multiplier
     batch_size: int = 1  # code: batch 1 (here one sequence: its T frames are the batch)
 
@@ -74,7 +76,16 @@ class StackedAEConfig(TrainConfig):
 
 
 # Tiny sizes for the model contract tests (tests/test_models.py): two levels, a stage switch mid-epoch.
-TINY = {"frames": 4, "image_size": 16, "channels": [4, 8], "zsteps": 3, "lr_z": [30.0], "stage_steps": 4, "batch_size": 4, "lr": 1e-3}
+TINY = {
+    "frames": 4,
+    "image_size": 16,
+    "channels": [4, 8],
+    "zsteps": 3,
+    "lr_z": [30.0],
+    "stage_steps": 4,
+    "batch_size": 4,
+    "lr": 1e-3,
+}
 
 
 def z_sgd(z0: list[torch.Tensor], objective, lrs, steps: int) -> list[torch.Tensor]:
@@ -96,15 +107,34 @@ class StackedAE(PackedModel):
     """S seeds of a stack of ``len(channels)`` conv AE levels; activations folded [N, S*C, H, W]."""
 
     metrics = (
-        Metric("straight_rel", "lower", "straight reconstruction (encode through all levels, decode through all) MSE / mean-frame MSE"),
+        Metric(
+            "straight_rel",
+            "lower",
+            "straight reconstruction (encode through all levels, decode through all) MSE / mean-frame MSE",
+        ),
         Metric("straight_mse", "lower", "straight reconstruction per-pixel MSE"),
         Metric("mean_frame_mse", "lower", "baseline: MSE of the per-pixel mean of the validation frames"),
-        *(m for l in range(MAX_LEVELS) for m in (
-            Metric(f"l{l}_ae_rel", "lower", f"level {l} alone: MSE of D(E(h)) vs its input h / MSE of h's mean (NaN: no level {l})"),
-            Metric(f"l{l}_zopt_rel", "lower", f"level {l} alone: MSE of D(z*) after zsteps z-SGD steps from E(h) / MSE of h's mean (NaN: zsteps 0)"),
-        )),
-    )  # fmt: skip
-    success = {"metric": "straight_rel", "below": 0.2}  # research/seed-systems.md §4 proposal: straight <= 0.2 x trivial baseline
+        *(
+            m
+            for l in range(MAX_LEVELS)
+            for m in (
+                Metric(
+                    f"l{l}_ae_rel",
+                    "lower",
+                    f"level {l} alone: MSE of D(E(h)) vs its input h / MSE of h's mean (NaN: no level {l})",
+                ),
+                Metric(
+                    f"l{l}_zopt_rel",
+                    "lower",
+                    f"level {l} alone: MSE of D(z*) after zsteps z-SGD steps from E(h) / MSE of h's mean (NaN: zsteps 0)",
+                ),
+            )
+        ),
+    )
+    success = {
+        "metric": "straight_rel",
+        "below": 0.2,
+    }  # research/seed-systems.md §4 proposal: straight <= 0.2 x trivial baseline
     scheduler_metric = "straight_rel"
 
     def __init__(self, cfg: StackedAEConfig, gens: list[torch.Generator], image_size: int):
@@ -121,7 +151,9 @@ class StackedAE(PackedModel):
     @classmethod
     def check_data(cls, cfg: StackedAEConfig, data: dict) -> None:
         if data["image_size"] % 2 ** len(cfg.channels):
-            raise ValueError(f"config key 'image_size' ({data['image_size']}) must be divisible by 2**len(channels) = {2 ** len(cfg.channels)}")
+            raise ValueError(
+                f"config key 'image_size' ({data['image_size']}) must be divisible by 2**len(channels) = {2 ** len(cfg.channels)}"
+            )
 
     def param_groups(self):
         return [(list(self.enc.parameters()), self.cfg.lr_enc), (list(self.dec.parameters()), self.cfg.lr_dec)]
@@ -160,7 +192,9 @@ class StackedAE(PackedModel):
         """z* of level l: z-SGD from ``z`` so that D_l(z*) reconstructs h. The objective is each
         frame's own mean error, summed over frames: each frame's z moves as in the code's batches
         of one frame, whatever the batch."""
-        return z_sgd([z], lambda zs: len(h) * per_seed_mean_se(self.decode(l, zs[0]), h, self.S), [self.lr_z[l]], self.cfg.zsteps)[0]
+        return z_sgd(
+            [z], lambda zs: len(h) * per_seed_mean_se(self.decode(l, zs[0]), h, self.S), [self.lr_z[l]], self.cfg.zsteps
+        )[0]
 
     def joint_error(self, x: torch.Tensor, zs: list[torch.Tensor]) -> torch.Tensor:
         """ae_2's z objective: sum over levels of each level's reconstruction of the z below
@@ -177,7 +211,11 @@ class StackedAE(PackedModel):
     def losses(self, x: torch.Tensor, rand: dict, step: int) -> dict[str, torch.Tensor]:
         """layerwise / sparse: ``ae`` (and ``dec_z``) of the level of this step's stage; joint:
         ``dec`` (decoders on z*) and ``enc`` (encoders onto z*). Per seed [S], fp32."""
-        return self.level_losses(self.frames(x), self.stage(step)) if self.cfg.variant != "joint" else self.joint_losses(self.frames(x))
+        return (
+            self.level_losses(self.frames(x), self.stage(step))
+            if self.cfg.variant != "joint"
+            else self.joint_losses(self.frames(x))
+        )
 
     def level_losses(self, h: torch.Tensor, l: int) -> dict[str, torch.Tensor]:
         S = self.S
@@ -198,7 +236,7 @@ class StackedAE(PackedModel):
             z0 = self.encode_all(x)
         zs = z_sgd(z0, lambda zs: self.joint_error(x, zs), self.lr_z, self.cfg.zsteps)
         below = [x, *zs[:-1]]
-        weight = lambda t: (t.numel() / x.numel())  # noqa: E731  element count relative to the frame
+        weight = lambda t: t.numel() / x.numel()  # noqa: E731  element count relative to the frame
         dec = sum(weight(below[l]) * per_seed_mean_se(self.decode(l, zs[l]), below[l], S) for l in range(self.L))
         enc = sum(per_seed_mean_se(self.encode(l, below[l]), zs[l], S) for l in range(self.L))
         return {"dec": dec, "enc": enc, "total": dec + enc}
@@ -211,7 +249,10 @@ class StackedAE(PackedModel):
         reconstruction relative to the mean frame's MSE."""
         S, dev = self.S, x.device
         frames = x.flatten(0, 1)  # [N*T, 3, H, W], the same for every seed
-        se = {k: torch.zeros(S, dtype=torch.float64, device=dev) for k in ("straight", *(f"{k}{l}" for l in range(self.L) for k in ("ae", "zopt")))}
+        se = {
+            k: torch.zeros(S, dtype=torch.float64, device=dev)
+            for k in ("straight", *(f"{k}{l}" for l in range(self.L) for k in ("ae", "zopt")))
+        }
         count = [0] * self.L  # elements per seed per level
         moments = [Moments() for _ in range(self.L)]
         for i in range(0, len(frames), EVAL_FRAMES):

@@ -36,7 +36,9 @@ from trainables.models.base import Metric, PackedModel, TrainConfig
 from trainables.models.frames import ChannelStandardiser, foreground, take_windows, val_windows, window_starts
 from trainables.models.packed import PackedConv, fold, per_seed_sum, unfold_seeds
 
-ACTIVE_VAR = 0.01  # a latent unit is active when the variance of its mean across the data exceeds this (Burda et al. 2016)
+ACTIVE_VAR = (
+    0.01  # a latent unit is active when the variance of its mean across the data exceeds this (Burda et al. 2016)
+)
 
 
 @dataclass
@@ -88,9 +90,15 @@ TINY = {"frames": 4, "image_size": 16, "widths": [4, 8], "latent_channels": 2, "
 
 class VAE(PackedModel):
     metrics = (
-        Metric("nmse", "lower", "reconstruction MSE / per-pixel variance of the validation frames (mean frame = 1: collapsed)"),
+        Metric(
+            "nmse",
+            "lower",
+            "reconstruction MSE / per-pixel variance of the validation frames (mean frame = 1: collapsed)",
+        ),
         Metric("psnr", "higher", "PSNR of the reconstruction (dB, frames in [0, 1])"),
-        Metric("fg_nmse", "lower", "squared error on foreground (ball) pixels / that of a black output (1 = ball missing)"),
+        Metric(
+            "fg_nmse", "lower", "squared error on foreground (ball) pixels / that of a black output (1 = ball missing)"
+        ),
         Metric("kl", "lower", "KL(q(z|x) || N(0, I)) per sample, summed over latent elements (0 = posterior collapse)"),
         Metric("active_channels", "higher", "latent channels whose mean varies across the data (variance > 0.01)"),
         Metric("compression", "higher", "input elements / latent elements (a property of the configuration)"),
@@ -108,11 +116,15 @@ class VAE(PackedModel):
         conv = lambda c_in, c_out, **kw: PackedConv(gens, c_in, c_out, dims=self.dims, **kw)  # noqa: E731
         widths = cfg.widths[:d]
         self.norm = ChannelStandardiser(self.S, 3, cfg.standardize)
-        self.down = torch.nn.ModuleList(conv(c_in, c_out, kernel=k, stride=s, padding=1) for c_in, c_out in zip((3, *widths), widths))
+        self.down = torch.nn.ModuleList(
+            conv(c_in, c_out, kernel=k, stride=s, padding=1) for c_in, c_out in zip((3, *widths), widths)
+        )
         self.to_latent = conv(widths[-1], 2 * cfg.latent_channels, kernel=3, padding=1)
         self.from_latent = conv(cfg.latent_channels, widths[-1], kernel=3, padding=1)
-        self.up = torch.nn.ModuleList(conv(c_in, c_out, kernel=kt, stride=s, padding=1, transpose=True)
-                                      for c_in, c_out in zip(widths[::-1], (*widths[::-1][1:], 3)))  # fmt: skip
+        self.up = torch.nn.ModuleList(
+            conv(c_in, c_out, kernel=kt, stride=s, padding=1, transpose=True)
+            for c_in, c_out in zip(widths[::-1], (*widths[::-1][1:], 3))
+        )
         side = image_size // 2**d
         self.latent_shape = (cfg.latent_channels, *((L,) if L > 1 else ()), side, side)
         self.compression = 3 * L * image_size**2 / math.prod(self.latent_shape)
@@ -120,9 +132,13 @@ class VAE(PackedModel):
     @classmethod
     def check_data(cls, cfg: VAEConfig, data: dict) -> None:
         if cfg.clip_frames > data["frames"]:
-            raise ValueError(f"config key 'clip_frames' ({cfg.clip_frames}) must be at most 'frames' ({data['frames']})")
+            raise ValueError(
+                f"config key 'clip_frames' ({cfg.clip_frames}) must be at most 'frames' ({data['frames']})"
+            )
         if data["image_size"] % 2**cfg.depth:
-            raise ValueError(f"config key 'image_size' ({data['image_size']}) must be divisible by 2**depth ({2**cfg.depth})")
+            raise ValueError(
+                f"config key 'image_size' ({data['image_size']}) must be divisible by 2**depth ({2**cfg.depth})"
+            )
 
     # -- the network, on folded tensors [N, S*C, (L,) H, W] --
 
@@ -157,8 +173,10 @@ class VAE(PackedModel):
 
     def draw(self, g: torch.Generator, batch: int, frames: int, step: int) -> dict[str, torch.Tensor]:
         """One window per sequence (its start) and the latent noise eps."""
-        return {"start": window_starts(g, batch, frames, self.cfg.clip_frames),
-                "eps": torch.randn(batch, *self.latent_shape, generator=g)}  # fmt: skip
+        return {
+            "start": window_starts(g, batch, frames, self.cfg.clip_frames),
+            "eps": torch.randn(batch, *self.latent_shape, generator=g),
+        }
 
     def losses(self, x: torch.Tensor, rand: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         """x [S, B, T, 3, H, W] -> per-seed ``data``, ``kl`` (times beta) and ``total`` [S], means over the batch."""
@@ -219,7 +237,11 @@ class VAE(PackedModel):
         clips = val_windows(x, self.cfg.clip_frames)[:: max(1, len(x) // 8)][:8]
         recon = self.reconstruct(clips)[0][seed_index]
         rows = {"original": clips[:, 0], "reconstruction": recon[:, 0].clamp(0, 1)}
-        return [frame_rows(rows, Path(folder) / "reconstructions.png", f"VAE seed index {seed_index}: originals vs reconstructions")]
+        return [
+            frame_rows(
+                rows, Path(folder) / "reconstructions.png", f"VAE seed index {seed_index}: originals vs reconstructions"
+            )
+        ]
 
 
 def kl_normal(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

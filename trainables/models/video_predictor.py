@@ -50,7 +50,12 @@ class VideoPredictorConfig(TrainConfig):
     # prossimo futuro" (001:L44)
     n_past: int = 4
     n_future: int = 6
-    widths: tuple[int, ...] = (64, 128, 256, 512)  # "Bottleneck: Resnet 64-128-256-512" (001:L30); blocks 2.. halve H, W
+    widths: tuple[int, ...] = (
+        64,
+        128,
+        256,
+        512,
+    )  # "Bottleneck: Resnet 64-128-256-512" (001:L30); blocks 2.. halve H, W
     batchnorm: bool = True  # "Decoder: ConvTranspose3d + BatchNorm" (001:L31); ResNet blocks have it too
     standardize: bool = True  # "Implementata la standardizzazione per canale del dataset in input" (001:L22)
     lr: float = 1e-3  # Adam; the note does not give one (torch's default)
@@ -96,10 +101,26 @@ class VideoPredictor(PackedModel):
         Metric("mse_last", "lower", "MSE of the last predicted frame (horizon n_future)"),
         Metric("psnr", "higher", "PSNR of the predicted frames, all horizons (dB)"),
         Metric("copy_ratio", "lower", "mse / MSE of repeating the last past frame on the same clips (1 = no better)"),
-        Metric("centroid_h1", "lower", "distance (px) of the predicted ball's intensity centroid from the true frame's, horizon 1"),
-        Metric("centroid_ratio", "lower", "centroid_h1 / that of copy-last-frame (the ball's motion; 1 = as if it stood still)"),
-        Metric("diversity", "higher", "std of predictions across clips / std of the true frames across clips (0 = all alike)"),
-        Metric("score", "lower", f"max(copy_ratio / {COPY_RATIO_MAX}, centroid_ratio / {CENTROID_RATIO_MAX}): below 1 = the default success"),
+        Metric(
+            "centroid_h1",
+            "lower",
+            "distance (px) of the predicted ball's intensity centroid from the true frame's, horizon 1",
+        ),
+        Metric(
+            "centroid_ratio",
+            "lower",
+            "centroid_h1 / that of copy-last-frame (the ball's motion; 1 = as if it stood still)",
+        ),
+        Metric(
+            "diversity",
+            "higher",
+            "std of predictions across clips / std of the true frames across clips (0 = all alike)",
+        ),
+        Metric(
+            "score",
+            "lower",
+            f"max(copy_ratio / {COPY_RATIO_MAX}, centroid_ratio / {CENTROID_RATIO_MAX}): below 1 = the default success",
+        ),
     )
     success = {"metric": "score", "below": 1.0}
     scheduler_metric = "mse"
@@ -110,17 +131,26 @@ class VideoPredictor(PackedModel):
         self.norm = ChannelStandardiser(S, 3, cfg.standardize)
         self.stem = PackedConv(gens, 3 * cfg.n_past, w[0], 3, 1, 1, bias=not bn)
         self.stem_bn = PackedBatchNorm(S, w[0]) if bn else nn.Identity()
-        self.blocks = nn.ModuleList(Block(gens, c_in, c_out, 1 if i == 0 else 2, bn) for i, (c_in, c_out) in enumerate(zip((w[0], *w), w)))
-        self.up = nn.ModuleList(PackedConv(gens, c_in, c_out, 4, 2, 1, transpose=True, bias=not bn) for c_in, c_out in zip(w[::-1], w[::-1][1:]))
+        self.blocks = nn.ModuleList(
+            Block(gens, c_in, c_out, 1 if i == 0 else 2, bn) for i, (c_in, c_out) in enumerate(zip((w[0], *w), w))
+        )
+        self.up = nn.ModuleList(
+            PackedConv(gens, c_in, c_out, 4, 2, 1, transpose=True, bias=not bn)
+            for c_in, c_out in zip(w[::-1], w[::-1][1:])
+        )
         self.up_bn = nn.ModuleList(PackedBatchNorm(S, c) if bn else nn.Identity() for c in w[::-1][1:])
         self.head = PackedConv(gens, w[0], 3 * cfg.n_future, 3, 1, 1)
 
     @classmethod
     def check_data(cls, cfg: VideoPredictorConfig, data: dict) -> None:
         if cfg.n_past + cfg.n_future > data["frames"]:
-            raise ValueError(f"config key 'frames' ({data['frames']}) must be at least n_past + n_future ({cfg.n_past + cfg.n_future})")
+            raise ValueError(
+                f"config key 'frames' ({data['frames']}) must be at least n_past + n_future ({cfg.n_past + cfg.n_future})"
+            )
         if data["image_size"] % 2 ** (len(cfg.widths) - 1):
-            raise ValueError(f"config key 'image_size' ({data['image_size']}) must be divisible by 2**(len(widths) - 1)")
+            raise ValueError(
+                f"config key 'image_size' ({data['image_size']}) must be divisible by 2**(len(widths) - 1)"
+            )
 
     def predict(self, past: torch.Tensor) -> torch.Tensor:
         """Standardised past frames [S, N, n_past, 3, H, W] -> standardised future [S, N, n_future, 3, H, W]."""
