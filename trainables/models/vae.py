@@ -33,7 +33,14 @@ import torch.nn.functional as F
 from trainables.figures import frame_rows
 from trainables.metrics import psnr_from_mse
 from trainables.models.base import Metric, PackedModel, TrainConfig
-from trainables.models.frames import ChannelStandardiser, foreground, take_windows, val_windows, window_starts
+from trainables.models.frames import (
+    ChannelStandardiser,
+    RunningMoments,
+    foreground,
+    take_windows,
+    val_windows,
+    window_starts,
+)
 from trainables.models.packed import PackedConv, fold, per_seed_sum, unfold_seeds
 
 ACTIVE_VAR = (
@@ -200,7 +207,7 @@ class VAE(PackedModel):
         clips = val_windows(x, self.cfg.clip_frames)  # [M, L, 3, H, W]
         M = len(clips)
         se = fg_se = kl = 0
-        mean_sum = mean_sq = 0
+        moments = RunningMoments()  # of the latent means across the data, in float64
         for i in range(0, M, self.cfg.batch_size):
             chunk = clips[i : i + self.cfg.batch_size]
             recon, mean, std = self.reconstruct(chunk)
@@ -208,12 +215,11 @@ class VAE(PackedModel):
             se = se + err.flatten(1).sum(1).double()
             fg_se = fg_se + (err * foreground(chunk)).flatten(1).sum(1).double()
             kl = kl + kl_normal(mean, std).double()
-            mean_sum = mean_sum + mean.sum(1).double()
-            mean_sq = mean_sq + mean.square().sum(1).double()
+            moments.add(mean)
         var = clips.double().var(0, correction=0).mean()  # per-pixel variance: the mean frame's MSE
         fg_black = (clips.double().square() * foreground(clips)).sum()  # a black output's foreground error
         mse = se / clips[0].numel() / M
-        unit_var = mean_sq / M - (mean_sum / M).square()  # [S, C, ...]
+        unit_var = moments.var()  # [S, C, ...]
         active = (unit_var.flatten(2).mean(-1) > ACTIVE_VAR).sum(-1)
         return {
             "nmse": mse / var,

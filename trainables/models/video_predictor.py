@@ -32,7 +32,14 @@ from torch import nn
 from trainables.figures import frame_rows
 from trainables.metrics import psnr_from_mse
 from trainables.models.base import Metric, PackedModel, TrainConfig
-from trainables.models.frames import ChannelStandardiser, centroid, take_windows, val_windows, window_starts
+from trainables.models.frames import (
+    ChannelStandardiser,
+    RunningMoments,
+    centroid,
+    take_windows,
+    val_windows,
+    window_starts,
+)
 from trainables.models.packed import PackedBatchNorm, PackedConv, fold, unfold_seeds
 
 # Default success (docs/video_predictor.md): MSE at most half of copy-last-frame's (repeating the last frame and
@@ -187,20 +194,20 @@ class VideoPredictor(PackedModel):
         P = self.cfg.n_past
         clips = val_windows(x, P + self.cfg.n_future)  # [M, P + F, 3, H, W]
         future, M = clips[:, P:], len(clips)
-        se_h = dist = pred_sum = pred_sq = 0
+        se_h = dist = 0
+        moments = RunningMoments()  # of the predictions across clips, in float64 (stable: packed = alone)
         for i in range(0, M, self.cfg.batch_size):
             pred = self.forecast(clips[i : i + self.cfg.batch_size])  # [S, n, F, 3, H, W]
             true = future[i : i + self.cfg.batch_size]
             se_h = se_h + (pred - true).square().sum((1, 3, 4, 5)).double()  # [S, F]
             dist = dist + (centroid(pred[:, :, 0]) - centroid(true[:, 0])).norm(dim=-1).sum(1).double()
-            pred_sum = pred_sum + pred.sum(1).double()
-            pred_sq = pred_sq + pred.square().sum(1).double()
+            moments.add(pred)
         mse_h = se_h / future[:, 0].numel()  # [S, F]
         mse = mse_h.mean(1)
         last = clips[:, P - 1]
         copy = (future - last.unsqueeze(1)).double().square().mean()
         copy_centroid = (centroid(last) - centroid(future[:, 0])).norm(dim=-1).double().mean()
-        pred_std = (pred_sq / M - (pred_sum / M).square()).clamp_min(0).sqrt().flatten(1).mean(1)
+        pred_std = moments.var().sqrt().flatten(1).mean(1)
         true_std = future.double().std(0, correction=0).mean()
         copy_ratio, centroid_h1 = mse / copy, dist / M
         centroid_ratio = centroid_h1 / copy_centroid
