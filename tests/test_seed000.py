@@ -205,8 +205,10 @@ def tiny_st(**kw):
 
 
 @pytest.mark.parametrize("finetune", [False, True])
-def test_st_transformer_stages(finetune):
-    model = tiny_st(finetune_ae=finetune)
+def test_st_transformer_stages_and_finetune_after(finetune):
+    """Stage 1 trains the AE level by level; stage 2 the transformer on frozen latents (vt_0) for
+    finetune_after steps, then (vt_0e) the AE unfreezes and the loss becomes the pixel loss."""
+    model = tiny_st(finetune_ae=finetune, finetune_after=3)  # stage 2 from step 4, fine-tune from step 7
     x = frames(2, 2, T=6)
     ae = lambda n: n.startswith("ae.")  # noqa: E731
     stage1 = grads_by_module(model, model.losses(x, {}, 3))  # level 1 of the AE
@@ -216,10 +218,18 @@ def test_st_transformer_stages(finetune):
         "ae.dec.1.weight",
         "ae.dec.1.bias",
     }
-    stage2 = grads_by_module(model, model.losses(x, {}, 4))
-    assert all(g for n, g in stage2.items() if not ae(n))
-    assert any(g for n, g in stage2.items() if ae(n)) == finetune
-    assert set(model.losses(x, {}, 0)) == set(model.losses(x, {}, 4))  # the same terms in both stages
+    for step in (4, 6):  # vt_0 phase: AE frozen in both arms, the latent loss
+        got = grads_by_module(model, model.losses(x, {}, step))
+        assert all(g for n, g in got.items() if not ae(n)) and not any(g for n, g in got.items() if ae(n)), step
+        assert not model.finetuning(step)
+    late = model.losses(x, {}, 7)
+    got = grads_by_module(model, late)
+    assert all(g for n, g in got.items() if not ae(n))
+    assert any(g for n, g in got.items() if ae(n)) == finetune  # unfrozen after finetune_after steps
+    assert model.finetuning(7) == finetune
+    if finetune:  # the pixel BCE (the AE's loss) against the next frame, not the latent MSE
+        assert not torch.allclose(late["pred"], model.losses(x, {}, 6)["pred"])
+    assert set(model.losses(x, {}, 0)) == set(model.losses(x, {}, 4)) == set(late)  # the same terms in every stage
 
 
 def test_st_transformer_prediction_is_causal_in_time_and_per_seed():

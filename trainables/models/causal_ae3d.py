@@ -21,8 +21,9 @@ import torch
 from torch import nn
 
 from trainables.models.base import Metric, PackedModel, TrainConfig
-from trainables.models.frame_stats import Moments, per_seed_mean_se
+from trainables.models.frame_stats import Moments
 from trainables.models.packed import PackedConv, fold, per_seed_sum
+from trainables.models.pixel_loss import LOSSES, per_seed_pixel_loss
 
 STRIDE, PADDING = (1, 2, 2), (0, 2, 2)  # code: Conv3DAEBlock(..., kernel_size=(4,6,6), stride=(1,2,2), padding=(0,2,2))
 SPACE_KERNEL = 6  # code: kernel (4, 6, 6)
@@ -45,6 +46,15 @@ class CausalAE3dConfig(TrainConfig):
     stage_steps: int = 2000  # optimiser steps per level (our choice; the note gives none)
     lr: float = 2e-5  # code: Adam lr 2e-5
     batch_size: int = 1  # code: batch 1 (one clip)
+    # the decoder's training loss on its logits (trainables/models/pixel_loss.py): bce | fg_mse | mse (the code's; on
+    # ball frames MSE after a sigmoid sits on the black frame, with time kernel 4 through a whole quickstart).
+    # bce by measurement (docs/seed000.md, "The loss")
+    loss: str = "bce"
+    fg_weight: float = 21.0  # fg_mse only: weight of elements whose target exceeds FG_THRESHOLD (research probe P1: 21)
+    # true: ae_3t (no temporal padding, the trimmed loss); false: note 000's ae_3 "Non-causal 3D convolution" (ours:
+    # temporal padding (time_kernel - 1) // 2 each side, every frame reconstructed and scored, edges included: the
+    # note's "side effects have considerable impact"); reconstruct only
+    causal: bool = True
 
     def checks(self) -> dict[str, bool]:
         return {
@@ -53,7 +63,14 @@ class CausalAE3dConfig(TrainConfig):
             "channels": len(self.channels) >= 1 and min(self.channels) >= 1,
             "time_kernel": self.time_kernel >= 1,
             "stage_steps": self.stage_steps >= 1,
+            "loss": self.loss in LOSSES,
+            "fg_weight": self.fg_weight > 0,
+            "causal": self.causal or self.variant == "reconstruct",  # a non-causal predictor would see the frame
         }
+
+    def shrink(self) -> int:
+        """Frames each level's z loses in time (causal: time_kernel - 1; non-causal: 0 or 1)."""
+        return self.time_kernel - 1 - (0 if self.causal else 2 * ((self.time_kernel - 1) // 2))
 
 
 TINY = {
@@ -99,21 +116,26 @@ class CausalAE3d(PackedModel):
 
     def __init__(self, cfg: CausalAE3dConfig, gens: list[torch.Generator], image_size: int):
         super().__init__(cfg, gens, image_size)
-        self.L, self.dt, self.dx = len(cfg.channels), cfg.time_kernel - 1, int(cfg.variant == "predict")
+        # dt: frames trimmed per level at each end of the output (0 non-causal: the transposed conv restores T)
+        self.L, self.dx = len(cfg.channels), int(cfg.variant == "predict")
+        self.dt = cfg.time_kernel - 1 if cfg.causal else 0
         ins, kernel = [3, *cfg.channels[:-1]], (cfg.time_kernel, SPACE_KERNEL, SPACE_KERNEL)
+        pad = PADDING if cfg.causal else ((cfg.time_kernel - 1) // 2, *PADDING[1:])
         self.enc, self.dec = nn.ModuleList(), nn.ModuleList()
         for l, c in enumerate(cfg.channels):
-            self.enc.append(PackedConv(gens, ins[l], c, kernel, STRIDE, PADDING, dims=3))
-            self.dec.append(PackedConv(gens, c, ins[l], kernel, STRIDE, PADDING, dims=3, transpose=True))
+            self.enc.append(PackedConv(gens, ins[l], c, kernel, STRIDE, pad, dims=3))
+            self.dec.append(PackedConv(gens, c, ins[l], kernel, STRIDE, pad, dims=3, transpose=True))
 
     @classmethod
     def check_data(cls, cfg: CausalAE3dConfig, data: dict) -> None:
         L, dx = len(cfg.channels), int(cfg.variant == "predict")
-        need = 2 * (cfg.time_kernel - 1) * L + dx + 1
+        if cfg.causal:
+            need = 2 * (cfg.time_kernel - 1) * L + dx + 1
+            rule = f"2*(time_kernel-1)*len(channels) + {dx + 1}"
+        else:  # z keeps T - shrink * L >= 1 frames; 2 frames for the copy-last baseline
+            need, rule = max(cfg.shrink() * L + 1, 2), "max((time_kernel-1) % 2 * len(channels) + 1, 2) (non-causal)"
         if data["frames"] < need:
-            raise ValueError(
-                f"config key 'frames' ({data['frames']}) must be at least 2*(time_kernel-1)*len(channels) + {dx + 1} = {need}"
-            )
+            raise ValueError(f"config key 'frames' ({data['frames']}) must be at least {rule} = {need}")
         if data["image_size"] % 2**L:
             raise ValueError(
                 f"config key 'image_size' ({data['image_size']}) must be divisible by 2**len(channels) = {2**L}"
@@ -134,15 +156,15 @@ class CausalAE3d(PackedModel):
     def decode(self, l: int, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.dec[l](z))
 
-    def run(self, h: torch.Tensor, levels: range) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(self, h: torch.Tensor, levels: range, logits: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Levels ``levels`` on features h [N, S*C, T, H, W]: (output trimmed to its kept frames, the
-        matching targets of h) per the module docstring."""
+        matching targets of h) per the module docstring; ``logits``: the last decoder's before its sigmoid."""
         D, dx = self.dt * len(levels), self.dx
         z = h[:, :, : h.shape[2] - dx]
         for l in levels:
             z = self.encode(l, z)
         for l in reversed(levels):
-            z = self.decode(l, z)
+            z = self.dec[l](z) if logits and l == levels[0] else self.decode(l, z)
         return z[:, :, D : z.shape[2] - D], h[:, :, 2 * D + dx :]
 
     def stage(self, step: int) -> int:
@@ -156,8 +178,8 @@ class CausalAE3d(PackedModel):
         with torch.no_grad():  # lower levels frozen
             for k in range(l):
                 h = self.encode(k, h)
-        out, target = self.run(h, range(l, l + 1))
-        ae = per_seed_mean_se(out, target, self.S, dims=3)
+        out, target = self.run(h, range(l, l + 1), logits=True)
+        ae = per_seed_pixel_loss(out, target, self.S, self.cfg.loss, self.cfg.fg_weight, dims=3)
         return {"ae": ae, "total": ae}
 
     # -- evaluation --

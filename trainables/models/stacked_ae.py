@@ -32,6 +32,7 @@ from torch import nn
 from trainables.models.base import Metric, PackedModel, TrainConfig
 from trainables.models.frame_stats import Moments, per_seed_mean_se
 from trainables.models.packed import PackedConv, fold, per_seed_sum
+from trainables.models.pixel_loss import LOSSES, per_seed_pixel_loss
 
 KERNEL, STRIDE, PADDING = 6, 2, 2  # author's code: ConvAEBlock(in, out, kernel_size=6, stride=2, padding=2)
 MAX_LEVELS = 4  # the note's levels L-0..L-3; the metrics are declared per level
@@ -60,11 +61,18 @@ class StackedAEConfig(TrainConfig):
     )
     lr_dec: float = 1.0  # decoders' LR multiplier
     batch_size: int = 1  # code: batch 1 (here one sequence: its T frames are the batch)
+    # decoders' training loss on their logits (trainables/models/pixel_loss.py): bce | fg_mse | mse (the note's; on ball
+    # frames, ~97 % black, MSE after a sigmoid sits on the black frame for a seed-dependent time). bce by measurement
+    # (docs/seed000.md, "The loss"). z-SGD keeps the code's MSE (its lr_z is an MSE step)
+    loss: str = "bce"
+    fg_weight: float = 21.0  # fg_mse only: weight of elements whose target exceeds FG_THRESHOLD (research probe P1: 21)
 
     def checks(self) -> dict[str, bool]:
         return {
             **super().checks(),
             "variant": self.variant in VARIANTS,
+            "loss": self.loss in LOSSES,
+            "fg_weight": self.fg_weight > 0,
             "channels": 1 <= len(self.channels) <= MAX_LEVELS and min(self.channels) >= 1,
             "block_channels": self.block_channels >= 2,
             "zsteps": self.zsteps >= 0,
@@ -171,8 +179,16 @@ class StackedAE(PackedModel):
         N, _, H, W = a.shape  # softmax per block at each position: [N, S*blocks, block_channels, H, W]
         return a.view(N, -1, self.cfg.block_channels, H, W).softmax(2).view(N, -1, H, W)
 
+    def decode_logits(self, l: int, z: torch.Tensor) -> torch.Tensor:
+        """Level l's decoder before its sigmoid (the losses take logits)."""
+        return self.dec[l](z)
+
     def decode(self, l: int, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.dec[l](z))
+        return torch.sigmoid(self.decode_logits(l, z))
+
+    def recon_loss(self, l: int, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Level l's decoder on z against h under the config's ``loss`` -> [S]."""
+        return per_seed_pixel_loss(self.decode_logits(l, z), h, self.S, self.cfg.loss, self.cfg.fg_weight)
 
     def encode_all(self, h: torch.Tensor, levels: int | None = None) -> list[torch.Tensor]:
         """[h_1, ..., h_levels]: the encoders' outputs level after level."""
@@ -218,15 +234,14 @@ class StackedAE(PackedModel):
         )
 
     def level_losses(self, h: torch.Tensor, l: int) -> dict[str, torch.Tensor]:
-        S = self.S
         with torch.no_grad():  # lower levels frozen: out of the graph
             for k in range(l):
                 h = self.encode(k, h)
         z = self.encode(l, h)
-        terms = {"ae": per_seed_mean_se(self.decode(l, z), h, S)}
+        terms = {"ae": self.recon_loss(l, z, h)}
         if self.cfg.variant == "layerwise":
             zs = self.zopt_level(l, z, h) if self.cfg.zsteps else z.detach()
-            terms["dec_z"] = per_seed_mean_se(self.decode(l, zs), h, S)
+            terms["dec_z"] = self.recon_loss(l, zs, h)
         terms["total"] = sum(terms.values())
         return terms
 
@@ -237,7 +252,7 @@ class StackedAE(PackedModel):
         zs = z_sgd(z0, lambda zs: self.joint_error(x, zs), self.lr_z, self.cfg.zsteps)
         below = [x, *zs[:-1]]
         weight = lambda t: t.numel() / x.numel()  # noqa: E731  element count relative to the frame
-        dec = sum(weight(below[l]) * per_seed_mean_se(self.decode(l, zs[l]), below[l], S) for l in range(self.L))
+        dec = sum(weight(below[l]) * self.recon_loss(l, zs[l], below[l]) for l in range(self.L))
         enc = sum(per_seed_mean_se(self.encode(l, below[l]), zs[l], S) for l in range(self.L))
         return {"dec": dec, "enc": enc, "total": dec + enc}
 
