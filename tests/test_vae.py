@@ -164,3 +164,49 @@ def test_artefact_is_a_png(tmp_path):
     with torch.no_grad():
         (path,) = vae.artefacts(1, x, None, tmp_path)
     assert path.name == "reconstructions.png" and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_default_rule_fails_collapse_and_passes_blur():
+    """The default rule is collapse-based (nmse < 0.9, docs/vae.md): an output that ignores the input (the
+    mean frame, 1; black, above 1) fails; a blurry reconstruction that keeps the ball's place (4 x 4 block
+    averages, nmse ~0.8 on ball frames) passes it, and fails the 0.1 reported beside it."""
+    from trainables.rule import SuccessRule
+
+    rule = SuccessRule.parse(VAE.success, [m.name for m in VAE.metrics])
+    assert (rule.metric, rule.bound, rule.threshold, rule.also) == ("nmse", "below", 0.9, (0.1,))
+    vae, x = model(), ball_frames(n=12)
+    frames = x.reshape(-1, 1, *x.shape[2:])
+    vae.cfg = dataclasses.replace(vae.cfg, batch_size=len(frames))
+    blocks = torch.nn.functional.avg_pool2d(frames[:, 0], 4).repeat_interleave(4, -1).repeat_interleave(4, -2)
+    latent = torch.zeros(2, len(frames), 2, 4, 4)
+    outputs = {
+        "mean": frames.mean(0, keepdim=True).expand_as(frames),
+        "black": torch.zeros_like(frames),
+        "blur": blocks.unsqueeze(1),
+    }
+    nmse = {}
+    for name, out in outputs.items():
+        vae.reconstruct = lambda clips, out=out: (out.expand(2, *out.shape), latent, torch.ones_like(latent))
+        nmse[name] = vae.evaluate(x, None)["nmse"][0].item()
+    assert not rule.meets(nmse["mean"]) and not rule.meets(nmse["black"])
+    assert rule.meets(nmse["blur"]) and nmse["blur"] > rule.also[0], nmse
+
+
+@pytest.mark.parametrize("upsample", ["transpose", "nearest"])
+@pytest.mark.parametrize("clip_frames", [1, 2])
+def test_decoder_settings_shape_and_pack_like_alone(upsample, clip_frames):
+    """decoder_width_mult and upsample (note 003's decoder settings): the reconstruction has the input's
+    shape, the decoder's channels are its own, and seed 1 packed trains as seed 1 alone."""
+    config = {**CONFIG, "decoder_width_mult": 1.5, "upsample": upsample, "clip_frames": clip_frames}
+    vae = Pack(config, [0, 1], device="cpu").model
+    assert vae.from_latent.weight.shape[1] == 12 and tuple(vae.up[-1].weight.shape[1:3]) in {(3, 6), (6, 3)}
+    clips = ball_frames(n=2, T=clip_frames)
+    recon, _, _ = vae.reconstruct(clips)
+    assert recon.shape == (2, *clips.shape)
+    packed, alone = Pack(config, [0, 1], device="cpu"), Pack(config, [1], device="cpu")
+    for p in (packed, alone):
+        p.train_epoch()
+    a, b = packed.evaluate()[1], alone.evaluate()[0]
+    assert a["nmse"] == pytest.approx(b["nmse"], rel=1e-4)
+    with pytest.raises(ValueError, match="upsample"):
+        VAEConfig(upsample="bilinear")
