@@ -180,3 +180,49 @@ def test_shipped_specs_are_valid():
         "d_model",
         "loss_scope",
     }
+
+
+def test_patch_step_trains_one_patch_per_step_and_packs_like_alone():
+    """loss_scope patch_step (one optimiser step per patch): the prediction of patch k from its field
+    alone is patch k of the per-patch scope's image (same weights); the loss of step i is patch
+    i mod P's MSE; an epoch takes P steps per batch; seed 1 packed trains as seed 1 alone."""
+    per_patch = model(seeds=(0, 1), src=8, patch=4, loss_scope="patch")
+    stepped = model(seeds=(0, 1), src=8, patch=4, loss_scope="patch_step")
+    stepped.load_state_dict(per_patch.state_dict())
+    assert (per_patch.steps_per_batch, stepped.steps_per_batch) == (1, 4)
+    x = torch.rand(2, 3, 5, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    whole = per_patch(x[:, :, [0, 1, 3, 4]], None)
+    for k, (r, c) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        one = stepped(x[:, :, [0, 1, 3, 4]], None, k)
+        assert_close(one, whole[..., 4 * r : 4 * r + 4, 4 * c : 4 * c + 4], atol=1e-5, rtol=1e-4)
+        rand = {"t0": torch.zeros(2, 3, dtype=torch.long)}
+        want = (one - x[:, :, 2, :, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4]).square().mean((1, 2, 3, 4))
+        assert_close(stepped.losses(x, rand, 8 + k)["total"], want, atol=1e-6, rtol=1e-5)
+    config = {"model": "interp_transformer", "env": "ball", "n_train": 16, "n_val": 8, **TINY}
+    config.update(loss_scope="patch_step", frame_step=1, batch_size=8)
+    from trainables import Pack
+
+    packed, alone = Pack(config, [0, 1], device="cpu"), Pack(config, [1], device="cpu")
+    for p in (packed, alone):
+        p.train_epoch()
+    assert packed.step == alone.step == 2 * 4  # 16 sequences / 8 per batch, 4 patches of 8 x 8 at patch 4
+    a, b = packed.evaluate()[1], alone.evaluate()[0]
+    for key in ("psnr", "train/total"):
+        assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
+
+
+def test_palette_tokens_quantise_to_512_colours_and_pack_like_alone():
+    """tokens palette (note 002's exp .2, "pixel quantization of dim 512"): 8 levels per channel, the
+    colour's index picks its seed's vector; nearby colours share a token; packed equals alone."""
+    m = model(seeds=(0, 1), tokens="palette")
+    assert m.palette.shape == (2, 512, SMALL["d_model"]) and not hasattr(m, "embed")
+    pixels = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [1.0, 0.0, 0.0], [0.99, 0.01, 0.02]])
+    tokens = m.tokenise(pixels.view(1, 1, 4, 3).expand(2, 1, 4, 3))
+    assert_close(tokens[:, 0, 0], m.palette[:, 0]) and assert_close(tokens[:, 0, 1], m.palette[:, 511])
+    assert_close(tokens[:, 0, 2], m.palette[:, 7 * 64]) and assert_close(tokens[:, 0, 3], tokens[:, 0, 2])
+    config = {"model": "interp_transformer", "env": "ball", "n_train": 16, "n_val": 8, **TINY}
+    config.update(tokens="palette", frame_step=1, input_noise=0.1)
+    packed = fit(config, seeds=[0, 1], epochs=1, device="cpu")
+    alone = fit(config, seeds=[1], epochs=1, device="cpu")
+    for key in ("psnr", "train/total"):
+        assert packed[1][key] == pytest.approx(alone[0][key], rel=1e-4, abs=1e-6), key

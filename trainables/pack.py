@@ -216,15 +216,16 @@ class Pack:
     # ---- training ----
 
     def train_epoch(self) -> dict[str, list[float]]:
-        """One epoch (len(train) // batch_size steps, each seed its own shuffled order); per seed
-        the mean of each loss term over the epoch."""
+        """One epoch (len(train) // batch_size batches, each seed its own shuffled order, each batch
+        ``model.steps_per_batch`` optimiser steps); per seed the mean of each loss term over the epoch."""
         B, n = self.cfg.batch_size, len(self.train_x)
         order = self._to_device(torch.stack([torch.randperm(n, generator=g) for g in self.gens]))
         self._set_cuda_flags()
         sums: dict[str, torch.Tensor] = {}
-        steps = n // B
+        repeat = self.model.steps_per_batch
+        steps = n // B * repeat
         for i in range(steps):
-            terms = self._step(order[:, i * B : (i + 1) * B])
+            terms = self._step(order[:, i // repeat * B : (i // repeat + 1) * B])
             for k, v in terms.items():
                 sums[k] = sums[k] + v if k in sums else v.clone()  # not a CUDA graph's output buffer
         self.epoch += 1

@@ -101,6 +101,9 @@ class PackedModel(nn.Module):
     metrics: ClassVar[tuple[Metric, ...]]  # what ``evaluate`` returns per seed
     success: ClassVar[dict]  # default success rule: {"metric": name, "below" | "above": number}
     scheduler_metric: ClassVar[str]  # default metric ASHA / Optuna decide on (its ``better`` gives the mode)
+    # optimiser steps the Pack takes on each batch of sequences (``draw`` and ``losses`` run each time, ``step``
+    # counts them): >1 when a step trains on part of a sample (interp_transformer's one step per patch)
+    steps_per_batch: int = 1
 
     def __init__(self, cfg: TrainConfig, gens: list[torch.Generator], image_size: int):
         super().__init__()

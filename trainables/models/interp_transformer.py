@@ -17,9 +17,18 @@ middle frame's outputs, a [d_model, src, src] map, go through the note's conv he
 ``loss_scope``: ``patch`` applies the head to each field's map alone (zero-padded at its edge) and
 stitches the patches; ``image`` stitches the maps first and applies the head across them, so the
 conv sees its neighbours' features at the seams (our reading of "adding a conv at end and
-computing loss of recon image", 002:L16-17). Either way the loss is the mean squared error of the
-middle frame: patches tile the image, so the mean of per-patch MSEs is the image's MSE, and the
-two scopes differ in what the head sees, not in how the error is weighed.
+computing loss of recon image", 002:L16-17). Both minimise the same loss, the mean squared error of
+the middle frame: patches tile the image, so the mean of per-patch MSEs is the image's MSE, and the
+two scopes differ in what the head sees, not in how the error is weighed. ``patch_step`` is the
+other reading of "[optimize loss over each patch]" (002:L27): one optimiser step per patch. Each
+batch of sequences gets P steps (P = patches per image, ``steps_per_batch``); step i trains patch
+i mod P (row-major) of fresh windows of the batch's sequences, running the encoder and the per-patch
+head on that patch's field only. An epoch so costs about what a ``patch`` epoch costs and sees as
+many patches, in P times the steps; evaluation is ``patch``'s.
+
+``tokens``: ``rgb`` embeds each pixel's RGB value linearly; ``palette`` quantises each channel to
+``palette_levels`` levels and embeds the colour's index (``palette_levels**3`` learned vectors, 512 at
+8 levels): note 002's exp .2, "input is pixel quantization of dim 512" (002:L61). The output stays RGB.
 
 Packing: parameters [S, ...] from the packed layers; tokens are [S, B * patches, L, d_model] and
 attention folds the seeds into the batch of ``F.scaled_dot_product_attention`` (on a GPU under
@@ -75,9 +84,13 @@ class InterpConfig(TrainConfig):
     # std of the middle frame's noise, in training and evaluation (ours: the note gives none; at 0.5 the noised
     # frame alone scores ~6 dB, so the model still has to find the ball from its neighbours)
     middle_noise: float = 0.5
-    loss_scope: str = (
-        "patch"  # "patch" | "image": the note's "[optimize loss over each patch]" / "over all image" (002:L26-27)
-    )
+    # "patch" | "image" | "patch_step": the note's "[optimize loss over each patch]" / "over all image" (002:L26-27);
+    # patch_step: one optimiser step per patch (the module docstring)
+    loss_scope: str = "patch"
+    # "rgb" | "palette": a pixel's token embeds its RGB value, or its colour quantised to palette_levels per channel
+    # ("input is pixel quantization of dim 512", 002:L61: 8 levels, 8**3 = 512 colours)
+    tokens: str = "rgb"
+    palette_levels: int = 8
     lr: float = 3e-4  # ours: Adam; the note gives none
     # "small batch sizes (8 and 32)" (002:L5); its dynamic runs used 24 with one 16 x 16 field per image (002:L36),
     # at src 16 / patch 8 it ran 1 ("BS = 1 (OOM)", 002:L29)
@@ -95,7 +108,9 @@ class InterpConfig(TrainConfig):
             "ff_mult": self.ff_mult >= 1,
             "input_noise": self.input_noise >= 0,
             "middle_noise": self.middle_noise > 0 or not self.middle_frame,  # a clean middle frame is the answer
-            "loss_scope": self.loss_scope in ("patch", "image"),
+            "loss_scope": self.loss_scope in ("patch", "image", "patch_step"),
+            "tokens": self.tokens in ("rgb", "palette"),
+            "palette_levels": self.palette_levels >= 2,
         }
 
 
@@ -203,8 +218,12 @@ class InterpTransformer(PackedModel):
         if image_size % cfg.patch:
             raise ValueError(f"config key 'image_size' ({image_size}) must be a multiple of 'patch' ({cfg.patch})")
         self.size, self.grid = image_size, image_size // cfg.patch
+        self.steps_per_batch = self.grid**2 if cfg.loss_scope == "patch_step" else 1
         d, n_tokens = cfg.d_model, WINDOW * cfg.src**2
-        self.embed = PackedLinear(gens, 3, d)  # a pixel's RGB -> its token
+        if cfg.tokens == "palette":  # a colour's index -> its token: N(0, 1) as nn.Embedding
+            self.palette = nn.Parameter(torch.stack([torch.randn(cfg.palette_levels**3, d, generator=g) for g in gens]))
+        else:
+            self.embed = PackedLinear(gens, 3, d)  # a pixel's RGB -> its token
         # learned embeddings of each token's (frame, position) and the masked middle frame's token: N(0, 0.02) (ours, as GPT-2/ViT)
         self.pos = nn.Parameter(torch.stack([torch.randn(n_tokens, d, generator=g) * 0.02 for g in gens]))
         self.mask = nn.Parameter(torch.stack([torch.randn(d, generator=g) * 0.02 for g in gens]))
@@ -234,21 +253,38 @@ class InterpTransformer(PackedModel):
         x = F.pad(frames, (m, m, m, m)).unfold(-2, src, patch).unfold(-2, src, patch)  # [S, B, F, 3, g, g, src, src]
         return x.permute(0, 1, 4, 5, 2, 6, 7, 3).reshape(S, B * self.grid**2, Fr * src * src, 3)
 
-    def forward(self, context: torch.Tensor, middle: torch.Tensor | None) -> torch.Tensor:
+    def tokenise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels [S, N, L, 3] -> tokens [S, N, L, d_model]: a linear embedding of RGB, or the palette
+        vector of the colour quantised to ``palette_levels`` per channel."""
+        if self.cfg.tokens == "rgb":
+            return self.embed(pixels)
+        k = self.cfg.palette_levels
+        q = (pixels.float().clamp(0, 1) * (k - 1)).round().long()  # [S, N, L, 3] levels
+        index = (q[..., 0] * k + q[..., 1]) * k + q[..., 2]  # [S, N, L]
+        return self.palette[torch.arange(self.S, device=index.device).view(-1, 1, 1), index]
+
+    def select(self, fields: torch.Tensor, patch: int | None) -> torch.Tensor:
+        """Fields [S, B*P, L, 3] -> those of patch ``patch`` of each image [S, B, L, 3] (None: all)."""
+        return fields if patch is None else fields.unflatten(1, (-1, self.grid**2))[:, :, patch]
+
+    def forward(self, context: torch.Tensor, middle: torch.Tensor | None, patch: int | None = None) -> torch.Tensor:
         """context [S, B, 4, 3, H, W] (frames 0, 1, 3, 4), middle [S, B, 3, H, W] or None (masked)
-        -> the predicted middle frame [S, B, 3, H, W]."""
+        -> the predicted middle frame [S, B, 3, H, W]; with ``patch`` (row-major index), that patch
+        only [S, B, 3, patch, patch], from its field alone."""
         S, B = context.shape[:2]
         cfg, src, g = self.cfg, self.cfg.src, self.grid
-        tokens = self.embed(self.fields(context))  # [S, B*P, 4*src*src, d]
+        tokens = self.tokenise(self.select(self.fields(context), patch))  # [S, B*P, 4*src*src, d]
         if middle is None:
             mid = self.mask.view(S, 1, 1, -1).expand(S, tokens.shape[1], src * src, -1)
         else:
-            mid = self.embed(self.fields(middle.unsqueeze(2)))
+            mid = self.tokenise(self.select(self.fields(middle.unsqueeze(2)), patch))
         h = torch.cat([tokens[:, :, : 2 * src * src], mid, tokens[:, :, 2 * src * src :]], 2) + self.pos.unsqueeze(1)
         for block in self.blocks:
             h = block(h)
         h = self.norm(h[:, :, MIDDLE * src * src : (MIDDLE + 1) * src * src])  # the middle frame's tokens
         maps = h.unflatten(2, (src, src)).permute(0, 1, 4, 2, 3)  # [S, B*P, d, src, src]
+        if patch is not None:  # one patch per image: the per-patch head
+            return unfold_seeds(self.head(fold(maps, self.channels_last)), S)
         if cfg.loss_scope == "image":  # stitch the maps, then one conv across the seams
             maps = maps.unflatten(1, (B, g, g)).permute(0, 1, 4, 2, 5, 3, 6).reshape(S, B, -1, g * src, g * src)
             return unfold_seeds(self.head(fold(maps, self.channels_last)), S)
@@ -274,8 +310,14 @@ class InterpTransformer(PackedModel):
         context = w[:, :, list(CONTEXT)]
         context = context + rand["noise"] if "noise" in rand else context
         middle = w[:, :, MIDDLE] + rand["middle_noise"] if self.cfg.middle_frame else None
-        pred = self(context, middle)
-        mse = (pred.float() - w[:, :, MIDDLE]).square().mean((1, 2, 3, 4))
+        target = w[:, :, MIDDLE]
+        if self.cfg.loss_scope == "patch_step":  # one step per patch: patch (step mod P), row-major
+            patch, p = step % self.grid**2, self.cfg.patch
+            r, c = divmod(patch, self.grid)
+            pred, target = self(context, middle, patch), target[..., r * p : (r + 1) * p, c * p : (c + 1) * p]
+        else:
+            pred = self(context, middle)
+        mse = (pred.float() - target).square().mean((1, 2, 3, 4))
         return {"mse": mse, "total": mse}
 
     # -- evaluation --
