@@ -352,3 +352,104 @@ def test_speed_switches_reach_the_ae_inside_st_transformer():
     model.conv_gemm(True)
     assert model.channels_last and model.ae.channels_last
     assert all(conv.gemm for conv in (*model.ae.enc, *model.ae.dec))
+
+
+# ---- the pixel loss (issue 21): bce / fg_mse leave the black-frame plateau, mse sits on it ----
+
+
+def sparse_frames(N=8, T=1, size=16, seed=0):
+    """Ball-like frames: a 3 x 3 lit square (~3.5 % of the pixels) on black, at random places."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(N, T, 3, size, size)
+    for i in range(N):
+        for t in range(T):
+            r, c = torch.randint(0, size - 3, (2,), generator=g).tolist()
+            x[i, t, 1, r : r + 3, c : c + 3] = 1.0
+    return x
+
+
+def test_pixel_loss_keeps_a_gradient_on_the_black_plateau():
+    """On the plateau (every output near black, logit -6) a lit target pixel pulls its logit under bce
+    with (s - y) ~ -1, under fg_mse 21x the mse pull, and under the note's mse with 2(s - y) s (1 - s) ~ 0.005:
+    the vanishing gradient that keeps sigmoid AEs on ball frames black for thousands of steps (docs/seed000.md)."""
+    from trainables.models.pixel_loss import per_seed_pixel_loss
+
+    x = sparse_frames(N=2)[:, 0]  # [N, 3, H, W]: one seed
+    grads = {}
+    for loss in ("mse", "bce", "fg_mse"):
+        logits = torch.full_like(x, -6.0, requires_grad=True)
+        per_seed_pixel_loss(logits, x, 1, loss, fg_weight=21.0).sum().backward()
+        grads[loss] = float(logits.grad[x > 0.5].abs().mean() * x.numel())  # per lit element, undoing the mean
+    assert grads["bce"] == pytest.approx(1.0, rel=0.01)
+    assert grads["mse"] == pytest.approx(2 * torch.sigmoid(torch.tensor(-6.0)).item(), rel=0.02)
+    assert grads["fg_mse"] == pytest.approx(21 * grads["mse"], rel=1e-4)
+    assert grads["bce"] > 100 * grads["mse"]
+
+
+def test_pixel_losses_are_per_seed_and_on_logits():
+    from trainables.models.pixel_loss import per_seed_pixel_loss
+
+    logits, target = torch.randn(4, 2 * 3, 8, 8), torch.rand(4, 2 * 3, 8, 8)
+    bce = per_seed_pixel_loss(logits, target, 2, "bce")
+    direct = nn.functional.binary_cross_entropy(torch.sigmoid(logits[:, 3:]), target[:, 3:])
+    torch.testing.assert_close(bce[1], direct)
+    mse = per_seed_pixel_loss(logits, target, 2, "mse")
+    torch.testing.assert_close(mse[0], ((torch.sigmoid(logits[:, :3]) - target[:, :3]) ** 2).mean())
+    fg = per_seed_pixel_loss(logits, target, 2, "fg_mse", fg_weight=21.0)
+    w = torch.where(target > 0.05, 21.0, 1.0)
+    torch.testing.assert_close(fg, ((torch.sigmoid(logits) - target) ** 2 * w).unflatten(1, (2, 3)).mean((0, 2, 3, 4)))
+
+
+# ---- causal_ae3d causal: false (note 000's ae_3) ----
+
+
+def test_non_causal_3d_ae_reconstructs_every_frame_from_both_sides():
+    cfg = CausalAE3dConfig(channels=(4, 8), time_kernel=4, causal=False)
+    model = CausalAE3d(cfg, gens([0, 1]), 16)
+    x = frames(2, 1, T=8)
+    out, target = model.run(model.clips(x), range(2))
+    assert out.shape == target.shape and target.shape[2] == 8  # every frame, no trimming
+    later = x.clone()
+    later[:, :, 5] = 1 - later[:, :, 5]
+    changed = model.run(model.clips(later), range(2))[0]
+    assert not torch.allclose(changed[:, :, 4], out[:, :, 4])  # frame 4's output sees frame 5: not causal
+    k1 = [CausalAE3d(CausalAE3dConfig(channels=(4,), time_kernel=1, causal=c), gens([0]), 16) for c in (True, False)]
+    torch.testing.assert_close(*(m.run(m.clips(x[:1]), range(1))[0] for m in k1))  # kernel 1: the same AE
+    with pytest.raises(ValueError, match="causal"):
+        CausalAE3dConfig(variant="predict", causal=False)
+    with torch.no_grad():
+        m = model.evaluate(x[0], None)
+    torch.testing.assert_close(m["copy_last_mse"][0].float(), ((x[0, :, 1:] - x[0, :, :-1]) ** 2).mean())
+
+
+# ---- st_transformer: re-encoded rollouts, the AE's floor ----
+
+
+def test_reencode_changes_the_rollout_after_its_first_frame():
+    model = tiny_st()
+    x = frames(2, 2, T=6)
+    with torch.no_grad():
+        tok = model.tokens(x[:, :, :3])
+        plain, reenc = model.rollout(tok, 3), model.rollout(tok, 3, reencode=True)
+        first = model.tokens(model.pixels(tok[:, :, :0], plain[:, :, :1]))
+    torch.testing.assert_close(reenc[:, :, 0], first[:, :, 0])  # the prediction, decoded and re-encoded
+    assert not torch.allclose(reenc[:, :, 0], plain[:, :, 0])
+    assert not torch.allclose(reenc[:, :, 2], plain[:, :, 2])
+    with pytest.raises(ValueError, match="reencode"):
+        STTransformerConfig(variant="causal3d", reencode=True)
+
+
+def test_st_transformer_floor_and_centroid_ratios():
+    model = tiny_st()
+    x = frames(1, 3, T=6)[0]
+    with torch.no_grad():
+        m = model.evaluate(x, None)
+        floor = model.ae.decode_all(
+            model.ae.encode_all(model.ae.frames(x[:, 2:3].unsqueeze(0).expand(2, -1, -1, -1, -1, -1)))[-1]
+        )
+    c = 6 - 4  # the first predicted frame
+    copy = ((x[:, c] - x[:, c - 1]) ** 2).mean()
+    seed1 = floor.unflatten(1, (2, 3))[:, 1]
+    torch.testing.assert_close(m["ae_floor_h1_rel"][1].float(), ((seed1 - x[:, c]) ** 2).mean() / copy)
+    torch.testing.assert_close(m["centroid_h1_ratio"], m["centroid_h1_px"] / m["copy_centroid_h1_px"])
+    torch.testing.assert_close(m["pred_h4_rel"], m["latent_h4_rel"])  # reencode false: the latent rollout
