@@ -453,3 +453,25 @@ def test_st_transformer_floor_and_centroid_ratios():
     torch.testing.assert_close(m["ae_floor_h1_rel"][1].float(), ((seed1 - x[:, c]) ** 2).mean() / copy)
     torch.testing.assert_close(m["centroid_h1_ratio"], m["centroid_h1_px"] / m["copy_centroid_h1_px"])
     torch.testing.assert_close(m["pred_h4_rel"], m["latent_h4_rel"])  # reencode false: the latent rollout
+
+
+def test_paired_per_seed_differences_and_ratios():
+    import pandas as pd
+
+    from analysis.paired import paired, summary, within
+
+    runs = pd.DataFrame(
+        {
+            "config_id": ["a"] * 3 + ["b"] * 3,
+            "seed": [0, 1, 2, 0, 1, 3],
+            "time_kernel": [4, 4, 4, 1, 1, 1],
+            "mean_frame_rel": [0.03, 0.04, 0.5, 0.02, 0.02, 0.9],
+            "l0_zopt_rel": [0.027, 0.036, 0.45, 0.02, 0.02, 0.9],
+        }
+    )
+    t = paired(runs, "time_kernel", 4, 1, "mean_frame_rel")
+    assert list(t.index) == [0, 1]  # seeds in both configurations only
+    assert t["ratio"].tolist() == pytest.approx([1.5, 2.0]) and t["diff"].tolist() == pytest.approx([0.01, 0.02])
+    assert "geometric-mean ratio 1.73" in summary(t) and "2/2" in summary(t)
+    w = within(runs, "l0_zopt_rel", "mean_frame_rel")
+    assert w["ratio"].iloc[:3].tolist() == pytest.approx([0.9, 0.9, 0.9])
