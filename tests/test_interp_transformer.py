@@ -73,6 +73,9 @@ def test_baselines_psnr_on_known_frames():
     assert out["psnr_blend"].item() == pytest.approx(40.0, abs=1e-4)
     assert out["psnr_copy"].item() == pytest.approx(10 * math.log10(1 / 9e-4), abs=1e-4)
     assert out["psnr_gain"].item() == pytest.approx(out["psnr"].item() - 40.0, abs=1e-4)
+    black = 10 * math.log10(1 / (0.04**2))  # the middle frame is the constant 0.04
+    assert out["psnr_black"].item() == pytest.approx(black, abs=1e-4)
+    assert out["psnr_gain_black"].item() == pytest.approx(out["psnr"].item() - black, abs=1e-4)
 
 
 def test_seams_and_centroids():

@@ -122,3 +122,27 @@ def test_diversity_of_a_seed_packed_equals_alone():
     assert a["diversity"][1].item() == pytest.approx(b["diversity"][0].item(), rel=1e-6)
     want = preds.std(1, correction=0).flatten(1).mean(1) / x[:, 2:].double().std(0, correction=0).mean()
     assert a["diversity"].tolist() == pytest.approx(want.tolist(), rel=1e-6)
+
+
+def test_loss_osc_is_the_relative_std_of_the_last_training_losses():
+    """loss_osc (note 001's "periodicità nella loss (picchi)"): std / mean of the training loss over the
+    last osc_window steps, per seed; steps beyond the window replace the oldest; packed equals alone."""
+    cfg = VideoPredictorConfig(n_past=2, n_future=2, widths=(4, 8), batch_size=4, osc_window=3)
+    model = VideoPredictor(cfg, [torch.Generator().manual_seed(s) for s in range(2)], 16)
+    model.train()
+    x = moving_squares(n=8, T=4).unsqueeze(0).expand(2, -1, -1, -1, -1, -1)
+    seen = []
+    for step in range(5):
+        rand = {"start": torch.zeros(2, 4, dtype=torch.long)}
+        seen.append(model.losses(x[:, step % 2 :: 2], rand, step)["mse"].detach().double())
+        if step == 0:
+            assert model.loss_osc().tolist() == [0, 0]  # one loss: no spread yet
+    last = torch.stack(seen[-3:], 1)  # [S, 3]
+    want = last.std(1, correction=0) / last.mean(1)
+    assert model.loss_osc().tolist() == pytest.approx(want.tolist(), rel=1e-6) and (want > 0).all()
+    config = {"model": "video_predictor", "env": "ball", "n_train": 16, "n_val": 8, "frames": 4, "image_size": 16}
+    config.update(n_past=2, n_future=2, widths=[4, 8], batch_size=4, osc_window=3)
+    packed, alone = Pack(config, [0, 1], device="cpu"), Pack(config, [1], device="cpu")
+    for p in (packed, alone):
+        p.train_epoch()
+    assert packed.evaluate()[1]["loss_osc"] == pytest.approx(alone.evaluate()[0]["loss_osc"], rel=1e-4)

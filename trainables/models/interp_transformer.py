@@ -201,6 +201,7 @@ class InterpTransformer(PackedModel):
             "psnr_black", "higher", "baseline: PSNR (dB) of an all-black frame (the background) on the same windows"
         ),
         Metric("psnr_gain", "higher", "psnr minus the best baseline's PSNR (dB)"),
+        Metric("psnr_gain_black", "higher", "psnr minus the black frame's PSNR (dB): past the background?"),
         Metric("psnr_border", "higher", "PSNR (dB) on pixels next to a seam between patches (edge effects)"),
         Metric("psnr_interior", "higher", "PSNR (dB) on the other pixels"),
         Metric(
@@ -365,6 +366,7 @@ class InterpTransformer(PackedModel):
             "psnr_copy": full(base_psnr["copy"]),
             "psnr_black": full(base_psnr["black"]),
             "psnr_gain": model_psnr - max(base_psnr.values()),
+            "psnr_gain_black": model_psnr - base_psnr["black"],
             "psnr_border": psnr(border),
             "psnr_interior": psnr(se[..., ~seam].mean((1, 2, 3))),
             "centroid_error": dist(pred).cpu(),

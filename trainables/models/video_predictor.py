@@ -22,6 +22,7 @@ does not name one).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,9 @@ class VideoPredictorConfig(TrainConfig):
     standardize: bool = True  # "Implementata la standardizzazione per canale del dataset in input" (001:L22)
     lr: float = 1e-3  # Adam; the note does not give one (torch's default)
     batch_size: int = 32  # clips per seed per step; the note: "Ridotto la batch size" (001:L73), no number
+    # loss_osc's window: the last this many training steps. "Si nota una periodicità nella loss (picchi)" (001:L59),
+    # "La loss non oscilla più se: aumento il num. di frames futuri + riduco la batch size" (001:L80); ours: 64
+    osc_window: int = 64
 
     def checks(self) -> dict[str, bool]:
         return {
@@ -74,6 +78,7 @@ class VideoPredictorConfig(TrainConfig):
             "n_past": self.n_past >= 1,
             "n_future": self.n_future >= 1,
             "widths": len(self.widths) >= 1 and min(self.widths) >= 1,
+            "osc_window": self.osc_window >= 2,
         }
 
 
@@ -124,6 +129,11 @@ class VideoPredictor(PackedModel):
             "std of predictions across clips / std of the true frames across clips (0 = all alike)",
         ),
         Metric(
+            "loss_osc",
+            "lower",
+            "std / mean of the training loss (standardised MSE) over the last osc_window steps: the note's oscillation",
+        ),
+        Metric(
             "score",
             "lower",
             f"max(copy_ratio / {COPY_RATIO_MAX}, centroid_ratio / {CENTROID_RATIO_MAX}): below 1 = the default success",
@@ -147,6 +157,8 @@ class VideoPredictor(PackedModel):
         )
         self.up_bn = nn.ModuleList(PackedBatchNorm(S, c) if bn else nn.Identity() for c in w[::-1][1:])
         self.head = PackedConv(gens, w[0], 3 * cfg.n_future, 3, 1, 1)
+        # the last osc_window steps' training losses per seed (slot step mod window; NaN = not yet), for loss_osc
+        self.register_buffer("recent_loss", torch.full((self.S, cfg.osc_window), math.nan))
 
     @classmethod
     def check_data(cls, cfg: VideoPredictorConfig, data: dict) -> None:
@@ -181,6 +193,8 @@ class VideoPredictor(PackedModel):
         clips = self.norm(take_windows(x, rand["start"], self.cfg.n_past + self.cfg.n_future))
         past, future = clips[:, :, : self.cfg.n_past], clips[:, :, self.cfg.n_past :]
         mse = (self.predict(past).float() - future.float()).square().flatten(1).mean(1)
+        if self.training:
+            self.recent_loss[:, step % self.cfg.osc_window] = mse.detach()
         return {"mse": mse, "total": mse}
 
     def forecast(self, clips: torch.Tensor) -> torch.Tensor:
@@ -220,8 +234,17 @@ class VideoPredictor(PackedModel):
             "centroid_h1": centroid_h1,
             "centroid_ratio": centroid_ratio,
             "diversity": pred_std / true_std,
+            "loss_osc": self.loss_osc(),
             "score": torch.maximum(copy_ratio / COPY_RATIO_MAX, centroid_ratio / CENTROID_RATIO_MAX),
         }
+
+    def loss_osc(self) -> torch.Tensor:
+        """Per seed: std / mean (population std, float64) of the recorded training losses; NaN before any step."""
+        recent = self.recent_loss.double()
+        n = (~recent.isnan()).sum(1)
+        mean = recent.nansum(1) / n
+        std = ((recent - mean.unsqueeze(1)).square().nansum(1) / n).sqrt()
+        return std / mean
 
     def artefacts(self, seed_index: int, x: torch.Tensor, y: torch.Tensor, folder: Path) -> list[Path]:
         """``prediction.png``: for one validation clip, the past frames, the true future and the prediction."""
