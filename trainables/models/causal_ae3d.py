@@ -10,8 +10,10 @@ depends on input frames i .. i + 2D only, i.e. reconstructs frame i + 2D from fr
 (``dx = 0``) or, fed x[:-1] (``dx = 1``), predicts frame i + 2D + 1 from the frames before it.
 
 Training is level by level (the step decides the stage, ``stage_steps`` per level, lower levels
-frozen); each level's loss is the same trimmed loss on its input features. Activations are folded
-[N, S*C, T, H, W]."""
+frozen); each level's loss is the same trimmed loss on its input features, under ``loss`` on the
+decoder's logits (``pixel_loss.py``; bce by default, MSE = the code's). ``causal: false`` is note 000's
+non-causal ``ae_3``: temporal padding (time_kernel - 1) // 2, nothing trimmed, every frame scored.
+Activations are folded [N, S*C, T, H, W]."""
 
 from __future__ import annotations
 

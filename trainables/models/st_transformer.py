@@ -9,9 +9,11 @@ the positions of the AE's top latent grid (C features each, linearly projected t
 a learned position embedding and a sinusoidal frame embedding); ``spatial`` blocks attend within a
 frame, ``temporal`` blocks causally across frames at one position (pre-LN, attention + MLP,
 alternating S, T, S, T, ... until one kind runs out); a linear head predicts each position's latent
-of the next frame. Loss: latent MSE (frozen AE), or with ``finetune_ae`` (2-D AEs) the decoded
-prediction's pixel MSE against the next frame, gradients into the AE too ("end-to-end
-Transformer+AE fine-tuning on pixel-level next frame prediction").
+of the next frame. Loss: latent MSE (frozen AE, vt_0); with ``finetune_ae`` (2-D AEs), after
+``finetune_after`` steps of vt_0, the decoded prediction's pixel loss (the AE's ``loss``) against the
+next frame, gradients into the AE too ("end-to-end Transformer+AE fine-tuning on pixel-level next
+frame prediction"). Rollouts feed predictions back as latents, or (``reencode``) decoded and
+re-encoded; both are scored.
 
 Judged in pixels (the note: "losses on sparse and dense latents cannot be compared"): from the
 first T - 4 frames of each validation sequence, the next 4 latents open loop (each prediction fed

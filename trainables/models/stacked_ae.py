@@ -18,7 +18,9 @@ block at each position. Every frame of a sequence is one sample.
   weighted by element count), each encoder regressed onto the optimised z of its level.
 
 z-optimisation runs in fp32 (autocast off) on the gradient of the *sum over seeds* of each seed's
-own mean error, so each seed's z gets exactly the gradient it would get alone.
+own mean error, so each seed's z gets exactly the gradient it would get alone. The decoders train
+under ``loss`` on their logits (``pixel_loss.py``; bce by default: MSE after the sigmoid, the note's,
+sits on the black frame of ball frames for a seed-dependent time); z-SGD keeps the code's MSE.
 """
 
 from __future__ import annotations
