@@ -132,7 +132,7 @@ def test_shipped_specs_are_valid():
 
 
 def test_shipped_rate_comparisons_do_not_prune_and_report_both_thresholds():
-    for name in ("sps_ball", "sps_two_body"):
+    for name in ("sps_ball", "sps_two_body", "sps_width_batch_gpu"):
         spec = specs.load(f"sweeps/{name}.yaml")
         assert spec.scheduler is None and spec.seeds >= 16
         assert spec.success == {"metric": "linear_proj_mse", "below": 0.2, "also": [0.03]}

@@ -210,3 +210,28 @@ def test_decoder_settings_shape_and_pack_like_alone(upsample, clip_frames):
     assert a["nmse"] == pytest.approx(b["nmse"], rel=1e-4)
     with pytest.raises(ValueError, match="upsample"):
         VAEConfig(upsample="bilinear")
+
+
+@pytest.mark.parametrize("name", ["vae_reduction", "vae_reduction_gpu"])
+def test_reduction_specs_hold_four_distinct_objectives(name):
+    """Under Adam, mean at beta equals sum at beta x elements per sample: each spec's reduction x beta cells
+    must be four distinct objectives (the GPU grid once held three, one twice), and judge by the model's
+    collapse rule."""
+    from sweeps import spec as specs
+
+    spec = specs.load(f"sweeps/{name}.yaml")
+    data, swept = spec.data, spec.swept()
+    elements = 3 * spec.fixed().get("clip_frames", 1) * data["image_size"] ** 2
+    effective = {
+        b * (elements if r == "mean" else 1) for r in swept["reduction"]["grid"] for b in swept["beta"]["grid"]
+    }
+    assert len(effective) == 4 and spec.success == {"metric": "nmse", "below": 0.9, "also": [0.1]}
+
+
+@pytest.mark.parametrize("name", ["vae_latent_decoder", "vae_latent_decoder_gpu"])
+def test_latent_decoder_specs_sweep_the_notes_questions(name):
+    from sweeps import spec as specs
+
+    spec = specs.load(f"sweeps/{name}.yaml")
+    assert {"latent_channels", "decoder_width_mult", "upsample"} <= set(spec.swept())
+    assert spec.success["metric"] == "nmse" and spec.success["below"] == 0.1

@@ -146,3 +146,11 @@ def test_loss_osc_is_the_relative_std_of_the_last_training_losses():
     for p in (packed, alone):
         p.train_epoch()
     assert packed.evaluate()[1]["loss_osc"] == pytest.approx(alone.evaluate()[0]["loss_osc"], rel=1e-4)
+
+
+@pytest.mark.parametrize("name", ["video_predictor_oscillation", "video_predictor_oscillation_gpu"])
+def test_oscillation_specs_sweep_batch_and_width(name):
+    from sweeps import spec as specs
+
+    spec = specs.load(f"sweeps/{name}.yaml")
+    assert {"batch_size", "widths", "n_future"} <= set(spec.swept()) and spec.scheduler is None
