@@ -59,19 +59,19 @@ def train_configuration(config: dict) -> None:
 def plan(spec: SweepSpec) -> str:
     """The adaptive lines of the dry-run plan."""
     design, k = spec.adaptive, grid_points(spec) * spec.num_samples
+    stops = {
+        "decided": "a paired test shows it worse than another, it is the last one standing (best)"
+        + (f", it is tied within +-{design.margin:g} with every other open one" if design.margin else "")
+        + ", or no seeds up to max could decide it",
+        "separated": "its interval lies below the best's, or (the best) overlaps no other's",
+        "halfwidth": f"its interval's half-width is at most {design.halfwidth}",
+    }[design.until]
     blocks = [f"{s[0]}..{s[-1]}" for s in (design.round_seeds(r) for r in range(1, design.rounds + 1))]
     return "\n".join(
         [
             f"  seeds: {design.describe(k)}",
             f"  rounds: at most {design.rounds} (seed blocks {', '.join(blocks)}); seed runs: {k * design.start} to {k * design.max}",
-            "  a configuration stops getting seeds when "
-            + {
-                "decided": "a paired test shows it worse than another, it is the last one standing (best)"
-                + (f", it is tied within +-{design.margin:g} with every other open one" if design.margin else "")
-                + ", or no seeds up to max could decide it",
-                "separated": "its interval lies below the best's, or (the best) overlaps no other's",
-                "halfwidth": f"its interval's half-width is at most {design.halfwidth:g}",
-            }[design.until]
+            f"  a configuration stops getting seeds when {stops}"
             + f", or at {design.max} seeds; failed seeds are retried in the next round",
         ]
     )
