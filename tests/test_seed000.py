@@ -458,7 +458,7 @@ def test_st_transformer_floor_and_centroid_ratios():
 def test_paired_per_seed_differences_and_ratios():
     import pandas as pd
 
-    from analysis.paired import paired, summary, within
+    from analysis.seed_ratios import paired, summary, within
 
     runs = pd.DataFrame(
         {
