@@ -27,7 +27,8 @@ from ray import tune
 
 from analysis.runs import DESIGN_TAG
 from analysis.sequential import Design, history
-from sweeps.runner import (
+from sweeps.spec import SweepSpec
+from sweeps.tuner import (
     AlreadyDone,
     Where,
     check_resume,
@@ -39,8 +40,7 @@ from sweeps.runner import (
     summary,
     write_done,
 )
-from sweeps.spec import SweepSpec
-from trainables.tracking import KIND, experiment_id, open_client, retry, search_all
+from trainables.tracking import KIND, ensure_experiment, open_client, retry, search_all
 
 
 def round_dir(sweep_dir: str, round_: int) -> str:
@@ -54,23 +54,21 @@ def train_configuration(config: dict) -> None:
     train({**{k: v for k, v in config.items() if k != "configuration"}, **config["configuration"]})
 
 
-def plan(spec: SweepSpec) -> str:
-    """The adaptive lines of the dry-run plan."""
+def plan_lines(spec: SweepSpec) -> list[str]:
+    """The dry-run plan's seed lines for a sweep in rounds (``runner.plan`` prints them)."""
     design, k = spec.adaptive, grid_points(spec) * spec.num_samples
     blocks = [f"{s[0]}..{s[-1]}" for s in (design.round_seeds(r) for r in range(1, design.rounds + 1))]
-    return "\n".join(
-        [
-            f"  seeds: {design.describe(k)}",
-            f"  rounds: at most {design.rounds} (seed blocks {', '.join(blocks)}); seed runs: {k * design.start} to {k * design.max}",
-            "  a configuration stops getting seeds when "
-            + (
-                "its interval lies below the best's, or (the best) overlaps no other's"
-                if design.until == "separated"
-                else f"its interval's half-width is at most {design.halfwidth:g}"
-            )
-            + f", or at {design.max} seeds",
-        ]
-    )
+    return [
+        f"  seeds: {design.describe(k)}",
+        f"  rounds: at most {design.rounds} (seed blocks {', '.join(blocks)}); seed runs: {k * design.start} to {k * design.max}",
+        "  a configuration stops getting seeds when "
+        + (
+            "its interval lies below the best's, or (the best) overlaps no other's"
+            if design.until == "separated"
+            else f"its interval's half-width is at most {design.halfwidth:g}"
+        )
+        + f", or at {design.max} seeds",
+    ]
 
 
 def run_rounds(spec: SweepSpec, where: Where, resume: bool, address: str | None, dashboard: bool) -> dict[str, Any]:
@@ -84,7 +82,7 @@ def run_rounds(spec: SweepSpec, where: Where, resume: bool, address: str | None,
     started = read_done(first) is not None or tune.Tuner.can_restore(first)
     check_resume(spec, where, sweep_dir, started, resume)
     client = open_client(where.tracking_uri)
-    exp_id = experiment_id(client, spec.name)
+    exp_id = ensure_experiment(client, spec.name)
     stored = retry(client.get_experiment, exp_id).tags.get(DESIGN_TAG)
     if started and stored and Design.from_dict(json.loads(stored)) != design:
         raise RuntimeError(

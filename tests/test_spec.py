@@ -162,7 +162,7 @@ def test_two_body_spec_trains_a_6d_latent_with_one_action_on_both_slices(tmp_pat
 
 
 def test_resources_the_cluster_cannot_hold_are_refused_before_tune(tmp_path, capsys):
-    from sweeps.runner import check_resources
+    from sweeps.tuner import check_resources
 
     spec = specs.load(write(tmp_path, GOOD))  # 1 CPU and 0.25 GPU per trial
     check_resources(spec, {"CPU": 2.0, "GPU": 1.0})

@@ -123,7 +123,7 @@ def open_client(tracking_uri: str) -> MlflowClient:
     return client
 
 
-def experiment_id(client: MlflowClient, name: str) -> str:
+def ensure_experiment(client: MlflowClient, name: str) -> str:
     """The id of experiment ``name``, created if missing (tolerating a concurrent creator)."""
     for _ in range(3):
         experiment = retry(client.get_experiment_by_name, name)
@@ -185,7 +185,7 @@ class Tracker:
         self.client = self._wait(open_client, tracking_uri)
         self.tags = {"sweep": sweep, "config_id": config_id, "trial_id": trial_id}
         self.params = [Param(k, v) for k, v in flatten(config).items()]
-        self.experiment_id = self._wait(experiment_id, self.client, experiment)
+        self.experiment_id = self._wait(ensure_experiment, self.client, experiment)
         self.last_step: dict[str, dict[str, int]] = {}  # run -> metric -> last step MLflow holds
         self.buffer: dict[str, list[Metric]] = {}
         self.pending_tags: dict[str, dict[str, str]] = {}  # run -> tags to send with its next flush
