@@ -53,7 +53,7 @@ def check_tracking(uri: str, timeout: float = TIMEOUT) -> None:
     if scheme in ("http", "https"):
         check_mlflow_server(uri, timeout)
     elif scheme == "sqlite":
-        from trainables.tracking import sqlite_path
+        from trainables.records import sqlite_path
 
         db = sqlite_path(uri)
         if db is None:

@@ -25,7 +25,6 @@ from typing import Any
 
 from ray import tune
 
-from analysis.runs import DESIGN_TAG
 from analysis.sequential import Design, history
 from sweeps.spec import SweepSpec
 from sweeps.tuner import (
@@ -40,7 +39,7 @@ from sweeps.tuner import (
     summary,
     write_done,
 )
-from trainables.tracking import KIND, ensure_experiment, open_client, retry, search_all
+from trainables.records import DESIGN_TAG, KIND, ensure_experiment, open_client, retry, search_all
 
 
 def round_dir(sweep_dir: str, round_: int) -> str:

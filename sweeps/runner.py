@@ -29,8 +29,8 @@ from sweeps.tuner import (
     summary,
     write_done,
 )
+from trainables.records import bound_mlflow_http, ensure_experiment, open_client, sweep_progress, unreachable
 from trainables.rule import SuccessRule
-from trainables.tracking import bound_mlflow_http, ensure_experiment, open_client, sweep_progress, unreachable
 
 __all__ = ["AlreadyDone", "Where", "plan", "run"]
 

@@ -16,7 +16,7 @@ from ray import tune
 
 from sweeps.preflight import Where
 from sweeps.spec import SweepSpec
-from trainables.tracking import mark_trial, sweep_progress, unreachable
+from trainables.records import mark_trial, sweep_progress, unreachable
 
 DONE = "seedsweep_done.json"  # written beside the Tune results when a sweep has finished
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from trainables import figures, tracking
+from trainables import figures, records, tracking
 from trainables.models import SPS
 from trainables.train import aggregate, seed_list, split_config
 
@@ -34,8 +34,14 @@ SEEDS, EPOCHS = 3, 4
 EVALUATED = [1, 2, EPOCHS]  # eval_every 2: the first epoch, every second, the last
 
 
+FINAL = ("success", "n", "success_low", "success_high")
+
+
 def expected_steps(key: str) -> list[int]:
-    """The epochs a seed run holds ``key`` at: training losses every epoch, validation metrics when evaluated."""
+    """The epochs a seed run holds ``key`` at: training losses every epoch, validation metrics when
+    evaluated, the outcome (``success``; a parent's ``n`` and interval ends) at the last."""
+    if key in FINAL:
+        return [EPOCHS]
     return list(range(1, EPOCHS + 1)) if key.startswith("train/") else EVALUATED
 
 
@@ -48,7 +54,7 @@ def histories(client: MlflowClient, run_id: str) -> dict[str, list[int]]:
 def seed_runs(client: MlflowClient, trial_id: str) -> list:
     exp = client.get_experiment_by_name("trainsweep").experiment_id
     runs = client.search_runs([exp], f"tags.trial_id = '{trial_id}'", max_results=1000)
-    return sorted((r for r in runs if r.data.tags[tracking.KIND] == "seed"), key=lambda r: int(r.data.tags["seed"]))
+    return sorted((r for r in runs if r.data.tags[records.KIND] == "seed"), key=lambda r: int(r.data.tags["seed"]))
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +116,7 @@ def test_mlflow_layout(sweep, tmp_path):
     assert len(runs) == 2 * (1 + SEEDS)  # per trial one parent, one child per seed, nothing else
     for result in (sweep["plain"], sweep["crashed"]):
         trial_id = result.metrics["trial_id"]
-        parents = [
-            r for r in runs if r.data.tags.get("trial_id") == trial_id and r.data.tags[tracking.KIND] == "config"
-        ]
+        parents = [r for r in runs if r.data.tags.get("trial_id") == trial_id and r.data.tags[records.KIND] == "config"]
         assert len(parents) == 1
         parent = parents[0]
         assert (
@@ -136,7 +140,7 @@ def test_mlflow_layout(sweep, tmp_path):
             assert "linear_proj_mse" in steps and "train/recon" in steps
             for key, logged in steps.items():
                 assert logged == expected_steps(key), (key, logged)
-            assert json.loads(parent.data.tags[tracking.METRICS_TAG])["psnr"]["better"] == "higher"
+            assert json.loads(parent.data.tags[records.METRICS_TAG])["psnr"]["better"] == "higher"
             pngs = sorted(a.path for a in client.list_artifacts(run.info.run_id))
             assert pngs == ["decoder_traversal.png", "latent_vs_position.png"]
             for png in pngs:
@@ -239,8 +243,8 @@ def test_tracker_exactly_once_and_mark_trial(tmp_path):
 
     found.set_seeds([{"status": "diverged", "success": False}, {"status": "running", "success": False}])
     found.flush()
-    assert tracking.mark_trial(uri, "trial_1", "pruned", experiment="another") == 0  # another sweep's trial ids
-    assert tracking.mark_trial(uri, "trial_1", "pruned", experiment="exp") == 1  # only the seed still running
+    assert records.mark_trial(uri, "trial_1", "pruned", experiment="another") == 0  # another sweep's trial ids
+    assert records.mark_trial(uri, "trial_1", "pruned", experiment="exp") == 1  # only the seed still running
     runs = {r.info.run_id: r for r in client.search_runs([client.get_experiment_by_name("exp").experiment_id])}
     assert runs[first.children[0]].data.tags["status"] == "diverged"
     assert runs[first.children[1]].data.tags["status"] == "pruned" and runs[first.children[1]].info.status == "KILLED"
@@ -256,9 +260,9 @@ def test_retry_on_locked_database():
             raise RuntimeError("(sqlite3.OperationalError) database is locked")
         return "ok"
 
-    assert tracking.retry(flaky) == "ok" and len(calls) == 3
+    assert records.retry(flaky) == "ok" and len(calls) == 3
     with pytest.raises(ValueError):
-        tracking.retry(lambda: (_ for _ in ()).throw(ValueError("other")))
+        records.retry(lambda: (_ for _ in ()).throw(ValueError("other")))
 
 
 def test_latent_plot(tmp_path):

@@ -45,7 +45,8 @@ import torch
 from ray import tune
 
 from trainables.models import Metric
-from trainables.tracking import METRICS_TAG, PATIENCE, Tracker
+from trainables.records import METRICS_TAG
+from trainables.tracking import PATIENCE, Tracker
 
 RUN_DEFAULTS = {
     "seeds": 4,
