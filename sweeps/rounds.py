@@ -153,9 +153,9 @@ def fit_round(
     this = dataclasses.replace(spec, seeds=len(seeds))  # the progress lines count this round's seeds
     if configurations is not None:
         fixed = dataclasses.replace(spec, params=spec.fixed())  # the swept values come per configuration
-        space = {**param_space(fixed, where), "seeds": seeds, "configuration": tune.grid_search(configurations)}
+        space = {**param_space(fixed, where, seeds), "configuration": tune.grid_search(configurations)}
     else:
-        space = {**param_space(spec, where), "seeds": seeds}
+        space = param_space(spec, where, seeds)
     resume = tune.Tuner.can_restore(round_dir(sweep_dir, round_))
     if not resume and round_ > 1:
         forget_lost_attempt(spec, where, seeds)

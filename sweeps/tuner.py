@@ -16,6 +16,7 @@ from ray import tune
 
 from sweeps.preflight import Where
 from sweeps.spec import SweepSpec
+from trainables.options import RUN_KEY
 from trainables.records import mark_trial, sweep_progress, unreachable
 
 DONE = "seedsweep_done.json"  # written beside the Tune results when a sweep has finished
@@ -35,20 +36,10 @@ def search_space(spec: SweepSpec) -> dict[str, Any]:
     return {key: makers[kind](args) for key, space in spec.swept().items() for kind, args in space.items()}
 
 
-def param_space(spec: SweepSpec, where: Where) -> dict[str, Any]:
-    """Everything a trial's config holds: the base config, the search space and the run-only keys."""
-    return {
-        **spec.base_config(),
-        **search_space(spec),
-        "seeds": spec.seeds,
-        "epochs": spec.epochs,
-        "checkpoint_every": spec.checkpoint_every,
-        "eval_every": spec.eval_every,
-        "tracking_patience": spec.tracking_patience,
-        "sweep": spec.name,
-        "experiment": spec.name,
-        "tracking_uri": where.tracking_uri,
-    }
+def param_space(spec: SweepSpec, where: Where, seeds: list[int] | None = None) -> dict[str, Any]:
+    """Everything a trial's config holds: the base config, the search space and, under ``"run"``, the
+    run options (``seeds``: a round's seed numbers, else 0..spec.seeds-1)."""
+    return {**spec.base_config(), **search_space(spec), RUN_KEY: spec.run_options(where.tracking_uri, seeds).as_dict()}
 
 
 def grid_points(spec: SweepSpec) -> int:

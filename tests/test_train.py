@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import FrozenInstanceError
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from mlflow import MlflowClient
 
 from trainables import figures, records, tracking
 from trainables.models import SPS
-from trainables.train import aggregate, seed_list, split_config
+from trainables.options import RunOptions
+from trainables.train import absolute_uri, aggregate, split_config
 
 TINY = {
     "model": "sps",
@@ -68,22 +70,44 @@ def sweep(tmp_path_factory):
 
     from trainables.train import train
 
+    def crash_once(config):
+        """``train``, but a trial with ``crash`` raises once after reporting that epoch (not after
+        its restore): Tune's ``report`` is wrapped in the trial's process. Defined here, so Ray
+        ships it by value; the production trainable has no such hook."""
+        crash, config = config["crash"], {k: v for k, v in config.items() if k != "crash"}
+        if crash is None or tune.get_checkpoint() is not None:
+            return train(config)
+        report = tune.report
+
+        def report_then_crash(metrics, *args, **kwargs):
+            report(metrics, *args, **kwargs)
+            if metrics["epoch"] == crash:
+                raise RuntimeError(f"test crash after epoch {crash}")
+
+        tune.report = report_then_crash
+        try:
+            train(config)
+        finally:
+            tune.report = report
+
     root = tmp_path_factory.mktemp("train")
     uri = f"sqlite:///{root / 'mlruns.db'}"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         tuner = tune.Tuner(
-            tune.with_resources(train, {"cpu": 1}),
+            tune.with_resources(crash_once, {"cpu": 1}),
             param_space={
                 **TINY,
-                "seeds": SEEDS,
-                "epochs": EPOCHS,
-                "checkpoint_every": 2,
-                "eval_every": 2,
-                "flush_every": 600,
-                "sweep": "trainsweep",
-                "tracking_uri": uri,
-                "_crash_after_epoch": tune.grid_search([None, 3]),
+                "run": {
+                    "seeds": SEEDS,
+                    "epochs": EPOCHS,
+                    "checkpoint_every": 2,
+                    "eval_every": 2,
+                    "flush_every": 600,
+                    "sweep": "trainsweep",
+                    "tracking_uri": uri,
+                },
+                "crash": tune.grid_search([None, 3]),
             },
             run_config=tune.RunConfig(
                 name="t", storage_path=str(root / "ray"), verbose=0, failure_config=tune.FailureConfig(max_failures=1)
@@ -93,13 +117,17 @@ def sweep(tmp_path_factory):
         # and a configuration whose seeds all diverge, in a sweep of its own
         diverging = tune.Tuner(
             tune.with_resources(train, {"cpu": 1}),
-            param_space={**TINY, "lr": 100.0, "seeds": 2, "epochs": 2, "sweep": "divsweep", "tracking_uri": uri},
+            param_space={
+                **TINY,
+                "lr": 100.0,
+                "run": {"seeds": 2, "epochs": 2, "sweep": "divsweep", "tracking_uri": uri},
+            },
             run_config=tune.RunConfig(name="d", storage_path=str(root / "ray"), verbose=0),
         ).fit()
     finally:
         ray.shutdown()
     assert not results.errors and not diverging.errors, (results.errors, diverging.errors)
-    by_crash = {r.config["_crash_after_epoch"]: r for r in results}
+    by_crash = {r.config["crash"]: r for r in results}
     return {
         "uri": uri,
         "plain": by_crash[None],
@@ -193,11 +221,17 @@ def test_reported_metrics_are_aggregates(sweep):
 
 
 def test_run_options():
-    run, model = split_config({**TINY, "seeds": 2, "epochs": 3, "sweep": "s", "tracking_uri": "sqlite:///x.db"})
-    assert model == TINY and run["experiment"] == "s" and run["tracking_uri"].startswith("sqlite:////")
-    assert seed_list(3) == [0, 1, 2] and seed_list([5, 7]) == [5, 7]
-    with pytest.raises(ValueError):
-        seed_list([1, 1])
+    run, model = split_config(
+        {**TINY, "run": {"seeds": 2, "epochs": 3, "sweep": "s", "tracking_uri": "sqlite:///x.db"}}
+    )
+    assert model == TINY and run.experiment == "s" and run.seeds == (0, 1) and run.eval_every == 1
+    assert absolute_uri(run.tracking_uri).startswith("sqlite:////")
+    assert RunOptions(seeds=3).seeds == (0, 1, 2) and RunOptions(seeds=[5, 7]).seeds == (5, 7)
+    for bad, field in [({"seeds": [1, 1]}, "seeds"), ({"epochs": 0}, "epochs"), ({"epoch": 3}, "epoch")]:
+        with pytest.raises(ValueError, match=f"'{field}'"):
+            RunOptions.from_dict(bad)
+    with pytest.raises(FrozenInstanceError):
+        run.epochs = 5
 
 
 def test_aggregate_counts_diverged_as_worst():

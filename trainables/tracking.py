@@ -25,6 +25,7 @@ from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
 
+from trainables.options import PATIENCE
 from trainables.records import (
     KIND,
     bound_mlflow_http,
@@ -41,7 +42,6 @@ from trainables.records import (
 
 MAX_ENTITIES = 1000  # MLflow's limit of metrics + params + tags per log_batch call
 MAX_PARAMS_TAGS = 100  # and of params, and of tags
-PATIENCE = 600.0  # seconds a trial trains on with its tracking server unreachable before it fails
 RETRY_EVERY = 5.0  # seconds between attempts to reach an unreachable tracking server
 
 
