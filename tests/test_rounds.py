@@ -111,9 +111,9 @@ def test_analysis_of_an_adaptive_sweep_leads_with_anytime_quantities(tmp_path):
     from test_analysis import frame, write_sweep
 
     from analysis.report import format_table, write_report
-    from analysis.runs import DESIGN_TAG
     from analysis.sequential import confidence_sequence
     from analysis.success import success_table
+    from trainables.records import DESIGN_TAG
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     write_sweep(
