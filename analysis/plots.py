@@ -5,9 +5,7 @@ Every function writes one PNG and returns its path.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from unittest import mock
 
 import matplotlib
 import numpy as np
@@ -176,42 +174,6 @@ def curves(
     ax.set_ylabel(f"{metric} (EMA {smoothing})")
     ax.grid(alpha=0.3)
     return save(fig, path)
-
-
-def seed_images(
-    tracking_uri: str, runs: pd.DataFrame, ok: pd.Series, out_dir, tries: int = 10
-) -> dict[str, dict[str, Path]]:
-    """Download the PNGs the model drew (``PackedModel.artefacts``) of one successful and one failed
-    finished seed (the first with any) into ``out_dir``; returns ``{"success": {stem: path},
-    "failure": {stem: path}}`` for those found, keyed by file name without ``.png``."""
-    from analysis.runs import client
-
-    mlflow_client = client(tracking_uri)
-    finished = runs["status"].eq("finished")
-    found = {}
-    for name, pick in (("success", finished & ok), ("failure", finished & ~ok)):
-        for run_id in runs.loc[pick, "run_id"].head(tries):
-            artifacts = list_pngs(mlflow_client, run_id)
-            if artifacts:
-                target = Path(out_dir) / f"{name}_{run_id}"
-                target.mkdir(parents=True, exist_ok=True)
-                with mock.patch.dict(os.environ, {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}):  # no tqdm bar
-                    found[name] = {
-                        Path(a).stem: Path(mlflow_client.download_artifacts(run_id, a, str(target))) for a in artifacts
-                    }
-                break
-    return found
-
-
-def list_pngs(mlflow_client, run_id: str, path: str | None = None, depth: int = 2) -> list[str]:
-    """The PNG artifacts of a run (searching ``depth`` folders), in MLflow's order."""
-    found = []
-    for item in mlflow_client.list_artifacts(run_id, path):
-        if item.is_dir and depth > 0:
-            found += list_pngs(mlflow_client, run_id, item.path, depth - 1)
-        elif item.path.lower().endswith(".png"):
-            found.append(item.path)
-    return found
 
 
 def forecast(table: pd.DataFrame, metric: str, path, settled: int | None = None) -> Path:

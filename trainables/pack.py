@@ -31,33 +31,12 @@ import numpy as np
 import torch
 
 from trainables.data import PER_SEED, load_data
-from trainables.models import DEFAULT_MODEL, MODELS, PackedModel, metric_names
+from trainables.models import MODELS, PackedModel, metric_names
+from trainables.options import COMMON, DATA_KEYS, NOT_IN_ID, RUN_ONLY
 from trainables.rule import SuccessRule
 
-COMMON = {
-    "model": DEFAULT_MODEL,  # a key of trainables.models.MODELS
-    "env": "seedsweep/BouncingBall-v0",  # gymnasium id (or short name: ball, two_body)
-    "n_train": 512,  # SPS ball: the 512-sequence training subset
-    "n_val": 128,  # validation sequences (metrics, pictures)
-    "frames": 20,  # SPS ball: 20-frame sequences
-    "image_size": 32,  # SPS: 32 x 32 RGB
-    "data_seed": 0,  # training set seed (validation: trainables.data.val_seed(data_seed)); "per_seed": each seed its own
-    # training set, so the success rate covers the sampling of the data too (costs S x the training set's memory)
-    "scene": None,  # the world's scene (ball: "sps", the SPS authors', or "plain"); None: the world's default
-    "success": None,  # {metric: NAME, below|above: X}, NAME a metric the model declares; None: the model's ``success``
-    "device": None,  # run-only: None = cuda if available, else cpu
-    # run-only speed settings (see Speed); None = the device's default
-    "precision": None,  # "fp32" | "bf16" (autocast); None: bf16 on CUDA, fp32 on CPU
-    "channels_last": None,  # NHWC convolutions; None: on CUDA
-    "tf32": None,  # TF32 matmuls and convs (CUDA only); None: on with bf16
-    "compile": None,  # torch.compile the model's losses: true, or a mode of COMPILE_MODES; None: off
-    "conv_gemm": None,  # convolutions as unfold/fold + batched matmuls instead of grouped kernels; None: off
-}
 PRECISIONS = ("fp32", "bf16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
-RUN_ONLY = ("device", "precision", "channels_last", "tf32", "compile", "conv_gemm")  # where and how fast, not what
-NOT_IN_ID = (*RUN_ONLY, "success")  # config_id names what is trained, not where, how fast or how it is judged
-DATA_KEYS = ("n_train", "n_val", "frames", "image_size", "data_seed", "scene")  # what the world's dataset is made of
 
 
 def model_class(config: dict) -> type[PackedModel]:
@@ -68,8 +47,16 @@ def model_class(config: dict) -> type[PackedModel]:
     return MODELS[name][1]
 
 
-def resolve_config(config: dict) -> dict:
-    """``config`` with every default filled in and checked; an unknown key is a ValueError naming it."""
+class Resolved(dict):
+    """A config as ``resolve_config`` returns it: every default filled in and checked, so the Pack
+    and ``config_id`` take it as it is (a trial checks its config, and makes its world, once)."""
+
+
+def resolve_config(config: dict) -> Resolved:
+    """``config`` with every default filled in and checked; an unknown key is a ValueError naming it.
+    A ``Resolved`` config is returned as it is."""
+    if isinstance(config, Resolved):
+        return config
     if not isinstance(config, dict):
         raise TypeError(f"config must be a dict, got {type(config).__name__}")
     model = config.get("model", COMMON["model"])
@@ -118,7 +105,7 @@ def resolve_config(config: dict) -> dict:
     if out["n_train"] < cfg.batch_size:
         raise ValueError(f"config key 'n_train' ({out['n_train']}) must be at least 'batch_size' ({cfg.batch_size})")
     model_cls.check_data(cfg, {k: out[k] for k in (*DATA_KEYS, "env")})
-    return {**out, **asdict(cfg)}
+    return Resolved({**out, **asdict(cfg)})
 
 
 def check_success(rule, model_cls: type[PackedModel]) -> dict:

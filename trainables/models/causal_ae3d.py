@@ -26,6 +26,7 @@ from trainables.models.base import Metric, PackedModel, TrainConfig
 from trainables.models.frame_stats import Moments
 from trainables.models.packed import PackedConv, fold, per_seed_sum
 from trainables.models.pixel_loss import LOSSES, per_seed_pixel_loss
+from trainables.models.registry import register
 
 STRIDE, PADDING = (1, 2, 2), (0, 2, 2)  # code: Conv3DAEBlock(..., kernel_size=(4,6,6), stride=(1,2,2), padding=(0,2,2))
 SPACE_KERNEL = 6  # code: kernel (4, 6, 6)
@@ -75,17 +76,6 @@ class CausalAE3dConfig(TrainConfig):
         return self.time_kernel - 1 - (0 if self.causal else 2 * ((self.time_kernel - 1) // 2))
 
 
-TINY = {
-    "frames": 9,
-    "image_size": 16,
-    "channels": [4, 8],
-    "time_kernel": 2,
-    "stage_steps": 4,
-    "batch_size": 4,
-    "lr": 1e-3,
-}
-
-
 class CausalAE3d(PackedModel):
     """S seeds of a stack of ``len(channels)`` causal 3-D conv AE levels."""
 
@@ -115,6 +105,16 @@ class CausalAE3d(PackedModel):
         "below": 0.2,
     }  # seed-systems.md §4 proposal for AEs; predict: copy_last_rel below 0.5
     scheduler_metric = "mean_frame_rel"
+    # data keys and config fields for tests/test_models.py: a few seconds on a CPU
+    test_sizes = {
+        "frames": 9,
+        "image_size": 16,
+        "channels": [4, 8],
+        "time_kernel": 2,
+        "stage_steps": 4,
+        "batch_size": 4,
+        "lr": 1e-3,
+    }
 
     def __init__(self, cfg: CausalAE3dConfig, gens: list[torch.Generator], image_size: int):
         super().__init__(cfg, gens, image_size)
@@ -218,3 +218,6 @@ class CausalAE3d(PackedModel):
             "black_mse": black / n,
         }
         return {k: v.cpu() for k, v in out.items()}
+
+
+register("causal_ae3d", CausalAE3dConfig, CausalAE3d)

@@ -55,6 +55,7 @@ from trainables.models.packed import (
     fold,
     unfold_seeds,
 )
+from trainables.models.registry import register
 
 WINDOW, MIDDLE = 5, 2  # "N = 5", "middle frame target" (002:L6-7)
 CONTEXT = (0, 1, 3, 4)  # the input frames of a window
@@ -112,18 +113,6 @@ class InterpConfig(TrainConfig):
             "tokens": self.tokens in ("rgb", "palette"),
             "palette_levels": self.palette_levels >= 2,
         }
-
-
-TINY = {
-    "frames": 6,
-    "image_size": 8,
-    "src": 8,
-    "patch": 4,
-    "d_model": 8,
-    "heads": 2,
-    "depth": 1,
-    "batch_size": 8,
-}  # tests/test_models.py
 
 
 class Block(nn.Module):
@@ -213,11 +202,20 @@ class InterpTransformer(PackedModel):
     # of psnr_gain measured on the quickstart (docs/interp_transformer.md)
     success = {"metric": "psnr_gain", "above": 1.0}
     scheduler_metric = "psnr_gain"
+    # data keys and config fields for tests/test_models.py: a few seconds on a CPU
+    test_sizes = {
+        "frames": 6,
+        "image_size": 8,
+        "src": 8,
+        "patch": 4,
+        "d_model": 8,
+        "heads": 2,
+        "depth": 1,
+        "batch_size": 8,
+    }
 
     def __init__(self, cfg: InterpConfig, gens: list[torch.Generator], image_size: int):
         super().__init__(cfg, gens, image_size)
-        if image_size % cfg.patch:
-            raise ValueError(f"config key 'image_size' ({image_size}) must be a multiple of 'patch' ({cfg.patch})")
         self.size, self.grid = image_size, image_size // cfg.patch
         self.steps_per_batch = self.grid**2 if cfg.loss_scope == "patch_step" else 1
         d, n_tokens = cfg.d_model, WINDOW * cfg.src**2
@@ -400,3 +398,6 @@ class InterpTransformer(PackedModel):
         fig.savefig(path, dpi=80)
         plt.close(fig)
         return [path]
+
+
+register("interp_transformer", InterpConfig, InterpTransformer)

@@ -43,6 +43,7 @@ from trainables.models.frames import (
     window_starts,
 )
 from trainables.models.packed import PackedConv, fold, per_seed_sum, unfold_seeds
+from trainables.models.registry import register
 
 COLLAPSE_NMSE = 0.9  # the default success: nmse below this = not collapsed (docs/vae.md "Metrics and success")
 GOOD_NMSE = 0.1  # reported beside it: a good reconstruction (the earlier default)
@@ -101,10 +102,6 @@ class VAEConfig(TrainConfig):
         }
 
 
-# Tiny sizes for the model contract tests (tests/test_models.py): a few seconds on a CPU.
-TINY = {"frames": 4, "image_size": 16, "widths": [4, 8], "latent_channels": 2, "batch_size": 16}
-
-
 class VAE(PackedModel):
     metrics = (
         Metric(
@@ -126,6 +123,8 @@ class VAE(PackedModel):
     # 0.1 ("reconstructs well", the old rule) is reported beside it
     success = {"metric": "nmse", "below": COLLAPSE_NMSE, "also": [GOOD_NMSE]}
     scheduler_metric = "nmse"
+    # data keys and config fields for tests/test_models.py: a few seconds on a CPU
+    test_sizes = {"frames": 4, "image_size": 16, "widths": [4, 8], "latent_channels": 2, "batch_size": 16}
 
     def __init__(self, cfg: VAEConfig, gens: list[torch.Generator], image_size: int):
         super().__init__(cfg, gens, image_size)
@@ -274,3 +273,6 @@ def kl_normal(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     (summed over the batch too: divide by it for a per-sample mean)."""
     var = std.square()
     return 0.5 * (var + mean.square() - 1 - torch.log(var)).flatten(1).sum(1)
+
+
+register("vae", VAEConfig, VAE)
