@@ -32,14 +32,22 @@ def fmt(value) -> str:
     return str(value)
 
 
+def interval_columns(table: pd.DataFrame) -> tuple[str, str, str]:
+    """(low, high, name) of the interval a table shows: anytime-valid for adaptive seeds, else Wilson."""
+    if "anytime_low" in table:
+        return "anytime_low", "anytime_high", "anytime-valid 95% interval"
+    return "wilson_low", "wilson_high", "95% Wilson interval"
+
+
 def forest(table: pd.DataFrame, path, comparison: pd.DataFrame | None = None) -> Path:
-    """Success rate per configuration with its 95% Wilson interval (k/n beside each row)."""
+    """Success rate per configuration with its 95% interval (k/n beside each row)."""
     params = table.attrs.get("params", [])
     fig = Figure(figsize=(8, 1.2 + 0.28 * len(table)))
     ax = fig.add_subplot()
     y = np.arange(len(table))[::-1]
     rate = table["rate"].to_numpy(float)
-    err = np.vstack([rate - table["wilson_low"], table["wilson_high"] - rate])
+    low, high, name = interval_columns(table)
+    err = np.vstack([rate - table[low], table[high] - rate])
     ax.errorbar(rate, y, xerr=err, fmt="o", color="#333333", ecolor="#4c72b0", capsize=3)
     ax.set_yticks(y, [f"{label(r, params)}  {r['successes']}/{r['n']}" for _, r in table.iterrows()])
     if comparison is not None and "reference" in comparison.attrs:
@@ -47,18 +55,19 @@ def forest(table: pd.DataFrame, path, comparison: pd.DataFrame | None = None) ->
             tick.set_fontweight("bold" if cid == comparison.attrs["reference"] else "normal")
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.7, len(table) - 0.3)
-    ax.set_xlabel("success rate (95% Wilson interval)")
+    ax.set_xlabel(f"success rate ({name})")
     ax.grid(axis="x", alpha=0.3)
     return save(fig, path)
 
 
 def rate_vs_param(table: pd.DataFrame, param: str, path) -> Path:
-    """Success rate (Wilson interval) of each configuration against one swept hyperparameter."""
+    """Success rate (its 95% interval) of each configuration against one swept hyperparameter."""
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
     values = table[param]
     rate = table["rate"].to_numpy(float)
-    err = np.vstack([rate - table["wilson_low"], table["wilson_high"] - rate])
+    low, high, _ = interval_columns(table)
+    err = np.vstack([rate - table[low], table[high] - rate])
     if pd.api.types.is_numeric_dtype(values):
         x = values.to_numpy(float)
         if (x > 0).all() and x.max() / x.min() > 20:

@@ -25,7 +25,7 @@ import pandas as pd
 from trainables.records import DESIGN_TAG, MLFLOW_STATUS, SUCCESS, find_experiment, search_kind, stored_rule
 from trainables.rule import SuccessRule
 
-INFO = ["run_id", "parent_run_id", "config_id", "trial_id", "seed", "status", "success"]
+INFO = ["run_id", "parent_run_id", "config_id", "trial_id", "seed", "status", "success", "device", "precision"]
 
 
 def client(tracking_uri: str):
@@ -73,6 +73,8 @@ def load_runs(tracking_uri: str, sweep: str, mlflow_client=None) -> pd.DataFrame
                 "seed": tags.get("seed", run.data.params.get("seed")),
                 "status": tags.get("status") or MLFLOW_STATUS.get(run.info.status, run.info.status.lower()),
                 "success": None if success is None else success.lower() == "true",
+                "device": tags.get("device"),
+                "precision": tags.get("precision"),
             }
         )
         params.append(run.data.params)

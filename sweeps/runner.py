@@ -87,16 +87,18 @@ def run(
     storage: str | None = None,
     resume: bool = False,
     dashboard: bool = False,
+    allow_mixed: bool = False,
     where: Where | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a sweep to the end; returns a summary. Raises ``RuntimeError`` if the sweep
-    already finished or was interrupted and ``resume`` is not set. ``where``, when given, was
+    already finished or was interrupted and ``resume`` is not set. ``allow_mixed``: let an
+    adaptive sweep pool rounds trained on different devices or precisions. ``where``, when given, was
     checked already (``preflight.check`` returns it, as the CLI does); otherwise the checks run here."""
     if where is None:  # seconds, before anything waits on them
         where = preflight.check(tracking_uri, storage, address)
     bound_mlflow_http()  # the driver's and local trials' MLflow calls give up in seconds, not minutes
     if spec.adaptive:
-        return rounds.run_rounds(spec, where, resume, address, dashboard)
+        return rounds.run_rounds(spec, where, resume, address, dashboard, allow_mixed)
     run_dir = f"{where.storage.rstrip('/')}/{spec.name}"  # a local path or a URI (s3://, gs://, ...)
     done = read_done(run_dir)
     if done is not None:

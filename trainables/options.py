@@ -25,7 +25,8 @@ COMMON = {
     "n_val": 128,  # validation sequences (metrics, pictures)
     "frames": 20,  # SPS ball: 20-frame sequences
     "image_size": 32,  # SPS: 32 x 32 RGB
-    "data_seed": 0,  # training set seed; the validation set uses trainables.data.val_seed(data_seed)
+    "data_seed": 0,  # training set seed (validation: trainables.data.val_seed(data_seed)); "per_seed": each seed its own
+    # training set, so the success rate covers the sampling of the data too (costs S x the training set's memory)
     "scene": None,  # the world's scene (ball: "sps", the SPS authors', or "plain"); None: the world's default
     "success": None,  # {metric: NAME, below|above: X}, NAME a metric the model declares; None: the model's ``success``
     "device": None,  # run-only: None = cuda if available, else cpu

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 import torch
 
-from trainables.data import load_data
+from trainables.data import PER_SEED, load_data
 from trainables.models import MODELS, PackedModel, metric_names
 from trainables.options import COMMON, DATA_KEYS, NOT_IN_ID, RUN_ONLY
 from trainables.rule import SuccessRule
@@ -70,10 +70,11 @@ def resolve_config(config: dict) -> Resolved:
     out = {**COMMON, **{k: config[k] for k in COMMON if k in config}}
     for key in DATA_KEYS[:-1]:  # the counts and the seed
         value = out[key]
+        if key == "data_seed" and value == PER_SEED:
+            continue
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "data_seed" else 1):
-            raise ValueError(
-                f"config key '{key}' must be a {'non-negative' if key == 'data_seed' else 'positive'} integer, got {value!r}"
-            )
+            what = f"a non-negative integer or {PER_SEED!r}" if key == "data_seed" else "a positive integer"
+            raise ValueError(f"config key '{key}' must be {what}, got {value!r}")
     from envs.dataset import resolve_env_id
 
     out["env"] = resolve_env_id(out["env"])
@@ -169,11 +170,13 @@ class Pack:
         cfg_cls, model_cls = MODELS[self.config["model"]]
         self.cfg = cfg_cls(**{f.name: self.config[f.name] for f in fields(cfg_cls)})
         self.gens = [torch.Generator().manual_seed(s) for s in self.seeds]  # CPU: same streams on any device
-        train_x, _, val_x, val_y = data if data is not None else load_data(self.config)
+        train_x, _, val_x, val_y = data if data is not None else load_data(self.config, seeds=self.seeds)
         self.train_x = train_x.to(self.device, torch.float32)  # resident on the device
+        self.per_seed_data = self.config["data_seed"] == PER_SEED  # train_x [S, N, ...]: each seed its own set
         self.val_x = val_x.to(self.device, torch.float32)
         self.val_y = torch.as_tensor(np.asarray(val_y, np.float32)).to(self.device)
         self.model = model_cls(self.cfg, self.gens, train_x.shape[-1]).to(self.device)
+        self.n_train = train_x.shape[1] if self.per_seed_data else len(train_x)
         self.speed = Speed.for_device(self.config, self.device)
         self.model.set_channels_last(self.speed.channels_last)
         self.model.conv_gemm(self.speed.conv_gemm)
@@ -206,7 +209,7 @@ class Pack:
     def train_epoch(self) -> dict[str, list[float]]:
         """One epoch (len(train) // batch_size steps, each seed its own shuffled order); per seed
         the mean of each loss term over the epoch."""
-        B, n = self.cfg.batch_size, len(self.train_x)
+        B, n = self.cfg.batch_size, self.n_train
         order = self._to_device(torch.stack([torch.randperm(n, generator=g) for g in self.gens]))
         self._set_cuda_flags()
         sums: dict[str, torch.Tensor] = {}
@@ -220,7 +223,10 @@ class Pack:
         return self.last_losses
 
     def _step(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.train_x[idx]  # [S, B, T, 3, H, W], each seed its own batch
+        if self.per_seed_data:  # [S, B, T, 3, H, W], each seed its own batch of its own set
+            x = self.train_x[torch.arange(len(self.seeds), device=idx.device)[:, None], idx]
+        else:
+            x = self.train_x[idx]  # [S, B, T, 3, H, W], each seed its own batch
         rand = self._draw(x.shape[1], x.shape[2])
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.speed.precision == "bf16"):
             terms = self._losses(x, rand, self.step)  # fp32 terms (the model reduces its losses in fp32)

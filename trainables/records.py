@@ -7,8 +7,8 @@ seeds' rule as JSON). A parent run per configuration, a child run per seed. Both
 tags ``sweep``, ``config_id``, ``trial_id`` and ``seedsweep.kind`` (``config`` | ``seed``); params are
 the resolved config, flattened (``success.metric``, ``success.below``, ...: the success rule's
 record, read back by ``stored_rule``), children add ``seed``. Children are tagged
-``mlflow.parentRunId``, ``seed``, ``status`` (running | finished | diverged | pruned | failed) and
-``success`` ("true" | "false"). Per-seed metrics use step = epoch; at the last epoch a finished or
+``mlflow.parentRunId``, ``seed``, ``status`` (running | finished | diverged | pruned | failed),
+``success`` ("true" | "false"), ``device`` and ``precision`` (what trained it). Per-seed metrics use step = epoch; at the last epoch a finished or
 diverged seed also logs the metric ``success`` (1 or 0; a pruned or failed seed has none), so
 MLflow's own "group by config_id, average success" shows k/n. The parent holds the aggregates over
 seeds, at the last epoch ``n`` (finished + diverged seeds), ``n_success``, ``success_rate`` (k/n)
@@ -34,6 +34,8 @@ from mlflow import MlflowClient
 from trainables.rule import BOUNDS, SuccessRule
 
 KIND = "seedsweep.kind"  # run tag: "config" (parent) or "seed" (child)
+DEVICE_TAG = "device"  # on seed runs: what trained it ("cpu", or "cuda <card name>")
+PRECISION_TAG = "precision"  # on seed runs: "fp32" or "bf16"; rounds of an adaptive sweep must agree on both
 METRICS_TAG = "seedsweep.metrics"  # on configuration runs: the model's declared metrics, JSON {name: {better, doc}}
 DESIGN_TAG = "seedsweep.design"  # experiment tag: the adaptive seeds' rule (analysis.sequential.Design) as JSON
 RUN_TAGS = ("sweep", "config_id", "trial_id")  # on both kinds of run

@@ -49,6 +49,13 @@ class TrackingDown(RuntimeError):
     """The tracking server stayed unreachable for longer than the trial's patience."""
 
 
+def device_name(device) -> str:
+    """``"cpu"``, or ``"cuda <card name>"`` for a CUDA device (the seed runs' ``device`` tag)."""
+    import torch
+
+    return f"cuda {torch.cuda.get_device_name(device)}" if device.type == "cuda" else device.type
+
+
 def chunks(items: list, size: int):
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -220,6 +227,11 @@ class Tracker:
             tags = {"status": result["status"], "success": str(bool(result["success"])).lower()}
             changed = {k: v for k, v in tags.items() if self.sent_tags.get(child, {}).get(k) != v}
             self.pending_tags[child] = {**self.pending_tags.get(child, {}), **changed}
+
+    def tag_seeds(self, **tags: str) -> None:
+        """Queue the same tags on every seed run, e.g. the device and precision they trained with."""
+        for child in self.children:
+            self.pending_tags[child] = {**self.pending_tags.get(child, {}), **tags}
 
     def tag_config(self, **tags: str) -> None:
         """Queue tags on the configuration's (parent) run, e.g. the Ray node it runs on."""

@@ -50,8 +50,8 @@ from ray import tune
 from trainables.models import Metric
 from trainables.options import RUN_KEY, RunOptions
 from trainables.pack import Pack, config_id, resolve_config
-from trainables.records import METRICS_TAG
-from trainables.tracking import Tracker
+from trainables.records import DEVICE_TAG, METRICS_TAG, PRECISION_TAG
+from trainables.tracking import Tracker, device_name
 
 NOT_METRICS = ("seed", "status", "success")
 
@@ -151,6 +151,7 @@ def train(config: dict) -> None:
     )
     metrics = type(pack.model).metrics
     tracker.tag_config(**{METRICS_TAG: metrics_json(metrics)})
+    tracker.tag_seeds(**{DEVICE_TAG: device_name(pack.device), PRECISION_TAG: pack.speed.precision})
     if ray.is_initialized():
         tracker.tag_config(
             node_id=ray.get_runtime_context().get_node_id(), pid=str(os.getpid())
