@@ -76,8 +76,8 @@ def run_command(args: argparse.Namespace) -> int:
             address=args.address,
             resume=args.resume,
             dashboard=args.dashboard,
-            allow_mixed=args.allow_mixed,
             where=where,
+            allow_mixed=args.allow_mixed,
         )
         if summary["complete"]:
             print(f"sweep {spec.name!r} finished: {summary['trials']} trials in {summary['seconds']} s")

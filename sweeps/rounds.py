@@ -74,8 +74,8 @@ def plan_lines(spec: SweepSpec) -> list[str]:
     return [
         f"  seeds: {design.describe(k)}",
         f"  rounds: at most {design.rounds} (seed blocks {', '.join(blocks)}); seed runs: {k * design.start} to {k * design.max}",
-        f"  a configuration stops getting seeds when {stops}"
-        + f", or at {design.max} seeds; failed seeds are retried in the next round",
+        f"  a configuration stops getting seeds when {stops}, or at {design.max} seeds; failed seeds are retried"
+        " in the next round",
     ]
 
 

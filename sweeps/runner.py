@@ -87,13 +87,13 @@ def run(
     storage: str | None = None,
     resume: bool = False,
     dashboard: bool = False,
-    allow_mixed: bool = False,
     where: Where | None = None,
+    allow_mixed: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) a sweep to the end; returns a summary. Raises ``RuntimeError`` if the sweep
-    already finished or was interrupted and ``resume`` is not set. ``allow_mixed``: let an
-    adaptive sweep pool rounds trained on different devices or precisions. ``where``, when given, was
-    checked already (``preflight.check`` returns it, as the CLI does); otherwise the checks run here."""
+    already finished or was interrupted and ``resume`` is not set. ``where``, when given, was
+    checked already (``preflight.check`` returns it, as the CLI does); otherwise the checks run here.
+    ``allow_mixed``: let an adaptive sweep pool rounds trained on different devices or precisions."""
     if where is None:  # seconds, before anything waits on them
         where = preflight.check(tracking_uri, storage, address)
     bound_mlflow_http()  # the driver's and local trials' MLflow calls give up in seconds, not minutes

@@ -229,6 +229,10 @@ def test_report_writes_html_pngs_and_parquet(store, tmp_path):
     assert len({p.parent for p in (tmp_path / "rep" / "seeds").rglob("*.png")}) == 2  # both PNGs of a seed from one run
     assert pq.read_table(tmp_path / "rep" / "runs.parquet").num_rows == 16
     assert list(table["successes"]) == [3, 1]
+    assert "Paired by seed number against the reference" in page and "p_mcnemar" in page  # the paired view
+    paired = pd.read_csv(tmp_path / "rep" / "paired.csv")
+    assert paired["pairs"].iloc[0] == 6 and paired["only_ref"].iloc[0] - paired["only_this"].iloc[0] == 2
+    assert "P(best), Bayes" in page and table["p_best"].sum() == pytest.approx(1.0)
 
 
 def test_report_shows_every_threshold_the_spec_lists_and_the_histogram(tmp_path):

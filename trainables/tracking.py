@@ -49,16 +49,16 @@ class TrackingDown(RuntimeError):
     """The tracking server stayed unreachable for longer than the trial's patience."""
 
 
-def device_name(device) -> str:
-    """``"cpu"``, or ``"cuda <card name>"`` for a CUDA device (the seed runs' ``device`` tag)."""
-    import torch
-
-    return f"cuda {torch.cuda.get_device_name(device)}" if device.type == "cuda" else device.type
-
-
 def chunks(items: list, size: int):
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def device_name(device) -> str:
+    """``"cpu"``, or ``"cuda <card name>"`` for a CUDA device."""
+    import torch
+
+    return f"cuda {torch.cuda.get_device_name(device)}" if device.type == "cuda" else device.type
 
 
 class Tracker:
