@@ -40,6 +40,7 @@ from sweeps.tuner import (
     summary,
     write_done,
 )
+from trainables.options import RUN_KEY
 from trainables.records import DESIGN_TAG, KIND, ensure_experiment, open_client, retry, search_all
 
 
@@ -52,7 +53,11 @@ def train_configuration(config: dict) -> None:
     configuration's own ``seeds`` when it retries failed ones) merged into the config."""
     from trainables.train import train
 
-    train({**{k: v for k, v in config.items() if k != "configuration"}, **config["configuration"]})
+    swept = dict(config["configuration"])
+    rest = {k: v for k, v in config.items() if k != "configuration"}
+    if "seeds" in swept:  # a run option: it goes with the others under config["run"]
+        rest[RUN_KEY] = {**rest[RUN_KEY], "seeds": swept.pop("seeds")}
+    train({**rest, **swept})
 
 
 def plan_lines(spec: SweepSpec) -> list[str]:

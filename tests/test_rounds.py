@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 from test_sweep import BIN, TINY, runs, seedsweep, write_spec
 
-from sweeps import runner
+from sweeps import rounds, runner
 from sweeps import spec as specs
 
 # lr 1e-9 cannot learn and lr 5e-2 learns in one epoch (on the plain scene's black background recon_mse
@@ -59,6 +59,18 @@ def test_adaptive_seeds_in_the_spec_and_the_plan():
         with pytest.raises(specs.SpecError, match=field) as err:
             specs.from_dict({**TINY, "seeds": seeds})
         assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_later_round_trains_each_configuration_on_its_own_seeds(monkeypatch):
+    """Rounds 2+ give each configuration its seeds (the next block and its failed ones again) beside
+    its swept values; the seeds are a run option, so they go under config["run"]."""
+    import trainables.train
+
+    seen = []
+    monkeypatch.setattr(trainables.train, "train", seen.append)
+    config = {"model": "sps", "lr": 0.1, "run": {"seeds": [4, 5], "epochs": 1}}
+    rounds.train_configuration({**config, "configuration": {"symmetry": "none", "seeds": [2, 4, 5]}})
+    assert seen == [{"model": "sps", "lr": 0.1, "symmetry": "none", "run": {"seeds": [2, 4, 5], "epochs": 1}}]
 
 
 @pytest.mark.slow

@@ -7,11 +7,11 @@ seeds' rule as JSON). A parent run per configuration, a child run per seed. Both
 tags ``sweep``, ``config_id``, ``trial_id`` and ``seedsweep.kind`` (``config`` | ``seed``); params are
 the resolved config, flattened (``success.metric``, ``success.below``, ...: the success rule's
 record, read back by ``stored_rule``), children add ``seed``. Children are tagged
-``mlflow.parentRunId``, ``seed``, ``status`` (running | finished | diverged | pruned | failed) and
-``success`` ("true" | "false"). Per-seed metrics use step = epoch; at the last epoch a finished or
-diverged seed also logs the metric ``success`` (1 or 0; a pruned or failed seed has none), so
-MLflow's own "group by config_id, average success" shows k/n. The parent holds the aggregates over
-seeds, at the last epoch ``n`` (finished + diverged seeds), ``n_success``, ``success_rate`` (k/n)
+``mlflow.parentRunId``, ``seed``, ``status`` (running | finished | diverged | pruned | failed),
+``success`` ("true" | "false"), ``device`` and ``precision`` (what trained it). Per-seed metrics use
+step = epoch; at the last epoch a finished or diverged seed also logs the metric ``success`` (1 or 0;
+a pruned or failed seed has none), so MLflow's own "group by config_id, average success" shows k/n.
+The parent holds the aggregates over seeds, at the last epoch ``n`` (finished + diverged seeds), ``n_success``, ``success_rate`` (k/n)
 and the ends of its 95% Wilson interval ``success_low`` / ``success_high``, and the tag
 ``seedsweep.metrics``: the model's declared metrics as JSON (``{name: {"better": ..., "doc": ...}}``),
 so the analysis knows them without the model.
