@@ -21,6 +21,7 @@ from ray import tune
 from sweeps import preflight
 from sweeps.spec import SweepSpec
 from trainables.rule import SuccessRule
+from trainables.seed_stop import SeedStop
 from trainables.tracking import bound_mlflow_http, experiment_id, open_client, sweep_progress, unreachable
 
 MAX_LISTED = 50  # grid points listed one per line by the plan
@@ -101,6 +102,7 @@ def plan(spec: SweepSpec) -> str:
         f"  each trial: {spec.resources['cpu']} CPU, {spec.resources['gpu']} GPU, {spec.seeds} seeds packed; "
         f"at most {spec.max_concurrent or 'as many as fit'} at once",
         f"  success: {SuccessRule.parse(spec.success)}",
+        *([f"  seed_stop: {SeedStop.parse(spec.seed_stop)}"] if spec.seed_stop else []),
         f"  seeds: {spec.seeds} per configuration (0..{spec.seeds - 1}, the same in every configuration)",
         f"  fixed: {spec.fixed() or '-'}",
         f"  swept: {spec.swept() or '-'}",

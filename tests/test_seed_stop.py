@@ -145,3 +145,109 @@ def test_every_family_shrinks_to_the_same_numbers(name):
         for key, value in x.items():
             if isinstance(value, float) and value == value:
                 assert y[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+
+
+def test_spec_field_checked_and_passed_to_the_trials(tmp_path):
+    from sweeps import spec as specs
+
+    good = {
+        "name": "t",
+        "model": "sps",
+        "env": "ball",
+        "data": {"n_train": 32, "n_val": 16, "frames": 8, "image_size": 16},
+        "params": {"rnn_width": 16, "channels": [8, 16]},
+        "seeds": 3,
+        "epochs": 4,
+        "seed_stop": {"metric": "linear_proj_mse", "above": 0.6, "from_epoch": 2, "audit": 0.25},
+    }
+    spec = specs.from_dict(good)
+    assert spec.base_config()["seed_stop"] == {**good["seed_stop"], "patience": 1}
+    assert "seed_stop" not in specs.from_dict({k: v for k, v in good.items() if k != "seed_stop"}).base_config()
+    bad = [
+        ({"seed_stop": {**good["seed_stop"], "from_epoch": 4}}, "seed_stop.from_epoch: must be below epochs"),
+        ({"seed_stop": {**good["seed_stop"], "audit": -0.1}}, "seed_stop: seed_stop.audit must be a share"),
+        ({"seed_stop": {"metric": "psnr", "above": 20, "from_epoch": 2, "audit": 0}}, "psnr is better higher"),
+        ({"params": {"seed_stop": 1}}, "params.seed_stop: is not a hyperparameter"),
+    ]
+    for change, message in bad:
+        with pytest.raises(specs.SpecError, match=message.replace(".", r"\.")):
+            specs.from_dict({**good, **change})
+
+
+SEEDS, EPOCHS = 8, 6
+RAY_STOP = {"metric": "linear_proj_mse", "above": 0.5, "from_epoch": 3, "audit": 0.25}
+
+
+@pytest.fixture(scope="module")
+def trials(tmp_path_factory):
+    """Two trials of one configuration with seed_stop through Tune: one plain, one that crashes
+    after epoch 5 (checkpoint at 4, after the stops at 3 and 4) and is restored by Tune."""
+    import ray
+    from mlflow import MlflowClient
+    from ray import tune
+
+    from trainables.train import train
+
+    root = tmp_path_factory.mktemp("seedstop")
+    uri = f"sqlite:///{root / 'mlruns.db'}"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        results = tune.Tuner(
+            tune.with_resources(train, {"cpu": 1}),
+            param_space={
+                **TINY,
+                "seed_stop": RAY_STOP,
+                "seeds": SEEDS,
+                "epochs": EPOCHS,
+                "checkpoint_every": 4,
+                "sweep": "stopsweep",
+                "tracking_uri": uri,
+                "_crash_after_epoch": tune.grid_search([None, 5]),
+            },
+            run_config=tune.RunConfig(
+                name="s", storage_path=str(root / "ray"), verbose=0, failure_config=tune.FailureConfig(max_failures=1)
+            ),
+        ).fit()
+    finally:
+        ray.shutdown()
+    assert not results.errors, results.errors
+    return {"client": MlflowClient(uri), "results": {r.config["_crash_after_epoch"]: r for r in results}}
+
+
+def seed_runs(client, trial_id: str) -> list:
+    exp = client.get_experiment_by_name("stopsweep").experiment_id
+    runs = client.search_runs([exp], f"tags.trial_id = '{trial_id}'", max_results=1000)
+    return sorted((r for r in runs if r.data.tags["seedsweep.kind"] == "seed"), key=lambda r: int(r.data.tags["seed"]))
+
+
+def test_records_of_stopped_and_audited_seeds(trials):
+    client, plain = trials["client"], trials["results"][None]
+    runs = seed_runs(client, plain.metrics["trial_id"])
+    assert len(runs) == SEEDS
+    stopped = [r for r in runs if r.data.tags["status"] == "stopped"]
+    assert len(stopped) >= 3 and plain.metrics["n_stopped"] == len(stopped)
+    steps = len(range(0, TINY["n_train"] - TINY["batch_size"] + 1, TINY["batch_size"]))
+    for r in stopped:
+        epoch = int(r.data.tags["stopped_epoch"])
+        assert r.info.status == "FINISHED" and r.data.tags["success"] == "false" and r.data.tags["audit"] == "false"
+        assert int(r.data.tags["seed_steps_saved"]) == (EPOCHS - epoch) * steps
+        for key in ("linear_proj_mse", "train/total"):  # its last metrics are those of the stop
+            assert max(m.step for m in client.get_metric_history(r.info.run_id, key)) == epoch
+        assert r.data.metrics["linear_proj_mse"] > RAY_STOP["above"]
+    audited = [r for r in runs if r.data.tags.get("audit") == "true"]
+    assert audited, "seed 0 or 3 should be an audited candidate"
+    for r in audited:
+        assert r.data.tags["status"] == "finished" and int(r.data.tags["would_stop_epoch"]) >= 3
+        assert max(m.step for m in client.get_metric_history(r.info.run_id, "linear_proj_mse")) == EPOCHS
+
+
+def test_restored_trial_keeps_its_stopped_seeds(trials):
+    client, plain, crashed = trials["client"], trials["results"][None], trials["results"][5]
+    assert list(crashed.metrics_dataframe["epoch"]) == [1, 2, 3, 4, 5, 5, 6]  # restored from epoch 4
+    for x, y in zip(seed_runs(client, plain.metrics["trial_id"]), seed_runs(client, crashed.metrics["trial_id"])):
+        for tag in ("status", "success", "stopped_epoch", "audit", "would_stop_epoch"):
+            assert x.data.tags.get(tag) == y.data.tags.get(tag), tag
+        for key, value in x.data.metrics.items():
+            assert value == pytest.approx(y.data.metrics[key], rel=1e-5, abs=1e-7, nan_ok=True), key
+            steps = [m.step for m in client.get_metric_history(y.info.run_id, key)]
+            assert len(steps) == len(set(steps)), key  # each epoch once across the restore

@@ -4,7 +4,9 @@ Layout (what ``analysis.runs`` reads): both kinds carry the tags ``sweep``, ``co
 ``trial_id`` and ``seedsweep.kind`` (``config`` | ``seed``); params are the resolved config,
 flattened (``success.metric``, ``success.below``, ...), children add ``seed``. Children are
 tagged ``mlflow.parentRunId``, ``seed``, ``status`` (running | finished | diverged | pruned |
-failed) and ``success`` ("true" | "false"). Per-seed metrics use step = epoch; the parent holds
+failed | stopped) and ``success`` ("true" | "false"); with ``seed_stop``, also ``audit``
+("true" for an audited stop candidate), ``would_stop_epoch`` (audited), ``stopped_epoch`` and
+``seed_steps_saved`` (stopped: its run ends at the stop, its last metrics those of the stop). Per-seed metrics use step = epoch; the parent holds
 the aggregates over seeds, and the tag ``seedsweep.metrics``: the model's declared metrics as
 JSON (``{name: {"better": "lower" | "higher", "doc": ...}}``), so the analysis knows them without
 the model. At the end each child holds the PNGs its model draws (``PackedModel.artefacts``).
@@ -42,6 +44,7 @@ METRICS_TAG = "seedsweep.metrics"  # on configuration runs: the model's declared
 MAX_ENTITIES = 1000  # MLflow's limit of metrics + params + tags per log_batch call
 MAX_PARAMS_TAGS = 100  # and of params, and of tags
 PAGE = 5000  # runs per search_runs page (MLflow allows up to 50,000)
+SEED_STOP_TAGS = ("stopped_epoch", "audit", "would_stop_epoch", "seed_steps_saved")  # seed_stop's, on seed runs
 MLFLOW_END = {"pruned": "KILLED", "failed": "FAILED"}  # seed status -> MLflow run status (else FINISHED)
 PATIENCE = 600.0  # seconds a trial trains on with its tracking server unreachable before it fails
 RETRY_EVERY = 5.0  # seconds between attempts to reach an unreachable tracking server
@@ -190,6 +193,7 @@ class Tracker:
         self.buffer: dict[str, list[Metric]] = {}
         self.pending_tags: dict[str, dict[str, str]] = {}  # run -> tags to send with its next flush
         self.sent_tags: dict[str, dict[str, str]] = {}  # run -> tags sent by this process
+        self.ending: set[str] = set()  # runs of stopped seeds (seed_stop) to terminate at the next send
         self.parent, self.children = self._wait(self._open, run_ids)
         for run_id, rows in (unsent or {}).get("metrics", {}).items():  # queued when the checkpoint was taken
             self.buffer[run_id] = [Metric(*row) for row in rows if row[3] > self.last_step[run_id].get(row[0], -1)]
@@ -319,8 +323,13 @@ class Tracker:
         """Queue each seed's ``status`` / ``success`` tags from ``Pack.evaluate()`` results."""
         for child, result in zip(self.children, results):
             tags = {"status": result["status"], "success": str(bool(result["success"])).lower()}
+            tags.update({k: str(result[k]).lower() for k in SEED_STOP_TAGS if result.get(k) is not None})
             changed = {k: v for k, v in tags.items() if self.sent_tags.get(child, {}).get(k) != v}
             self.pending_tags[child] = {**self.pending_tags.get(child, {}), **changed}
+
+    def end_seeds(self, indices: list[int]) -> None:
+        """Terminate the runs of these seeds (stopped by seed_stop) once their records are sent."""
+        self.ending.update(self.children[i] for i in indices)
 
     def tag_config(self, **tags: str) -> None:
         """Queue tags on the configuration's (parent) run, e.g. the Ray node it runs on."""
@@ -368,6 +377,9 @@ class Tracker:
                     self.sent_tags.setdefault(run_id, {}).update(pending)
                 for m in part:
                     last[m.key] = max(m.step, last.get(m.key, -1))
+        for run_id in sorted(self.ending):  # stopped seeds: their records are in, the run ends now
+            retry(self.client.set_terminated, run_id, "FINISHED")
+            self.ending.discard(run_id)
 
     def unsent(self) -> dict:
         """What is queued (metrics and tags per run), as JSON for the trial's checkpoint."""

@@ -45,7 +45,7 @@ import torch
 from ray import tune
 
 from trainables.models import Metric
-from trainables.tracking import METRICS_TAG, PATIENCE, Tracker
+from trainables.tracking import METRICS_TAG, PATIENCE, SEED_STOP_TAGS, Tracker
 
 RUN_DEFAULTS = {
     "seeds": 4,
@@ -59,7 +59,7 @@ RUN_DEFAULTS = {
     "tracking_uri": None,  # = sqlite:///<driver cwd>/mlruns.db
     "_crash_after_epoch": None,  # tests only: raise once after reporting this epoch (not after a restore)
 }
-NOT_METRICS = ("seed", "status", "success")
+NOT_METRICS = ("seed", "status", "success", *SEED_STOP_TAGS)
 
 
 def split_config(config: dict) -> tuple[dict, dict]:
@@ -103,6 +103,7 @@ def aggregate(results: list[dict], metrics: tuple[Metric, ...]) -> dict[str, flo
         out[f"best_{m.name}"] = float(best(values))
     out["n_success"] = sum(bool(r["success"]) for r in results)
     out["n_diverged"] = int(diverged.sum())
+    out["n_stopped"] = sum(r["status"] == "stopped" for r in results)  # seed_stop: predicted failures
     out["success_rate"] = out["n_success"] / len(results)
     return out
 
@@ -178,20 +179,29 @@ def train(config: dict) -> None:
             node_id=ray.get_runtime_context().get_node_id(), pid=str(os.getpid())
         )  # where it ran (last attempt)
     results, report = meta["results"], meta["report"]
+    if results and pack.stopped:  # restored: the stopped seeds' runs keep their records and end again
+        tracker.set_seeds(results)
+        tracker.end_seeds(sorted(pack.stopped))
     flushed = time.monotonic()
+    steps_per_epoch = len(pack.train_x) // pack.cfg.batch_size
 
     for epoch in range(start + 1, epochs + 1):
+        gone = set(pack.stopped)  # seeds that left the pack before this epoch: nothing new to log
         losses = pack.train_epoch()
         fresh = None
         if epoch == epochs:
             pack.finish()  # seeds still running become finished
         if epoch % run["eval_every"] == 0 or epoch == epochs or results is None:
-            results = fresh = [plain(r) for r in pack.evaluate()]
+            results = fresh = [plain(r) for r in pack.stop_seeds(pack.evaluate())]
+            for i in set(pack.stopped) - gone:  # stopped now: their metrics at the stop are the last ones
+                results[i]["seed_steps_saved"] = (epochs - epoch) * steps_per_epoch
             tracker.set_seeds(results)
+            tracker.end_seeds(sorted(set(pack.stopped) - gone))
         train_medians = {f"median_train/{t}": finite_median(v) for t, v in losses.items()}
         report = {"epoch": epoch, **aggregate(results, metrics), **train_medians}
         parent = {**train_medians, **(aggregate(fresh, metrics) if fresh else {})}
-        tracker.log(epoch, parent, seed_metrics(losses, fresh))
+        rows = seed_metrics(losses, fresh)
+        tracker.log(epoch, parent, [{} if i in gone else row for i, row in enumerate(rows)])
         last = epoch == epochs
         save = last or epoch % run["checkpoint_every"] == 0
         if fresh or save or time.monotonic() - flushed >= run["flush_every"]:
