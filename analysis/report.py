@@ -52,7 +52,19 @@ def display_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) -
     for status in ("pruned", "diverged", "running", "failed"):
         if status in ("pruned", "diverged") or table[status].any():
             out[status] = table[status].astype(str)
+    if "corrected_low" in table:  # seed_stop (analysis.seed_stop)
+        out["stopped"] = table["stopped"].astype(str)
+        out["audited"] = table["audited"].astype(str)
+        out["false stops"] = table["false_stops"].astype(str)
+        out["steps saved"] = table["seed_steps_saved"].astype(str)
+        out["corrected 95%"] = [span(a, b) for a, b in zip(table["corrected_low"], table["corrected_high"])]
     return out
+
+
+def seed_stop_note(table: pd.DataFrame) -> str:
+    from analysis.seed_stop import note
+
+    return note(table)
 
 
 def span(low: float, high: float) -> str:
@@ -81,6 +93,8 @@ def format_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) ->
         foot += f"; p: two-sided {comparison.attrs['test'].capitalize()} exact test, Holm-corrected"
     if "anytime_low" in table:
         foot = f"{anytime_note(table)}\n{foot}"
+    if "corrected_low" in table:
+        foot = f"{foot}\n{seed_stop_note(table)}"
     return "\n".join([*lines, foot])
 
 
@@ -288,6 +302,7 @@ def render(sweep, tracking_uri, table, comparison, sections, figures, out: Path)
         "<p class='note'>n counts finished and diverged seeds (diverged = failure); pruned, running and failed seeds are"
         " shown but not in n. Intervals are 95% Wilson score and Clopper-Pearson.",
         f"<p class='note'><b>{esc(anytime_note(table))}.</b></p>" if "anytime_low" in table else "",
+        f"<p class='note'>{esc(seed_stop_note(table))}.</p>" if "corrected_low" in table else "",
         comparison_note(comparison),
         "</p>",
         pruning_note(table),

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trainables.tracking import KIND, quote, search_all
+from trainables.tracking import KIND, SEED_STOP_TAGS, quote, search_all
 
 INFO = ["run_id", "parent_run_id", "config_id", "trial_id", "seed", "status", "success"]
 # MLflow's own run status, used only when a seed run has no `status` tag.
@@ -89,6 +89,7 @@ def load_runs(tracking_uri: str, sweep: str) -> pd.DataFrame:
                 "seed": tags.get("seed", run.data.params.get("seed")),
                 "status": tags.get("status") or MLFLOW_STATUS.get(run.info.status, run.info.status.lower()),
                 "success": None if success is None else success.lower() == "true",
+                **{k: tags[k] for k in SEED_STOP_TAGS if k in tags},  # seed_stop's (trainables.tracking)
             }
         )
         params.append(run.data.params)
@@ -96,6 +97,10 @@ def load_runs(tracking_uri: str, sweep: str) -> pd.DataFrame:
     info = pd.DataFrame(info)
     info["seed"] = pd.to_numeric(info["seed"], errors="coerce").astype("Int64")
     info["success"] = info["success"].astype("boolean")
+    if "audit" in info:
+        info["audit"] = info["audit"].map({"true": True, "false": False}).astype("boolean")
+    for key in set(SEED_STOP_TAGS[1:]) & set(info):
+        info[key] = pd.to_numeric(info[key], errors="coerce")
     params = pd.DataFrame(params).drop(columns=INFO, errors="ignore")
     params = params.apply(typed)
     metrics = pd.DataFrame(metrics, dtype=float)

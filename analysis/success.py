@@ -2,7 +2,8 @@
 comparisons with Holm's correction, seed budgets, and bootstrap summaries of continuous metrics.
 
 Which seeds count: ``finished`` seeds succeed or fail by the rule; ``diverged`` seeds are
-failures (they count in n); ``pruned`` seeds (stopped early by ASHA), and ``running`` or
+failures (they count in n), as are ``stopped`` seeds (seed_stop: predicted failures, with the
+audit's correction in ``analysis.seed_stop``); ``pruned`` seeds (stopped early by ASHA), and ``running`` or
 ``failed`` ones, are not in n but are counted in their own columns.
 """
 
@@ -20,7 +21,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportion_
 from analysis.runs import INFO, natural_key
 from trainables.rule import SuccessRule
 
-COUNTED = ("finished", "diverged")
+COUNTED = ("finished", "diverged", "stopped")
 SHOWN = ("diverged", "pruned", "running", "failed")
 ALPHA = 0.05
 
@@ -35,7 +36,7 @@ def success_table(runs: pd.DataFrame, metric=None, below=None, above=None, param
     ok = outcome(runs, metric, below, above)
     params = swept_params(runs) if params is None else list(params)
     status = runs["status"].fillna("unknown")
-    extra = sorted(set(status) - set(COUNTED) - set(SHOWN))
+    extra = sorted(set(status) - set(COUNTED) - set(SHOWN)) + (["stopped"] if status.eq("stopped").any() else [])
     counts = (
         pd.DataFrame(
             {
@@ -65,6 +66,10 @@ def success_table(runs: pd.DataFrame, metric=None, below=None, above=None, param
         ordered[ordered.index("wilson_low") : ordered.index("wilson_low")] = ["anytime_low", "anytime_high"]
     table = table[ordered + [*SHOWN, *extra]]
     table.attrs.update(params=params, rule=describe_rule(runs, metric, below, above), design=design)
+    if "stopped" in extra:  # seed_stop: audit, false stops and the corrected interval
+        from analysis.seed_stop import annotate
+
+        table = annotate(table, runs, ok)
     return table
 
 
