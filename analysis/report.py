@@ -86,7 +86,8 @@ def format_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) ->
 
     lines = [line(shown.columns), line("-" * widths[c] for c in shown)]
     lines += [line(row) for row in shown.itertuples(index=False)]
-    foot = f"success: {table.attrs.get('rule', 'stored success tags')}; n = finished + diverged seeds; pruned seeds are not in n"
+    counted = "finished + diverged + stopped" if "corrected_low" in table else "finished + diverged"
+    foot = f"success: {table.attrs.get('rule', 'stored success tags')}; n = {counted} seeds; pruned seeds are not in n"
     if table["pruned"].any():
         foot += " (ASHA kept the seeds of configurations that looked better early: rates are biased)"
     if comparison is not None:

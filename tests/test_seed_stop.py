@@ -251,3 +251,86 @@ def test_restored_trial_keeps_its_stopped_seeds(trials):
             assert value == pytest.approx(y.data.metrics[key], rel=1e-5, abs=1e-7, nan_ok=True), key
             steps = [m.step for m in client.get_metric_history(y.info.run_id, key)]
             assert len(steps) == len(set(steps)), key  # each epoch once across the restore
+
+
+def test_sweep_with_seed_stop_runs_resumes_and_analyses(tmp_path):
+    """``seedsweep run`` of a spec with seed_stop, its driver killed after the first stops, ``--resume``,
+    then ``seedsweep analyze --suggest-seed-stop``: every seed once, stopped seeds stay stopped."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from collections import Counter
+    from pathlib import Path
+
+    import yaml
+    from mlflow import MlflowClient
+
+    bin_ = Path(sys.executable).parent
+    env = {**os.environ, "SEEDSWEEP_CACHE": str(tmp_path / "cache"), "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+    data = {**{k: TINY[k] for k in ("n_val", "frames", "image_size")}, "n_train": 32}
+    params = {k: v for k, v in TINY.items() if k not in (*data, "env", "success")}
+    spec = tmp_path / "stop.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "name": "stop",
+                "model": "sps",
+                "env": "ball",
+                "data": data,
+                "params": {**params, "symmetry": {"grid": ["none", "T2R2"]}},
+                "seeds": 4,
+                "epochs": 5,
+                "checkpoint_every": 1,
+                "max_concurrent": 1,
+                "resources": {"cpu": 1, "gpu": 0},
+                "success": TINY["success"],
+                "seed_stop": {"metric": "linear_proj_mse", "above": 0.3, "from_epoch": 2, "audit": 0.25},
+            }
+        )
+    )
+
+    def seedsweep(*args):
+        proc = subprocess.run(
+            [str(bin_ / "seedsweep"), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert proc.returncode == 0, (proc.stdout, proc.stderr)
+        return proc.stdout
+
+    assert "seed_stop: stop a seed when linear_proj_mse above 0.3 from epoch 2" in seedsweep(
+        "run", str(spec), "--dry-run"
+    )
+    driver = subprocess.Popen(
+        [str(bin_ / "seedsweep"), "run", str(spec)],
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((tmp_path / "ray_results" / "stop").glob("*/checkpoint_00000[2-9]")):
+        assert driver.poll() is None, "the sweep ended before it could be killed"
+        time.sleep(0.2)
+    time.sleep(1.5)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and its local Ray die after the first stops
+    driver.wait()
+    assert "sweep 'stop' finished: 2 trials" in seedsweep("run", str(spec), "--resume")
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
+    exp = client.get_experiment_by_name("stop").experiment_id
+    seeds = client.search_runs([exp], "tags.`seedsweep.kind` = 'seed'", max_results=1000)
+    assert Counter((r.data.tags["config_id"], r.data.tags["seed"]) for r in seeds).most_common(1)[0][1] == 1
+    assert len(seeds) == 8
+    stopped = [r for r in seeds if r.data.tags["status"] == "stopped"]
+    assert stopped and all(r.data.tags["status"] in ("stopped", "finished") for r in seeds)
+    for r in seeds:
+        steps = sorted(m.step for m in client.get_metric_history(r.info.run_id, "train/total"))
+        end = int(r.data.tags["stopped_epoch"]) if r in stopped else 5
+        assert steps == list(range(1, end + 1)), (r.data.tags, steps)  # none doubled, none after the stop
+
+    out = seedsweep("analyze", "stop", "--suggest-seed-stop")
+    (Path(os.environ.get("SEEDSTOP_OUT", tmp_path)) / "analyze.txt").write_text(out)
+    assert "corrected 95%" in out and "stopped" in out and "seed-steps saved" in out
+    assert "seed_stop: {metric: linear_proj_mse" in out or "no seed_stop rule" in out
+    assert (tmp_path / "reports" / "stop" / "report.html").read_text().count("corrected 95%") >= 1
