@@ -25,8 +25,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def analyze_command(args: argparse.Namespace) -> None:
-    from analysis.report import format_table, write_report
-    from analysis.success import compare
+    from analysis.report import fixed_comparison, format_table, write_report
 
     if args.below is not None and args.above is not None:
         raise ValueError("give one of --below / --above, not both")
@@ -34,7 +33,7 @@ def analyze_command(args: argparse.Namespace) -> None:
         raise ValueError(f"--metric {args.metric} needs --below X or --above X")
     out = args.out or f"reports/{args.name}"
     table = write_report(args.tracking_uri, args.name, out, args.metric, args.below, args.above, args.baseline)
-    print(format_table(table, compare(table, args.baseline) if table["n"].any() else None))
+    print(format_table(table, fixed_comparison(table, args.baseline)))
     print(f"report: {out}/report.html")
     if args.suggest_seed_stop:
         from analysis.seed_stop import suggest_for_sweep
@@ -44,9 +43,9 @@ def analyze_command(args: argparse.Namespace) -> None:
 
 def print_success_table(tracking_uri: str, sweep: str) -> None:
     """Print the sweep's success table under its stored rule (the sweep runner's last step)."""
-    from analysis.report import format_table
+    from analysis.adaptive import anytime_table
+    from analysis.report import fixed_comparison, format_table
     from analysis.runs import load_runs
-    from analysis.success import compare, success_table
 
-    table = success_table(load_runs(tracking_uri, sweep))
-    print(format_table(table, compare(table) if table["n"].any() else None))
+    table = anytime_table(load_runs(tracking_uri, sweep))
+    print(format_table(table, fixed_comparison(table)))

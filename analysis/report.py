@@ -10,15 +10,17 @@ import numpy as np
 import pandas as pd
 
 from analysis import plots
+from analysis.adaptive import anytime_table
+from analysis.pairs import paired_table
+from analysis.planning import seeds_for_halfwidth, seeds_for_power
 from analysis.runs import load_runs, metric_histories, success_rule, write_parquet
+from analysis.sequential import Design
 from analysis.success import (
     check_rule,
     compare,
     forecast_by_epoch,
     metric_summary,
     outcome,
-    seeds_for_halfwidth,
-    seeds_for_power,
     settled_epoch,
     success_table,
 )
@@ -27,8 +29,8 @@ HALFWIDTH = 0.1  # target half-width of the seed-budget column
 CURVES = 200  # most training curves fetched from MLflow for the curves plot
 ANYTIME = "anytime 95%"  # column of the anytime-valid intervals (simultaneous over the configurations)
 NOT_VALID = (
-    "seeds were added adaptively, so only the anytime intervals hold; fixed-n Wilson and Clopper-Pearson"
-    " intervals (and the exact tests' p-values) are not valid under adaptive stopping"
+    "seeds were added adaptively, so the table shows only quantities valid under that: fixed-n Wilson and"
+    " Clopper-Pearson intervals and Fisher's p-values are not valid under adaptive stopping and are left out"
 )
 
 
@@ -40,11 +42,19 @@ def display_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) -
         out[p] = table[p].map(plots.fmt)
     out["k/n"] = [f"{k}/{n}" for k, n in zip(table["successes"], table["n"])]
     out["rate"] = table["rate"].map(lambda r: "-" if np.isnan(r) else f"{r:.2f}")
-    if "anytime_low" in table:  # adaptive seeds: the intervals that hold under them come first
+    if "anytime_low" in table:  # adaptive seeds: only what holds under them
         out[ANYTIME] = [span(a, b) for a, b in zip(table["anytime_low"], table["anytime_high"])]
-    out["Wilson 95%"] = [span(a, b) for a, b in zip(table["wilson_low"], table["wilson_high"])]
-    out["CP 95%"] = [span(a, b) for a, b in zip(table["cp_low"], table["cp_high"])]
-    if comparison is not None:
+        out["verdict"] = table["verdict"]
+        ref = table.attrs.get("reference")
+        out["p vs best (anytime)"] = [
+            "ref" if c == ref else pvalue(p) for c, p in zip(table["config_id"], table["p_anytime"])
+        ]
+    else:
+        out["Wilson 95%"] = [span(a, b) for a, b in zip(table["wilson_low"], table["wilson_high"])]
+        out["CP 95%"] = [span(a, b) for a, b in zip(table["cp_low"], table["cp_high"])]
+    if "p_best" in table:
+        out["P(best), Bayes"] = table["p_best"].map(lambda p: "-" if np.isnan(p) else f"{p:.2f}")
+    if comparison is not None and "anytime_low" not in table:
         ref = comparison.attrs["reference"]
         column = f"p vs {'best' if comparison.attrs['chosen'] == 'best' else ref} (Holm)"
         p = dict(zip(comparison["config_id"], comparison["p_holm"]))
@@ -100,22 +110,21 @@ def format_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) ->
 
 
 def anytime_note(table: pd.DataFrame) -> str:
-    """What the anytime column is, and that the fixed-n intervals do not hold (adaptive sweeps)."""
-    from analysis.sequential import Design
-
+    """What the anytime columns are, and that the fixed-n ones do not hold (adaptive sweeps)."""
     design = Design.from_dict(table.attrs["design"])
     return (
-        f"{ANYTIME}: anytime-valid confidence sequence (beta-binomial mixture), all {len(table)} configurations at once "
-        f"(alpha {design.alpha:g} / {len(table)} each); {NOT_VALID}. Seeds: {design.describe(len(table))}"
+        f"{ANYTIME}: anytime-valid confidence sequence (beta-binomial mixture, running intersection over the rounds),"
+        f" all {len(table)} configurations at once (alpha {design.alpha:g} / {len(table)} each); verdict: the rule"
+        f" {design.rule()}; p vs best (anytime): the paired sequential test's anytime-valid p-value, Bonferroni over"
+        f" {len(table) - 1}; P(best), Bayes: posterior probability of the highest rate (uniform priors), no error"
+        f" guarantee; {NOT_VALID}. Seeds: {design.describe(len(table))}"
     )
 
 
-def rounds_section(runs: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, Path]:
+def rounds_section(table: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, Path]:
     """Adaptive seeds: per configuration the interval after each round and why its seeds stopped,
     and the plot of the intervals against n."""
-    from analysis.sequential import Design, history
-
-    steps = history(runs, Design.from_dict(runs.attrs["design"]))
+    steps = table.attrs["history"]
     cell = [
         f"{s}/{n} [{lo:.2f}, {hi:.2f}]"
         for s, n, lo, hi in steps[["successes", "n", "low", "high"]].itertuples(index=False)
@@ -123,7 +132,9 @@ def rounds_section(runs: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, Path]:
     wide = steps.assign(cell=cell).pivot(index="config_id", columns="round", values="cell")
     wide.columns = [f"after round {r}" for r in wide.columns]
     last = steps.groupby("config_id").tail(1).set_index("config_id")
+    wide["verdict"] = [last.at[c, "verdict"] for c in wide.index]
     wide["seeds stopped"] = [("no: still open, " if last.at[c, "open"] else "") + last.at[c, "why"] for c in wide.index]
+    wide["failed seeds"] = [int(last.at[c, "failed"]) for c in wide.index]
     wide = wide.reset_index().fillna("")
     return wide, plots.sequence(steps, out / "anytime_intervals.png")
 
@@ -134,10 +145,10 @@ def write_report(
     """Write ``out_dir/report.html`` (tables, PNGs beside it), ``runs.parquet`` and CSVs of the
     tables; return the success table."""
     runs = load_runs(tracking_uri, sweep)
-    table = success_table(runs, metric, below, above)  # both fail before anything is written
+    table = anytime_table(runs, metric, below, above)  # both fail before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    comparison = compare(table, baseline) if table["n"].any() else None
+    comparison = fixed_comparison(table, baseline)
     ok = outcome(runs, metric, below, above)
     stored = success_rule(tracking_uri, sweep)
     rule_metric, bound, threshold = rule(runs, stored, metric, below, above)
@@ -204,14 +215,38 @@ def write_report(
             0, ("Comparisons: rate difference to the reference (95% Newcombe interval)", numbers(comparison))
         )
         sections.append(("Seed budget at the observed rates", budget(table, comparison)))
+    if comparison is not None:
+        pairs = paired_table(runs, ok, comparison.attrs["reference"], rule_metric if rule_metric in runs else None)
+        if len(pairs):
+            pairs.to_csv(out / "paired.csv", index=False)
+            sections.insert(
+                1,
+                (
+                    "Paired by seed number against the reference: exact McNemar test on the discordant seeds"
+                    + (
+                        f", and the median paired difference of final {rule_metric} (95% sign-test interval, Wilcoxon p)"
+                        if rule_metric in runs
+                        else ""
+                    ),
+                    numbers(pairs),
+                ),
+            )
     if runs.attrs.get("design"):
-        steps, path = rounds_section(runs, out)
+        steps, path = rounds_section(table, out)
         sections.insert(0, ("Adaptive seeds: the anytime interval after each round, and why seeds stopped", steps))
         figures.insert(0, ("Anytime-valid interval against seeds, per configuration", path))
 
     page = render(sweep, tracking_uri, table, comparison, sections, figures, out)
     (out / "report.html").write_text(page)
     return table
+
+
+def fixed_comparison(table: pd.DataFrame, baseline=None) -> pd.DataFrame | None:
+    """Fisher/Boschloo + Holm against the reference, for a sweep of fixed n; None for an adaptive
+    sweep (not valid under optional stopping) or without counted seeds."""
+    if "anytime_low" in table or not table["n"].any():
+        return None
+    return compare(table, baseline)
 
 
 def rule(runs: pd.DataFrame, stored: dict | None, metric, below, above) -> tuple:
@@ -233,8 +268,8 @@ def curve_sample(runs: pd.DataFrame, total: int = CURVES) -> list[str]:
 
 
 def budget(table: pd.DataFrame, comparison: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration: seeds for a +-HALFWIDTH Wilson interval at its rate, and seeds per arm
-    to tell its rate from the reference's with 80% power at alpha 0.05 (a lower bound for Fisher)."""
+    """Per configuration: seeds for a +-HALFWIDTH Wilson interval at its rate (expected half-width),
+    and seeds per arm for Fisher's exact test to tell its rate from the reference's with 80% exact power."""
     ref = comparison.attrs["reference"]
     ref_rate = float(table.loc[table["config_id"] == ref, "rate"].iloc[0])
     rows = []
@@ -246,7 +281,7 @@ def budget(table: pd.DataFrame, comparison: pd.DataFrame) -> pd.DataFrame:
                     "config_id": cid,
                     "rate": f"{rate:.2f}",
                     f"seeds for +-{HALFWIDTH:g} (95% Wilson)": str(seeds_for_halfwidth(rate, HALFWIDTH)),
-                    f"seeds per arm to tell from {ref} (80% power)": str(power),
+                    f"seeds per arm to tell from {ref} (80% exact Fisher power)": str(power),
                 }
             )
     return pd.DataFrame(rows)

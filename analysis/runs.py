@@ -21,7 +21,7 @@ import pandas as pd
 
 from trainables.tracking import KIND, SEED_STOP_TAGS, quote, search_all
 
-INFO = ["run_id", "parent_run_id", "config_id", "trial_id", "seed", "status", "success"]
+INFO = ["run_id", "parent_run_id", "config_id", "trial_id", "seed", "status", "success", "device", "precision"]
 # MLflow's own run status, used only when a seed run has no `status` tag.
 DESIGN_TAG = "seedsweep.design"  # experiment tag: the adaptive seeds' rule (analysis.sequential.Design) as JSON
 MLFLOW_STATUS = {
@@ -89,6 +89,8 @@ def load_runs(tracking_uri: str, sweep: str) -> pd.DataFrame:
                 "seed": tags.get("seed", run.data.params.get("seed")),
                 "status": tags.get("status") or MLFLOW_STATUS.get(run.info.status, run.info.status.lower()),
                 "success": None if success is None else success.lower() == "true",
+                "device": tags.get("device"),
+                "precision": tags.get("precision"),
                 **{k: tags[k] for k in SEED_STOP_TAGS if k in tags},  # seed_stop's (trainables.tracking)
             }
         )

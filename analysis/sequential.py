@@ -1,34 +1,40 @@
-"""Anytime-valid intervals for a success rate, and the rule that stops adding seeds.
+"""Adaptive seeds: the rule that decides, after each round, which configurations get more seeds,
+and the anytime-valid interval of a success rate.
 
-A fixed-n interval (Wilson, Clopper-Pearson) covers the true rate with probability 1 - alpha only
-if n was chosen before looking. Adding seeds while the answer is still open and stopping once it
-looks settled is optional stopping, and those intervals then cover less. A confidence sequence
-covers the rate at every n at once: P(the true rate ever leaves the interval) <= alpha, so seeds
-may follow the evidence.
+A fixed-n interval (Wilson, Clopper-Pearson) or test (Fisher) holds only if n was chosen before
+looking. Adding seeds while the answer is open and stopping once it looks settled is optional
+stopping; the quantities below stay valid under it.
 
-Construction (Robbins' mixture; Howard, Ramdas, McAuliffe & Sekhon, "Time-uniform, nonparametric,
-nonasymptotic confidence sequences", Ann. Statist. 2021): for a candidate rate p, the likelihood
-ratio of the Beta(a, b) mixture of Bernoulli laws against Bernoulli(p) after s successes in n seeds,
+**The confidence sequence** of one rate (Robbins 1970; Lai 1976, Ann. Statist.): for a candidate
+rate p, the likelihood ratio of the Beta(a, b) mixture of Bernoulli laws against Bernoulli(p) after
+s successes in n seeds,
 
     M_n(p) = [B(s + a, n - s + b) / B(a, b)] / [p^s (1 - p)^(n - s)],
 
 is a nonnegative martingale with M_0 = 1 when p is the true rate, so by Ville's inequality
-P(exists n: M_n(p) >= 1/alpha) <= alpha. The confidence sequence is {p : M_n(p) < 1/alpha}, an
-interval around s/n (log M_n is convex in p and negative at s/n) whose endpoints are the roots of
-log M_n(p) = log(1/alpha) on either side (scipy's bracketing root finder, vectorised). The prior is Beta(1, 1) (uniform: no rate favoured; it spends its width evenly over
-n and over p); ``prior`` changes it.
+P(exists n: M_n(p) >= 1/alpha) <= alpha. The sequence is {p : M_n(p) < 1/alpha}, an interval around
+s/n (log M_n is convex in p and negative at s/n) whose endpoints are the roots of
+log M_n(p) = log(1/alpha) (scipy's bracketing root finder, vectorised); prior Beta(1, 1).
+``running_intersection`` keeps the tightest interval seen over the rounds (still valid, narrower).
 
-The adaptive design (``Design``) gives every configuration ``start`` seeds, then ``step`` more per
-round to the configurations still open, up to ``max``. The family's alpha is split over the K
-configurations (Bonferroni: alpha / K each), so all K intervals hold together at every round
-with probability >= 1 - alpha, whatever the stopping rule does. ``until``:
+**The design** (``Design``): every configuration gets ``start`` seeds, then ``step`` more per round
+while open, up to ``max``. ``until``:
 
-- ``separated``: the best configuration is the one with the highest rate; a configuration stops
-  once its interval lies wholly below the best's (it is worse), and the best stops once its
-  interval overlaps no other's (all are decided);
-- ``halfwidth`` h: a configuration stops once its interval is at most 2h wide.
+- ``decided`` (default): every pair of configurations is compared by a paired, group-sequential
+  test of the difference (``analysis.paired.difference``: discordant seeds, alpha spent by the
+  share of ``max`` seen), at alpha / (number of pairs) (Bonferroni over the K(K-1)/2 pairs, so any
+  configuration may be the witness). A configuration another beats is ``worse`` and gets no more
+  seeds (successive elimination: seeds go only where the ranking is still open); the last one
+  standing is ``best``. With ``margin`` eps, a pair whose paired difference is shown within +-eps
+  (``analysis.paired.equivalent``) is a tie, and configurations tied with every other survivor
+  stop as ``tied``. A survivor none of whose open pairs could still be decided by ``max`` (the
+  most favourable continuation does not reach the boundary) stops as ``undecided`` (futility).
+- ``separated``: a configuration stops once its confidence sequence (alpha / K) lies wholly below
+  the best's, the best once it overlaps no other's (kept for old sweeps: it never tests the
+  difference and spends 2.5-3.5x the seeds of a fixed design);
+- ``halfwidth`` h: a configuration stops once its confidence sequence is at most 2h wide.
 
-Either way a configuration stops at ``max`` seeds, or with no counted seed (all pruned or failed).
+Either way a configuration stops at ``max`` seeds (``undecided`` if still open).
 """
 
 from __future__ import annotations
@@ -41,8 +47,9 @@ import numpy as np
 from scipy.optimize.elementwise import find_root
 from scipy.special import betaln, xlog1py, xlogy
 
-from analysis.runs import natural_key
-from analysis.success import ALPHA, success_table
+from analysis import paired
+
+ALPHA = 0.05  # the family's error rate: every test and interval of a sweep at 1 - ALPHA
 
 PRIOR = (1.0, 1.0)  # Beta(a, b) mixing prior: uniform
 TABLED = 256  # confidence_sequence reads counts up to this n from a precomputed table (~1 s to build at 256)
@@ -110,19 +117,32 @@ def sequence_table(max_n: int, alpha: float = ALPHA) -> tuple[np.ndarray, np.nda
     return low, high
 
 
-UNTIL = ("separated", "halfwidth")
+def running_intersection(counts: list[tuple[int, int]], alpha: float = ALPHA) -> tuple[float, float]:
+    """The intersection of the confidence sequences at each of ``counts`` ((successes, n) after each
+    round, in order): the tightest interval the path has shown, still valid at every n."""
+    low, high = 0.0, 1.0
+    for s, n in counts:
+        a, b = confidence_sequence(int(s), int(n), alpha)
+        low, high = max(low, a), min(high, b)
+    return low, max(low, high)
+
+
+UNTIL = ("decided", "separated", "halfwidth")
+VERDICTS = ("best", "worse", "tied", "undecided", "open")
 
 
 @dataclass(frozen=True)
 class Design:
     """Adaptive seeds: ``start`` seeds per configuration, ``step`` more per round while open, up to ``max``."""
 
-    start: int = 8  # seeds of the first round (the issue's example)
+    start: int = 8  # seeds of the first round
     step: int = 8  # seeds added per round to each open configuration
     max: int = 64  # seeds per configuration at most
-    until: str = "separated"  # "separated" or "halfwidth"
+    until: str = "decided"  # "decided" (paired tests of the difference), "separated" or "halfwidth"
     halfwidth: float | None = None  # with until = "halfwidth": stop at this half-width
-    alpha: float = ALPHA  # the family's error rate (analysis.success.ALPHA), split over the configurations
+    alpha: float = ALPHA  # the family's error rate over all the sweep's claims
+    margin: float | None = None  # with until = "decided": pairs shown within +-margin are ties
+    spend: float = paired.RHO  # with until = "decided": alpha spent as alpha * t**spend, t = seeds / max
 
     def round_seeds(self, round_: int) -> list[int]:
         """Seed numbers of round ``round_`` (1-based): 0..start-1, then blocks of ``step`` up to ``max``."""
@@ -134,122 +154,211 @@ class Design:
         """The round whose block holds ``seed``."""
         return 1 if seed < self.start else 2 + (seed - self.start) // self.step
 
+    def round_end(self, round_: int) -> int:
+        """One past the last seed number of round ``round_``."""
+        return min(self.max, self.start + (round_ - 1) * self.step)
+
     @property
     def rounds(self) -> int:
         """The most rounds a configuration can take."""
         return 1 + max(0, math.ceil((self.max - self.start) / self.step))
 
     def rule(self) -> str:
-        return "separated" if self.until == "separated" else f"halfwidth {self.halfwidth:g}"
+        if self.until == "halfwidth":
+            return f"halfwidth {self.halfwidth:g}"
+        return self.until + (f" (ties within +-{self.margin:g})" if self.margin else "")
 
     def describe(self, configurations: int | None = None) -> str:
-        each = (
-            f", {self.alpha / configurations:.3g} each over {configurations} configurations" if configurations else ""
-        )
+        k = configurations or 0
+        if self.until == "decided":
+            pairs = k * (k - 1) // 2
+            each = f", {self.alpha / max(pairs, 1):.3g} each over {pairs} pairs (Bonferroni)" if k > 1 else ""
+            how = f"paired group-sequential tests of the difference at alpha {self.alpha:g}{each}"
+        else:
+            each = f", {self.alpha / k:.3g} each over {k} configurations, Bonferroni" if k else ""
+            how = f"anytime-valid {1 - self.alpha:.0%} intervals, alpha {self.alpha:g}{each}"
         return (
             f"adaptive: {self.start} seeds, then {self.step} more a round to each open configuration, up to "
-            f"{self.max}; until {self.rule()} (anytime-valid {1 - self.alpha:.0%} intervals, alpha {self.alpha:g}"
-            f"{each}, Bonferroni)"
+            f"{self.max}; until {self.rule()} ({how})"
         )
 
     def to_dict(self) -> dict:
-        return {
-            "start": self.start,
-            "step": self.step,
-            "max": self.max,
-            "until": self.until,
-            "halfwidth": self.halfwidth,
-            "alpha": self.alpha,
-        }
+        return {k: getattr(self, k) for k in FIELDS}
 
     @classmethod
     def from_dict(cls, raw: dict) -> Design:
-        return cls(**{k: raw[k] for k in ("start", "step", "max", "until", "halfwidth", "alpha") if k in raw})
+        # sweeps tagged before ``decided`` existed ran ``separated``, the default of that time
+        return cls(**{"until": "separated", **{k: raw[k] for k in FIELDS if k in raw}})
+
+
+FIELDS = ("start", "step", "max", "until", "halfwidth", "alpha", "margin", "spend")
+
+
+def pair_looks(a: dict[int, bool], b: dict[int, bool], design: Design, round_: int):
+    """(looks, differences) of configurations with outcomes ``a`` and ``b`` ({seed: success}) over
+    their common seeds: ``analysis.paired.looks`` at the end of each round up to ``round_``."""
+    common = np.array(sorted(set(a) & set(b)), dtype=int)
+    x = np.array([bool(a[s]) for s in common], dtype=bool)
+    y = np.array([bool(b[s]) for s in common], dtype=bool)
+    ends = [design.round_end(r) for r in range(1, round_ + 1)]
+    return paired.looks(common, x, y, ends), x.astype(int) - y.astype(int)
+
+
+def compare_pair(a: dict, b: dict, design: Design, round_: int, last: bool, level: float, ladder: tuple) -> str:
+    """The state of a pair after ``round_``: ">" (a better), "<", "=" (tied within the margin),
+    "futile" (no continuation up to max decides it) or "open". ``level``: the two-sided level of
+    the difference test, a step of the Holm ``ladder`` (``rule_decided``)."""
+    steps, d = pair_looks(a, b, design, round_)
+    direction, _ = paired.difference(steps, design.max, level, design.spend, ladder)
+    if direction:
+        return ">" if direction > 0 else "<"
+    k = len(ladder) + 1
+    if design.margin and paired.equivalent(d, design.margin, design.alpha / (k * (k - 1) // 2)):
+        return "="
+    future = [] if last else [design.round_end(r) for r in range(round_ + 1, design.rounds + 1)]
+    n_now = steps[-1][0] if steps else 0
+    future = [n for n in future if n > n_now]
+    return "open" if paired.could_decide(steps, future, design.max, level, design.spend, ladder) else "futile"
 
 
 def decide(
-    counts: dict[str, tuple[int, int]],
+    outcomes: dict[str, dict[int, bool]],
     design: Design,
-    configurations: int | None = None,
     round_: int | None = None,
     stopped: frozenset = frozenset(),
+    configurations: int | None = None,
 ) -> dict[str, dict]:
-    """After round ``round_``, per configuration ``{config_id: (successes, n)}``: ``low``, ``high``
-    (the anytime interval at alpha / K), ``open`` (bool: it gets the next round's seeds) and ``why``
-    (a short reason). K = ``configurations`` (default: the configurations in ``counts``); those in
-    ``stopped`` stopped in an earlier round and stay stopped. Without ``round_``, ``max`` is reached
-    at n >= max counted seeds."""
-    k = configurations or len(counts)
-    alpha = design.alpha / max(k, 1)
+    """After round ``round_``, from each configuration's outcomes ``{config_id: {seed: success}}``:
+    per configuration ``successes``, ``n``, ``low``/``high`` (its confidence sequence at alpha / K),
+    ``open`` (it gets the next round's seeds), ``verdict`` (one of ``VERDICTS``) and ``why``.
+    Configurations in ``stopped`` stopped in an earlier round and stay stopped. K = ``configurations``
+    (default: those in ``outcomes``). Without ``round_``, the last round any seed belongs to."""
+    seeds = [s for o in outcomes.values() for s in o]
+    round_ = round_ or (max(design.round_of(s) for s in seeds) if seeds else 1)
+    k = configurations or len(outcomes)
+    last = not design.round_seeds(round_ + 1)
     out = {}
-    for cid, (s, n) in counts.items():
-        low, high = confidence_sequence(int(s), int(n), alpha)
+    for cid, o in outcomes.items():
+        s, n = sum(map(bool, o.values())), len(o)
+        low, high = confidence_sequence(s, n, design.alpha / max(k, 1))
         gone = cid in stopped
-        out[cid] = {
-            "successes": int(s),
-            "n": int(n),
-            "low": low,
-            "high": high,
-            "open": not gone,
-            "why": "stopped in an earlier round" if gone else "",
-        }
-    counted = {cid: d for cid, d in out.items() if d["n"] > 0}
-    if design.until == "separated" and counted:
-        best = max(
-            sorted(counted, key=natural_key), key=lambda c: (counted[c]["successes"] / counted[c]["n"], counted[c]["n"])
-        )
-        others = [c for c in counted if c != best]
-        for cid in others:
-            if out[cid]["open"] and out[cid]["high"] < out[best]["low"]:
-                out[cid].update(open=False, why=f"below best {best}")
-        if out[best]["open"]:
-            overlapping = [c for c in others if out[c]["open"]]
-            if overlapping:
-                out[best]["why"] = f"best, overlaps {', '.join(overlapping)}"
-            else:
-                out[best].update(open=False, why="best, separated from all" if others else "only configuration")
-        for cid in others:
-            if out[cid]["open"]:
-                out[cid]["why"] = f"overlaps best {best}"
+        out[cid] = {"successes": s, "n": n, "low": low, "high": high, "open": not gone, "verdict": "open"}
+        out[cid]["why"] = "stopped in an earlier round" if gone else ""
+    if design.until == "decided":
+        rule_decided(outcomes, design, round_, k, last, out)
+    elif design.until == "separated":
+        rule_separated(out)
+    for cid in stopped:  # stopped before: no more seeds, whatever the rule says of it now
+        if cid in out and out[cid]["verdict"] == "open":
+            out[cid].update(open=False, verdict="undecided", why="stopped in an earlier round")
+        elif cid in out:
+            out[cid]["open"] = False
     for d in out.values():
-        if not d["open"]:
-            continue
-        if design.until == "halfwidth" and d["n"]:
+        if design.until == "halfwidth" and d["open"] and d["n"]:
             width = (d["high"] - d["low"]) / 2
-            d.update(
-                open=width > design.halfwidth,
-                why=f"half-width {width:.2f} {'>' if width > design.halfwidth else '<='} {design.halfwidth:g}",
-            )
-        if d["n"] == 0:
-            d.update(open=False, why="no counted seeds (pruned or failed)")
-        elif d["open"] and (not design.round_seeds(round_ + 1) if round_ else d["n"] >= design.max):
-            d.update(open=False, why=f"reached max {design.max} ({d['why']})")
+            done = width <= design.halfwidth
+            d.update(open=not done, why=f"half-width {width:.2f} {'<=' if done else '>'} {design.halfwidth:g}")
+            d["verdict"] = "undecided" if done else "open"
+        if d["open"] and last:
+            d.update(open=False, verdict="undecided", why=f"reached max {design.max} ({d['why'] or 'open'})")
     return out
 
 
-def history(runs, design: Design, rounds: int | None = None):
-    """The rule replayed from a sweep's seed runs (``analysis.runs.load_runs``): one row per round
-    and configuration with the counts of the seeds given so far (``analysis.success.success_table``:
-    finished and diverged seeds count), the anytime interval and whether seeds went on, and why.
-    K for the alpha split is the number of configurations in the runs. ``rounds``: up to this one
-    (default: the last round any seed ran in)."""
-    import pandas as pd
+def natural_key(text) -> tuple:
+    """``analysis.runs.natural_key`` ("c2" before "c10"), imported when first sorted: loading a
+    spec reads this module, and analysis.runs brings pandas and MLflow."""
+    from analysis.runs import natural_key as key
 
-    round_of = runs["seed"].map(lambda s: design.round_of(int(s)))
-    last = int(round_of.max()) if rounds is None else rounds
-    ids = sorted(runs["config_id"].unique(), key=natural_key)
-    rows, stopped = [], frozenset()
-    for r in range(1, last + 1):
-        table = success_table(runs[round_of <= r], params=[]).set_index("config_id")
-        counts = {
-            cid: (int(table.at[cid, "successes"]), int(table.at[cid, "n"])) if cid in table.index else (0, 0)
-            for cid in ids
-        }
-        decided = decide(counts, design, len(ids), r, stopped)
-        rows += [
-            {"round": r, "config_id": cid, **{k: d[k] for k in ("successes", "n", "low", "high", "open", "why")}}
-            for cid, d in decided.items()
-            if cid not in stopped
-        ]
-        stopped = frozenset(cid for cid, d in decided.items() if not d["open"])
-    return pd.DataFrame(rows, columns=["round", "config_id", "successes", "n", "low", "high", "open", "why"])
+    return key(text)
+
+
+def rule_decided(outcomes: dict, design: Design, round_: int, k: int, last: bool, out: dict) -> None:
+    """``until: decided`` (module docstring): verdicts and openness into ``out``.
+
+    The claims are "i is worse than j". H_i, "i is a best configuration", is tested by its K - 1
+    one-sided pair tests (Bonferroni within H_i), and the H_i by Holm's step-down over the J
+    configurations not yet declared worse: each pair's two-sided level is 2 alpha / (J (K - 1)).
+    While no true best is rejected J is at least the number m of true bests, so a false claim needs
+    one of m (K - 1) one-sided tests to cross at alpha / (m (K - 1)): FWER <= alpha (the sequential
+    Holm procedure of Bartroff & Lai 2010, with nested boundaries). Ties are claimed at alpha over
+    the K (K - 1) / 2 pairs."""
+    ids = sorted(outcomes, key=natural_key)
+    ladder = tuple(2 * design.alpha / (j * (k - 1)) for j in range(2, k + 1)) or (design.alpha,)
+    worse: set = set()
+    while True:  # step down: each configuration declared worse raises the level of the others' tests
+        level = ladder[max(k - len(worse), 2) - 2]  # J = k - len(worse); one survivor keeps J = 2's level
+        state = {}
+        for i, a in enumerate(ids):
+            for b in ids[i + 1 :]:
+                if outcomes[a] and outcomes[b]:
+                    state[a, b] = compare_pair(outcomes[a], outcomes[b], design, round_, last, level, ladder)
+                    state[b, a] = {">": "<", "<": ">"}.get(state[a, b], state[a, b])
+        beaten = {a: sorted((b for b in ids if state.get((a, b)) == "<"), key=natural_key) for a in ids}
+        now = {a for a in ids if beaten[a]}
+        if now <= worse or len(now) >= k:
+            break
+        worse = now
+    survivors = [c for c in ids if not beaten[c]]
+    for c in ids:
+        d = out[c]
+        if beaten[c]:
+            d.update(open=False, verdict="worse", why=f"worse than {', '.join(beaten[c])}")
+        elif not outcomes[c]:
+            d["why"] = "no counted seeds yet (failed seeds are retried)"
+        elif len(survivors) == 1:
+            d.update(open=False, verdict="best", why="better than all" if len(ids) > 1 else "only configuration")
+        else:
+            rivals = {b: state.get((c, b), "open") for b in survivors if b != c}
+            still = sorted((b for b, s in rivals.items() if s == "open"), key=natural_key)
+            if still:
+                d["why"] = f"open against {', '.join(still)}"
+            elif all(s == "=" for s in rivals.values()):
+                d.update(open=False, verdict="tied", why=f"within +-{design.margin:g} of {', '.join(rivals)}")
+            else:
+                undecided = sorted((b for b, s in rivals.items() if s == "futile"), key=natural_key)
+                d.update(
+                    open=False, verdict="undecided", why=f"max {design.max} cannot decide vs {', '.join(undecided)}"
+                )
+
+
+def rule_separated(out: dict) -> None:
+    """``until: separated``: non-overlap of the confidence sequences (module docstring)."""
+    counted = {cid: d for cid, d in out.items() if d["n"] > 0}
+    if not counted:
+        return
+    best = max(
+        sorted(counted, key=natural_key), key=lambda c: (counted[c]["successes"] / counted[c]["n"], counted[c]["n"])
+    )
+    others = [c for c in counted if c != best]
+    for cid in others:
+        if out[cid]["high"] < out[best]["low"]:
+            out[cid].update(open=False, verdict="worse", why=f"below best {best}")
+    if out[best]["open"]:
+        overlapping = [c for c in others if out[c]["verdict"] != "worse"]
+        if overlapping:
+            out[best]["why"] = f"best, overlaps {', '.join(overlapping)}"
+        else:
+            out[best].update(
+                open=False, verdict="best", why="best, separated from all" if others else "only configuration"
+            )
+    for cid in others:
+        if out[cid]["verdict"] == "open":
+            out[cid]["why"] = out[cid]["why"] or f"overlaps best {best}"
+
+
+def simulate(rates, design: Design, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, str]]:
+    """One adaptive sweep of independent Bernoulli(rates) configurations ``c0, c1, ...`` through
+    ``decide``, round by round: (seeds each configuration got, verdict of each)."""
+    rates = np.asarray(rates, float)
+    draws = rng.random((len(rates), design.max)) < rates[:, None]
+    ids = [f"c{i}" for i in range(len(rates))]
+    n, stopped, round_ = np.zeros(len(rates), int), frozenset(), 1
+    while True:
+        n[[i for i, c in enumerate(ids) if c not in stopped]] = design.round_end(round_)
+        out = decide(
+            {c: dict(enumerate(draws[i, : n[i]].tolist())) for i, c in enumerate(ids)}, design, round_, stopped
+        )
+        stopped = frozenset(c for c, d in out.items() if not d["open"])
+        if len(stopped) == len(ids):
+            return n, {c: d["verdict"] for c, d in out.items()}
+        round_ += 1

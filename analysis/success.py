@@ -9,21 +9,18 @@ audit's correction in ``analysis.seed_stop``); ``pruned`` seeds (stopped early b
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.power import NormalIndPower
-from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint, proportion_effectsize
+from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
 from analysis.runs import INFO, natural_key
+from analysis.sequential import ALPHA
 from trainables.rule import SuccessRule
 
 COUNTED = ("finished", "diverged", "stopped")
 SHOWN = ("diverged", "pruned", "running", "failed")
-ALPHA = 0.05
 
 
 def success_table(runs: pd.DataFrame, metric=None, below=None, above=None, params=None) -> pd.DataFrame:
@@ -55,22 +52,40 @@ def success_table(runs: pd.DataFrame, metric=None, below=None, above=None, param
     table["rate"] = np.where(n > 0, k / np.maximum(n, 1), np.nan)
     table["wilson_low"], table["wilson_high"] = interval(k, n, "wilson")
     table["cp_low"], table["cp_high"] = interval(k, n, "beta")
-    ordered = ["config_id", *params, "n", "successes", "rate", "wilson_low", "wilson_high", "cp_low", "cp_high"]
-    design = runs.attrs.get("design")
-    if design:  # adaptive seeds: the anytime-valid intervals, alpha split over the configurations
-        from analysis.sequential import Design, confidence_sequence
-
-        alpha = Design.from_dict(design).alpha / len(table)
-        bounds = np.array([confidence_sequence(int(a), int(b), alpha) for a, b in zip(k, n)]).reshape(-1, 2)
-        table["anytime_low"], table["anytime_high"] = bounds[:, 0], bounds[:, 1]
-        ordered[ordered.index("wilson_low") : ordered.index("wilson_low")] = ["anytime_low", "anytime_high"]
+    table["p_best"] = prob_best(k, n)
+    ordered = [
+        "config_id",
+        *params,
+        "n",
+        "successes",
+        "rate",
+        "wilson_low",
+        "wilson_high",
+        "cp_low",
+        "cp_high",
+        "p_best",
+    ]
     table = table[ordered + [*SHOWN, *extra]]
-    table.attrs.update(params=params, rule=describe_rule(runs, metric, below, above), design=design)
+    table.attrs.update(params=params, rule=describe_rule(runs, metric, below, above), design=runs.attrs.get("design"))
     if "stopped" in extra:  # seed_stop: audit, false stops and the corrected interval
         from analysis.seed_stop import annotate
 
         table = annotate(table, runs, ok)
     return table
+
+
+def prob_best(k, n, draws: int = 20_000, seed: int = 0) -> np.ndarray:
+    """Bayesian P(configuration i has the highest rate) under independent Beta(1 + k, 1 + n - k)
+    posteriors (uniform priors), by Monte Carlo; NaN for configurations without counted seeds.
+    A reading aid beside the tests, with no frequentist guarantee."""
+    k, n = np.asarray(k, float), np.asarray(n, float)
+    out = np.full(len(k), np.nan)
+    some = n > 0
+    if some.any():
+        rng = np.random.default_rng(seed)
+        samples = rng.beta(1 + k[some], 1 + n[some] - k[some], size=(draws, int(some.sum())))
+        out[some] = np.bincount(samples.argmax(axis=1), minlength=int(some.sum())) / draws
+    return out
 
 
 def outcome(runs: pd.DataFrame, metric=None, below=None, above=None) -> pd.Series:
@@ -188,38 +203,6 @@ def holm(p: np.ndarray) -> np.ndarray:
     if some.any():
         out[some] = multipletests(p[some], method="holm")[1]
     return out
-
-
-def seeds_for_halfwidth(
-    rate: float, halfwidth: float, method: str = "wilson", alpha: float = ALPHA, max_n: int = 100_000
-) -> int:
-    """Fewest seeds for which the (1 - alpha) interval ("wilson" or "beta" = Clopper-Pearson) at
-    ``rate`` has half-width (high - low) / 2 at most ``halfwidth``."""
-    if not 0 <= rate <= 1 or not 0 < halfwidth < 0.5:
-        raise ValueError(f"need 0 <= rate <= 1 and 0 < halfwidth < 0.5, got {rate}, {halfwidth}")
-    n = np.arange(1, max_n + 1, dtype=float)
-    low, high = proportion_confint(rate * n, n, alpha=alpha, method=method)
-    enough = np.flatnonzero((np.nan_to_num(high, nan=1.0) - np.nan_to_num(low)) / 2 <= halfwidth)
-    if not len(enough):
-        raise ValueError(f"more than {max_n} seeds needed for half-width {halfwidth}")
-    return int(n[enough[0]])
-
-
-def seeds_for_power(p1: float, p2: float, power: float = 0.8, alpha: float = ALPHA) -> int:
-    """Seeds per configuration to tell success rates p1 and p2 apart (two-sided test at ``alpha``)
-    with ``power``: normal approximation on Cohen's h (statsmodels ``NormalIndPower``), and never
-    fewer than the seeds at which Fisher's exact test can reject at all. Fisher's test is more
-    conservative than the approximation, so treat the result as a lower bound."""
-    if p1 == p2:
-        raise ValueError("p1 == p2: no number of seeds tells equal rates apart")
-    floor = next(n for n in range(1, 1000) if stats.fisher_exact([[0, n], [n, 0]]).pvalue <= alpha)
-    solver, h = NormalIndPower(), abs(proportion_effectsize(p1, p2))
-    if solver.power(h, nobs1=floor, alpha=alpha) >= power:
-        return floor
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        n = solver.solve_power(effect_size=h, alpha=alpha, power=power, ratio=1.0)
-    return max(floor, int(np.ceil(n)))
 
 
 def metric_summary(

@@ -19,6 +19,11 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--storage", help="Tune results folder or URI (default: ./ray_results; shared on a cluster)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
     run.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="adaptive seeds: pool rounds trained on different devices or precisions (refused by default)",
+    )
+    run.add_argument(
         "--dashboard", action="store_true", help="start Ray's dashboard with the local Ray (http://127.0.0.1:8265)"
     )
     run.add_argument("--dry-run", action="store_true", help="print the configurations and resources, train nothing")
@@ -72,6 +77,7 @@ def run_command(args: argparse.Namespace) -> int:
             storage=args.storage,
             resume=args.resume,
             dashboard=args.dashboard,
+            allow_mixed=args.allow_mixed,
         )
         if summary["complete"]:
             print(f"sweep {spec.name!r} finished: {summary['trials']} trials in {summary['seconds']} s")

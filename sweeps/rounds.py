@@ -25,8 +25,9 @@ from typing import Any
 
 from ray import tune
 
+from analysis.adaptive import history
 from analysis.runs import DESIGN_TAG
-from analysis.sequential import Design, history
+from analysis.sequential import Design
 from sweeps.runner import (
     AlreadyDone,
     Where,
@@ -48,7 +49,8 @@ def round_dir(sweep_dir: str, round_: int) -> str:
 
 
 def train_configuration(config: dict) -> None:
-    """The trainable of rounds 2+: ``config["configuration"]`` (the swept values) merged into the config."""
+    """The trainable of rounds 2+: ``config["configuration"]`` (the swept values, and the
+    configuration's own ``seeds`` when it retries failed ones) merged into the config."""
     from trainables.train import train
 
     train({**{k: v for k, v in config.items() if k != "configuration"}, **config["configuration"]})
@@ -63,18 +65,23 @@ def plan(spec: SweepSpec) -> str:
             f"  seeds: {design.describe(k)}",
             f"  rounds: at most {design.rounds} (seed blocks {', '.join(blocks)}); seed runs: {k * design.start} to {k * design.max}",
             "  a configuration stops getting seeds when "
-            + (
-                "its interval lies below the best's, or (the best) overlaps no other's"
-                if design.until == "separated"
-                else f"its interval's half-width is at most {design.halfwidth:g}"
-            )
-            + f", or at {design.max} seeds",
+            + {
+                "decided": "a paired test shows it worse than another, it is the last one standing (best)"
+                + (f", it is tied within +-{design.margin:g} with every other open one" if design.margin else "")
+                + ", or no seeds up to max could decide it",
+                "separated": "its interval lies below the best's, or (the best) overlaps no other's",
+                "halfwidth": f"its interval's half-width is at most {design.halfwidth:g}",
+            }[design.until]
+            + f", or at {design.max} seeds; failed seeds are retried in the next round",
         ]
     )
 
 
-def run_rounds(spec: SweepSpec, where: Where, resume: bool, address: str | None, dashboard: bool) -> dict[str, Any]:
-    """Run (or resume) an adaptive sweep to its end; the summary as ``runner.run`` returns it."""
+def run_rounds(
+    spec: SweepSpec, where: Where, resume: bool, address: str | None, dashboard: bool, allow_mixed: bool = False
+) -> dict[str, Any]:
+    """Run (or resume) an adaptive sweep to its end; the summary as ``runner.run`` returns it.
+    Rounds trained on different devices or precisions are refused unless ``allow_mixed``."""
     design = spec.adaptive
     sweep_dir = f"{where.storage.rstrip('/')}/{spec.name}"
     done = read_done(sweep_dir)
@@ -108,7 +115,7 @@ def run_rounds(spec: SweepSpec, where: Where, resume: bool, address: str | None,
             if round_ == 1:
                 marker["configurations"] = made_configurations(spec, results)
             write_done(folder, marker)
-        rows = replay(spec, where, design, round_)
+        rows = replay(spec, where, design, round_, allow_mixed)
         still = rows[rows["open"]]
         print(
             f"[{spec.name}] round {round_} done (seeds {seeds[0]}..{seeds[-1]}); "
@@ -120,9 +127,11 @@ def run_rounds(spec: SweepSpec, where: Where, resume: bool, address: str | None,
             flush=True,
         )
         for r in rows.itertuples():
+            failed = f" ({r.failed} failed, retried next round)" if r.failed and r.open else ""
+            failed = failed or (f" ({r.failed} failed)" if r.failed else "")
             print(
-                f"  {r.config_id}: {r.successes}/{r.n}, anytime interval [{r.low:.2f}, {r.high:.2f}]: "
-                f"{'open' if r.open else 'stopped'}, {r.why}",
+                f"  {r.config_id}: {r.successes}/{r.n}{failed}, anytime interval [{r.low:.2f}, {r.high:.2f}]: "
+                f"{r.verdict}, {r.why}",
                 flush=True,
             )
         if still.empty:
@@ -132,19 +141,51 @@ def run_rounds(spec: SweepSpec, where: Where, resume: bool, address: str | None,
         round_ += 1
 
 
-def replay(spec: SweepSpec, where: Where, design: Design, round_: int):
+def replay(spec: SweepSpec, where: Where, design: Design, round_: int, allow_mixed: bool = False):
     """The rule's rows for ``round_`` (from MLflow, as the analysis computes them)."""
     from analysis.runs import load_runs
 
-    table = history(load_runs(where.tracking_uri, spec.name), design, round_)
+    runs = load_runs(where.tracking_uri, spec.name)
+    if not allow_mixed:
+        check_settings(runs, spec)
+    table = history(runs, design, round_)
     return table[table["round"] == round_]
 
 
+def check_settings(runs, spec: SweepSpec) -> None:
+    """Refuse to pool seeds trained on different devices or precisions (bf16 on a GPU, fp32 on a
+    CPU after a resume elsewhere): one binomial per configuration needs one rate."""
+    counted = runs[runs["status"].isin(("finished", "diverged"))]
+    settings = counted[["device", "precision"]].fillna("?").drop_duplicates()
+    if len(settings) > 1:
+        found = "; ".join(f"{d} {p}" for d, p in settings.itertuples(index=False))
+        raise RuntimeError(
+            f"{spec.name}: the rounds trained with different settings ({found}): their seeds would pool into one rate. "
+            "Resume where the sweep began, or pass --allow-mixed to pool them anyway"
+        )
+
+
+def retried(runs, design: Design, config_id: str, round_: int) -> list[int]:
+    """Seeds of ``config_id`` up to round ``round_`` whose runs failed and that have no counted run."""
+    mine = runs[runs["config_id"].eq(config_id) & runs["seed"].map(lambda s: design.round_of(int(s)) <= round_)]
+    counted = set(mine.loc[mine["status"].isin(("finished", "diverged")), "seed"].astype(int))
+    return sorted({int(s) for s in mine.loc[mine["status"].eq("failed"), "seed"]} - counted)
+
+
 def open_configurations(spec: SweepSpec, where: Where, sweep_dir: str, after: int) -> list[dict]:
-    """The swept values of the configurations still open after round ``after``."""
-    rows = replay(spec, where, spec.adaptive, after)
+    """The swept values of the configurations still open after round ``after``, each with the
+    seeds it gets next (the next block, and its failed seeds again)."""
+    from analysis.runs import load_runs
+
+    rows = replay(spec, where, spec.adaptive, after, allow_mixed=True)
     still = set(rows.loc[rows["open"], "config_id"])
-    return [c["params"] for c in read_done(round_dir(sweep_dir, 1))["configurations"] if c["config_id"] in still]
+    runs = load_runs(where.tracking_uri, spec.name)
+    block = spec.adaptive.round_seeds(after + 1)
+    return [
+        {**c["params"], "seeds": retried(runs, spec.adaptive, c["config_id"], after) + block}
+        for c in read_done(round_dir(sweep_dir, 1))["configurations"]
+        if c["config_id"] in still
+    ]
 
 
 def fit_round(
@@ -210,7 +251,7 @@ def round_complete(
     per_trial = mine.groupby("trial_id")["seed"].nunique()
     return (
         len(per_trial) == expected
-        and (per_trial == len(design.round_seeds(round_))).all()
+        and (per_trial >= len(design.round_seeds(round_))).all()
         and not mine["status"].eq("running").any()
     )
 

@@ -210,16 +210,18 @@ def run(
     storage: str | None = None,
     resume: bool = False,
     dashboard: bool = False,
+    allow_mixed: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) a sweep to the end; returns a summary. Raises ``RuntimeError`` if the sweep
-    already finished or was interrupted and ``resume`` is not set."""
+    already finished or was interrupted and ``resume`` is not set. ``allow_mixed``: let an
+    adaptive sweep pool rounds trained on different devices or precisions."""
     where = Where.default(storage, tracking_uri)
     preflight.check(where.tracking_uri, where.storage, address)  # seconds, before anything waits on them
     bound_mlflow_http()  # the driver's and local trials' MLflow calls give up in seconds, not minutes
     if spec.adaptive:
         from sweeps.rounds import run_rounds
 
-        return run_rounds(spec, where, resume, address, dashboard)
+        return run_rounds(spec, where, resume, address, dashboard, allow_mixed)
     run_dir = f"{where.storage.rstrip('/')}/{spec.name}"  # a local path or a URI (s3://, gs://, ...)
     done = read_done(run_dir)
     if done is not None:

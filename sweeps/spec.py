@@ -68,7 +68,7 @@ TOP_KEYS = (
     "seed_stop",
 )
 SCHEDULER_KEYS = ("metric", "mode", "grace_period", "reduction_factor")
-ADAPTIVE_KEYS = ("start", "step", "max", "until", "alpha")
+ADAPTIVE_KEYS = ("start", "step", "max", "until", "alpha", "margin")
 
 
 class SpecError(ValueError):
@@ -261,6 +261,13 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
     scheduler = raw.get("scheduler")
     if scheduler in (None, "none", False):
         spec.scheduler = None
+    elif spec.adaptive is not None:
+        fail(
+            "scheduler",
+            "ASHA cannot be combined with adaptive seeds: a pruned configuration has no counted seeds, so the rule "
+            "could never compare it and would call another best without that comparison; drop scheduler, or give "
+            "seeds a number",
+        )
     elif isinstance(scheduler, dict):
         for key in scheduler:
             if key not in SCHEDULER_KEYS:
@@ -302,7 +309,7 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
 
 
 def adaptive_seeds(raw: dict, fail) -> Design:
-    """``seeds: {start, step, max, until: separated | {halfwidth: h}, alpha}`` -> a ``Design``."""
+    """``seeds: {start, step, max, until: decided | separated | {halfwidth: h}, alpha, margin}`` -> a ``Design``."""
     for key in raw:
         if key not in ADAPTIVE_KEYS:
             fail(f"seeds.{key}", f"unknown; adaptive seeds take {', '.join(ADAPTIVE_KEYS)}")
@@ -311,22 +318,34 @@ def adaptive_seeds(raw: dict, fail) -> Design:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             fail(
                 f"seeds.{key}",
-                f"must be an integer >= 1, got {value!r} (e.g. seeds: {{start: 8, step: 8, max: 64, until: separated}})",
+                f"must be an integer >= 1, got {value!r} (e.g. seeds: {{start: 8, step: 8, max: 64, until: decided}})",
             )
     if raw["max"] < raw["start"]:
         fail("seeds.max", f"must be at least seeds.start ({raw['start']}), got {raw['max']}")
-    until, halfwidth = raw.get("until", "separated"), None
+    until, halfwidth = raw.get("until", "decided"), None
     if isinstance(until, dict) and set(until) == {"halfwidth"}:
         until, halfwidth = "halfwidth", until["halfwidth"]
         if isinstance(halfwidth, bool) or not isinstance(halfwidth, (int, float)) or not 0 < halfwidth < 0.5:
             fail("seeds.until.halfwidth", f"must be a number in (0, 0.5), got {halfwidth!r}")
-    elif until != "separated":
-        fail("seeds.until", f"must be separated or {{halfwidth: H}}, got {until!r}")
+    elif until not in ("decided", "separated"):
+        fail("seeds.until", f"must be decided, separated or {{halfwidth: H}}, got {until!r}")
     alpha = raw.get("alpha", 0.05)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         fail("seeds.alpha", f"must be a number in (0, 1), got {alpha!r}")
+    margin = raw.get("margin")
+    if margin is not None:
+        if until != "decided":
+            fail("seeds.margin", f"ties within a margin need until: decided, got until: {until}")
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin < 1:
+            fail("seeds.margin", f"must be a rate difference in (0, 1), got {margin!r}")
     return Design(
-        raw["start"], raw["step"], raw["max"], until, None if halfwidth is None else float(halfwidth), float(alpha)
+        raw["start"],
+        raw["step"],
+        raw["max"],
+        until,
+        None if halfwidth is None else float(halfwidth),
+        float(alpha),
+        None if margin is None else float(margin),
     )
 
 

@@ -23,8 +23,6 @@ from analysis.success import (
     holm,
     interval,
     metric_summary,
-    seeds_for_halfwidth,
-    seeds_for_power,
     success_table,
 )
 from trainables import tracking
@@ -178,20 +176,6 @@ def test_changed_rule_changes_the_table_without_retraining(store):
         success_table(runs, below=0.1, above=0.2)
     with pytest.raises(ValueError, match="psnr.*metrics there: linear_proj_mse, recon_mse"):
         success_table(runs, metric="psnr", above=20)
-
-
-def test_seed_budget_matches_known_values_and_is_monotonic():
-    # Wilson half-width at p = 1/2 is z / (2 sqrt(n + z^2)) <= 0.1  <=>  n >= (z / 0.2)^2 - z^2 = 92.2
-    assert seeds_for_halfwidth(0.5, 0.1) == 93
-    widths = [seeds_for_halfwidth(0.15, h) for h in (0.2, 0.15, 0.1, 0.05)]
-    assert widths == sorted(widths) and len(set(widths)) == 4
-    assert seeds_for_halfwidth(0.15, 0.1) < seeds_for_halfwidth(0.5, 0.1)
-    assert seeds_for_halfwidth(0.15, 0.1, method="beta") >= seeds_for_halfwidth(0.15, 0.1)
-    # 15% vs 30% (the seed notes' "disen prob ~15%"): 2 ((z_.975 + z_.8) / h)^2 with Cohen's h
-    h = 2 * np.arcsin(np.sqrt(0.30)) - 2 * np.arcsin(np.sqrt(0.15))
-    expected = int(np.ceil(2 * ((stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) / h) ** 2))
-    assert seeds_for_power(0.15, 0.30) == expected == 119
-    assert seeds_for_power(0.15, 0.5) < seeds_for_power(0.15, 0.3) < seeds_for_power(0.15, 0.3, power=0.9)
 
 
 def test_load_runs_pages_through_the_store(store, monkeypatch):

@@ -40,6 +40,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 KIND = "seedsweep.kind"
+DEVICE_TAG = "device"  # on seed runs: what trained it ("cpu", or "cuda <card name>")
+PRECISION_TAG = "precision"  # on seed runs: "fp32" or "bf16"; rounds of an adaptive sweep must agree on both
 METRICS_TAG = "seedsweep.metrics"  # on configuration runs: the model's declared metrics, JSON {name: {better, doc}}
 MAX_ENTITIES = 1000  # MLflow's limit of metrics + params + tags per log_batch call
 MAX_PARAMS_TAGS = 100  # and of params, and of tags
@@ -52,6 +54,13 @@ RETRY_EVERY = 5.0  # seconds between attempts to reach an unreachable tracking s
 
 class TrackingDown(RuntimeError):
     """The tracking server stayed unreachable for longer than the trial's patience."""
+
+
+def device_name(device) -> str:
+    """``"cpu"``, or ``"cuda <card name>"`` for a CUDA device."""
+    import torch
+
+    return f"cuda {torch.cuda.get_device_name(device)}" if device.type == "cuda" else device.type
 
 
 def unreachable(err: BaseException) -> bool:
@@ -330,6 +339,11 @@ class Tracker:
     def end_seeds(self, indices: list[int]) -> None:
         """Terminate the runs of these seeds (stopped by seed_stop) once their records are sent."""
         self.ending.update(self.children[i] for i in indices)
+
+    def tag_seeds(self, **tags: str) -> None:
+        """Queue the same tags on every seed run, e.g. the device and precision they trained with."""
+        for child in self.children:
+            self.pending_tags[child] = {**self.pending_tags.get(child, {}), **tags}
 
     def tag_config(self, **tags: str) -> None:
         """Queue tags on the configuration's (parent) run, e.g. the Ray node it runs on."""

@@ -45,7 +45,7 @@ import torch
 from ray import tune
 
 from trainables.models import Metric
-from trainables.tracking import METRICS_TAG, PATIENCE, SEED_STOP_TAGS, Tracker
+from trainables.tracking import DEVICE_TAG, METRICS_TAG, PATIENCE, PRECISION_TAG, SEED_STOP_TAGS, Tracker, device_name
 
 RUN_DEFAULTS = {
     "seeds": 4,
@@ -174,6 +174,7 @@ def train(config: dict) -> None:
     )
     metrics = type(pack.model).metrics
     tracker.tag_config(**{METRICS_TAG: metrics_json(metrics)})
+    tracker.tag_seeds(**{DEVICE_TAG: device_name(pack.device), PRECISION_TAG: pack.speed.precision})
     if ray.is_initialized():
         tracker.tag_config(
             node_id=ray.get_runtime_context().get_node_id(), pid=str(os.getpid())

@@ -1,0 +1,98 @@
+"""Adaptive sweeps read from their seed runs: the rule replayed round by round, and the table of the
+quantities that stay valid when seeds were added while looking (``analysis.sequential``).
+
+Under optional stopping a fixed-n Wilson interval or a Fisher p-value no longer holds, so an
+adaptive sweep's table shows instead, per configuration: the confidence sequence (alpha / K, its
+running intersection over the rounds), the verdict of ``until`` and the anytime-valid p-value of
+the paired test against the best (``analysis.paired.pvalue``, Bonferroni over the K - 1
+comparisons), beside the Bayesian P(best).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis import paired
+from analysis.runs import natural_key
+from analysis.sequential import Design, decide, pair_looks, running_intersection
+from analysis.success import COUNTED, outcome, success_table
+
+COLUMNS = ["round", "config_id", "successes", "n", "failed", "low", "high", "open", "verdict", "why"]
+
+
+def outcomes(runs: pd.DataFrame, metric=None, below=None, above=None) -> dict[str, dict[int, bool]]:
+    """Each configuration's counted seeds (finished or diverged) as ``{seed: success}``: the pairs
+    the paired tests read. A seed retried after a failure counts once, by its counted run."""
+    ok = outcome(runs, metric, below, above)
+    counted = runs["status"].isin(COUNTED) & runs["seed"].notna()
+    out: dict[str, dict[int, bool]] = {cid: {} for cid in runs["config_id"].unique()}
+    for cid, seed, success in zip(runs.loc[counted, "config_id"], runs.loc[counted, "seed"], ok[counted]):
+        out[cid][int(seed)] = bool(success)
+    return out
+
+
+def history(runs: pd.DataFrame, design: Design, rounds: int | None = None, metric=None, below=None, above=None):
+    """The rule replayed from a sweep's seed runs (``analysis.runs.load_runs``): one row per round
+    and configuration with the counts of the seeds given so far (finished and diverged count;
+    ``failed`` seeds, retried in the next round, are shown), the confidence sequence, whether seeds
+    went on, the verdict and why. ``rounds``: up to this one (default: the last any seed ran in)."""
+    round_of = runs["seed"].map(lambda s: design.round_of(int(s)))
+    last = int(round_of.max()) if rounds is None else rounds
+    ids = sorted(runs["config_id"].unique(), key=natural_key)
+    everything = outcomes(runs, metric, below, above)
+    failed = runs["status"].eq("failed")
+    rows, stopped = [], frozenset()
+    for r in range(1, last + 1):
+        seen = {cid: {s: v for s, v in everything.get(cid, {}).items() if design.round_of(s) <= r} for cid in ids}
+        decided = decide(seen, design, r, stopped, len(ids))
+        for cid, d in decided.items():
+            if cid in stopped:
+                continue
+            lost = int((failed & runs["config_id"].eq(cid) & (round_of <= r)).sum())
+            rows.append({"round": r, "config_id": cid, "failed": lost, **{k: d[k] for k in COLUMNS if k in d}})
+        stopped = frozenset(cid for cid, d in decided.items() if not d["open"])
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def anytime_table(runs: pd.DataFrame, metric=None, below=None, above=None) -> pd.DataFrame:
+    """``success_table`` with, for an adaptive sweep (``runs.attrs["design"]``), the anytime-valid
+    columns: ``anytime_low/high`` (running intersection of the confidence sequences at alpha / K
+    over the rounds), ``verdict``, ``p_anytime`` (paired test against the best, anytime-valid,
+    Bonferroni over K - 1). A fixed sweep's table is returned as it is."""
+    table = success_table(runs, metric, below, above)
+    if not runs.attrs.get("design"):
+        return table
+    design = Design.from_dict(runs.attrs["design"])
+    steps = history(runs, design, metric=metric, below=below, above=above)
+    k = len(table)
+    low, high, verdict = {}, {}, {}
+    for cid, path in steps.groupby("config_id", sort=False):
+        low[cid], high[cid] = running_intersection(list(zip(path["successes"], path["n"])), design.alpha / max(k, 1))
+        verdict[cid] = path["verdict"].iloc[-1]
+    table.insert(table.columns.get_loc("wilson_low"), "anytime_low", table["config_id"].map(low).fillna(0.0))
+    table.insert(table.columns.get_loc("wilson_low"), "anytime_high", table["config_id"].map(high).fillna(1.0))
+    table["verdict"] = table["config_id"].map(verdict).fillna("open")
+    best = reference(table)
+    everything = outcomes(runs, metric, below, above)
+    rounds = int(steps["round"].max()) if len(steps) else 1
+    table["p_anytime"] = [
+        np.nan
+        if cid == best or not everything.get(cid) or not everything.get(best)
+        else min(
+            1.0,
+            (k - 1)
+            * paired.pvalue(pair_looks(everything[cid], everything[best], design, rounds)[0], design.max, design.spend),
+        )
+        for cid in table["config_id"]
+    ]
+    table.attrs.update(reference=best, history=steps)
+    return table
+
+
+def reference(table: pd.DataFrame) -> str:
+    """The configuration the verdicts name best, else the highest rate."""
+    named = table.loc[table["verdict"].eq("best"), "config_id"]
+    if len(named):
+        return str(named.iloc[0])
+    return str(table.loc[table["rate"].fillna(-1).idxmax(), "config_id"])
