@@ -90,7 +90,7 @@ def seed_columns(runs: pd.DataFrame, ok: pd.Series) -> pd.DataFrame:
         {
             "config_id": runs["config_id"],
             "stopped": status.eq("stopped"),
-            "audited": audit & status.eq("finished"),
+            "audited": audit & status.isin(("finished", "diverged")),  # candidates that trained on to the end
             "false_stops": audit & status.eq("finished") & ok.astype(bool),
             "seed_steps_saved": saved.where(status.eq("stopped"), 0),
         }
