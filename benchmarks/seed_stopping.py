@@ -67,6 +67,11 @@ def train(label: str, config: dict, seeds: int, epochs: int) -> dict:
         if epoch == epochs:
             pack.finish()
         results = pack.stop_seeds(pack.evaluate())
+        if epoch % 10 == 0:
+            print(
+                f"{label}{' seed_stop' if pack.stop else ''}: epoch {epoch}, {len(pack.active)} seeds training",
+                flush=True,
+            )
         for r in results:
             if r["status"] != "stopped" or r.get("stopped_epoch") == epoch:
                 curves[r["seed"]].append((epoch, r[metric]))

@@ -195,7 +195,9 @@ def train(config: dict) -> None:
         if epoch % run["eval_every"] == 0 or epoch == epochs or results is None:
             results = fresh = [plain(r) for r in pack.stop_seeds(pack.evaluate())]
             for i in set(pack.stopped) - gone:  # stopped now: their metrics at the stop are the last ones
-                results[i]["seed_steps_saved"] = (epochs - epoch) * steps_per_epoch
+                results[i]["seed_steps_saved"] = pack.stopped[i]["seed_steps_saved"] = (
+                    epochs - epoch
+                ) * steps_per_epoch
             tracker.set_seeds(results)
             tracker.end_seeds(sorted(set(pack.stopped) - gone))
         train_medians = {f"median_train/{t}": finite_median(v) for t, v in losses.items()}
