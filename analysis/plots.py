@@ -5,9 +5,7 @@ Every function writes one PNG and returns its path.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from unittest import mock
 
 import matplotlib
 import numpy as np
@@ -34,14 +32,22 @@ def fmt(value) -> str:
     return str(value)
 
 
+def interval_columns(table: pd.DataFrame) -> tuple[str, str, str]:
+    """(low, high, name) of the interval a table shows: anytime-valid for adaptive seeds, else Wilson."""
+    if "anytime_low" in table:
+        return "anytime_low", "anytime_high", "anytime-valid 95% interval"
+    return "wilson_low", "wilson_high", "95% Wilson interval"
+
+
 def forest(table: pd.DataFrame, path, comparison: pd.DataFrame | None = None) -> Path:
-    """Success rate per configuration with its 95% Wilson interval (k/n beside each row)."""
+    """Success rate per configuration with its 95% interval (k/n beside each row)."""
     params = table.attrs.get("params", [])
     fig = Figure(figsize=(8, 1.2 + 0.28 * len(table)))
     ax = fig.add_subplot()
     y = np.arange(len(table))[::-1]
     rate = table["rate"].to_numpy(float)
-    err = np.vstack([rate - table["wilson_low"], table["wilson_high"] - rate])
+    low, high, name = interval_columns(table)
+    err = np.vstack([rate - table[low], table[high] - rate])
     ax.errorbar(rate, y, xerr=err, fmt="o", color="#333333", ecolor="#4c72b0", capsize=3)
     ax.set_yticks(y, [f"{label(r, params)}  {r['successes']}/{r['n']}" for _, r in table.iterrows()])
     if comparison is not None and "reference" in comparison.attrs:
@@ -49,18 +55,19 @@ def forest(table: pd.DataFrame, path, comparison: pd.DataFrame | None = None) ->
             tick.set_fontweight("bold" if cid == comparison.attrs["reference"] else "normal")
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.7, len(table) - 0.3)
-    ax.set_xlabel("success rate (95% Wilson interval)")
+    ax.set_xlabel(f"success rate ({name})")
     ax.grid(axis="x", alpha=0.3)
     return save(fig, path)
 
 
 def rate_vs_param(table: pd.DataFrame, param: str, path) -> Path:
-    """Success rate (Wilson interval) of each configuration against one swept hyperparameter."""
+    """Success rate (its 95% interval) of each configuration against one swept hyperparameter."""
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
     values = table[param]
     rate = table["rate"].to_numpy(float)
-    err = np.vstack([rate - table["wilson_low"], table["wilson_high"] - rate])
+    low, high, _ = interval_columns(table)
+    err = np.vstack([rate - table[low], table[high] - rate])
     if pd.api.types.is_numeric_dtype(values):
         x = values.to_numpy(float)
         if (x > 0).all() and x.max() / x.min() > 20:
@@ -167,42 +174,6 @@ def curves(
     ax.set_ylabel(f"{metric} (EMA {smoothing})")
     ax.grid(alpha=0.3)
     return save(fig, path)
-
-
-def seed_images(
-    tracking_uri: str, runs: pd.DataFrame, ok: pd.Series, out_dir, tries: int = 10
-) -> dict[str, dict[str, Path]]:
-    """Download the PNGs the model drew (``PackedModel.artefacts``) of one successful and one failed
-    finished seed (the first with any) into ``out_dir``; returns ``{"success": {stem: path},
-    "failure": {stem: path}}`` for those found, keyed by file name without ``.png``."""
-    from analysis.runs import client
-
-    mlflow_client = client(tracking_uri)
-    finished = runs["status"].eq("finished")
-    found = {}
-    for name, pick in (("success", finished & ok), ("failure", finished & ~ok)):
-        for run_id in runs.loc[pick, "run_id"].head(tries):
-            artifacts = list_pngs(mlflow_client, run_id)
-            if artifacts:
-                target = Path(out_dir) / f"{name}_{run_id}"
-                target.mkdir(parents=True, exist_ok=True)
-                with mock.patch.dict(os.environ, {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}):  # no tqdm bar
-                    found[name] = {
-                        Path(a).stem: Path(mlflow_client.download_artifacts(run_id, a, str(target))) for a in artifacts
-                    }
-                break
-    return found
-
-
-def list_pngs(mlflow_client, run_id: str, path: str | None = None, depth: int = 2) -> list[str]:
-    """The PNG artifacts of a run (searching ``depth`` folders), in MLflow's order."""
-    found = []
-    for item in mlflow_client.list_artifacts(run_id, path):
-        if item.is_dir and depth > 0:
-            found += list_pngs(mlflow_client, run_id, item.path, depth - 1)
-        elif item.path.lower().endswith(".png"):
-            found.append(item.path)
-    return found
 
 
 def forecast(table: pd.DataFrame, metric: str, path, settled: int | None = None) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import urllib.parse
 from datetime import datetime
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from analysis import plots
 from analysis.adaptive import anytime_table
 from analysis.pairs import paired_table
 from analysis.planning import seeds_for_halfwidth, seeds_for_power
-from analysis.runs import load_runs, metric_histories, success_rule, write_parquet
+from analysis.runs import client, load_runs, metric_histories, seed_images, write_parquet
 from analysis.sequential import Design
 from analysis.success import (
     check_rule,
@@ -24,7 +25,9 @@ from analysis.success import (
     settled_epoch,
     success_table,
 )
+from trainables.records import quote
 
+UI = "http://127.0.0.1:5000"  # where `mlflow ui --backend-store-uri sqlite:///mlruns.db` serves a local store
 HALFWIDTH = 0.1  # target half-width of the seed-budget column
 CURVES = 200  # most training curves fetched from MLflow for the curves plot
 ANYTIME = "anytime 95%"  # column of the anytime-valid intervals (simultaneous over the configurations)
@@ -144,13 +147,14 @@ def write_report(
 ) -> pd.DataFrame:
     """Write ``out_dir/report.html`` (tables, PNGs beside it), ``runs.parquet`` and CSVs of the
     tables; return the success table."""
-    runs = load_runs(tracking_uri, sweep)
+    mlflow_client = client(tracking_uri)  # opened once: the runs, their curves and their images
+    runs = load_runs(tracking_uri, sweep, mlflow_client)
     table = anytime_table(runs, metric, below, above)  # both fail before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     comparison = fixed_comparison(table, baseline)
     ok = outcome(runs, metric, below, above)
-    stored = success_rule(tracking_uri, sweep)
+    stored = runs.attrs["success_rule"]
     rule_metric, bound, threshold = rule(runs, stored, metric, below, above)
     also = [
         x
@@ -185,7 +189,7 @@ def write_report(
         )
         box = plots.boxplot(runs, rule_metric, out / f"box_{safe(rule_metric)}.png", ok, threshold)
         figures.append((f"Final {rule_metric}", box))
-        histories = metric_histories(tracking_uri, curve_sample(runs), rule_metric)
+        histories = metric_histories(mlflow_client, curve_sample(runs), rule_metric)
         if histories:
             outcomes = dict(zip(runs["run_id"], ok))
             path = plots.curves(histories, outcomes, rule_metric, out / f"curves_{safe(rule_metric)}.png", threshold)
@@ -207,7 +211,7 @@ def write_report(
         sections.append(
             (f"Final {rule_metric}: median and IQM with 95% bootstrap intervals (finished seeds)", numbers(summary))
         )
-    images = plots.seed_images(tracking_uri, runs, ok, out / "seeds")
+    images = seed_images(mlflow_client, runs, ok, out / "seeds")
     for name, found in images.items():  # the model's PNGs of each seed, titled by file name
         figures += [(f"{stem.replace('_', ' ').capitalize()}, a {name}", path) for stem, path in found.items()]
     if comparison is not None:
@@ -236,6 +240,7 @@ def write_report(
         sections.insert(0, ("Adaptive seeds: the anytime interval after each round, and why seeds stopped", steps))
         figures.insert(0, ("Anytime-valid interval against seeds, per configuration", path))
 
+    sections.append(("The runs in MLflow, by search", mlflow_links(tracking_uri, runs.attrs["experiment_id"], table)))
     page = render(sweep, tracking_uri, table, comparison, sections, figures, out)
     (out / "report.html").write_text(page)
     return table
@@ -258,6 +263,19 @@ def rule(runs: pd.DataFrame, stored: dict | None, metric, below, above) -> tuple
         return None, None, None
     bound = "below" if "below" in stored else "above"
     return stored["metric"], bound, stored[bound]
+
+
+def mlflow_links(tracking_uri: str, experiment_id: str, table: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration the MLflow search that shows its seed runs (``tags.config_id = '...'``;
+    group by config_id and average the metric ``success`` for k/n), linked into MLflow's UI: the
+    tracking server, or ``mlflow ui`` on its default address for a local store."""
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else UI
+    rows = []
+    for cid in table["config_id"]:
+        search = f"tags.config_id = {quote(str(cid))}"
+        url = f"{base}/#/experiments/{experiment_id}?searchFilter={urllib.parse.quote(search)}"
+        rows.append({"config_id": cid, "MLflow search": f"<a href='{html.escape(url)}'>{html.escape(search)}</a>"})
+    return pd.DataFrame(rows)
 
 
 def curve_sample(runs: pd.DataFrame, total: int = CURVES) -> list[str]:
@@ -344,7 +362,7 @@ def render(sweep, tracking_uri, table, comparison, sections, figures, out: Path)
         pruning_note(table),
     ]
     for title, df in sections:
-        parts += [f"<h2>{esc(title)}</h2>", df.to_html(index=False, na_rep="-")]
+        parts += [f"<h2>{esc(title)}</h2>", df.to_html(index=False, na_rep="-", escape="MLflow search" not in df)]
     for title, path in figures:
         rel = Path(path).resolve().relative_to(out.resolve()).as_posix()
         parts += [f"<h2>{esc(title)}</h2>", f"<img src='{esc(rel)}' alt='{esc(title)}'>"]

@@ -1,4 +1,4 @@
-"""MLflow runs of a sweep -> one pandas row per seed.
+"""MLflow runs of a sweep -> one pandas row per seed (the layout: ``trainables.records``).
 
 The trainable records one parent run per configuration (tag ``seedsweep.kind=config``) and one
 child run per seed (``seedsweep.kind=seed``) in the experiment named after the sweep. A seed's
@@ -6,31 +6,34 @@ row holds its configuration params (typed: numbers become numbers), ``config_id`
 ``seed``, ``status``, ``success`` (the stored tag, nullable boolean), ``run_id`` and the final
 (latest-step) value of every metric. ``df.attrs`` lists which columns are ``params`` and
 ``metrics``, and holds the sweep's ``design`` (the adaptive seeds' rule as a dict, tag
-``seedsweep.design`` on the experiment; ``None`` for fixed seeds).
+``seedsweep.design`` on the experiment; ``None`` for fixed seeds) and the ``success_rule`` the configuration
+runs store (``SuccessRule.as_dict()``, or ``None``): one load of the sweep serves the whole report.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from trainables.tracking import KIND, SEED_STOP_TAGS, quote, search_all
+from trainables.records import (
+    DESIGN_TAG,
+    MLFLOW_STATUS,
+    SEED_STOP_TAGS,
+    SUCCESS,
+    find_experiment,
+    search_kind,
+    stored_rule,
+)
+from trainables.rule import SuccessRule
 
 INFO = ["run_id", "parent_run_id", "config_id", "trial_id", "seed", "status", "success", "device", "precision"]
-# MLflow's own run status, used only when a seed run has no `status` tag.
-DESIGN_TAG = "seedsweep.design"  # experiment tag: the adaptive seeds' rule (analysis.sequential.Design) as JSON
-MLFLOW_STATUS = {
-    "RUNNING": "running",
-    "SCHEDULED": "running",
-    "FINISHED": "finished",
-    "FAILED": "failed",
-    "KILLED": "pruned",
-}
 
 
 def client(tracking_uri: str):
@@ -44,35 +47,24 @@ def client(tracking_uri: str):
     return MlflowClient(tracking_uri)
 
 
-def experiment_id(mlflow_client, sweep: str) -> str:
-    """The id of the sweep's experiment, or a ``ValueError`` naming the sweeps that exist."""
-    experiment = mlflow_client.get_experiment_by_name(sweep)
-    if experiment is None:
-        names = sorted(e.name for e in mlflow_client.search_experiments() if e.name != "Default")
-        raise ValueError(
-            f"no sweep {sweep!r} in {mlflow_client.tracking_uri}; sweeps there: {', '.join(names) or 'none'}"
-        )
-    return experiment.experiment_id
-
-
 def search(mlflow_client, exp_id: str, sweep: str, kind: str) -> list:
     """All runs of one kind ("seed" or "config") of a sweep. The cyclic garbage collector is paused
     meanwhile: MLflow builds ~30 ORM objects per run, and collections triggered by those
     allocations took half the load time at 10,000 runs."""
-    query = f"tags.sweep = {quote(sweep)} AND tags.`{KIND}` = '{kind}'"
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return search_all(mlflow_client, [exp_id], query)
+        return search_kind(mlflow_client, exp_id, sweep, kind)
     finally:
         if was_enabled:
             gc.enable()
 
 
-def load_runs(tracking_uri: str, sweep: str) -> pd.DataFrame:
-    """One row per seed run of ``sweep``; ``ValueError`` if there is no such sweep or it has no seed runs."""
-    mlflow_client = client(tracking_uri)
-    exp_id = experiment_id(mlflow_client, sweep)
+def load_runs(tracking_uri: str, sweep: str, mlflow_client=None) -> pd.DataFrame:
+    """One row per seed run of ``sweep``; ``ValueError`` if there is no such sweep or it has no seed runs.
+    ``mlflow_client``: one already open on ``tracking_uri`` (the report's, reused for its later calls)."""
+    mlflow_client = mlflow_client or client(tracking_uri)
+    exp_id = find_experiment(mlflow_client, sweep)
     runs = search(mlflow_client, exp_id, sweep, "seed")
     if not runs:
         raise ValueError(f"sweep {sweep!r} has no seed runs yet in {tracking_uri}")
@@ -105,17 +97,20 @@ def load_runs(tracking_uri: str, sweep: str) -> pd.DataFrame:
         info[key] = pd.to_numeric(info[key], errors="coerce")
     params = pd.DataFrame(params).drop(columns=INFO, errors="ignore")
     params = params.apply(typed)
-    metrics = pd.DataFrame(metrics, dtype=float)
+    metrics = pd.DataFrame(metrics, dtype=float).drop(columns=[SUCCESS], errors="ignore")  # the tag's 0/1 copy
     metrics.columns = [f"metric.{m}" if m in params.columns or m in INFO else m for m in metrics.columns]
     df = pd.concat([info, params.sort_index(axis=1), metrics.sort_index(axis=1)], axis=1)
     df = df.sort_values(["config_id", "seed"], key=sort_key, ignore_index=True)
     design = mlflow_client.get_experiment(exp_id).tags.get(DESIGN_TAG)
+    rule = success_rule(mlflow_client, exp_id, sweep)
     df.attrs.update(
         sweep=sweep,
         tracking_uri=tracking_uri,
+        experiment_id=exp_id,
         params=list(params.columns),
         metrics=list(metrics.columns),
         design=json.loads(design) if design else None,
+        success_rule=None if rule is None else rule.as_dict(),
     )
     return df
 
@@ -137,29 +132,17 @@ def typed(column: pd.Series) -> pd.Series:
         return column
 
 
-def success_rule(tracking_uri: str, sweep: str) -> dict | None:
-    """The success rule stored on the sweep's configuration runs: ``{"metric": M, "below"|"above": X}``
-    plus ``"also": [X, ...]`` where the spec listed more thresholds, or ``None`` if they store none.
+def success_rule(mlflow_client, exp_id: str, sweep: str) -> SuccessRule | None:
+    """The success rule stored on the sweep's configuration runs, or ``None`` if they store none.
     ``ValueError`` if configurations disagree."""
-    mlflow_client = client(tracking_uri)
-    rules = set()
-    for run in search(mlflow_client, experiment_id(mlflow_client, sweep), sweep, "config"):
-        p = run.data.params
-        bound = next((k for k in ("below", "above") if f"success.{k}" in p), None)
-        if "success.metric" in p and bound:
-            also = tuple(float(x) for x in json.loads(p.get("success.also", "[]")))
-            rules.add((p["success.metric"], bound, float(p[f"success.{bound}"]), also))
+    rules = {stored_rule(run.data.params) for run in search(mlflow_client, exp_id, sweep, "config")} - {None}
     if len(rules) > 1:
-        raise ValueError(f"sweep {sweep!r}: configurations store different success rules: {sorted(rules)}")
-    if not rules:
-        return None
-    metric, bound, value, also = rules.pop()
-    return {"metric": metric, bound: value, **({"also": list(also)} if also else {})}
+        raise ValueError(f"sweep {sweep!r}: configurations store different success rules: {sorted(map(str, rules))}")
+    return rules.pop() if rules else None
 
 
-def metric_histories(tracking_uri: str, run_ids: list[str], metric: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def metric_histories(mlflow_client, run_ids: list[str], metric: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{run_id: (steps, values)}`` of one metric (one MLflow call per run, so pass a sample)."""
-    mlflow_client = client(tracking_uri)
     out = {}
     for run_id in run_ids:
         history = sorted((m.step, m.timestamp, m.value) for m in mlflow_client.get_metric_history(run_id, metric))
@@ -167,6 +150,53 @@ def metric_histories(tracking_uri: str, run_ids: list[str], metric: str) -> dict
             steps, _, values = zip(*history)
             out[run_id] = (np.asarray(steps), np.asarray(values, dtype=float))
     return out
+
+
+def seed_images(
+    mlflow_client, runs: pd.DataFrame, ok: pd.Series, out_dir, tries: int = 10
+) -> dict[str, dict[str, Path]]:
+    """Download the PNGs the model drew (``PackedModel.artefacts``) of one successful and one failed
+    finished seed (the first with any) into ``out_dir``; returns ``{"success": {stem: path},
+    "failure": {stem: path}}`` for those found, keyed by file name without ``.png``."""
+    finished = runs["status"].eq("finished")
+    found = {}
+    for name, pick in (("success", finished & ok), ("failure", finished & ~ok)):
+        for run_id in runs.loc[pick, "run_id"].head(tries):
+            artifacts = list_pngs(mlflow_client, run_id)
+            if artifacts:
+                target = Path(out_dir) / f"{name}_{run_id}"
+                target.mkdir(parents=True, exist_ok=True)
+                with no_progress_bar():
+                    found[name] = {
+                        Path(a).stem: Path(mlflow_client.download_artifacts(run_id, a, str(target))) for a in artifacts
+                    }
+                break
+    return found
+
+
+def list_pngs(mlflow_client, run_id: str, path: str | None = None, depth: int = 2) -> list[str]:
+    """The PNG artifacts of a run (searching ``depth`` folders), in MLflow's order."""
+    found = []
+    for item in mlflow_client.list_artifacts(run_id, path):
+        if item.is_dir and depth > 0:
+            found += list_pngs(mlflow_client, run_id, item.path, depth - 1)
+        elif item.path.lower().endswith(".png"):
+            found.append(item.path)
+    return found
+
+
+@contextmanager
+def no_progress_bar():
+    """MLflow's download progress bar (tqdm) off meanwhile; the variable restored after."""
+    key, before = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
 
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> Path:

@@ -171,9 +171,8 @@ class Design:
     def describe(self, configurations: int | None = None) -> str:
         k = configurations or 0
         if self.until == "decided":
-            pairs = k * (k - 1) // 2
-            each = f", {self.alpha / max(pairs, 1):.3g} each over {pairs} pairs (Bonferroni)" if k > 1 else ""
-            how = f"paired group-sequential tests of the difference at alpha {self.alpha:g}{each}"
+            over = f" over {k} configurations" if k else ""
+            how = f"paired group-sequential tests of the difference, Holm step-down{over}, family-wise alpha {self.alpha:g}"
         else:
             each = f", {self.alpha / k:.3g} each over {k} configurations, Bonferroni" if k else ""
             how = f"anytime-valid {1 - self.alpha:.0%} intervals, alpha {self.alpha:g}{each}"

@@ -56,7 +56,8 @@ def run_command(args: argparse.Namespace) -> int:
     """Run the spec; 1 when the sweep stopped before its end (interrupted or failed trials)."""
     from sweeps import preflight
 
-    preflight.check(args.tracking_uri, args.storage, args.address)  # in seconds, before torch and Ray load
+    # in seconds, before torch and Ray load; once per sweep (run is given the checked Where)
+    where = preflight.check(args.tracking_uri, args.storage, args.address, defaults=not args.dry_run)
 
     from analysis.cli import print_success_table
     from sweeps import runner
@@ -73,10 +74,9 @@ def run_command(args: argparse.Namespace) -> int:
         summary = runner.run(
             spec,
             address=args.address,
-            tracking_uri=args.tracking_uri,
-            storage=args.storage,
             resume=args.resume,
             dashboard=args.dashboard,
+            where=where,
             allow_mixed=args.allow_mixed,
         )
         if summary["complete"]:
@@ -95,7 +95,7 @@ def run_command(args: argparse.Namespace) -> int:
         if not summary["tracking_reachable"]:
             print(f"MLflow ({summary['tracking_uri']}) did not answer at the end: no table", file=sys.stderr)
             return status
-    print_success_table(args.tracking_uri or runner.Where.default().tracking_uri, spec.name)
+    print_success_table(where.tracking_uri, spec.name)
     return status
 
 

@@ -1,18 +1,38 @@
-"""Checks ``seedsweep run`` makes before it loads torch and Ray (the CLI, on what was passed) and
-again before it starts Ray (``runner.run``, on the resolved defaults too): each answers within seconds and raises
-``Unusable`` with one line that names what is wrong and what to do, instead of a sweep that hangs
-in MLflow's HTTP retries (minutes) or fails in every trial.
+"""Where a sweep writes (``Where``) and the checks ``seedsweep run`` makes of it, once, before it
+loads torch and Ray (``check``: what was passed first, then the resolved defaults): each answers
+within seconds and raises ``Unusable`` with one line that names what is wrong and what to do,
+instead of a sweep that hangs in MLflow's HTTP retries (minutes) or fails in every trial.
 """
 
 from __future__ import annotations
 
 import socket
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 TIMEOUT = 5.0  # seconds each network check waits for an answer
 DATABASES = ("postgresql", "mysql", "mssql")  # SQLAlchemy dialects MLflow stores runs in (sqlite apart)
+
+
+@dataclass
+class Where:
+    """Where a sweep's results go."""
+
+    storage: str  # Tune's storage path (a local folder, or a shared path / URI on a cluster)
+    tracking_uri: str  # MLflow (a SQLite store keeps its artifacts in mlartifacts/ beside it)
+
+    @classmethod
+    def default(cls, storage: str | None = None, tracking_uri: str | None = None) -> Where:
+        here = Path.cwd()
+        storage = storage or str(here / "ray_results")
+        if "://" not in storage:
+            storage = str(Path(storage).resolve())
+        return cls(
+            storage=storage,
+            tracking_uri=tracking_uri or f"sqlite:///{here / 'mlruns.db'}",
+        )
 
 
 class Unusable(RuntimeError):
@@ -33,7 +53,7 @@ def check_tracking(uri: str, timeout: float = TIMEOUT) -> None:
     if scheme in ("http", "https"):
         check_mlflow_server(uri, timeout)
     elif scheme == "sqlite":
-        from trainables.tracking import sqlite_path
+        from trainables.records import sqlite_path
 
         db = sqlite_path(uri)
         if db is None:
@@ -151,10 +171,20 @@ def check_ray_address(address: str | None, timeout: float = TIMEOUT) -> None:
         ) from None
 
 
-def check(tracking_uri: str | None, storage: str | None, address: str | None) -> None:
-    """Every check above, cheapest first; ``None`` (the local default) is not checked."""
+def check(tracking_uri: str | None, storage: str | None, address: str | None, defaults: bool = True) -> Where:
+    """Every check above, cheapest first, on what was passed; then (with ``defaults``) the local
+    defaults that fill in what was not, so nothing is created before a given value fails. Returns
+    the resolved ``Where``."""
     if storage:
         check_storage(storage)
     check_ray_address(address)
     if tracking_uri:
         check_tracking(tracking_uri)
+    where = Where.default(storage, tracking_uri)
+    if not defaults:
+        return where
+    if not storage:
+        check_storage(where.storage)
+    if not tracking_uri:
+        check_tracking(where.tracking_uri)
+    return where

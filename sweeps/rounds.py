@@ -26,9 +26,9 @@ from typing import Any
 from ray import tune
 
 from analysis.adaptive import history
-from analysis.runs import DESIGN_TAG
 from analysis.sequential import Design
-from sweeps.runner import (
+from sweeps.spec import SweepSpec
+from sweeps.tuner import (
     AlreadyDone,
     Where,
     check_resume,
@@ -40,8 +40,8 @@ from sweeps.runner import (
     summary,
     write_done,
 )
-from sweeps.spec import SweepSpec
-from trainables.tracking import KIND, experiment_id, open_client, retry, search_all
+from trainables.options import RUN_KEY
+from trainables.records import DESIGN_TAG, KIND, ensure_experiment, open_client, retry, search_all
 
 
 def round_dir(sweep_dir: str, round_: int) -> str:
@@ -53,28 +53,30 @@ def train_configuration(config: dict) -> None:
     configuration's own ``seeds`` when it retries failed ones) merged into the config."""
     from trainables.train import train
 
-    train({**{k: v for k, v in config.items() if k != "configuration"}, **config["configuration"]})
+    swept = dict(config["configuration"])
+    rest = {k: v for k, v in config.items() if k != "configuration"}
+    if "seeds" in swept:  # a run option: it goes with the others under config["run"]
+        rest[RUN_KEY] = {**rest[RUN_KEY], "seeds": swept.pop("seeds")}
+    train({**rest, **swept})
 
 
-def plan(spec: SweepSpec) -> str:
-    """The adaptive lines of the dry-run plan."""
+def plan_lines(spec: SweepSpec) -> list[str]:
+    """The dry-run plan's seed lines for a sweep in rounds (``runner.plan`` prints them)."""
     design, k = spec.adaptive, grid_points(spec) * spec.num_samples
+    stops = {
+        "decided": "a paired test shows it worse than another, it is the last one standing (best)"
+        + (f", it is tied within +-{design.margin:g} with every other open one" if design.margin else "")
+        + ", or no seeds up to max could decide it",
+        "separated": "its interval lies below the best's, or (the best) overlaps no other's",
+        "halfwidth": f"its interval's half-width is at most {design.halfwidth}",
+    }[design.until]
     blocks = [f"{s[0]}..{s[-1]}" for s in (design.round_seeds(r) for r in range(1, design.rounds + 1))]
-    return "\n".join(
-        [
-            f"  seeds: {design.describe(k)}",
-            f"  rounds: at most {design.rounds} (seed blocks {', '.join(blocks)}); seed runs: {k * design.start} to {k * design.max}",
-            "  a configuration stops getting seeds when "
-            + {
-                "decided": "a paired test shows it worse than another, it is the last one standing (best)"
-                + (f", it is tied within +-{design.margin:g} with every other open one" if design.margin else "")
-                + ", or no seeds up to max could decide it",
-                "separated": "its interval lies below the best's, or (the best) overlaps no other's",
-                "halfwidth": f"its interval's half-width is at most {design.halfwidth:g}",
-            }[design.until]
-            + f", or at {design.max} seeds; failed seeds are retried in the next round",
-        ]
-    )
+    return [
+        f"  seeds: {design.describe(k)}",
+        f"  rounds: at most {design.rounds} (seed blocks {', '.join(blocks)}); seed runs: {k * design.start} to {k * design.max}",
+        f"  a configuration stops getting seeds when {stops}, or at {design.max} seeds; failed seeds are retried"
+        " in the next round",
+    ]
 
 
 def run_rounds(
@@ -91,7 +93,7 @@ def run_rounds(
     started = read_done(first) is not None or tune.Tuner.can_restore(first)
     check_resume(spec, where, sweep_dir, started, resume)
     client = open_client(where.tracking_uri)
-    exp_id = experiment_id(client, spec.name)
+    exp_id = ensure_experiment(client, spec.name)
     stored = retry(client.get_experiment, exp_id).tags.get(DESIGN_TAG)
     if started and stored and Design.from_dict(json.loads(stored)) != design:
         raise RuntimeError(
@@ -197,9 +199,9 @@ def fit_round(
     this = dataclasses.replace(spec, seeds=len(seeds))  # the progress lines count this round's seeds
     if configurations is not None:
         fixed = dataclasses.replace(spec, params=spec.fixed())  # the swept values come per configuration
-        space = {**param_space(fixed, where), "seeds": seeds, "configuration": tune.grid_search(configurations)}
+        space = {**param_space(fixed, where, seeds), "configuration": tune.grid_search(configurations)}
     else:
-        space = {**param_space(spec, where), "seeds": seeds}
+        space = param_space(spec, where, seeds)
     resume = tune.Tuner.can_restore(round_dir(sweep_dir, round_))
     if not resume and round_ > 1:
         forget_lost_attempt(spec, where, seeds)

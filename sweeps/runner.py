@@ -4,94 +4,54 @@ Local by default (Ray started here, MLflow in ``./mlruns.db`` with artifacts in
 ``./mlartifacts``, results in ``./ray_results/NAME``); ``address`` joins a Ray cluster and
 ``tracking_uri`` points at an MLflow server. An interrupted sweep continues with
 ``resume=True`` (``Tuner.restore``); each trial continues from its checkpoint and its MLflow runs.
+This module is the entry point (``plan``, ``run``); the Tune pieces are in ``sweeps.tuner``, the
+adaptive sweep in rounds in ``sweeps.rounds``.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
-import os
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ray import tune
 
-from sweeps import preflight
+from sweeps import preflight, rounds
 from sweeps.spec import SweepSpec
+from sweeps.tuner import (
+    AlreadyDone,
+    Where,
+    check_resume,
+    grid_points,
+    make_tuner,
+    read_done,
+    start_ray,
+    summary,
+    write_done,
+)
+from trainables.records import bound_mlflow_http, ensure_experiment, open_client, sweep_progress, unreachable
 from trainables.rule import SuccessRule
 from trainables.seed_stop import SeedStop
-from trainables.tracking import bound_mlflow_http, experiment_id, open_client, sweep_progress, unreachable
+
+__all__ = ["AlreadyDone", "Where", "plan", "run"]
 
 MAX_LISTED = 50  # grid points listed one per line by the plan
-DONE = "seedsweep_done.json"  # written beside the Tune results when a sweep has finished
-
-
-@dataclass
-class Where:
-    """Where a sweep's results go."""
-
-    storage: str  # Tune's storage path (a local folder, or a shared path / URI on a cluster)
-    tracking_uri: str  # MLflow (a SQLite store keeps its artifacts in mlartifacts/ beside it)
-
-    @classmethod
-    def default(cls, storage: str | None = None, tracking_uri: str | None = None) -> Where:
-        here = Path.cwd()
-        storage = storage or str(here / "ray_results")
-        if "://" not in storage:
-            storage = str(Path(storage).resolve())
-        return cls(
-            storage=storage,
-            tracking_uri=tracking_uri or f"sqlite:///{here / 'mlruns.db'}",
-        )
-
-
-def search_space(spec: SweepSpec) -> dict[str, Any]:
-    """Tune's param space for the swept params."""
-    makers = {
-        "grid": tune.grid_search,
-        "choice": tune.choice,
-        "uniform": lambda a: tune.uniform(*a),
-        "loguniform": lambda a: tune.loguniform(*a),
-        "randint": lambda a: tune.randint(a[0], a[1] + 1),  # inclusive bounds in the spec
-    }
-    return {key: makers[kind](args) for key, space in spec.swept().items() for kind, args in space.items()}
-
-
-def param_space(spec: SweepSpec, where: Where) -> dict[str, Any]:
-    """Everything a trial's config holds: the base config, the search space and the run-only keys."""
-    return {
-        **spec.base_config(),
-        **search_space(spec),
-        "seeds": spec.seeds,
-        "epochs": spec.epochs,
-        "checkpoint_every": spec.checkpoint_every,
-        "eval_every": spec.eval_every,
-        "tracking_patience": spec.tracking_patience,
-        "sweep": spec.name,
-        "experiment": spec.name,
-        "tracking_uri": where.tracking_uri,
-    }
-
-
-def grid_points(spec: SweepSpec) -> int:
-    points = 1
-    for space in spec.swept().values():
-        if "grid" in space:
-            points *= len(space["grid"])
-    return points
 
 
 def plan(spec: SweepSpec) -> str:
     """A human-readable plan: configurations, seeds and resources, without training."""
     grid = grid_points(spec)
     configs = grid * spec.num_samples
+    if spec.adaptive:  # the seed lines say the rule instead
+        seed_count, seed_lines = "", rounds.plan_lines(spec)
+    else:
+        seed_count = f", seeds per configuration: {spec.seeds}, seed runs: {configs * spec.seeds}"
+        seed_lines = [f"  seeds: {spec.seeds} per configuration (0..{spec.seeds - 1}, the same in every configuration)"]
     lines = [
         f"sweep {spec.name!r} ({spec.path}): model {spec.model} on {spec.env}",
         f"  configurations: {configs} ({spec.searcher} search"
         + (f", {grid} grid points x {spec.num_samples} samples" if grid > 1 else "")
-        + f"), seeds per configuration: {spec.seeds}, seed runs: {configs * spec.seeds}",
+        + f"){seed_count}",
         f"  epochs: {spec.epochs}, evaluate every {spec.eval_every}, checkpoint every {spec.checkpoint_every}, "
         + (
             f"ASHA on {spec.scheduler.metric} ({spec.scheduler.mode}), grace {spec.scheduler.grace_period}, "
@@ -103,16 +63,10 @@ def plan(spec: SweepSpec) -> str:
         f"at most {spec.max_concurrent or 'as many as fit'} at once",
         f"  success: {SuccessRule.parse(spec.success)}",
         *([f"  seed_stop: {SeedStop.parse(spec.seed_stop)}"] if spec.seed_stop else []),
-        f"  seeds: {spec.seeds} per configuration (0..{spec.seeds - 1}, the same in every configuration)",
+        *seed_lines,
         f"  fixed: {spec.fixed() or '-'}",
         f"  swept: {spec.swept() or '-'}",
     ]
-    if spec.adaptive:  # the seed lines say the rule instead
-        from sweeps.rounds import plan as adaptive_plan
-
-        lines[1] = lines[1].split(", seeds per configuration")[0]
-        at = next(i for i, line in enumerate(lines) if line.startswith("  seeds: "))
-        lines[at : at + 1] = adaptive_plan(spec).splitlines()
     grids = {k: v["grid"] for k, v in spec.swept().items() if "grid" in v}
     sampled = [k for k in spec.swept() if k not in grids]
     points = list(itertools.product(*grids.values()))
@@ -128,81 +82,6 @@ def plan(spec: SweepSpec) -> str:
     return "\n".join(lines)
 
 
-def make_searcher(spec: SweepSpec, run_dir: Path):
-    """Optuna's TPE, its study kept in SQLite beside the results; ``None`` for grid / random (Tune's own)."""
-    if spec.searcher != "optuna":
-        return None
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{run_dir / 'optuna.db'}")
-    metric, mode = objective(spec)
-    return OptunaSearch(metric=metric, mode=mode, storage=storage, study_name=spec.name, seed=0)
-
-
-def objective(spec: SweepSpec) -> tuple[str, str]:
-    """The reported aggregate that the scheduler and searcher optimise."""
-    if spec.scheduler:
-        return spec.scheduler.metric, spec.scheduler.mode
-    return "success_rate", "max"
-
-
-def make_tuner(
-    spec: SweepSpec,
-    where: Where,
-    resume: bool = False,
-    name: str | None = None,
-    space: dict | None = None,
-    trainable=None,
-    search: bool = True,
-) -> tune.Tuner:
-    """The sweep's Tuner (or its restore). For a round of adaptive seeds (``sweeps.rounds``): the Tune
-    experiment ``name`` (default: the sweep's), its own ``space`` and ``trainable``, and without
-    ``search`` no searcher or scheduler (the configurations are given)."""
-    from ray.tune.schedulers import ASHAScheduler
-
-    from trainables.train import train
-
-    name = name or spec.name
-    trainable = tune.with_resources(trainable or train, {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]})
-    # Optuna's study beside the results; with a URI storage, in ./optuna.db here (one study per sweep name)
-    run_dir = Path(where.storage) / name if "://" not in where.storage else Path(".")
-    if resume:
-        return tune.Tuner.restore(
-            os.path.join(where.storage, name), trainable=trainable, resume_unfinished=True, resume_errored=True
-        )
-    metric, mode = objective(spec) if search else ("success_rate", "max")
-    scheduler = None
-    if spec.scheduler and search:
-        scheduler = ASHAScheduler(
-            time_attr="epoch",
-            max_t=spec.epochs,
-            grace_period=spec.scheduler.grace_period,
-            reduction_factor=spec.scheduler.reduction_factor,
-        )
-    return tune.Tuner(
-        trainable,
-        param_space=space or param_space(spec, where),
-        tune_config=tune.TuneConfig(
-            metric=metric,
-            mode=mode,
-            scheduler=scheduler,
-            search_alg=make_searcher(spec, run_dir) if search else None,
-            num_samples=spec.num_samples if search else 1,
-            max_concurrent_trials=spec.max_concurrent or None,
-        ),
-        run_config=tune.RunConfig(
-            name=name,
-            storage_path=where.storage,
-            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[Progress(spec, where.tracking_uri)],  # restored with the experiment on resume
-            verbose=0,
-        ),
-    )
-
-
 def run(
     spec: SweepSpec,
     address: str | None = None,
@@ -210,25 +89,25 @@ def run(
     storage: str | None = None,
     resume: bool = False,
     dashboard: bool = False,
+    where: Where | None = None,
     allow_mixed: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) a sweep to the end; returns a summary. Raises ``RuntimeError`` if the sweep
-    already finished or was interrupted and ``resume`` is not set. ``allow_mixed``: let an
-    adaptive sweep pool rounds trained on different devices or precisions."""
-    where = Where.default(storage, tracking_uri)
-    preflight.check(where.tracking_uri, where.storage, address)  # seconds, before anything waits on them
+    already finished or was interrupted and ``resume`` is not set. ``where``, when given, was
+    checked already (``preflight.check`` returns it, as the CLI does); otherwise the checks run here.
+    ``allow_mixed``: let an adaptive sweep pool rounds trained on different devices or precisions."""
+    if where is None:  # seconds, before anything waits on them
+        where = preflight.check(tracking_uri, storage, address)
     bound_mlflow_http()  # the driver's and local trials' MLflow calls give up in seconds, not minutes
     if spec.adaptive:
-        from sweeps.rounds import run_rounds
-
-        return run_rounds(spec, where, resume, address, dashboard, allow_mixed)
+        return rounds.run_rounds(spec, where, resume, address, dashboard, allow_mixed)
     run_dir = f"{where.storage.rstrip('/')}/{spec.name}"  # a local path or a URI (s3://, gs://, ...)
     done = read_done(run_dir)
     if done is not None:
         raise AlreadyDone(spec.name, done)
     check_resume(spec, where, run_dir, tune.Tuner.can_restore(run_dir), resume)
 
-    experiment_id(open_client(where.tracking_uri), spec.name)  # one MLflow experiment per sweep
+    ensure_experiment(open_client(where.tracking_uri), spec.name)  # one MLflow experiment per sweep
     start_ray(spec, address, dashboard)
     start = time.time()
     results = make_tuner(spec, where, resume=resume).fit()
@@ -248,173 +127,3 @@ def run(
     if out["complete"]:
         write_done(run_dir, out)
     return out
-
-
-def summary(
-    spec: SweepSpec,
-    where: Where,
-    trials: int,
-    results,
-    start: float,
-    complete: bool,
-    reachable: bool = True,
-    rounds: int | None = None,
-) -> dict[str, Any]:
-    """What ``run`` returns (and a finished sweep keeps in its DONE file): complete means every
-    trial ran to its end without an error and MLflow answered."""
-    errors = [str(r.error) for r in results if r.error]
-    out = {
-        "name": spec.name,
-        "trials": trials,
-        "errors": len(errors),
-        "complete": complete and reachable and not errors,
-        "seconds": round(time.time() - start, 1),
-        "tracking_uri": where.tracking_uri,
-        "tracking_reachable": reachable,
-    }
-    if rounds:
-        out["rounds"] = rounds
-    return out
-
-
-def check_resume(spec: SweepSpec, where: Where, run_dir: str, started: bool, resume: bool) -> None:
-    """A sweep begins once and is continued only with ``resume``; MLflow runs of the sweep without
-    Tune results to continue would double its seeds. Each case is an error saying what to do."""
-    if started and not resume:
-        raise RuntimeError(
-            f"sweep {spec.name!r} was started before and did not finish ({run_dir}); "
-            "continue it with --resume, or pick another --name"
-        )
-    if resume and not started:
-        raise RuntimeError(f"nothing to resume: no sweep {spec.name!r} under {where.storage}")
-    if not started and sweep_progress(where.tracking_uri, spec.name)[0]:
-        raise RuntimeError(
-            f"MLflow ({where.tracking_uri}) already holds runs of sweep {spec.name!r}, but "
-            f"{run_dir} has no Tune results to continue; pick another --name (or --storage)"
-        )
-
-
-def start_ray(spec: SweepSpec, address: str | None = None, dashboard: bool = False) -> None:
-    """Join ``address`` or start a local Ray (unless one is up), and check the trial fits it."""
-    import ray
-
-    if not ray.is_initialized():
-        if address:
-            try:
-                ray.init(address=address, log_to_driver=False)
-            except ConnectionError as err:
-                raise RuntimeError(
-                    f"Ray at {address} cannot be joined ({str(err).splitlines()[0]}): start the head "
-                    "(ray start --head), fix --address, or leave it out to run here"
-                ) from None
-        else:
-            try:  # the dashboard, if asked for, on loopback only (README: reaching it from elsewhere)
-                ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", log_to_driver=False)
-            except Exception as err:
-                if "missing packages" not in str(err):
-                    raise
-                raise RuntimeError(
-                    "Ray's dashboard needs ray[default]: .venv/bin/pip install -e '.[dashboard]'"
-                ) from None
-    check_resources(spec, ray.cluster_resources(), autoscaling=bool(address))
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables; Progress prints instead
-
-
-def check_resources(spec: SweepSpec, available: dict[str, float], autoscaling: bool = False) -> None:
-    """A trial that can never be placed would wait forever: say so before Tune starts. On a
-    cluster (which an autoscaler may grow) it is a warning; locally an error."""
-    for key, name in (("cpu", "CPU"), ("gpu", "GPU")):
-        want, have = spec.resources[key], available.get(name, 0)
-        if want > have:
-            message = (
-                f"each trial asks for {want} {name} (resources.{key} in {spec.path}) but the Ray cluster has {have:g}"
-            )
-            if not autoscaling:
-                raise RuntimeError(message)
-            print(f"warning: {message}; trials wait until nodes with {name}s join", flush=True)
-
-
-def read_done(run_dir: str) -> dict | None:
-    """The summary a finished sweep left in its results folder (local or a URI), or ``None``."""
-    import pyarrow.fs
-
-    fs, path = pyarrow.fs.FileSystem.from_uri(f"{run_dir}/{DONE}")
-    if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
-        return None
-    with fs.open_input_stream(path) as f:
-        return json.loads(f.read())
-
-
-def write_done(run_dir: str, summary: dict) -> None:
-    import pyarrow.fs
-
-    fs, path = pyarrow.fs.FileSystem.from_uri(f"{run_dir}/{DONE}")
-    with fs.open_output_stream(path) as f:
-        f.write(json.dumps(summary).encode())
-
-
-class AlreadyDone(RuntimeError):
-    def __init__(self, name: str, summary: dict):
-        super().__init__(
-            f"sweep {name!r} already finished ({summary.get('trials')} trials); "
-            "its table follows. Run it again under another --name to redo it."
-        )
-        self.summary = summary
-
-
-class Progress(tune.Callback):
-    """Progress lines: every ``EVERY`` seconds (epochs of the running trials, seeds meeting the rule
-    now) and per finished trial (trials done, seeds succeeded so far). Marks the seed runs of a
-    trial stopped early by ASHA as ``pruned`` in MLflow (``failed`` if it errored)."""
-
-    EVERY = 30.0  # seconds between progress lines while trials run
-
-    def __init__(self, spec: SweepSpec, tracking_uri: str):
-        self.spec, self.tracking_uri = spec, tracking_uri
-        self.done: dict[str, int] = {}
-        self.latest: dict[str, dict] = {}  # trial id -> its last result
-        self.shown = time.time()
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.latest[trial.trial_id] = result
-        if time.time() - self.shown < self.EVERY:
-            return
-        self.shown = time.time()
-        running = [r for t, r in self.latest.items() if t not in self.done]
-        epochs = ", ".join(f"{r.get('epoch', 0)}/{self.spec.epochs}" for r in running)
-        now = sum(int(r.get("n_success", 0)) for r in self.latest.values())
-        print(
-            f"[{self.spec.name}] trials done {len(self.done)}/{len(trials)}; running at epoch {epochs or '-'}; "
-            f"seeds meeting the success rule now {now}/{len(self.latest) * self.spec.seeds}",
-            flush=True,
-        )
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self._finish(trials, trial, "pruned")
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        self._finish(trials, trial, "failed")
-
-    def _finish(self, trials, trial, status):
-        from trainables.tracking import mark_trial, unreachable
-
-        last = trial.last_result or {}
-        if status == "failed" or last.get("epoch", 0) < self.spec.epochs:
-            try:
-                mark_trial(
-                    self.tracking_uri, trial.trial_id, status, experiment=self.spec.name
-                )  # touches only seed runs still running
-            except Exception as err:
-                if not unreachable(err):
-                    raise
-                print(
-                    f"[{self.spec.name}] MLflow unreachable: trial {trial.trial_id}'s seed runs stay 'running' "
-                    "until --resume continues them",
-                    flush=True,
-                )
-        self.done[trial.trial_id] = int(last.get("n_success", 0))
-        print(
-            f"[{self.spec.name}] trials done {len(self.done)}/{len(trials)}; seeds succeeded so far "
-            f"{sum(self.done.values())}/{len(self.done) * self.spec.seeds}",
-            flush=True,
-        )

@@ -44,6 +44,7 @@ from typing import Any
 import yaml
 
 from analysis.sequential import Design
+from trainables.options import PATIENCE, RunOptions
 
 SPACES = ("grid", "choice", "uniform", "loguniform", "randint")
 SEARCHERS = ("grid", "random", "optuna")
@@ -106,9 +107,7 @@ class SweepSpec:
     resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
     success: dict[str, Any] | None = None  # None: the model's default rule (filled in by from_dict)
     max_failures: int = 2
-    tracking_patience: float = (
-        600.0  # seconds a trial trains on with MLflow unreachable, then fails (trainables.tracking.PATIENCE)
-    )
+    tracking_patience: float = PATIENCE  # seconds a trial trains on with MLflow unreachable, then fails
     seed_stop: dict[str, Any] | None = None  # stop failed seeds inside their pack (trainables.seed_stop); None: never
     path: str = "<dict>"
 
@@ -119,6 +118,19 @@ class SweepSpec:
     def fixed(self) -> dict[str, Any]:
         """The params with one value."""
         return {k: v for k, v in self.params.items() if not is_space(v)}
+
+    def run_options(self, tracking_uri: str | None = None, seeds: list[int] | None = None) -> RunOptions:
+        """How each trial of the sweep runs (``seeds``: a round's seed numbers, else 0..seeds-1)."""
+        return RunOptions(
+            seeds=tuple(seeds) if seeds is not None else self.seeds,
+            epochs=self.epochs,
+            checkpoint_every=self.checkpoint_every,
+            eval_every=self.eval_every,
+            tracking_patience=self.tracking_patience,
+            sweep=self.name,
+            experiment=self.name,
+            tracking_uri=tracking_uri,
+        )
 
     def base_config(self) -> dict[str, Any]:
         """The trainable's config without the swept params: model, env, data, fixed params, success rule."""
@@ -187,7 +199,7 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
         spec.tracking_patience = float(value)
 
     from trainables.models import DEFAULT_MODEL, MODELS
-    from trainables.pack import DATA_KEYS, RUN_ONLY
+    from trainables.options import DATA_KEYS, RUN_ONLY
     from trainables.rule import SuccessRule
 
     spec.model = spec.model or DEFAULT_MODEL

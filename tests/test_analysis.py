@@ -15,9 +15,8 @@ from mlflow.entities import Metric, Param, RunTag
 from scipy import stats
 
 from analysis import cli
-from analysis.plots import seed_images
 from analysis.report import format_table, write_report
-from analysis.runs import load_runs, success_rule
+from analysis.runs import client, load_runs, seed_images
 from analysis.success import (
     compare,
     holm,
@@ -25,7 +24,7 @@ from analysis.success import (
     metric_summary,
     success_table,
 )
-from trainables import tracking
+from trainables import records
 
 RULE = {"metric": "linear_proj_mse", "below": 0.2}
 
@@ -37,7 +36,7 @@ def write_sweep(uri: str, sweep: str, configs: dict, epochs: int = 4, artifacts=
     trainable's two PNGs."""
     client = MlflowClient(uri)
     exp = client.create_experiment(sweep, artifact_location=artifacts)
-    rule = [Param(k, v) for k, v in tracking.flatten({"success": rule}).items()]  # as the trainable's tracker logs it
+    rule = [Param(k, v) for k, v in records.flatten({"success": rule}).items()]  # as the trainable's tracker logs it
     for t, (cid, (params, seeds)) in enumerate(configs.items()):
         tags = {"sweep": sweep, "config_id": cid, "trial_id": f"trial_{t:05d}"}
         config = [Param(k, str(v)) for k, v in params.items()] + rule
@@ -163,7 +162,7 @@ def test_diverged_fail_and_pruned_are_counted_apart(store):
 
 def test_changed_rule_changes_the_table_without_retraining(store):
     runs = load_runs(store, "sym")
-    assert success_rule(store, "sym") == RULE
+    assert runs.attrs["success_rule"] == RULE
     stored = success_table(runs).set_index("config_id")
     looser = success_table(runs, below=0.5).set_index("config_id")  # the stored metric, a new threshold
     other = success_table(runs, metric="recon_mse", below=0.2).set_index("config_id")  # recon = mse / 2
@@ -181,10 +180,10 @@ def test_changed_rule_changes_the_table_without_retraining(store):
 def test_load_runs_pages_through_the_store(store, monkeypatch):
     calls = []
     search = MlflowClient.search_runs
-    monkeypatch.setattr(tracking, "PAGE", 7)  # the pager analysis shares with the trainables
+    monkeypatch.setattr(records, "PAGE", 7)  # the pager analysis shares with the trainables
     monkeypatch.setattr(MlflowClient, "search_runs", lambda self, *a, **k: calls.append(k) or search(self, *a, **k))
     runs = load_runs(store, "many")
-    assert len(runs) == 30 and runs["run_id"].is_unique and len(calls) == 5
+    assert len(runs) == 30 and runs["run_id"].is_unique and len(calls) == 5 + 1  # seed runs, then the 3 configurations
     assert all(k["max_results"] == 7 for k in calls)
     assert runs["lr"].dtype == float and runs["seed"].tolist() == list(range(10)) * 3
     assert set(runs.attrs["metrics"]) == {"linear_proj_mse", "recon_mse"}
@@ -230,6 +229,10 @@ def test_report_writes_html_pngs_and_parquet(store, tmp_path):
     assert len({p.parent for p in (tmp_path / "rep" / "seeds").rglob("*.png")}) == 2  # both PNGs of a seed from one run
     assert pq.read_table(tmp_path / "rep" / "runs.parquet").num_rows == 16
     assert list(table["successes"]) == [3, 1]
+    assert "Paired by seed number against the reference" in page and "p_mcnemar" in page  # the paired view
+    paired = pd.read_csv(tmp_path / "rep" / "paired.csv")
+    assert paired["pairs"].iloc[0] == 6 and paired["only_ref"].iloc[0] - paired["only_this"].iloc[0] == 2
+    assert "P(best), Bayes" in page and table["p_best"].sum() == pytest.approx(1.0)
 
 
 def test_report_shows_every_threshold_the_spec_lists_and_the_histogram(tmp_path):
@@ -244,7 +247,7 @@ def test_report_shows_every_threshold_the_spec_lists_and_the_histogram(tmp_path)
         },
         rule={**RULE, "also": [0.03]},
     )
-    assert success_rule(uri, "two_rules") == {**RULE, "also": [0.03]}
+    assert load_runs(uri, "two_rules").attrs["success_rule"] == {**RULE, "also": [0.03]}
     table = write_report(uri, "two_rules", tmp_path / "rep")
     assert list(table["successes"]) == [4, 1]  # below 0.2, the stored rule
     page = (tmp_path / "rep" / "report.html").read_text()
@@ -325,7 +328,7 @@ def test_reads_what_the_trainables_tracker_writes(tmp_path):
         results.append({"status": "diverged", "success": False})
         tracker.finish(results, artefacts)
     runs = load_runs(uri, "tracked")
-    assert len(runs) == 6 and success_rule(uri, "tracked") == RULE
+    assert len(runs) == 6 and runs.attrs["success_rule"] == RULE
     table = success_table(runs)
     assert (
         table.attrs["params"] == ["symmetry"]
@@ -334,7 +337,7 @@ def test_reads_what_the_trainables_tracker_writes(tmp_path):
     )
     assert list(success_table(runs, below=0.25)["successes"]) == [2, 1]
     assert runs["lr"].dtype == float and "linear_proj_mse" in runs.attrs["metrics"]
-    images = seed_images(uri, runs, runs["status"].eq("finished") & runs["success"], tmp_path / "img")
+    images = seed_images(client(uri), runs, runs["status"].eq("finished") & runs["success"], tmp_path / "img")
     assert set(images) == {"success", "failure"}
     for found in images.values():
         assert {m: p.name for m, p in found.items()} == {

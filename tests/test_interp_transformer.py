@@ -11,7 +11,6 @@ from torch.testing import assert_close
 
 from trainables import fit, resolve_config
 from trainables.models.interp_transformer import (
-    TINY,
     Block,
     InterpConfig,
     InterpTransformer,
@@ -21,6 +20,7 @@ from trainables.models.interp_transformer import (
     windows,
 )
 
+TINY = InterpTransformer.test_sizes
 SMALL = {k: v for k, v in TINY.items() if k not in ("frames", "image_size")}
 
 

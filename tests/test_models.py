@@ -3,29 +3,30 @@ declarations are consistent, the parameter groups cover every parameter once, ``
 per-seed results with every declared metric, and seed 1 of a pack gives seed 1's numbers alone (run
 alone with its 2-D convolutions as im2col + matmuls, ``conv_gemm``: the same numbers either way).
 
-A family's tiny test sizes are the module-level ``TINY`` dict of its module (data keys and config
-fields), so a new family is tested by registering it."""
+A family's tiny test sizes are its declared ``test_sizes`` (data keys and config fields), so a new
+family is tested by registering it. ``register`` refuses a family that breaks the contract, with a
+message naming the field (the last tests here)."""
 
 import math
-import sys
+from dataclasses import dataclass
 
 import pytest
 import torch
 
 from trainables import fit, resolve_config
-from trainables.models import MODELS, metric_names
+from trainables.models import MODELS, ContractError, Metric, PackedModel, TrainConfig, metric_names, register
 
 NAMES = sorted(MODELS)
 
 
 def tiny(name: str) -> dict:
-    """The family's test config: its module's ``TINY`` on the issue's small data sizes."""
+    """The family's test config: its ``test_sizes`` on the issue's small data sizes."""
     return {
         "model": name,
         "env": "ball",
         "n_train": 32,
         "n_val": 16,
-        **getattr(sys.modules[MODELS[name][1].__module__], "TINY", {}),
+        **MODELS[name][1].test_sizes,
     }
 
 
@@ -66,3 +67,66 @@ def test_fit_returns_every_declared_metric_and_seeds_are_independent(name):
         assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-3, abs=1e-6), (
             key
         )  # float rounding of the two conv paths
+
+
+@dataclass
+class ProbeConfig(TrainConfig):
+    width: int = 4
+    init: str | None = None  # an optional string: typed by its annotation
+
+
+class Probe(PackedModel):
+    metrics = (Metric("mse", "lower", "reconstruction error"),)
+    success = {"metric": "mse", "below": 0.1}
+    scheduler_metric = "mse"
+
+    def losses(self, x, rand, step):
+        raise NotImplementedError("never trained")
+
+    def evaluate(self, x, y):
+        raise NotImplementedError("never evaluated")
+
+
+def test_register_accepts_a_sound_family_and_an_optional_string_field():
+    register("probe_ok", ProbeConfig, Probe)
+    try:
+        assert ProbeConfig(init="orthogonal").init == "orthogonal" and ProbeConfig().init is None
+        with pytest.raises(ValueError, match="config key 'init' must be a string or None"):
+            ProbeConfig(init=3)
+    finally:
+        MODELS.pop("probe_ok")
+
+
+def test_register_refuses_a_missing_declaration_naming_it():
+    class NoScheduler(Probe):
+        pass
+
+    del Probe.scheduler_metric  # as if the family never declared it
+    try:
+        with pytest.raises(ContractError, match="does not declare 'scheduler_metric'"):
+            register("probe_missing", ProbeConfig, NoScheduler)
+    finally:
+        Probe.scheduler_metric = "mse"
+    assert "probe_missing" not in MODELS
+
+    class Undeclared(Probe):
+        scheduler_metric = "psnr"
+
+    with pytest.raises(ContractError, match="'scheduler_metric' 'psnr' is not a declared metric"):
+        register("probe_undeclared", ProbeConfig, Undeclared)
+
+
+def test_register_refuses_a_field_that_shadows_a_data_or_run_key_naming_it():
+    @dataclass
+    class FramesConfig(ProbeConfig):
+        frames: int = 2  # meant per window; would silently take the dataset's frames
+
+    @dataclass
+    class EpochsConfig(ProbeConfig):
+        epochs: int = 3
+
+    with pytest.raises(ContractError, match="config field 'frames' shadows a data or common config key"):
+        register("probe_frames", FramesConfig, Probe)
+    with pytest.raises(ContractError, match="config field 'epochs' shadows a run option"):
+        register("probe_epochs", EpochsConfig, Probe)
+    assert "probe_frames" not in MODELS and "probe_epochs" not in MODELS

@@ -11,18 +11,18 @@ from collections import Counter
 import pytest
 from test_sweep import BIN, TINY, runs, seedsweep, write_spec
 
-from sweeps import runner
+from sweeps import rounds, runner
 from sweeps import spec as specs
 
 # lr 1e-9 cannot learn and lr 5e-2 learns in one epoch (on the plain scene's black background recon_mse
 # ~0.23-0.25 against 0.004-0.018; the SPS scene's grey is near an untrained decoder's output, 0.02 there):
-# every seed of the one fails the rule and every seed of the other meets it, so at alpha 0.05 / 2 the
-# intervals separate at 12 seeds (round 3 of 4).
+# every seed of the one fails the rule and every seed of the other meets it, so every seed is a
+# discordant pair: 8 of them (round 1, 1/8 of max 64's alpha) do not decide, 16 (round 2) do.
 ADAPTIVE = dict(
     name="rounds",
     epochs=1,
     max_concurrent=2,
-    seeds={"start": 4, "step": 4, "max": 16, "until": "separated"},
+    seeds={"start": 8, "step": 8, "max": 64, "until": "decided"},
     data={**TINY["data"], "n_train": 64, "scene": "plain"},
     params={**TINY["params"], "symmetry": "none", "lr": {"grid": [5e-2, 1e-9]}},
     success={"metric": "recon_mse", "below": 0.1},
@@ -31,23 +31,46 @@ ADAPTIVE = dict(
 
 def test_adaptive_seeds_in_the_spec_and_the_plan():
     spec = specs.from_dict({**TINY, **ADAPTIVE})
-    assert spec.seeds == 4 and spec.adaptive.max == 16 and spec.adaptive.until == "separated"
+    assert spec.seeds == 8 and spec.adaptive.max == 64 and spec.adaptive.until == "decided"
     dry = runner.plan(spec)  # what --dry-run prints
-    assert "until separated" in dry and "0.025 each over 2 configurations" in dry
-    assert "seed blocks 0..3, 4..7, 8..11, 12..15" in dry and "seed runs: 8 to 32" in dry
+    assert "until decided" in dry and "Holm step-down over 2 configurations" in dry
+    assert "seed blocks 0..7, 8..15, 16..23" in dry and "seed runs: 16 to 128" in dry
+    assert "failed seeds are retried" in dry
+    old = specs.from_dict({**TINY, "seeds": {"start": 4, "step": 4, "max": 16, "until": "separated"}})
+    assert "0.025 each over 1 configurations" in runner.plan(old) or "until separated" in runner.plan(old)
+    tie = specs.from_dict({**TINY, "seeds": {"start": 8, "step": 8, "max": 64, "margin": 0.1}})
+    assert tie.adaptive.until == "decided" and tie.adaptive.margin == 0.1 and "tied within +-0.1" in runner.plan(tie)
     wide = specs.from_dict({**TINY, "seeds": {"start": 8, "step": 8, "max": 64, "until": {"halfwidth": 0.1}}})
     assert wide.adaptive.until == "halfwidth" and wide.adaptive.halfwidth == 0.1
     assert specs.from_dict(TINY).adaptive is None  # a count is the fixed design
     for seeds, field, words in [
         ({"start": 4, "step": 4}, "seeds.max", "integer >= 1"),
         ({"start": 8, "step": 4, "max": 4}, "seeds.max", "at least seeds.start"),
-        ({"start": 4, "step": 4, "max": 8, "until": "converged"}, "seeds.until", "separated or {halfwidth: H}"),
+        (
+            {"start": 4, "step": 4, "max": 8, "until": "converged"},
+            "seeds.until",
+            "decided, separated or {halfwidth: H}",
+        ),
+        ({"start": 4, "step": 4, "max": 8, "until": "separated", "margin": 0.1}, "seeds.margin", "until: decided"),
+        ({"start": 4, "step": 4, "max": 8, "margin": 1.5}, "seeds.margin", "(0, 1)"),
         ({"start": 4, "step": 4, "max": 8, "until": {"halfwidth": 0.7}}, "seeds.until.halfwidth", "(0, 0.5)"),
         ({"start": 4, "step": 4, "max": 8, "patience": 2}, "seeds.patience", "unknown"),
     ]:
         with pytest.raises(specs.SpecError, match=field) as err:
             specs.from_dict({**TINY, "seeds": seeds})
         assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_later_round_trains_each_configuration_on_its_own_seeds(monkeypatch):
+    """Rounds 2+ give each configuration its seeds (the next block and its failed ones again) beside
+    its swept values; the seeds are a run option, so they go under config["run"]."""
+    import trainables.train
+
+    seen = []
+    monkeypatch.setattr(trainables.train, "train", seen.append)
+    config = {"model": "sps", "lr": 0.1, "run": {"seeds": [4, 5], "epochs": 1}}
+    rounds.train_configuration({**config, "configuration": {"symmetry": "none", "seeds": [2, 4, 5]}})
+    assert seen == [{"model": "sps", "lr": 0.1, "symmetry": "none", "run": {"seeds": [2, 4, 5], "epochs": 1}}]
 
 
 @pytest.mark.slow
@@ -71,42 +94,44 @@ def test_rounds_end_to_end_killed_between_rounds(tmp_path):
         time.sleep(0.1)
     os.killpg(driver.pid, signal.SIGKILL)  # between round 1 and round 2
     driver.wait()
-    assert {r.data.tags["seed"] for r in runs(tmp_path, "rounds", "seed")} <= {"0", "1", "2", "3"}
+    assert {r.data.tags["seed"] for r in runs(tmp_path, "rounds", "seed")} <= {str(s) for s in range(8)}
 
     plain = seedsweep(tmp_path, "run", spec, check=False)
     assert plain.returncode == 2 and "--resume" in plain.stderr
-    out = seedsweep(tmp_path, "run", spec, "--resume", timeout=900).stdout  # rounds 2 and 3
-    assert "round 2 done" in out and "round 3 done" in out and "none open" in out and "round 4" not in out
-    assert "below best" in out and "best, separated from all" in out
+    out = seedsweep(tmp_path, "run", spec, "--resume", timeout=900).stdout  # round 2
+    assert "round 2 done" in out and "none open" in out and "round 3" not in out
+    assert "worse than" in out and "better than all" in out
     seeds = runs(tmp_path, "rounds", "seed")
     keys = Counter((r.data.tags["config_id"], int(r.data.tags["seed"])) for r in seeds)
-    assert set(keys.values()) == {1} and len(keys) == 24  # every (configuration, seed) once: 12 seeds each
-    assert {seed for _, seed in keys} == set(range(12))
+    assert set(keys.values()) == {1} and len(keys) == 32  # every (configuration, seed) once: 16 seeds each
+    assert {seed for _, seed in keys} == set(range(16))
+    assert {r.data.tags["device"] for r in seeds} == {"cpu"} and {r.data.tags["precision"] for r in seeds} == {"fp32"}
     assert "already finished" in seedsweep(tmp_path, "run", spec).stdout
-    assert len(runs(tmp_path, "rounds", "seed")) == 24  # not redone
+    assert len(runs(tmp_path, "rounds", "seed")) == 32  # not redone
 
     analyzed = seedsweep(tmp_path, "analyze", "rounds").stdout
     assert "anytime 95%" in analyzed and "not valid under adaptive stopping" in analyzed
+    assert "Wilson" not in analyzed.splitlines()[0] and "verdict" in analyzed.splitlines()[0]
     page = (tmp_path / "reports" / "rounds" / "report.html").read_text()
-    assert "after round 3" in page and "below best" in page and "anytime_intervals.png" in page
+    assert "after round 2" in page and "worse than" in page and "anytime_intervals.png" in page
 
 
-def test_analysis_of_an_adaptive_sweep_leads_with_anytime_intervals(tmp_path):
-    """A store written in the trainable's layout with the design tagged: c0 fails all 12 seeds, c1
-    meets the rule with all 12 (the rounds of ADAPTIVE's design end at round 3, as in the sweep above)."""
+def test_analysis_of_an_adaptive_sweep_leads_with_anytime_quantities(tmp_path):
+    """A store written in the trainable's layout with the design tagged: c0 fails all 16 seeds, c1
+    meets the rule with all 16 (ADAPTIVE's design decides at round 2, as in the sweep above)."""
     from mlflow import MlflowClient
     from test_analysis import frame, write_sweep
 
     from analysis.report import format_table, write_report
-    from analysis.runs import DESIGN_TAG
     from analysis.sequential import confidence_sequence
     from analysis.success import success_table
+    from trainables.records import DESIGN_TAG
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     write_sweep(
         uri,
         "adaptive",
-        {"c0": ({"lr": 1e-9}, [("finished", 0.9)] * 12), "c1": ({"lr": 0.05}, [("finished", 0.05)] * 12)},
+        {"c0": ({"lr": 1e-9}, [("finished", 0.9)] * 16), "c1": ({"lr": 0.05}, [("finished", 0.05)] * 16)},
     )
     client = MlflowClient(uri)
     design = specs.from_dict({**TINY, **ADAPTIVE}).adaptive
@@ -116,11 +141,43 @@ def test_analysis_of_an_adaptive_sweep_leads_with_anytime_intervals(tmp_path):
 
     table = write_report(uri, "adaptive", tmp_path / "report")
     assert list(table.columns[table.columns.get_loc("rate") + 1 :][:2]) == ["anytime_low", "anytime_high"]
-    assert table["anytime_high"].iloc[0] == pytest.approx(confidence_sequence(0, 12, 0.025)[1])  # alpha 0.05 over 2
+    # the running intersection over rounds 1 (0 of 8) and 2 (0 of 16), at alpha 0.05 over 2
+    assert table["anytime_high"].iloc[0] == pytest.approx(confidence_sequence(0, 16, 0.025)[1])
+    assert list(table["verdict"]) == ["worse", "best"] and table["p_anytime"].iloc[0] < 0.05
     text = format_table(table)
-    assert text.splitlines()[0].index("anytime 95%") < text.splitlines()[0].index("Wilson 95%")
+    header = text.splitlines()[0]
+    assert "anytime 95%" in header and "verdict" in header and "p vs best (anytime)" in header
+    assert "Wilson" not in header and "CP 95%" not in header and "P(best), Bayes" in header
     assert "not valid under adaptive stopping" in text
     page = (tmp_path / "report" / "report.html").read_text()
-    assert "after round 3" in page and "below best c1" in page and "best, separated from all" in page
+    assert "after round 2" in page and "worse than c1" in page and "better than all" in page
     assert (tmp_path / "report" / "anytime_intervals.png").stat().st_size > 0
     assert "anytime_low" not in success_table(frame({"a": [("finished", True)] * 3}))  # fixed seeds: as before
+
+
+def test_guards_of_adaptive_seeds():
+    """ASHA is refused with adaptive seeds; rounds on other devices or precisions are refused unless
+    allowed; a failed seed without a counted run is given again in the next round."""
+    import pandas as pd
+
+    from sweeps.rounds import check_settings, retried
+
+    with pytest.raises(specs.SpecError, match="scheduler") as err:
+        specs.from_dict({**TINY, **ADAPTIVE, "scheduler": {"grace_period": 1}})
+    assert "pruned configuration" in str(err.value)
+    spec = specs.from_dict({**TINY, **ADAPTIVE})
+    rows = pd.DataFrame(
+        {
+            "config_id": ["c0"] * 4,
+            "seed": [0, 1, 2, 9],
+            "status": ["finished", "failed", "failed", "finished"],
+            "device": ["cpu", "cpu", None, "cuda NVIDIA H100"],
+            "precision": ["fp32", "fp32", None, "bf16"],
+        }
+    )
+    with pytest.raises(RuntimeError, match="--allow-mixed") as err:
+        check_settings(rows, spec)
+    assert "cpu fp32" in str(err.value) and "cuda NVIDIA H100 bf16" in str(err.value)
+    check_settings(rows.iloc[:3], spec)  # one setting among the counted seeds: fine
+    rows.loc[4] = ["c0", 2, "finished", "cpu", "fp32"]  # seed 2 was retried and counted
+    assert retried(rows, spec.adaptive, "c0", 1) == [1]

@@ -113,12 +113,9 @@ def test_rule_parse_and_audit_is_by_seed_number():
 
 def tiny(name: str) -> dict:
     """A family's test config (as tests/test_models.py)."""
-    import sys
-
     from trainables.models import MODELS
 
-    module = sys.modules[MODELS[name][1].__module__]
-    return {"model": name, "env": "ball", "n_train": 32, "n_val": 16, **getattr(module, "TINY", {})}
+    return {"model": name, "env": "ball", "n_train": 32, "n_val": 16, **MODELS[name][1].test_sizes}
 
 
 def family_names():
@@ -188,21 +185,42 @@ def trials(tmp_path_factory):
 
     from trainables.train import train
 
+    def crash_once(config):
+        """``train``, but a trial with ``crash`` raises once after reporting that epoch (not after its
+        restore), as tests/test_train.py does it."""
+        crash, config = config["crash"], {k: v for k, v in config.items() if k != "crash"}
+        if crash is None or tune.get_checkpoint() is not None:
+            return train(config)
+        report = tune.report
+
+        def report_then_crash(metrics, *args, **kwargs):
+            report(metrics, *args, **kwargs)
+            if metrics["epoch"] == crash:
+                raise RuntimeError(f"test crash after epoch {crash}")
+
+        tune.report = report_then_crash
+        try:
+            train(config)
+        finally:
+            tune.report = report
+
     root = tmp_path_factory.mktemp("seedstop")
     uri = f"sqlite:///{root / 'mlruns.db'}"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         results = tune.Tuner(
-            tune.with_resources(train, {"cpu": 1}),
+            tune.with_resources(crash_once, {"cpu": 1}),
             param_space={
                 **TINY,
                 "seed_stop": RAY_STOP,
-                "seeds": SEEDS,
-                "epochs": EPOCHS,
-                "checkpoint_every": 4,
-                "sweep": "stopsweep",
-                "tracking_uri": uri,
-                "_crash_after_epoch": tune.grid_search([None, 5]),
+                "run": {
+                    "seeds": SEEDS,
+                    "epochs": EPOCHS,
+                    "checkpoint_every": 4,
+                    "sweep": "stopsweep",
+                    "tracking_uri": uri,
+                },
+                "crash": tune.grid_search([None, 5]),
             },
             run_config=tune.RunConfig(
                 name="s", storage_path=str(root / "ray"), verbose=0, failure_config=tune.FailureConfig(max_failures=1)
@@ -211,7 +229,7 @@ def trials(tmp_path_factory):
     finally:
         ray.shutdown()
     assert not results.errors, results.errors
-    return {"client": MlflowClient(uri), "results": {r.config["_crash_after_epoch"]: r for r in results}}
+    return {"client": MlflowClient(uri), "results": {r.config["crash"]: r for r in results}}
 
 
 def seed_runs(client, trial_id: str) -> list:

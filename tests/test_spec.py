@@ -125,6 +125,14 @@ def test_dry_run_prints_the_plan(tmp_path, capsys):
     assert "1. symmetry=none" in out and "2. symmetry=T2R2" in out and "samples of lr" in out
 
 
+def test_dry_run_refuses_a_size_the_model_cannot_train_naming_the_field(tmp_path, capsys):
+    # SPS's default encoder halves the image 3 times: 20 px does not divide (its check_data says so)
+    path = write(tmp_path, {**GOOD, "data": {**GOOD["data"], "image_size": 20}})
+    assert main(["run", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "image_size" in err and "must be divisible by 2**len(channels) = 8" in err, err
+
+
 def test_shipped_specs_are_valid():
     for name in ("quickstart", "sps_ball", "sps_two_body"):
         spec = specs.load(f"sweeps/{name}.yaml")
@@ -162,7 +170,7 @@ def test_two_body_spec_trains_a_6d_latent_with_one_action_on_both_slices(tmp_pat
 
 
 def test_resources_the_cluster_cannot_hold_are_refused_before_tune(tmp_path, capsys):
-    from sweeps.runner import check_resources
+    from sweeps.tuner import check_resources
 
     spec = specs.load(write(tmp_path, GOOD))  # 1 CPU and 0.25 GPU per trial
     check_resources(spec, {"CPU": 2.0, "GPU": 1.0})

@@ -96,6 +96,7 @@ def test_sweep_end_to_end(tmp_path):
         assert p.data.params["success.metric"] == "linear_proj_mse" and float(p.data.params["success.below"]) == 0.9
         assert p.data.params["success.also"] == "[0.5]"
         assert p.data.params["symmetry"] in ("none", "T2R2")
+    assert_mlflow_shows_k_over_n(tmp_path, "tiny")
 
     again = seedsweep(tmp_path, "run", spec).stdout
     assert "already finished" in again and "wilson" in again.lower()
@@ -103,6 +104,33 @@ def test_sweep_end_to_end(tmp_path):
     # the Tune results gone but the MLflow runs kept: refused, rather than doubling every seed
     lost = seedsweep(tmp_path, "run", spec, "--storage", str(tmp_path / "elsewhere"), check=False)
     assert lost.returncode == 2 and "already holds runs of sweep 'tiny'" in lost.stderr
+
+
+def assert_mlflow_shows_k_over_n(cwd: Path, sweep: str) -> None:
+    """Through MLflow's search API, as its UI groups runs: every finished or diverged seed run has a
+    ``success`` metric of 0 or 1, and its mean per ``tags.config_id`` is the success table's k/n;
+    every parent run has ``n`` and its interval's ends, equal to the table's Wilson interval."""
+    from analysis.runs import load_runs
+    from analysis.success import success_table
+
+    uri = f"sqlite:///{cwd / 'mlruns.db'}"
+    client = MlflowClient(uri)
+    exp = [client.get_experiment_by_name(sweep).experiment_id]
+    seeds = client.search_runs(exp, "tags.`seedsweep.kind` = 'seed' AND metrics.success >= 0", max_results=1000)
+    counted = runs(cwd, sweep, "seed")
+    counted = {r.info.run_id for r in counted if r.data.tags["status"] in ("finished", "diverged")}
+    assert counted and {r.info.run_id for r in seeds} == counted
+    assert all(r.data.metrics["success"] in (0.0, 1.0) for r in seeds)
+    mean = {}
+    for r in seeds:
+        mean.setdefault(r.data.tags["config_id"], []).append(r.data.metrics["success"])
+    table = success_table(load_runs(uri, sweep)).set_index("config_id")
+    assert {c: sum(v) / len(v) for c, v in mean.items()} == pytest.approx((table["successes"] / table["n"]).to_dict())
+    for p in client.search_runs(exp, "tags.`seedsweep.kind` = 'config'", max_results=1000):
+        row, m = table.loc[p.data.tags["config_id"]], p.data.metrics
+        assert m["n"] == row["n"] and m["success_rate"] == pytest.approx(row["successes"] / row["n"])
+        assert (m["success_low"], m["success_high"]) == pytest.approx((row["wilson_low"], row["wilson_high"]))
+        assert client.search_runs(exp, f"tags.config_id = '{p.data.tags['config_id']}' AND metrics.success >= 0")
 
 
 def test_a_new_family_sweeps_and_analyses_end_to_end(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from trainables import tracking
+from trainables import records, tracking
 from trainables.tracking import Tracker, TrackingDown
 
 DOWN = MlflowException(
@@ -78,4 +78,4 @@ def test_past_its_patience_the_tracker_gives_up(uri, monkeypatch):
     time.sleep(0.3)
     with pytest.raises(TrackingDown, match="unreachable for more than 0.2 s"):
         tracker.flush()
-    assert tracking.unreachable(DOWN) and not tracking.unreachable(MlflowException("INVALID_PARAMETER_VALUE: bad key"))
+    assert records.unreachable(DOWN) and not records.unreachable(MlflowException("INVALID_PARAMETER_VALUE: bad key"))

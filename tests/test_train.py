@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import FrozenInstanceError
 
 import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from trainables import figures, tracking
+from trainables import figures, records, tracking
 from trainables.models import SPS
-from trainables.train import aggregate, seed_list, split_config
+from trainables.options import RunOptions
+from trainables.train import absolute_uri, aggregate, split_config
 
 TINY = {
     "model": "sps",
@@ -34,8 +36,14 @@ SEEDS, EPOCHS = 3, 4
 EVALUATED = [1, 2, EPOCHS]  # eval_every 2: the first epoch, every second, the last
 
 
+FINAL = ("success", "n", "success_low", "success_high")
+
+
 def expected_steps(key: str) -> list[int]:
-    """The epochs a seed run holds ``key`` at: training losses every epoch, validation metrics when evaluated."""
+    """The epochs a seed run holds ``key`` at: training losses every epoch, validation metrics when
+    evaluated, the outcome (``success``; a parent's ``n`` and interval ends) at the last."""
+    if key in FINAL:
+        return [EPOCHS]
     return list(range(1, EPOCHS + 1)) if key.startswith("train/") else EVALUATED
 
 
@@ -48,7 +56,7 @@ def histories(client: MlflowClient, run_id: str) -> dict[str, list[int]]:
 def seed_runs(client: MlflowClient, trial_id: str) -> list:
     exp = client.get_experiment_by_name("trainsweep").experiment_id
     runs = client.search_runs([exp], f"tags.trial_id = '{trial_id}'", max_results=1000)
-    return sorted((r for r in runs if r.data.tags[tracking.KIND] == "seed"), key=lambda r: int(r.data.tags["seed"]))
+    return sorted((r for r in runs if r.data.tags[records.KIND] == "seed"), key=lambda r: int(r.data.tags["seed"]))
 
 
 @pytest.fixture(scope="module")
@@ -62,22 +70,44 @@ def sweep(tmp_path_factory):
 
     from trainables.train import train
 
+    def crash_once(config):
+        """``train``, but a trial with ``crash`` raises once after reporting that epoch (not after
+        its restore): Tune's ``report`` is wrapped in the trial's process. Defined here, so Ray
+        ships it by value; the production trainable has no such hook."""
+        crash, config = config["crash"], {k: v for k, v in config.items() if k != "crash"}
+        if crash is None or tune.get_checkpoint() is not None:
+            return train(config)
+        report = tune.report
+
+        def report_then_crash(metrics, *args, **kwargs):
+            report(metrics, *args, **kwargs)
+            if metrics["epoch"] == crash:
+                raise RuntimeError(f"test crash after epoch {crash}")
+
+        tune.report = report_then_crash
+        try:
+            train(config)
+        finally:
+            tune.report = report
+
     root = tmp_path_factory.mktemp("train")
     uri = f"sqlite:///{root / 'mlruns.db'}"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         tuner = tune.Tuner(
-            tune.with_resources(train, {"cpu": 1}),
+            tune.with_resources(crash_once, {"cpu": 1}),
             param_space={
                 **TINY,
-                "seeds": SEEDS,
-                "epochs": EPOCHS,
-                "checkpoint_every": 2,
-                "eval_every": 2,
-                "flush_every": 600,
-                "sweep": "trainsweep",
-                "tracking_uri": uri,
-                "_crash_after_epoch": tune.grid_search([None, 3]),
+                "run": {
+                    "seeds": SEEDS,
+                    "epochs": EPOCHS,
+                    "checkpoint_every": 2,
+                    "eval_every": 2,
+                    "flush_every": 600,
+                    "sweep": "trainsweep",
+                    "tracking_uri": uri,
+                },
+                "crash": tune.grid_search([None, 3]),
             },
             run_config=tune.RunConfig(
                 name="t", storage_path=str(root / "ray"), verbose=0, failure_config=tune.FailureConfig(max_failures=1)
@@ -87,13 +117,17 @@ def sweep(tmp_path_factory):
         # and a configuration whose seeds all diverge, in a sweep of its own
         diverging = tune.Tuner(
             tune.with_resources(train, {"cpu": 1}),
-            param_space={**TINY, "lr": 100.0, "seeds": 2, "epochs": 2, "sweep": "divsweep", "tracking_uri": uri},
+            param_space={
+                **TINY,
+                "lr": 100.0,
+                "run": {"seeds": 2, "epochs": 2, "sweep": "divsweep", "tracking_uri": uri},
+            },
             run_config=tune.RunConfig(name="d", storage_path=str(root / "ray"), verbose=0),
         ).fit()
     finally:
         ray.shutdown()
     assert not results.errors and not diverging.errors, (results.errors, diverging.errors)
-    by_crash = {r.config["_crash_after_epoch"]: r for r in results}
+    by_crash = {r.config["crash"]: r for r in results}
     return {
         "uri": uri,
         "plain": by_crash[None],
@@ -110,9 +144,7 @@ def test_mlflow_layout(sweep, tmp_path):
     assert len(runs) == 2 * (1 + SEEDS)  # per trial one parent, one child per seed, nothing else
     for result in (sweep["plain"], sweep["crashed"]):
         trial_id = result.metrics["trial_id"]
-        parents = [
-            r for r in runs if r.data.tags.get("trial_id") == trial_id and r.data.tags[tracking.KIND] == "config"
-        ]
+        parents = [r for r in runs if r.data.tags.get("trial_id") == trial_id and r.data.tags[records.KIND] == "config"]
         assert len(parents) == 1
         parent = parents[0]
         assert (
@@ -136,7 +168,7 @@ def test_mlflow_layout(sweep, tmp_path):
             assert "linear_proj_mse" in steps and "train/recon" in steps
             for key, logged in steps.items():
                 assert logged == expected_steps(key), (key, logged)
-            assert json.loads(parent.data.tags[tracking.METRICS_TAG])["psnr"]["better"] == "higher"
+            assert json.loads(parent.data.tags[records.METRICS_TAG])["psnr"]["better"] == "higher"
             pngs = sorted(a.path for a in client.list_artifacts(run.info.run_id))
             assert pngs == ["decoder_traversal.png", "latent_vs_position.png"]
             for png in pngs:
@@ -189,11 +221,17 @@ def test_reported_metrics_are_aggregates(sweep):
 
 
 def test_run_options():
-    run, model = split_config({**TINY, "seeds": 2, "epochs": 3, "sweep": "s", "tracking_uri": "sqlite:///x.db"})
-    assert model == TINY and run["experiment"] == "s" and run["tracking_uri"].startswith("sqlite:////")
-    assert seed_list(3) == [0, 1, 2] and seed_list([5, 7]) == [5, 7]
-    with pytest.raises(ValueError):
-        seed_list([1, 1])
+    run, model = split_config(
+        {**TINY, "run": {"seeds": 2, "epochs": 3, "sweep": "s", "tracking_uri": "sqlite:///x.db"}}
+    )
+    assert model == TINY and run.experiment == "s" and run.seeds == (0, 1) and run.eval_every == 1
+    assert absolute_uri(run.tracking_uri).startswith("sqlite:////")
+    assert RunOptions(seeds=3).seeds == (0, 1, 2) and RunOptions(seeds=[5, 7]).seeds == (5, 7)
+    for bad, field in [({"seeds": [1, 1]}, "seeds"), ({"epochs": 0}, "epochs"), ({"epoch": 3}, "epoch")]:
+        with pytest.raises(ValueError, match=f"'{field}'"):
+            RunOptions.from_dict(bad)
+    with pytest.raises(FrozenInstanceError):
+        run.epochs = 5
 
 
 def test_aggregate_counts_diverged_as_worst():
@@ -239,8 +277,8 @@ def test_tracker_exactly_once_and_mark_trial(tmp_path):
 
     found.set_seeds([{"status": "diverged", "success": False}, {"status": "running", "success": False}])
     found.flush()
-    assert tracking.mark_trial(uri, "trial_1", "pruned", experiment="another") == 0  # another sweep's trial ids
-    assert tracking.mark_trial(uri, "trial_1", "pruned", experiment="exp") == 1  # only the seed still running
+    assert records.mark_trial(uri, "trial_1", "pruned", experiment="another") == 0  # another sweep's trial ids
+    assert records.mark_trial(uri, "trial_1", "pruned", experiment="exp") == 1  # only the seed still running
     runs = {r.info.run_id: r for r in client.search_runs([client.get_experiment_by_name("exp").experiment_id])}
     assert runs[first.children[0]].data.tags["status"] == "diverged"
     assert runs[first.children[1]].data.tags["status"] == "pruned" and runs[first.children[1]].info.status == "KILLED"
@@ -256,9 +294,9 @@ def test_retry_on_locked_database():
             raise RuntimeError("(sqlite3.OperationalError) database is locked")
         return "ok"
 
-    assert tracking.retry(flaky) == "ok" and len(calls) == 3
+    assert records.retry(flaky) == "ok" and len(calls) == 3
     with pytest.raises(ValueError):
-        tracking.retry(lambda: (_ for _ in ()).throw(ValueError("other")))
+        records.retry(lambda: (_ for _ in ()).throw(ValueError("other")))
 
 
 def test_latent_plot(tmp_path):

@@ -38,9 +38,6 @@ class TinyConfig(TrainConfig):
         }
 
 
-TINY = {"frames": 4, "image_size": 8}  # sizes for tests/test_models.py
-
-
 class TinyAE(PackedModel):
     metrics = (
         Metric("pooled_mse", "lower", "per-element MSE of the reconstructed pooled mean frame"),
@@ -48,6 +45,8 @@ class TinyAE(PackedModel):
     )
     success = {"metric": "pooled_mse", "below": 0.01}  # test value
     scheduler_metric = "pooled_mse"
+    # data keys and config fields for tests/test_models.py: a few seconds on a CPU
+    test_sizes = {"frames": 4, "image_size": 8}
 
     def __init__(self, cfg: TinyConfig, gens: list[torch.Generator], image_size: int):
         super().__init__(cfg, gens, image_size)

@@ -13,6 +13,15 @@ def val_seed(data_seed: int) -> int:
     return int(np.random.SeedSequence([data_seed, 1]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
+PER_SEED = "per_seed"  # data_seed value: every seed trains on its own training set
+
+
+def train_seed(seed: int) -> int:
+    """With ``data_seed: per_seed``, the training set seed of seed number ``seed``: a stream of its
+    own (never a validation stream, which ``val_seed`` derives with another key)."""
+    return int(np.random.SeedSequence([seed, 2]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
 def projection_targets(positions: np.ndarray, target: str = "relative") -> np.ndarray:
     """positions [N, T, bodies, 3] -> targets [N, T, D]. One body: its position. Two bodies:
     ``relative`` = r1 - r2 (3-D), ``both`` = (r1, r2) concatenated (6-D)."""
@@ -33,10 +42,14 @@ def to_tensors(arrays: dict[str, np.ndarray], target: str = "relative") -> tuple
     return frames.contiguous(), targets
 
 
-def load_data(config: dict, cache_dir=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def load_data(
+    config: dict, cache_dir=None, seeds: list[int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(train_frames, train_targets, val_frames, val_targets) for a resolved config: ``n_train``
     sequences from dataset seed ``data_seed`` and ``n_val`` from ``val_seed(data_seed)``, of
-    ``frames`` frames at ``image_size`` (in ``scene``, where given), from ``envs.load_or_generate`` (cached as Parquet)."""
+    ``frames`` frames at ``image_size`` (in ``scene``, where given), from ``envs.load_or_generate``
+    (cached as Parquet). With ``data_seed: per_seed`` each of ``seeds`` gets its own training set
+    (``train_seed``; frames [S, N, T, 3, H, W]) and the validation set is ``val_seed(0)``'s, shared."""
     import envs
 
     def load(n: int, seed: int):
@@ -46,4 +59,13 @@ def load_data(config: dict, cache_dir=None) -> tuple[torch.Tensor, torch.Tensor,
         )
         return to_tensors(envs.to_numpy(table), config.get("projection_target", "relative"))
 
+    if config["data_seed"] == PER_SEED:
+        if not seeds:
+            raise ValueError("data_seed: per_seed needs the seeds whose training sets to load")
+        train = [load(config["n_train"], train_seed(s)) for s in seeds]
+        return (
+            torch.stack([x for x, _ in train]),
+            torch.stack([y for _, y in train]),
+            *load(config["n_val"], val_seed(0)),
+        )
     return (*load(config["n_train"], config["data_seed"]), *load(config["n_val"], val_seed(config["data_seed"])))

@@ -1,4 +1,4 @@
-"""Evaluation metrics: linear projection of latents onto true positions, PSNR, image errors."""
+"""Evaluation metrics the models share: linear projection of latents onto true positions, PSNR."""
 
 from __future__ import annotations
 
@@ -44,24 +44,8 @@ def linear_projection(z, target, train_frac: float = 0.5, split=None) -> dict[st
     return {"mse": float(err.mean()), "r2": float(r2.mean()) if len(r2) else math.nan}
 
 
-def mse(pred, target) -> float:
-    """Mean squared error over all elements (numpy arrays or torch tensors)."""
-    return float(((pred - target) ** 2).mean())
-
-
-def prediction_mse(frames, predicted, context: int) -> float:
-    """MSE of predicted frames after ``context`` frames of context: ``predicted`` [N, T-1, ...] holds
-    the predictions of frames 1..T-1 of ``frames`` [N, T, ...]; frames context..T-1 are scored."""
-    return mse(predicted[:, context - 1 :], frames[:, context:])
-
-
 def psnr_from_mse(value: float, max_value: float = 1.0) -> float:
     """Peak signal-to-noise ratio in dB for a mean squared error on images in [0, max_value]."""
     if not value > 0:
         return math.inf if value == 0 else math.nan
     return 10 * math.log10(max_value**2 / value)
-
-
-def psnr(pred, target, max_value: float = 1.0) -> float:
-    """PSNR in dB between two image arrays in [0, max_value]."""
-    return psnr_from_mse(mse(pred, target), max_value)

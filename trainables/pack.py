@@ -30,35 +30,14 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 import torch
 
-from trainables.data import load_data
-from trainables.models import DEFAULT_MODEL, MODELS, PackedModel, metric_names
+from trainables.data import PER_SEED, load_data
+from trainables.models import MODELS, PackedModel, metric_names
+from trainables.options import COMMON, DATA_KEYS, NOT_IN_ID, RUN_ONLY
 from trainables.rule import SuccessRule
 from trainables.seed_stop import SeedStop, shrink_optimizer_state, shrink_state
 
-COMMON = {
-    "model": DEFAULT_MODEL,  # a key of trainables.models.MODELS
-    "env": "seedsweep/BouncingBall-v0",  # gymnasium id (or short name: ball, two_body)
-    "n_train": 512,  # SPS ball: the 512-sequence training subset
-    "n_val": 128,  # validation sequences (metrics, pictures)
-    "frames": 20,  # SPS ball: 20-frame sequences
-    "image_size": 32,  # SPS: 32 x 32 RGB
-    "data_seed": 0,  # training set seed; the validation set uses trainables.data.val_seed(data_seed)
-    "scene": None,  # the world's scene (ball: "sps", the SPS authors', or "plain"); None: the world's default
-    "success": None,  # {metric: NAME, below|above: X}, NAME a metric the model declares; None: the model's ``success``
-    "seed_stop": None,  # {metric, above|below, from_epoch, audit, patience}: stop failed seeds (trainables.seed_stop)
-    "device": None,  # run-only: None = cuda if available, else cpu
-    # run-only speed settings (see Speed); None = the device's default
-    "precision": None,  # "fp32" | "bf16" (autocast); None: bf16 on CUDA, fp32 on CPU
-    "channels_last": None,  # NHWC convolutions; None: on CUDA
-    "tf32": None,  # TF32 matmuls and convs (CUDA only); None: on with bf16
-    "compile": None,  # torch.compile the model's losses: true, or a mode of COMPILE_MODES; None: off
-    "conv_gemm": None,  # convolutions as unfold/fold + batched matmuls instead of grouped kernels; None: off
-}
 PRECISIONS = ("fp32", "bf16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
-RUN_ONLY = ("device", "precision", "channels_last", "tf32", "compile", "conv_gemm")  # where and how fast, not what
-NOT_IN_ID = (*RUN_ONLY, "success", "seed_stop")  # config_id names what is trained, not where, how fast or how judged
-DATA_KEYS = ("n_train", "n_val", "frames", "image_size", "data_seed", "scene")  # what the world's dataset is made of
 
 
 def model_class(config: dict) -> type[PackedModel]:
@@ -69,8 +48,16 @@ def model_class(config: dict) -> type[PackedModel]:
     return MODELS[name][1]
 
 
-def resolve_config(config: dict) -> dict:
-    """``config`` with every default filled in and checked; an unknown key is a ValueError naming it."""
+class Resolved(dict):
+    """A config as ``resolve_config`` returns it: every default filled in and checked, so the Pack
+    and ``config_id`` take it as it is (a trial checks its config, and makes its world, once)."""
+
+
+def resolve_config(config: dict) -> Resolved:
+    """``config`` with every default filled in and checked; an unknown key is a ValueError naming it.
+    A ``Resolved`` config is returned as it is."""
+    if isinstance(config, Resolved):
+        return config
     if not isinstance(config, dict):
         raise TypeError(f"config must be a dict, got {type(config).__name__}")
     model = config.get("model", COMMON["model"])
@@ -84,10 +71,11 @@ def resolve_config(config: dict) -> dict:
     out = {**COMMON, **{k: config[k] for k in COMMON if k in config}}
     for key in DATA_KEYS[:-1]:  # the counts and the seed
         value = out[key]
+        if key == "data_seed" and value == PER_SEED:
+            continue
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "data_seed" else 1):
-            raise ValueError(
-                f"config key '{key}' must be a {'non-negative' if key == 'data_seed' else 'positive'} integer, got {value!r}"
-            )
+            what = f"a non-negative integer or {PER_SEED!r}" if key == "data_seed" else "a positive integer"
+            raise ValueError(f"config key '{key}' must be {what}, got {value!r}")
     from envs.dataset import resolve_env_id
 
     out["env"] = resolve_env_id(out["env"])
@@ -119,7 +107,7 @@ def resolve_config(config: dict) -> dict:
     if out["n_train"] < cfg.batch_size:
         raise ValueError(f"config key 'n_train' ({out['n_train']}) must be at least 'batch_size' ({cfg.batch_size})")
     model_cls.check_data(cfg, {k: out[k] for k in (*DATA_KEYS, "env")})
-    return {**out, **asdict(cfg)}
+    return Resolved({**out, **asdict(cfg)})
 
 
 def check_success(rule, model_cls: type[PackedModel]) -> dict:
@@ -194,11 +182,13 @@ class Pack:
         cfg_cls, model_cls = MODELS[self.config["model"]]
         self.cfg = cfg_cls(**{f.name: self.config[f.name] for f in fields(cfg_cls)})
         self.gens = [torch.Generator().manual_seed(s) for s in self.seeds]  # CPU: same streams on any device
-        train_x, _, val_x, val_y = data if data is not None else load_data(self.config)
+        train_x, _, val_x, val_y = data if data is not None else load_data(self.config, seeds=self.seeds)
         self.train_x = train_x.to(self.device, torch.float32)  # resident on the device
+        self.per_seed_data = self.config["data_seed"] == PER_SEED  # train_x [S, N, ...]: each seed its own set
         self.val_x = val_x.to(self.device, torch.float32)
         self.val_y = torch.as_tensor(np.asarray(val_y, np.float32)).to(self.device)
         self.model = model_cls(self.cfg, self.gens, train_x.shape[-1]).to(self.device)
+        self.n_train = train_x.shape[1] if self.per_seed_data else len(train_x)
         self.speed = Speed.for_device(self.config, self.device)
         self.model.set_channels_last(self.speed.channels_last)
         self.model.conv_gemm(self.speed.conv_gemm)
@@ -244,7 +234,7 @@ class Pack:
     def train_epoch(self) -> dict[str, list[float]]:
         """One epoch (len(train) // batch_size steps, each seed its own shuffled order); per seed
         the mean of each loss term over the epoch."""
-        B, n = self.cfg.batch_size, len(self.train_x)
+        B, n = self.cfg.batch_size, self.n_train
         if not self.active:  # every seed has stopped: nothing to compute
             self.epoch += 1
             self.last_losses = {k: [math.nan] * len(self.seeds) for k in self.last_losses or {}}
@@ -271,7 +261,10 @@ class Pack:
         return out
 
     def _step(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.train_x[idx]  # [S, B, T, 3, H, W], each seed its own batch
+        if self.per_seed_data:  # [S, B, T, 3, H, W], each seed its own batch of its own set
+            x = self.train_x[torch.arange(len(self.held), device=idx.device)[:, None], idx]
+        else:
+            x = self.train_x[idx]  # [S, B, T, 3, H, W], each seed its own batch
         rand = self._draw(x.shape[1], x.shape[2])
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.speed.precision == "bf16"):
             terms = self._losses(x, rand, self.step)  # fp32 terms (the model reduces its losses in fp32)
@@ -398,6 +391,8 @@ class Pack:
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.cfg.lr_decay)
         scheduler.load_state_dict(self.scheduler.state_dict())
         self.alive = self.alive[torch.tensor(positions, device=self.alive.device)]
+        if self.per_seed_data:  # each seed's own training set leaves with it
+            self.train_x = self.train_x[torch.tensor(positions, device=self.train_x.device)]
         self.model, self.optimizer, self.scheduler, self.held = model, optimizer, scheduler, list(keep)
         mode = self.speed.compile if isinstance(self.speed.compile, str) else None
         self._losses = torch.compile(self.model.losses, mode=mode) if self.speed.compile else self.model.losses

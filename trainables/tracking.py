@@ -1,15 +1,6 @@
-"""MLflow records of one trial: a parent run per configuration, a child run per seed.
-
-Layout (what ``analysis.runs`` reads): both kinds carry the tags ``sweep``, ``config_id``,
-``trial_id`` and ``seedsweep.kind`` (``config`` | ``seed``); params are the resolved config,
-flattened (``success.metric``, ``success.below``, ...), children add ``seed``. Children are
-tagged ``mlflow.parentRunId``, ``seed``, ``status`` (running | finished | diverged | pruned |
-failed | stopped) and ``success`` ("true" | "false"); with ``seed_stop``, also ``audit``
-("true" for an audited stop candidate), ``would_stop_epoch`` (audited), ``stopped_epoch`` and
-``seed_steps_saved`` (stopped: its run ends at the stop, its last metrics those of the stop). Per-seed metrics use step = epoch; the parent holds
-the aggregates over seeds, and the tag ``seedsweep.metrics``: the model's declared metrics as
-JSON (``{name: {"better": "lower" | "higher", "doc": ...}}``), so the analysis knows them without
-the model. At the end each child holds the PNGs its model draws (``PackedModel.artefacts``).
+"""MLflow records of one trial: a parent run per configuration, a child run per seed, in the
+layout ``trainables.records`` states (tags, params, metrics; the lookups shared with the readers).
+At the end each child holds the PNGs its model draws (``PackedModel.artefacts``).
 
 Metrics are buffered and sent with ``log_batch`` (chunked to MLflow's limits). Exactly-once
 across crash and restore: reopening a trial's runs reads the last step MLflow holds for each
@@ -27,28 +18,31 @@ seconds, the trial stops with ``TrackingDown``; ``--resume`` continues it from i
 
 from __future__ import annotations
 
-import fcntl
-import os
-import random
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
-from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-KIND = "seedsweep.kind"
-DEVICE_TAG = "device"  # on seed runs: what trained it ("cpu", or "cuda <card name>")
-PRECISION_TAG = "precision"  # on seed runs: "fp32" or "bf16"; rounds of an adaptive sweep must agree on both
-METRICS_TAG = "seedsweep.metrics"  # on configuration runs: the model's declared metrics, JSON {name: {better, doc}}
+from trainables.options import PATIENCE
+from trainables.records import (
+    KIND,
+    SEED_STOP_TAGS,
+    bound_mlflow_http,
+    config_outcome,
+    ensure_experiment,
+    flatten,
+    open_client,
+    quote,
+    retry,
+    search_all,
+    seed_outcome,
+    unreachable,
+)
+
 MAX_ENTITIES = 1000  # MLflow's limit of metrics + params + tags per log_batch call
 MAX_PARAMS_TAGS = 100  # and of params, and of tags
-PAGE = 5000  # runs per search_runs page (MLflow allows up to 50,000)
-SEED_STOP_TAGS = ("stopped_epoch", "audit", "would_stop_epoch", "seed_steps_saved")  # seed_stop's, on seed runs
-MLFLOW_END = {"pruned": "KILLED", "failed": "FAILED"}  # seed status -> MLflow run status (else FINISHED)
-PATIENCE = 600.0  # seconds a trial trains on with its tracking server unreachable before it fails
 RETRY_EVERY = 5.0  # seconds between attempts to reach an unreachable tracking server
 
 
@@ -56,118 +50,16 @@ class TrackingDown(RuntimeError):
     """The tracking server stayed unreachable for longer than the trial's patience."""
 
 
+def chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
 def device_name(device) -> str:
     """``"cpu"``, or ``"cuda <card name>"`` for a CUDA device."""
     import torch
 
     return f"cuda {torch.cuda.get_device_name(device)}" if device.type == "cuda" else device.type
-
-
-def unreachable(err: BaseException) -> bool:
-    """Whether ``err`` says the tracking server or database cannot be reached now (worth trying later),
-    as opposed to a request it refused."""
-    text = str(err)
-    if text.startswith("API request to") and "failed with" in text:  # MLflow's HTTP client: refused, timeout, 5xx
-        return True
-    return "OperationalError" in f"{type(err).__name__} {text}" and "database is locked" not in text
-
-
-def retry(fn: Callable, *args, attempts: int = 8, **kwargs):
-    """``fn(*args, **kwargs)``, retried with jittered exponential backoff while SQLite is locked."""
-    for attempt in range(attempts):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as e:  # MlflowException or sqlalchemy's OperationalError, depending on the path
-            if "database is locked" not in str(e) or attempt == attempts - 1:
-                raise
-            time.sleep(0.05 * 2**attempt * (1 + random.random()))
-
-
-def bound_mlflow_http(retries: int = 2, timeout: int = 20) -> None:
-    """Bound MLflow's HTTP retries in this process (its default, 7 retries with exponential backoff,
-    waits minutes on a dead server; the Tracker rides out outages itself). Values already set in the
-    environment are kept; set before ``ray.init`` it reaches the local Ray workers too."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(retries))
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(timeout))
-
-
-def flatten(config: dict, prefix: str = "") -> dict[str, str]:
-    """``{"success": {"metric": m}}`` -> ``{"success.metric": "m"}``, values as strings."""
-    out = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = str(value)
-    return out
-
-
-def sqlite_path(tracking_uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI, else ``None``."""
-    if not tracking_uri.startswith("sqlite:///"):
-        return None
-    return (
-        Path(unquote(urlparse(tracking_uri).path))
-        if tracking_uri.startswith("sqlite:////")
-        else Path(tracking_uri[len("sqlite:///") :])
-    )
-
-
-def default_artifacts(tracking_uri: str) -> str | None:
-    """``mlartifacts/`` beside a SQLite store (as a file URI), else ``None`` (the server decides)."""
-    db = sqlite_path(tracking_uri)
-    return None if db is None else (db.resolve().parent / "mlartifacts").as_uri()
-
-
-def open_client(tracking_uri: str) -> MlflowClient:
-    """An ``MlflowClient`` with its store opened. MLflow creates a new SQLite store's schema on first
-    contact, and concurrent creators corrupt each other's migrations, so for SQLite that first
-    contact holds an exclusive lock on ``<db>.lock`` beside the database."""
-    db = sqlite_path(tracking_uri)
-    if db is None:
-        return MlflowClient(tracking_uri)
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{db}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        client = MlflowClient(tracking_uri)
-        retry(client.search_experiments, max_results=1)
-    return client
-
-
-def experiment_id(client: MlflowClient, name: str) -> str:
-    """The id of experiment ``name``, created if missing (tolerating a concurrent creator)."""
-    for _ in range(3):
-        experiment = retry(client.get_experiment_by_name, name)
-        if experiment is not None:
-            return experiment.experiment_id
-        try:
-            return retry(client.create_experiment, name, artifact_location=default_artifacts(client.tracking_uri))
-        except Exception as e:
-            if "already exists" not in str(e) and "UNIQUE constraint" not in str(e):
-                raise
-    raise RuntimeError(f"could not get or create MLflow experiment {name!r}")
-
-
-def quote(value: str) -> str:
-    """A string literal for an MLflow search filter."""
-    return f'"{value}"' if "'" in value else f"'{value}'"
-
-
-def search_all(client: MlflowClient, experiment_ids: list[str], query: str) -> list:
-    """Every run of ``experiment_ids`` matching ``query``, page by page."""
-    runs, token = [], None
-    while True:
-        page = retry(client.search_runs, experiment_ids, query, max_results=PAGE, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
-def chunks(items: list, size: int):
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 class Tracker:
@@ -197,7 +89,7 @@ class Tracker:
         self.client = self._wait(open_client, tracking_uri)
         self.tags = {"sweep": sweep, "config_id": config_id, "trial_id": trial_id}
         self.params = [Param(k, v) for k, v in flatten(config).items()]
-        self.experiment_id = self._wait(experiment_id, self.client, experiment)
+        self.experiment_id = self._wait(ensure_experiment, self.client, experiment)
         self.last_step: dict[str, dict[str, int]] = {}  # run -> metric -> last step MLflow holds
         self.buffer: dict[str, list[Metric]] = {}
         self.pending_tags: dict[str, dict[str, str]] = {}  # run -> tags to send with its next flush
@@ -208,6 +100,8 @@ class Tracker:
             self.buffer[run_id] = [Metric(*row) for row in rows if row[3] > self.last_step[run_id].get(row[0], -1)]
         for run_id, tags in (unsent or {}).get("tags", {}).items():
             self.pending_tags[run_id] = {**tags, **self.pending_tags.get(run_id, {})}
+        held = [s for steps in self.last_step.values() for s in steps.values()]
+        self.step = max(held + [m.step for ms in self.buffer.values() for m in ms], default=0)  # the last step logged
 
     @property
     def run_ids(self) -> dict:
@@ -320,13 +214,14 @@ class Tracker:
 
     def log(self, step: int, parent: dict[str, float], seeds: list[dict[str, float]]) -> None:
         """Buffer the aggregates (parent run) and each seed's metrics at ``step``; steps MLflow
-        already holds are dropped."""
+        already holds are dropped, and a value queued again for the same step replaces the first."""
         now = int(time.time() * 1000)
         for run_id, metrics in zip([self.parent, *self.children], [parent, *seeds]):
             last = self.last_step[run_id]
-            self.buffer.setdefault(run_id, []).extend(
-                Metric(key, float(value), now, step) for key, value in metrics.items() if step > last.get(key, -1)
-            )
+            new = [Metric(k, float(v), now, step) for k, v in metrics.items() if step > last.get(k, -1)]
+            queued = [m for m in self.buffer.get(run_id, []) if not (m.step == step and m.key in metrics)]
+            self.buffer[run_id] = queued + new
+        self.step = max(self.step, step)
 
     def set_seeds(self, results: list[dict]) -> None:
         """Queue each seed's ``status`` / ``success`` tags from ``Pack.evaluate()`` results."""
@@ -405,9 +300,13 @@ class Tracker:
         }
 
     def finish(self, results: list[dict], artefacts: Callable[[int, Path], list[Path]] | None = None) -> None:
-        """Final tags, the PNGs ``artefacts(i, folder)`` writes for seed index i (the model's, if it
-        draws any) logged on that seed's run, and every run terminated."""
-        self.set_seeds([{**r, "status": "finished" if r["status"] == "running" else r["status"]} for r in results])
+        """Final tags; at the last step logged, each counted seed's ``success`` metric (1 / 0) and the
+        configuration's ``n``, ``success_rate`` and interval ends (``records.config_outcome``); the PNGs
+        ``artefacts(i, folder)`` writes for seed index i (the model's, if it draws any) logged on that
+        seed's run; and every run terminated."""
+        results = [{**r, "status": "finished" if r["status"] == "running" else r["status"]} for r in results]
+        self.set_seeds(results)
+        self.log(self.step, config_outcome(results), [seed_outcome(r) for r in results])
         n_success = sum(bool(r["success"]) for r in results)
         self.pending_tags[self.parent] = {
             "n_seeds": str(len(results)),
@@ -422,45 +321,3 @@ class Tracker:
                         self._wait(self.client.log_artifact, child, str(path))
         for run_id in [*self.children, self.parent]:
             self._wait(self.client.set_terminated, run_id, "FINISHED")
-
-
-def sweep_progress(tracking_uri: str, experiment: str) -> tuple[int, int]:
-    """(configurations begun, seed runs still ``running``) of a sweep's MLflow experiment."""
-    client = open_client(tracking_uri)
-    found = retry(client.get_experiment_by_name, experiment)
-    if found is None:
-        return 0, 0
-
-    def count(query: str) -> int:
-        return len(search_all(client, [found.experiment_id], query))
-
-    return count(f"tags.`{KIND}` = 'config'"), count(f"tags.`{KIND}` = 'seed' AND tags.status = 'running'")
-
-
-def mark_trial(tracking_uri: str, trial_id: str, status: str = "pruned", experiment: str | None = None) -> int:
-    """Give the seed runs of ``trial_id`` (in that MLflow experiment, or in any) still ``running``
-    the status ``status`` (``pruned`` when ASHA stopped the trial, ``failed`` when it errored) and
-    terminate them (KILLED / FAILED), with their parent. Returns the number of seed runs changed.
-    For the sweep runner's callback."""
-    client = open_client(tracking_uri)
-    if experiment is not None:
-        found = retry(client.get_experiment_by_name, experiment)
-        experiments = [found.experiment_id] if found else []
-    else:
-        experiments = [e.experiment_id for e in retry(client.search_experiments)]
-    if not experiments:
-        return 0
-    query = f"tags.trial_id = {quote(trial_id)}"
-    runs = search_all(client, experiments, query)
-    end = MLFLOW_END.get(status, "FINISHED")
-    changed = 0
-    for run in runs:
-        if run.data.tags.get(KIND) == "seed" and run.data.tags.get("status") == "running":
-            retry(client.set_tag, run.info.run_id, "status", status)
-            retry(client.set_terminated, run.info.run_id, end)
-            changed += 1
-    for run in runs:
-        if run.data.tags.get(KIND) == "config" and run.info.status == "RUNNING":
-            retry(client.set_tag, run.info.run_id, "status", status)
-            retry(client.set_terminated, run.info.run_id, end)
-    return changed

@@ -1,9 +1,9 @@
 """The Ray Tune function trainable: one trial = one configuration, its seeds packed in one process.
 
-``train(config)`` takes the model config (see ``trainables.pack.resolve_config``) plus run-only keys,
-which it strips before building the ``Pack``:
+``train(config)`` takes the model config (see ``trainables.pack.resolve_config``) and, under
+``config["run"]``, its ``RunOptions`` as a dict (``trainables.options``; the runner puts them there):
 
-- ``seeds``: a count n (seeds 0..n-1) or an explicit list; ``epochs``;
+- ``seeds`` (the seed numbers packed in the trial), ``epochs``;
 - ``checkpoint_every`` (default 5; also at the end), ``eval_every`` (default 1; also at the end);
 - ``flush_every`` (seconds, default 10): MLflow gets the buffered metrics before the report of an
   epoch that evaluated, checkpointed or ended the run, or when this long has passed since the last
@@ -19,6 +19,9 @@ which it strips before building the ``Pack``:
 - ``tracking_uri``: default ``sqlite:///<driver cwd>/mlruns.db``. Tune runs trials in their own
   trial folder, so a relative ``sqlite:///`` path is taken relative to the driver's working
   folder (``TUNE_ORIG_WORKING_DIR``); the sweep runner passes absolute URIs.
+
+The config is resolved and checked once per trial (``resolve_config``); the Pack and ``config_id``
+take the resolved one as it is.
 
 Each epoch it trains, evaluates (every ``eval_every``) and calls ``tune.report`` with aggregates
 over the seeds only (``epoch`` is ASHA's time attribute): ``median_<m>`` / ``best_<m>`` of every
@@ -45,40 +48,18 @@ import torch
 from ray import tune
 
 from trainables.models import Metric
-from trainables.tracking import DEVICE_TAG, METRICS_TAG, PATIENCE, PRECISION_TAG, SEED_STOP_TAGS, Tracker, device_name
+from trainables.options import RUN_KEY, RunOptions
+from trainables.pack import Pack, config_id, resolve_config
+from trainables.records import DEVICE_TAG, METRICS_TAG, PRECISION_TAG, SEED_STOP_TAGS
+from trainables.tracking import Tracker, device_name
 
-RUN_DEFAULTS = {
-    "seeds": 4,
-    "epochs": 10,
-    "checkpoint_every": 5,
-    "eval_every": 1,
-    "flush_every": 10.0,
-    "tracking_patience": PATIENCE,  # seconds of unreachable tracking server a trial trains through
-    "sweep": "default",
-    "experiment": None,  # = sweep
-    "tracking_uri": None,  # = sqlite:///<driver cwd>/mlruns.db
-    "_crash_after_epoch": None,  # tests only: raise once after reporting this epoch (not after a restore)
-}
 NOT_METRICS = ("seed", "status", "success", *SEED_STOP_TAGS)
 
 
-def split_config(config: dict) -> tuple[dict, dict]:
-    """``(run options, model config)``: the run-only keys with defaults, and the rest."""
-    run = {**RUN_DEFAULTS, **{k: v for k, v in config.items() if k in RUN_DEFAULTS}}
-    run["experiment"] = run["experiment"] or run["sweep"]
-    run["tracking_uri"] = absolute_uri(run["tracking_uri"] or "sqlite:///mlruns.db")
-    model = {k: v for k, v in config.items() if k not in RUN_DEFAULTS}
-    return run, model
-
-
-def seed_list(seeds: int | list[int]) -> list[int]:
-    """A count n -> ``[0, ..., n-1]``; a list is kept as given."""
-    if isinstance(seeds, int):
-        return list(range(seeds))
-    seeds = [int(s) for s in seeds]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be a positive count or a list of distinct ints, got {seeds!r}")
-    return seeds
+def split_config(config: dict) -> tuple[RunOptions, dict]:
+    """``(run options, model config)``: ``config["run"]`` typed (defaults filled in), and the rest."""
+    options = RunOptions.from_dict(config.get(RUN_KEY, {}))
+    return options, {k: v for k, v in config.items() if k != RUN_KEY}
 
 
 def absolute_uri(uri: str) -> str:
@@ -144,12 +125,9 @@ def report_with_checkpoint(report: dict, pack, meta: dict) -> None:
 
 def train(config: dict) -> None:
     """Ray Tune function trainable (see the module docstring)."""
-    from trainables.pack import Pack, config_id, resolve_config
-
     run, model_config = split_config(config)
-    resolved = resolve_config(model_config)
-    seeds = seed_list(run["seeds"])
-    epochs = int(run["epochs"])
+    resolved = resolve_config(model_config)  # the one check of this trial's config
+    seeds, epochs = list(run.seeds), run.epochs
     pack = Pack(resolved, seeds)
 
     meta = {"epoch": 0, "run_ids": None, "results": None, "report": None, "unsent": None}
@@ -161,16 +139,16 @@ def train(config: dict) -> None:
     start = meta["epoch"]
     trial_id = tune.get_context().get_trial_id()
     tracker = Tracker(
-        run["tracking_uri"],
-        run["experiment"],
-        run["sweep"],
+        absolute_uri(run.tracking_uri or "sqlite:///mlruns.db"),
+        run.experiment,
+        run.sweep,
         trial_id,
         config_id(resolved),
         resolved,
         seeds,
         meta["run_ids"],
         meta.get("unsent"),
-        float(run["tracking_patience"]),
+        run.tracking_patience,
     )
     metrics = type(pack.model).metrics
     tracker.tag_config(**{METRICS_TAG: metrics_json(metrics)})
@@ -184,7 +162,7 @@ def train(config: dict) -> None:
         tracker.set_seeds(results)
         tracker.end_seeds(sorted(pack.stopped))
     flushed = time.monotonic()
-    steps_per_epoch = len(pack.train_x) // pack.cfg.batch_size
+    steps_per_epoch = pack.n_train // pack.cfg.batch_size
 
     for epoch in range(start + 1, epochs + 1):
         gone = set(pack.stopped)  # seeds that left the pack before this epoch: nothing new to log
@@ -192,7 +170,7 @@ def train(config: dict) -> None:
         fresh = None
         if epoch == epochs:
             pack.finish()  # seeds still running become finished
-        if epoch % run["eval_every"] == 0 or epoch == epochs or results is None:
+        if epoch % run.eval_every == 0 or epoch == epochs or results is None:
             results = fresh = [plain(r) for r in pack.stop_seeds(pack.evaluate())]
             for i in set(pack.stopped) - gone:  # stopped now: their metrics at the stop are the last ones
                 results[i]["seed_steps_saved"] = pack.stopped[i]["seed_steps_saved"] = (
@@ -206,8 +184,8 @@ def train(config: dict) -> None:
         rows = seed_metrics(losses, fresh)
         tracker.log(epoch, parent, [{} if i in gone else row for i, row in enumerate(rows)])
         last = epoch == epochs
-        save = last or epoch % run["checkpoint_every"] == 0
-        if fresh or save or time.monotonic() - flushed >= run["flush_every"]:
+        save = last or epoch % run.checkpoint_every == 0
+        if fresh or save or time.monotonic() - flushed >= run.flush_every:
             tracker.flush()  # before reporting: Tune may stop the trial inside tune.report
             flushed = time.monotonic()
         if last:
@@ -223,8 +201,6 @@ def train(config: dict) -> None:
             report_with_checkpoint(report, pack, meta)
         else:
             tune.report(report)
-        if epoch == run["_crash_after_epoch"] and start == 0:
-            raise RuntimeError(f"test crash after epoch {epoch} (_crash_after_epoch)")
 
     if start >= epochs:  # restored from the final checkpoint: nothing left to train
         tracker.finish(results, pack.artefacts)

@@ -1,8 +1,10 @@
 """The model interface: what a model family implements, and all that the trainer relies on.
 
-A family is one file under ``trainables/models/`` and one line in ``MODELS``
-(``trainables/models/__init__.py``): a config dataclass (a ``TrainConfig``) and a packed module (a
-``PackedModel``) that trains S seeds of one configuration at once. ``trainables.pack``,
+A family is one file under ``trainables/models/`` that ends with a ``register`` call, and one line in
+``FAMILIES`` (``trainables/models/__init__.py``): a config dataclass (a ``TrainConfig``) and a packed
+module (a ``PackedModel``) that trains S seeds of one configuration at once. ``register`` checks the
+declarations below and the config's field names and types (``trainables.models.registry``); size
+checks that need the data settings go in ``check_data``, which ``--dry-run`` runs too. ``trainables.pack``,
 ``trainables.train``, ``trainables.tracking``, the spec checker and the analysis read a family only
 through this module: its declared ``metrics``, its default ``success`` rule and
 ``scheduler_metric``, and the methods below.
@@ -17,9 +19,11 @@ the seeds independent (the Pack clips gradients and freezes diverged seeds per s
 from __future__ import annotations
 
 import math
+import types
+import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Union, get_args, get_origin
 
 import torch
 from torch import nn
@@ -37,8 +41,9 @@ class Metric:
 @dataclass
 class TrainConfig:
     """Optimisation settings every family has; a family's config subclasses it (and may redeclare
-    these fields with its own defaults). Values are coerced to the type of each field's default
-    (YAML lists -> tuples, ints -> floats) and checked by ``checks``."""
+    these fields with its own defaults). Values are coerced to each field's annotated type (YAML lists
+    -> tuples, ints -> floats; ``X | None`` takes None) and checked by ``checks``. A field may not be
+    named like a data, common or run key (``frames``, ``success``, ``epochs``, ...): ``register`` refuses it."""
 
     lr: float = 1e-3  # Adam learning rate (times each parameter group's multiplier)
     lr_decay: float = 1.0  # per-step exponential LR decay (1.0 = constant)
@@ -46,8 +51,9 @@ class TrainConfig:
     grad_clip: float | None = None  # per-seed max gradient norm; None = no clipping
 
     def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
         for f in fields(self):
-            setattr(self, f.name, coerce(f.name, getattr(self, f.name), f.default))
+            setattr(self, f.name, coerce(f.name, getattr(self, f.name), hints[f.name]))
         for name, ok in self.checks().items():
             if not ok:
                 raise ValueError(f"invalid value for '{name}': {getattr(self, name)!r}")
@@ -62,30 +68,58 @@ class TrainConfig:
         }
 
 
-def coerce(name: str, value, default):
-    """``value`` checked against the type of the field's default (YAML lists -> tuples, ints -> floats)."""
-    bad = ValueError(f"config key '{name}' must be like {default!r}, got {value!r}")
-    if default is None:  # optional number
-        return None if value is None else coerce(name, value, 1.0)
-    if isinstance(default, bool):
+def coerce(name: str, value, hint):
+    """``value`` checked against the field's annotated type ``hint`` (bool, int, float, str, tuples of
+    them, ``X | None``): YAML lists -> tuples, ints -> floats. A ValueError names the field."""
+    origin, args = get_origin(hint), get_args(hint)
+    bad = ValueError(f"config key '{name}' must be {spell(hint)}, got {value!r}")
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return coerce(name, value, option)
+            except ValueError:
+                pass
+        raise bad
+    if hint is bool:
         if not isinstance(value, bool):
             raise bad
         return value
-    if isinstance(default, (int, float)):
+    if hint in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
-        if isinstance(default, int) and (not math.isfinite(value) or value != int(value)):
+        if hint is int and (not math.isfinite(value) or value != int(value)):
             raise bad
-        return type(default)(value)
-    if isinstance(default, str):
+        return hint(value)
+    if hint is str:
         if not isinstance(value, str):
             raise bad
         return value
-    if isinstance(default, tuple):
-        if not isinstance(value, (list, tuple)) or (len(default) == 2 and len(value) != 2):
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
             raise bad
-        return tuple(coerce(name, v, default[0]) for v in value)
-    raise TypeError(f"no rule for field {name}")
+        each = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
+        if len(value) != len(each):
+            raise bad
+        try:
+            return tuple(coerce(name, v, a) for v, a in zip(value, each))
+        except ValueError:
+            raise bad from None
+    raise TypeError(f"config field '{name}': no rule for its type {spell(hint)}")
+
+
+def spell(hint) -> str:
+    """A type as an error message says it: ``float | None`` -> "a float or None"."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join("None" if a is type(None) else spell(a) for a in args)
+    if origin is tuple:
+        plural = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {plural.get(args[0], spell(args[0]))}"
+        return f"a list of {len(args)} {plural.get(args[0], spell(args[0]))}"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, repr(hint))
 
 
 class PackedModel(nn.Module):
@@ -101,6 +135,9 @@ class PackedModel(nn.Module):
     metrics: ClassVar[tuple[Metric, ...]]  # what ``evaluate`` returns per seed
     success: ClassVar[dict]  # default success rule: {"metric": name, "below" | "above": number}
     scheduler_metric: ClassVar[str]  # default metric ASHA / Optuna decide on (its ``better`` gives the mode)
+    # data keys and config fields small enough to train in seconds on a CPU (tests/test_models.py
+    # runs every family with them; e.g. {"frames": 4, "image_size": 16, "widths": [4, 8]})
+    test_sizes: ClassVar[dict] = {}
 
     def __init__(self, cfg: TrainConfig, gens: list[torch.Generator], image_size: int):
         super().__init__()
@@ -110,7 +147,9 @@ class PackedModel(nn.Module):
     @classmethod
     def check_data(cls, cfg: TrainConfig, data: dict) -> None:
         """Raise ValueError naming the key if the data settings (``frames``, ``image_size``, ...)
-        cannot train this config (e.g. fewer frames than a context needs)."""
+        cannot train this config (e.g. fewer frames than a context needs, a size the strides do not
+        divide). Every size check belongs here, not in ``__init__``: the spec checker and
+        ``--dry-run`` call it for every configuration before anything trains."""
 
     def draw(self, g: torch.Generator, batch: int, frames: int, step: int) -> dict[str, torch.Tensor]:
         """One seed's random numbers for one step (CPU tensors from ``g``); the Pack stacks them

@@ -23,6 +23,7 @@ from torch import nn
 from trainables.models.base import Metric, PackedModel, TrainConfig
 from trainables.models.frame_stats import Moments, per_seed_mean_se
 from trainables.models.packed import PackedConv, fold, per_seed_sum
+from trainables.models.registry import register
 
 STRIDE, PADDING = (1, 2, 2), (0, 2, 2)  # code: Conv3DAEBlock(..., kernel_size=(4,6,6), stride=(1,2,2), padding=(0,2,2))
 SPACE_KERNEL = 6  # code: kernel (4, 6, 6)
@@ -56,17 +57,6 @@ class CausalAE3dConfig(TrainConfig):
         }
 
 
-TINY = {
-    "frames": 9,
-    "image_size": 16,
-    "channels": [4, 8],
-    "time_kernel": 2,
-    "stage_steps": 4,
-    "batch_size": 4,
-    "lr": 1e-3,
-}
-
-
 class CausalAE3d(PackedModel):
     """S seeds of a stack of ``len(channels)`` causal 3-D conv AE levels."""
 
@@ -96,6 +86,16 @@ class CausalAE3d(PackedModel):
         "below": 0.2,
     }  # seed-systems.md §4 proposal for AEs; predict: copy_last_rel below 0.5
     scheduler_metric = "mean_frame_rel"
+    # data keys and config fields for tests/test_models.py: a few seconds on a CPU
+    test_sizes = {
+        "frames": 9,
+        "image_size": 16,
+        "channels": [4, 8],
+        "time_kernel": 2,
+        "stage_steps": 4,
+        "batch_size": 4,
+        "lr": 1e-3,
+    }
 
     def __init__(self, cfg: CausalAE3dConfig, gens: list[torch.Generator], image_size: int):
         super().__init__(cfg, gens, image_size)
@@ -194,3 +194,6 @@ class CausalAE3d(PackedModel):
             "black_mse": black / n,
         }
         return {k: v.cpu() for k, v in out.items()}
+
+
+register("causal_ae3d", CausalAE3dConfig, CausalAE3d)

@@ -46,6 +46,7 @@ from trainables.models.packed import (
     fold,
     unfold_seeds,
 )
+from trainables.models.registry import register
 
 WINDOW, MIDDLE = 5, 2  # "N = 5", "middle frame target" (002:L6-7)
 CONTEXT = (0, 1, 3, 4)  # the input frames of a window
@@ -97,18 +98,6 @@ class InterpConfig(TrainConfig):
             "middle_noise": self.middle_noise > 0 or not self.middle_frame,  # a clean middle frame is the answer
             "loss_scope": self.loss_scope in ("patch", "image"),
         }
-
-
-TINY = {
-    "frames": 6,
-    "image_size": 8,
-    "src": 8,
-    "patch": 4,
-    "d_model": 8,
-    "heads": 2,
-    "depth": 1,
-    "batch_size": 8,
-}  # tests/test_models.py
 
 
 class Block(nn.Module):
@@ -197,11 +186,20 @@ class InterpTransformer(PackedModel):
     # of psnr_gain measured on the quickstart (docs/interp_transformer.md)
     success = {"metric": "psnr_gain", "above": 1.0}
     scheduler_metric = "psnr_gain"
+    # data keys and config fields for tests/test_models.py: a few seconds on a CPU
+    test_sizes = {
+        "frames": 6,
+        "image_size": 8,
+        "src": 8,
+        "patch": 4,
+        "d_model": 8,
+        "heads": 2,
+        "depth": 1,
+        "batch_size": 8,
+    }
 
     def __init__(self, cfg: InterpConfig, gens: list[torch.Generator], image_size: int):
         super().__init__(cfg, gens, image_size)
-        if image_size % cfg.patch:
-            raise ValueError(f"config key 'image_size' ({image_size}) must be a multiple of 'patch' ({cfg.patch})")
         self.size, self.grid = image_size, image_size // cfg.patch
         d, n_tokens = cfg.d_model, WINDOW * cfg.src**2
         self.embed = PackedLinear(gens, 3, d)  # a pixel's RGB -> its token
@@ -356,3 +354,6 @@ class InterpTransformer(PackedModel):
         fig.savefig(path, dpi=80)
         plt.close(fig)
         return [path]
+
+
+register("interp_transformer", InterpConfig, InterpTransformer)

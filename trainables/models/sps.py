@@ -35,6 +35,7 @@ from trainables.figures import latent_plot, traversal_grid
 from trainables.metrics import linear_projection, psnr_from_mse
 from trainables.models.base import Metric, PackedModel, TrainConfig
 from trainables.models.packed import PackedConv, PackedLinear, PackedRNNCell, fold, per_seed_sum
+from trainables.models.registry import register
 
 
 @dataclass
@@ -111,18 +112,6 @@ class SPSConfig(TrainConfig):
             "tf_steps": self.tf_steps[0] > 0,
             "projection_target": self.projection_target in ("relative", "both"),
         }
-
-
-# Tiny sizes for the model contract tests (tests/test_models.py): a few seconds on a CPU.
-TINY = {
-    "frames": 6,
-    "image_size": 16,
-    "channels": [4, 8],
-    "dec_hidden": [8],
-    "rnn_width": 8,
-    "batch_size": 16,
-    "rnn_min_context": 2,
-}
 
 
 def parse_symmetry(spec: str, z_dim: int) -> list[tuple[str, int, int]]:
@@ -213,12 +202,14 @@ class SPS(PackedModel):
     )
     success = {"metric": "linear_proj_mse", "below": 0.2}  # lab notes 10/21: linear proj MSE < 0.2 "means kinda good"
     scheduler_metric = "linear_proj_mse"
+    # data keys and config fields for tests/test_models.py: a few seconds on a CPU
+    test_sizes = dict(
+        frames=6, image_size=16, channels=[4, 8], dec_hidden=[8], rnn_width=8, batch_size=16, rnn_min_context=2
+    )
 
     def __init__(self, cfg: SPSConfig, gens: list[torch.Generator], image_size: int):
         super().__init__(cfg, gens, image_size)
         depth = len(cfg.channels)
-        if image_size % 2**depth:
-            raise ValueError(f"image_size {image_size} must be divisible by 2**len(channels) = {2**depth}")
         self.side = image_size // 2**depth
         ch = (3, *cfg.channels)
         feat = ch[-1] * self.side**2
@@ -328,6 +319,11 @@ class SPS(PackedModel):
 
     @classmethod
     def check_data(cls, cfg: SPSConfig, data: dict) -> None:
+        depth = len(cfg.channels)
+        if data["image_size"] % 2**depth:
+            raise ValueError(
+                f"config key 'image_size' ({data['image_size']}) must be divisible by 2**len(channels) = {2**depth}"
+            )
         if cfg.use_rnn and data["frames"] <= cfg.rnn_min_context:
             raise ValueError(
                 f"config key 'frames' ({data['frames']}) must exceed 'rnn_min_context' ({cfg.rnn_min_context})"
@@ -447,3 +443,6 @@ class SPS(PackedModel):
             latent_plot(z, y.cpu().numpy(), Path(folder) / "latent_vs_position.png"),
             traversal_grid(decode, flat.mean(0), flat.std(0), Path(folder) / "decoder_traversal.png"),
         ]
+
+
+register("sps", SPSConfig, SPS)

@@ -34,6 +34,7 @@ from trainables.models.base import Metric, PackedModel, TrainConfig
 from trainables.models.causal_ae3d import CausalAE3d, CausalAE3dConfig
 from trainables.models.frames import centroid
 from trainables.models.packed import PackedLayerNorm, PackedLinear, PackedMultiheadAttention, fold, unfold_seeds
+from trainables.models.registry import register
 from trainables.models.stacked_ae import VARIANTS, StackedAE, StackedAEConfig
 
 HORIZON = 4  # open-loop frames scored (the issue: horizons 1 and 4)
@@ -89,23 +90,6 @@ class STTransformerConfig(StackedAEConfig):
         )
 
 
-TINY = {
-    "frames": 6,
-    "image_size": 16,
-    "channels": [4, 8],
-    "zsteps": 2,
-    "lr_z": [30.0],
-    "stage_steps": 2,
-    "batch_size": 4,
-    "lr": 1e-3,
-    "d_model": 16,
-    "heads": 2,
-    "spatial_layers": 1,
-    "temporal_layers": 1,
-    "lr_tf": 1.0,
-}
-
-
 def frame_embedding(T: int, d: int, device) -> torch.Tensor:
     """Sinusoidal embedding of frame indices 0..T-1 -> [T, d] (Vaswani et al.)."""
     pos = torch.arange(T, device=device, dtype=torch.float32)[:, None]
@@ -157,6 +141,22 @@ class STTransformer(PackedModel):
     )
     success = {"metric": "pred_h1_rel", "below": 0.5}  # seed-systems.md §4 proposal: <= 0.5 x copy-last-frame
     scheduler_metric = "pred_h1_rel"
+    # data keys and config fields for tests/test_models.py: a few seconds on a CPU
+    test_sizes = {
+        "frames": 6,
+        "image_size": 16,
+        "channels": [4, 8],
+        "zsteps": 2,
+        "lr_z": [30.0],
+        "stage_steps": 2,
+        "batch_size": 4,
+        "lr": 1e-3,
+        "d_model": 16,
+        "heads": 2,
+        "spatial_layers": 1,
+        "temporal_layers": 1,
+        "lr_tf": 1.0,
+    }
 
     def __init__(self, cfg: STTransformerConfig, gens: list[torch.Generator], image_size: int):
         super().__init__(cfg, gens, image_size)
@@ -303,3 +303,6 @@ class STTransformer(PackedModel):
             "ae_straight_rel": ae.to(dev),
         }
         return {k: v.cpu() for k, v in out.items()}
+
+
+register("st_transformer", STTransformerConfig, STTransformer)

@@ -32,6 +32,7 @@ from torch import nn
 from trainables.models.base import Metric, PackedModel, TrainConfig
 from trainables.models.frame_stats import Moments, per_seed_mean_se
 from trainables.models.packed import PackedConv, fold, per_seed_sum
+from trainables.models.registry import register
 
 KERNEL, STRIDE, PADDING = 6, 2, 2  # author's code: ConvAEBlock(in, out, kernel_size=6, stride=2, padding=2)
 MAX_LEVELS = 4  # the note's levels L-0..L-3; the metrics are declared per level
@@ -73,19 +74,6 @@ class StackedAEConfig(TrainConfig):
             "lr_enc": self.lr_enc > 0,
             "lr_dec": self.lr_dec > 0,
         }
-
-
-# Tiny sizes for the model contract tests (tests/test_models.py): two levels, a stage switch mid-epoch.
-TINY = {
-    "frames": 4,
-    "image_size": 16,
-    "channels": [4, 8],
-    "zsteps": 3,
-    "lr_z": [30.0],
-    "stage_steps": 4,
-    "batch_size": 4,
-    "lr": 1e-3,
-}
 
 
 def z_sgd(z0: list[torch.Tensor], objective, lrs, steps: int) -> list[torch.Tensor]:
@@ -136,6 +124,17 @@ class StackedAE(PackedModel):
         "below": 0.2,
     }  # research/seed-systems.md §4 proposal: straight <= 0.2 x trivial baseline
     scheduler_metric = "straight_rel"
+    # data keys and config fields for tests/test_models.py: a few seconds on a CPU
+    test_sizes = {
+        "frames": 4,
+        "image_size": 16,
+        "channels": [4, 8],
+        "zsteps": 3,
+        "lr_z": [30.0],
+        "stage_steps": 4,
+        "batch_size": 4,
+        "lr": 1e-3,
+    }
 
     def __init__(self, cfg: StackedAEConfig, gens: list[torch.Generator], image_size: int):
         super().__init__(cfg, gens, image_size)
@@ -276,3 +275,6 @@ class StackedAE(PackedModel):
             out[f"l{l}_ae_rel"] = se[f"ae{l}"] / count[l] / base[l] if l < self.L else nan
             out[f"l{l}_zopt_rel"] = se[f"zopt{l}"] / count[l] / base[l] if l < self.L and self.cfg.zsteps else nan
         return {k: v.cpu() for k, v in out.items()}
+
+
+register("stacked_ae", StackedAEConfig, StackedAE)

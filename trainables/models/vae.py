@@ -35,6 +35,7 @@ from trainables.metrics import psnr_from_mse
 from trainables.models.base import Metric, PackedModel, TrainConfig
 from trainables.models.frames import ChannelStandardiser, foreground, take_windows, val_windows, window_starts
 from trainables.models.packed import PackedConv, fold, per_seed_sum, unfold_seeds
+from trainables.models.registry import register
 
 ACTIVE_VAR = (
     0.01  # a latent unit is active when the variance of its mean across the data exceeds this (Burda et al. 2016)
@@ -84,10 +85,6 @@ class VAEConfig(TrainConfig):
         }
 
 
-# Tiny sizes for the model contract tests (tests/test_models.py): a few seconds on a CPU.
-TINY = {"frames": 4, "image_size": 16, "widths": [4, 8], "latent_channels": 2, "batch_size": 16}
-
-
 class VAE(PackedModel):
     metrics = (
         Metric(
@@ -106,6 +103,8 @@ class VAE(PackedModel):
     # not collapsed and reconstructed: below 0.1 of the mean frame's error (docs/vae.md: trivial outputs score >= 1)
     success = {"metric": "nmse", "below": 0.1}
     scheduler_metric = "nmse"
+    # data keys and config fields for tests/test_models.py: a few seconds on a CPU
+    test_sizes = {"frames": 4, "image_size": 16, "widths": [4, 8], "latent_channels": 2, "batch_size": 16}
 
     def __init__(self, cfg: VAEConfig, gens: list[torch.Generator], image_size: int):
         super().__init__(cfg, gens, image_size)
@@ -249,3 +248,6 @@ def kl_normal(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     (summed over the batch too: divide by it for a per-sample mean)."""
     var = std.square()
     return 0.5 * (var + mean.square() - 1 - torch.log(var)).flatten(1).sum(1)
+
+
+register("vae", VAEConfig, VAE)

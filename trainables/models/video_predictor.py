@@ -34,6 +34,7 @@ from trainables.metrics import psnr_from_mse
 from trainables.models.base import Metric, PackedModel, TrainConfig
 from trainables.models.frames import ChannelStandardiser, centroid, take_windows, val_windows, window_starts
 from trainables.models.packed import PackedBatchNorm, PackedConv, fold, unfold_seeds
+from trainables.models.registry import register
 
 # Default success (docs/video_predictor.md): MSE at most half of copy-last-frame's (repeating the last frame and
 # predicting the mean future frame both score 0.6-1.2 on the ball), and the ball's centroid at horizon 1 off by at most
@@ -68,10 +69,6 @@ class VideoPredictorConfig(TrainConfig):
             "n_future": self.n_future >= 1,
             "widths": len(self.widths) >= 1 and min(self.widths) >= 1,
         }
-
-
-# Tiny sizes for the model contract tests (tests/test_models.py): a few seconds on a CPU.
-TINY = {"frames": 4, "image_size": 16, "n_past": 2, "n_future": 2, "widths": [4, 8], "batch_size": 16}
 
 
 class Block(nn.Module):
@@ -124,6 +121,8 @@ class VideoPredictor(PackedModel):
     )
     success = {"metric": "score", "below": 1.0}
     scheduler_metric = "mse"
+    # data keys and config fields for tests/test_models.py: a few seconds on a CPU
+    test_sizes = {"frames": 4, "image_size": 16, "n_past": 2, "n_future": 2, "widths": [4, 8], "batch_size": 16}
 
     def __init__(self, cfg: VideoPredictorConfig, gens: list[torch.Generator], image_size: int):
         super().__init__(cfg, gens, image_size)
@@ -223,3 +222,6 @@ class VideoPredictor(PackedModel):
         pred = self.forecast(clip)[seed_index, 0].clamp(0, 1)
         rows = {"past": clip[0, :P], "true future": clip[0, P:], "predicted": pred}
         return [frame_rows(rows, Path(folder) / "prediction.png", f"video predictor seed index {seed_index}")]
+
+
+register("video_predictor", VideoPredictorConfig, VideoPredictor)

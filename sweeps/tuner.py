@@ -1,0 +1,293 @@
+"""The Ray Tune pieces every sweep uses, fixed or in rounds (``sweeps.rounds``): the param space,
+the Tuner (searcher, ASHA, failure and checkpoint settings), Ray's start and the resource check,
+the begin-once / resume rules, the done marker a finished sweep leaves, and the progress lines.
+``sweeps.runner`` puts them together for a sweep; nothing here imports the runner or rounds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from sweeps.preflight import Where
+from sweeps.spec import SweepSpec
+from trainables.options import RUN_KEY
+from trainables.records import mark_trial, sweep_progress, unreachable
+
+DONE = "seedsweep_done.json"  # written beside the Tune results when a sweep has finished
+
+__all__ = ["Where"]  # re-exported: where a sweep's results go (defined with the checks of it)
+
+
+def search_space(spec: SweepSpec) -> dict[str, Any]:
+    """Tune's param space for the swept params."""
+    makers = {
+        "grid": tune.grid_search,
+        "choice": tune.choice,
+        "uniform": lambda a: tune.uniform(*a),
+        "loguniform": lambda a: tune.loguniform(*a),
+        "randint": lambda a: tune.randint(a[0], a[1] + 1),  # inclusive bounds in the spec
+    }
+    return {key: makers[kind](args) for key, space in spec.swept().items() for kind, args in space.items()}
+
+
+def param_space(spec: SweepSpec, where: Where, seeds: list[int] | None = None) -> dict[str, Any]:
+    """Everything a trial's config holds: the base config, the search space and, under ``"run"``, the
+    run options (``seeds``: a round's seed numbers, else 0..spec.seeds-1)."""
+    return {**spec.base_config(), **search_space(spec), RUN_KEY: spec.run_options(where.tracking_uri, seeds).as_dict()}
+
+
+def grid_points(spec: SweepSpec) -> int:
+    points = 1
+    for space in spec.swept().values():
+        if "grid" in space:
+            points *= len(space["grid"])
+    return points
+
+
+def make_searcher(spec: SweepSpec, run_dir: Path):
+    """Optuna's TPE, its study kept in SQLite beside the results; ``None`` for grid / random (Tune's own)."""
+    if spec.searcher != "optuna":
+        return None
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{run_dir / 'optuna.db'}")
+    metric, mode = objective(spec)
+    return OptunaSearch(metric=metric, mode=mode, storage=storage, study_name=spec.name, seed=0)
+
+
+def objective(spec: SweepSpec) -> tuple[str, str]:
+    """The reported aggregate that the scheduler and searcher optimise."""
+    if spec.scheduler:
+        return spec.scheduler.metric, spec.scheduler.mode
+    return "success_rate", "max"
+
+
+def make_tuner(
+    spec: SweepSpec,
+    where: Where,
+    resume: bool = False,
+    name: str | None = None,
+    space: dict | None = None,
+    trainable=None,
+    search: bool = True,
+) -> tune.Tuner:
+    """The sweep's Tuner (or its restore). For a round of adaptive seeds (``sweeps.rounds``): the Tune
+    experiment ``name`` (default: the sweep's), its own ``space`` and ``trainable``, and without
+    ``search`` no searcher or scheduler (the configurations are given)."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    from trainables.train import train
+
+    name = name or spec.name
+    trainable = tune.with_resources(trainable or train, {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]})
+    # Optuna's study beside the results; with a URI storage, in ./optuna.db here (one study per sweep name)
+    run_dir = Path(where.storage) / name if "://" not in where.storage else Path(".")
+    if resume:
+        return tune.Tuner.restore(
+            os.path.join(where.storage, name), trainable=trainable, resume_unfinished=True, resume_errored=True
+        )
+    metric, mode = objective(spec) if search else ("success_rate", "max")
+    scheduler = None
+    if spec.scheduler and search:
+        scheduler = ASHAScheduler(
+            time_attr="epoch",
+            max_t=spec.epochs,
+            grace_period=spec.scheduler.grace_period,
+            reduction_factor=spec.scheduler.reduction_factor,
+        )
+    return tune.Tuner(
+        trainable,
+        param_space=space or param_space(spec, where),
+        tune_config=tune.TuneConfig(
+            metric=metric,
+            mode=mode,
+            scheduler=scheduler,
+            search_alg=make_searcher(spec, run_dir) if search else None,
+            num_samples=spec.num_samples if search else 1,
+            max_concurrent_trials=spec.max_concurrent or None,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=where.storage,
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            callbacks=[Progress(spec, where.tracking_uri)],  # restored with the experiment on resume
+            verbose=0,
+        ),
+    )
+
+
+def summary(
+    spec: SweepSpec,
+    where: Where,
+    trials: int,
+    results,
+    start: float,
+    complete: bool,
+    reachable: bool = True,
+    rounds: int | None = None,
+) -> dict[str, Any]:
+    """What ``run`` returns (and a finished sweep keeps in its DONE file): complete means every
+    trial ran to its end without an error and MLflow answered."""
+    errors = [str(r.error) for r in results if r.error]
+    out = {
+        "name": spec.name,
+        "trials": trials,
+        "errors": len(errors),
+        "complete": complete and reachable and not errors,
+        "seconds": round(time.time() - start, 1),
+        "tracking_uri": where.tracking_uri,
+        "tracking_reachable": reachable,
+    }
+    if rounds:
+        out["rounds"] = rounds
+    return out
+
+
+def check_resume(spec: SweepSpec, where: Where, run_dir: str, started: bool, resume: bool) -> None:
+    """A sweep begins once and is continued only with ``resume``; MLflow runs of the sweep without
+    Tune results to continue would double its seeds. Each case is an error saying what to do."""
+    if started and not resume:
+        raise RuntimeError(
+            f"sweep {spec.name!r} was started before and did not finish ({run_dir}); "
+            "continue it with --resume, or pick another --name"
+        )
+    if resume and not started:
+        raise RuntimeError(f"nothing to resume: no sweep {spec.name!r} under {where.storage}")
+    if not started and sweep_progress(where.tracking_uri, spec.name)[0]:
+        raise RuntimeError(
+            f"MLflow ({where.tracking_uri}) already holds runs of sweep {spec.name!r}, but "
+            f"{run_dir} has no Tune results to continue; pick another --name (or --storage)"
+        )
+
+
+def start_ray(spec: SweepSpec, address: str | None = None, dashboard: bool = False) -> None:
+    """Join ``address`` or start a local Ray (unless one is up), and check the trial fits it."""
+    import ray
+
+    if not ray.is_initialized():
+        if address:
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except ConnectionError as err:
+                raise RuntimeError(
+                    f"Ray at {address} cannot be joined ({str(err).splitlines()[0]}): start the head "
+                    "(ray start --head), fix --address, or leave it out to run here"
+                ) from None
+        else:
+            try:  # the dashboard, if asked for, on loopback only (README: reaching it from elsewhere)
+                ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", log_to_driver=False)
+            except Exception as err:
+                if "missing packages" not in str(err):
+                    raise
+                raise RuntimeError(
+                    "Ray's dashboard needs ray[default]: .venv/bin/pip install -e '.[dashboard]'"
+                ) from None
+    check_resources(spec, ray.cluster_resources(), autoscaling=bool(address))
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables; Progress prints instead
+
+
+def check_resources(spec: SweepSpec, available: dict[str, float], autoscaling: bool = False) -> None:
+    """A trial that can never be placed would wait forever: say so before Tune starts. On a
+    cluster (which an autoscaler may grow) it is a warning; locally an error."""
+    for key, name in (("cpu", "CPU"), ("gpu", "GPU")):
+        want, have = spec.resources[key], available.get(name, 0)
+        if want > have:
+            message = (
+                f"each trial asks for {want} {name} (resources.{key} in {spec.path}) but the Ray cluster has {have:g}"
+            )
+            if not autoscaling:
+                raise RuntimeError(message)
+            print(f"warning: {message}; trials wait until nodes with {name}s join", flush=True)
+
+
+def read_done(run_dir: str) -> dict | None:
+    """The summary a finished sweep left in its results folder (local or a URI), or ``None``."""
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(f"{run_dir}/{DONE}")
+    if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(path) as f:
+        return json.loads(f.read())
+
+
+def write_done(run_dir: str, summary: dict) -> None:
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(f"{run_dir}/{DONE}")
+    with fs.open_output_stream(path) as f:
+        f.write(json.dumps(summary).encode())
+
+
+class AlreadyDone(RuntimeError):
+    def __init__(self, name: str, summary: dict):
+        super().__init__(
+            f"sweep {name!r} already finished ({summary.get('trials')} trials); "
+            "its table follows. Run it again under another --name to redo it."
+        )
+        self.summary = summary
+
+
+class Progress(tune.Callback):
+    """Progress lines: every ``EVERY`` seconds (epochs of the running trials, seeds meeting the rule
+    now) and per finished trial (trials done, seeds succeeded so far). Marks the seed runs of a
+    trial stopped early by ASHA as ``pruned`` in MLflow (``failed`` if it errored)."""
+
+    EVERY = 30.0  # seconds between progress lines while trials run
+
+    def __init__(self, spec: SweepSpec, tracking_uri: str):
+        self.spec, self.tracking_uri = spec, tracking_uri
+        self.done: dict[str, int] = {}
+        self.latest: dict[str, dict] = {}  # trial id -> its last result
+        self.shown = time.time()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.latest[trial.trial_id] = result
+        if time.time() - self.shown < self.EVERY:
+            return
+        self.shown = time.time()
+        running = [r for t, r in self.latest.items() if t not in self.done]
+        epochs = ", ".join(f"{r.get('epoch', 0)}/{self.spec.epochs}" for r in running)
+        now = sum(int(r.get("n_success", 0)) for r in self.latest.values())
+        print(
+            f"[{self.spec.name}] trials done {len(self.done)}/{len(trials)}; running at epoch {epochs or '-'}; "
+            f"seeds meeting the success rule now {now}/{len(self.latest) * self.spec.seeds}",
+            flush=True,
+        )
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._finish(trials, trial, "pruned")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._finish(trials, trial, "failed")
+
+    def _finish(self, trials, trial, status):
+        last = trial.last_result or {}
+        if status == "failed" or last.get("epoch", 0) < self.spec.epochs:
+            try:
+                mark_trial(
+                    self.tracking_uri, trial.trial_id, status, experiment=self.spec.name
+                )  # touches only seed runs still running
+            except Exception as err:
+                if not unreachable(err):
+                    raise
+                print(
+                    f"[{self.spec.name}] MLflow unreachable: trial {trial.trial_id}'s seed runs stay 'running' "
+                    "until --resume continues them",
+                    flush=True,
+                )
+        self.done[trial.trial_id] = int(last.get("n_success", 0))
+        print(
+            f"[{self.spec.name}] trials done {len(self.done)}/{len(trials)}; seeds succeeded so far "
+            f"{sum(self.done.values())}/{len(self.done) * self.spec.seeds}",
+            flush=True,
+        )
