@@ -352,3 +352,15 @@ def test_sweep_with_seed_stop_runs_resumes_and_analyses(tmp_path):
     assert "corrected 95%" in out and "stopped" in out and "seed-steps saved" in out
     assert "seed_stop: {metric: linear_proj_mse" in out or "no seed_stop rule" in out
     assert (tmp_path / "reports" / "stop" / "report.html").read_text().count("corrected 95%") >= 1
+
+
+def test_per_seed_training_sets_leave_with_their_seed():
+    config = {**tiny("sps"), "data_seed": "per_seed"}
+    full, cut = Pack(config, [0, 1, 2], device="cpu"), Pack(config, [0, 1, 2], device="cpu")
+    full.train_epoch()
+    cut.train_epoch()
+    cut.stopped[1] = {**cut.evaluate()[1], "status": "stopped", "success": False, "stopped_epoch": 1}
+    cut._shrink(cut.active)
+    assert cut.train_x.shape[0] == 2
+    a, b = full.train_epoch(), cut.train_epoch()
+    assert [b["total"][0], b["total"][2]] == pytest.approx([a["total"][0], a["total"][2]], rel=1e-4)
