@@ -211,16 +211,17 @@ def suggest_for_sweep(tracking_uri: str, sweep: str, metric=None, below=None, ab
     """``seedsweep analyze NAME --suggest-seed-stop``: the rule ``suggest`` finds on the sweep's
     finished seeds (up to ``sample`` of them, spread over the configurations) under its success rule."""
     from analysis.report import rule
-    from analysis.runs import load_runs, metric_histories, success_rule
+    from analysis.runs import client, load_runs, metric_histories
     from analysis.success import outcome
 
-    runs = load_runs(tracking_uri, sweep)
-    rule_metric, bound, threshold = rule(runs, success_rule(tracking_uri, sweep), metric, below, above)
+    mlflow_client = client(tracking_uri)
+    runs = load_runs(tracking_uri, sweep, mlflow_client)
+    rule_metric, bound, threshold = rule(runs, runs.attrs.get("success_rule"), metric, below, above)
     if rule_metric is None:
         return "no success rule stored or given: pass --metric M --below X (or --above X)"
     ok = outcome(runs, metric, below, above)
     finished = runs["status"].eq("finished")
     chosen = runs[finished].groupby("config_id", sort=False).head(max(1, sample // max(runs["config_id"].nunique(), 1)))
-    histories = metric_histories(tracking_uri, list(chosen["run_id"][:sample]), rule_metric)
+    histories = metric_histories(mlflow_client, list(chosen["run_id"][:sample]), rule_metric)
     found = suggest(histories, dict(zip(runs["run_id"], ok)), bound, float(threshold))
     return describe_suggestion(rule_metric, found)
