@@ -17,9 +17,9 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportion_
 
 from analysis.runs import INFO, natural_key
 from analysis.sequential import ALPHA
+from trainables.records import COUNTED
 from trainables.rule import SuccessRule
 
-COUNTED = ("finished", "diverged", "stopped")
 SHOWN = ("diverged", "pruned", "running", "failed")
 
 
