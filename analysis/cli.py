@@ -16,6 +16,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     analyze.add_argument("--above", type=float, help="success when the final metric is above this")
     analyze.add_argument("--baseline", help="config_id to compare against (default: the highest rate)")
     analyze.add_argument("--out", help="report folder (default: reports/NAME)")
+    analyze.add_argument(
+        "--suggest-seed-stop",
+        action="store_true",
+        help="print a seed_stop rule (metric, threshold, from_epoch) from the finished seeds' curves, with its false-stop rate",
+    )
     analyze.set_defaults(func=analyze_command)
 
 
@@ -30,6 +35,10 @@ def analyze_command(args: argparse.Namespace) -> None:
     table = write_report(args.tracking_uri, args.name, out, args.metric, args.below, args.above, args.baseline)
     print(format_table(table, fixed_comparison(table, args.baseline)))
     print(f"report: {out}/report.html")
+    if args.suggest_seed_stop:
+        from analysis.seed_stop import suggest_for_sweep
+
+        print(suggest_for_sweep(args.tracking_uri, args.name, args.metric, args.below, args.above))
 
 
 def print_success_table(tracking_uri: str, sweep: str) -> None:

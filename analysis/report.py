@@ -65,7 +65,19 @@ def display_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) -
     for status in ("pruned", "diverged", "running", "failed"):
         if status in ("pruned", "diverged") or table[status].any():
             out[status] = table[status].astype(str)
+    if "corrected_low" in table:  # seed_stop (analysis.seed_stop)
+        out["stopped"] = table["stopped"].astype(str)
+        out["audited"] = table["audited"].astype(str)
+        out["false stops"] = table["false_stops"].astype(str)
+        out["steps saved"] = table["seed_steps_saved"].astype(str)
+        out["corrected 95%"] = [span(a, b) for a, b in zip(table["corrected_low"], table["corrected_high"])]
     return out
+
+
+def seed_stop_note(table: pd.DataFrame) -> str:
+    from analysis.seed_stop import note
+
+    return note(table)
 
 
 def span(low: float, high: float) -> str:
@@ -87,13 +99,16 @@ def format_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) ->
 
     lines = [line(shown.columns), line("-" * widths[c] for c in shown)]
     lines += [line(row) for row in shown.itertuples(index=False)]
-    foot = f"success: {table.attrs.get('rule', 'stored success tags')}; n = finished + diverged seeds; pruned seeds are not in n"
+    counted = "finished + diverged + stopped" if "corrected_low" in table else "finished + diverged"
+    foot = f"success: {table.attrs.get('rule', 'stored success tags')}; n = {counted} seeds; pruned seeds are not in n"
     if table["pruned"].any():
         foot += " (ASHA kept the seeds of configurations that looked better early: rates are biased)"
     if comparison is not None:
         foot += f"; p: two-sided {comparison.attrs['test'].capitalize()} exact test, Holm-corrected"
     if "anytime_low" in table:
         foot = f"{anytime_note(table)}\n{foot}"
+    if "corrected_low" in table:
+        foot = f"{foot}\n{seed_stop_note(table)}"
     return "\n".join([*lines, foot])
 
 
@@ -341,6 +356,7 @@ def render(sweep, tracking_uri, table, comparison, sections, figures, out: Path)
         "<p class='note'>n counts finished and diverged seeds (diverged = failure); pruned, running and failed seeds are"
         " shown but not in n. Intervals are 95% Wilson score and Clopper-Pearson.",
         f"<p class='note'><b>{esc(anytime_note(table))}.</b></p>" if "anytime_low" in table else "",
+        f"<p class='note'>{esc(seed_stop_note(table))}.</p>" if "corrected_low" in table else "",
         comparison_note(comparison),
         "</p>",
         pruning_note(table),

@@ -22,7 +22,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trainables.records import DESIGN_TAG, MLFLOW_STATUS, SUCCESS, find_experiment, search_kind, stored_rule
+from trainables.records import (
+    DESIGN_TAG,
+    MLFLOW_STATUS,
+    SEED_STOP_TAGS,
+    SUCCESS,
+    find_experiment,
+    search_kind,
+    stored_rule,
+)
 from trainables.rule import SuccessRule
 
 INFO = ["run_id", "parent_run_id", "config_id", "trial_id", "seed", "status", "success", "device", "precision"]
@@ -75,6 +83,7 @@ def load_runs(tracking_uri: str, sweep: str, mlflow_client=None) -> pd.DataFrame
                 "success": None if success is None else success.lower() == "true",
                 "device": tags.get("device"),
                 "precision": tags.get("precision"),
+                **{k: tags[k] for k in SEED_STOP_TAGS if k in tags},  # seed_stop's (trainables.tracking)
             }
         )
         params.append(run.data.params)
@@ -82,6 +91,10 @@ def load_runs(tracking_uri: str, sweep: str, mlflow_client=None) -> pd.DataFrame
     info = pd.DataFrame(info)
     info["seed"] = pd.to_numeric(info["seed"], errors="coerce").astype("Int64")
     info["success"] = info["success"].astype("boolean")
+    if "audit" in info:
+        info["audit"] = info["audit"].map({"true": True, "false": False}).astype("boolean")
+    for key in set(SEED_STOP_TAGS[1:]) & set(info):
+        info[key] = pd.to_numeric(info[key], errors="coerce")
     params = pd.DataFrame(params).drop(columns=INFO, errors="ignore")
     params = params.apply(typed)
     metrics = pd.DataFrame(metrics, dtype=float).drop(columns=[SUCCESS], errors="ignore")  # the tag's 0/1 copy

@@ -2,7 +2,8 @@
 comparisons with Holm's correction, seed budgets, and bootstrap summaries of continuous metrics.
 
 Which seeds count: ``finished`` seeds succeed or fail by the rule; ``diverged`` seeds are
-failures (they count in n); ``pruned`` seeds (stopped early by ASHA), and ``running`` or
+failures (they count in n), as are ``stopped`` seeds (seed_stop: predicted failures, with the
+audit's correction in ``analysis.seed_stop``); ``pruned`` seeds (stopped early by ASHA), and ``running`` or
 ``failed`` ones, are not in n but are counted in their own columns.
 """
 
@@ -16,9 +17,9 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportion_
 
 from analysis.runs import INFO, natural_key
 from analysis.sequential import ALPHA
+from trainables.records import COUNTED
 from trainables.rule import SuccessRule
 
-COUNTED = ("finished", "diverged")
 SHOWN = ("diverged", "pruned", "running", "failed")
 
 
@@ -32,7 +33,7 @@ def success_table(runs: pd.DataFrame, metric=None, below=None, above=None, param
     ok = outcome(runs, metric, below, above)
     params = swept_params(runs) if params is None else list(params)
     status = runs["status"].fillna("unknown")
-    extra = sorted(set(status) - set(COUNTED) - set(SHOWN))
+    extra = sorted(set(status) - set(COUNTED) - set(SHOWN)) + (["stopped"] if status.eq("stopped").any() else [])
     counts = (
         pd.DataFrame(
             {
@@ -66,6 +67,10 @@ def success_table(runs: pd.DataFrame, metric=None, below=None, above=None, param
     ]
     table = table[ordered + [*SHOWN, *extra]]
     table.attrs.update(params=params, rule=describe_rule(runs, metric, below, above), design=runs.attrs.get("design"))
+    if "stopped" in extra:  # seed_stop: audit, false stops and the corrected interval
+        from analysis.seed_stop import annotate
+
+        table = annotate(table, runs, ok)
     return table
 
 

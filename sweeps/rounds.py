@@ -41,7 +41,7 @@ from sweeps.tuner import (
     write_done,
 )
 from trainables.options import RUN_KEY
-from trainables.records import DESIGN_TAG, KIND, ensure_experiment, open_client, retry, search_all
+from trainables.records import COUNTED, DESIGN_TAG, KIND, ensure_experiment, open_client, retry, search_all
 
 
 def round_dir(sweep_dir: str, round_: int) -> str:
@@ -157,7 +157,7 @@ def replay(spec: SweepSpec, where: Where, design: Design, round_: int, allow_mix
 def check_settings(runs, spec: SweepSpec) -> None:
     """Refuse to pool seeds trained on different devices or precisions (bf16 on a GPU, fp32 on a
     CPU after a resume elsewhere): one binomial per configuration needs one rate."""
-    counted = runs[runs["status"].isin(("finished", "diverged"))]
+    counted = runs[runs["status"].isin(COUNTED)]
     settings = counted[["device", "precision"]].fillna("?").drop_duplicates()
     if len(settings) > 1:
         found = "; ".join(f"{d} {p}" for d, p in settings.itertuples(index=False))
@@ -170,7 +170,7 @@ def check_settings(runs, spec: SweepSpec) -> None:
 def retried(runs, design: Design, config_id: str, round_: int) -> list[int]:
     """Seeds of ``config_id`` up to round ``round_`` whose runs failed and that have no counted run."""
     mine = runs[runs["config_id"].eq(config_id) & runs["seed"].map(lambda s: design.round_of(int(s)) <= round_)]
-    counted = set(mine.loc[mine["status"].isin(("finished", "diverged")), "seed"].astype(int))
+    counted = set(mine.loc[mine["status"].isin(COUNTED), "seed"].astype(int))
     return sorted({int(s) for s in mine.loc[mine["status"].eq("failed"), "seed"]} - counted)
 
 

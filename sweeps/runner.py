@@ -31,6 +31,7 @@ from sweeps.tuner import (
 )
 from trainables.records import bound_mlflow_http, ensure_experiment, open_client, sweep_progress, unreachable
 from trainables.rule import SuccessRule
+from trainables.seed_stop import SeedStop
 
 __all__ = ["AlreadyDone", "Where", "plan", "run"]
 
@@ -61,6 +62,7 @@ def plan(spec: SweepSpec) -> str:
         f"  each trial: {spec.resources['cpu']} CPU, {spec.resources['gpu']} GPU, {spec.seeds} seeds packed; "
         f"at most {spec.max_concurrent or 'as many as fit'} at once",
         f"  success: {SuccessRule.parse(spec.success)}",
+        *([f"  seed_stop: {SeedStop.parse(spec.seed_stop)}"] if spec.seed_stop else []),
         *seed_lines,
         f"  fixed: {spec.fixed() or '-'}",
         f"  swept: {spec.swept() or '-'}",

@@ -22,6 +22,7 @@ file and the field.
     scheduler: {grace_period: 5, reduction_factor: 2}  # ASHA (on the model's scheduler_metric); absent or none: no early stopping
     resources: {cpu: 1, gpu: 0}
     success: {metric: METRIC, below: 0.2, also: [0.03]}  # left out: the model's own rule; also: more thresholds to report
+    seed_stop: {metric: METRIC, above: 0.6, from_epoch: 10, audit: 0.25}  # optional: stop failed seeds (trainables.seed_stop)
 
 ``success.metric`` must be a metric the model declares (``PackedModel.metrics``); left out, the
 model's own ``success`` rule applies. ``scheduler.metric`` is ``median_<m>`` or ``best_<m>`` of a
@@ -65,6 +66,7 @@ TOP_KEYS = (
     "success",
     "max_failures",
     "tracking_patience",
+    "seed_stop",
 )
 SCHEDULER_KEYS = ("metric", "mode", "grace_period", "reduction_factor")
 ADAPTIVE_KEYS = ("start", "step", "max", "until", "alpha", "margin")
@@ -106,6 +108,7 @@ class SweepSpec:
     success: dict[str, Any] | None = None  # None: the model's default rule (filled in by from_dict)
     max_failures: int = 2
     tracking_patience: float = PATIENCE  # seconds a trial trains on with MLflow unreachable, then fails
+    seed_stop: dict[str, Any] | None = None  # stop failed seeds inside their pack (trainables.seed_stop); None: never
     path: str = "<dict>"
 
     def swept(self) -> dict[str, dict]:
@@ -131,7 +134,8 @@ class SweepSpec:
 
     def base_config(self) -> dict[str, Any]:
         """The trainable's config without the swept params: model, env, data, fixed params, success rule."""
-        return {"model": self.model, "env": self.env, **self.data, **self.fixed(), "success": dict(self.success)}
+        base = {"model": self.model, "env": self.env, **self.data, **self.fixed(), "success": dict(self.success)}
+        return {**base, "seed_stop": dict(self.seed_stop)} if self.seed_stop else base
 
 
 def is_space(value: Any) -> bool:
@@ -222,7 +226,7 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
     if not isinstance(params, dict):
         fail("params", "must be a mapping of hyperparameter -> value or search space")
     for key, value in params.items():
-        if key in DATA_KEYS or key in ("model", "env", "success", "seeds"):
+        if key in DATA_KEYS or key in ("model", "env", "success", "seeds", "seed_stop"):
             fail(f"params.{key}", "is not a hyperparameter; set it at the top level or under data")
         if isinstance(value, dict) and len(value) == 1 and next(iter(value)) not in SPACES:
             fail(f"params.{key}", f"unknown search space {next(iter(value))!r}; use one of {', '.join(SPACES)}")
@@ -255,6 +259,16 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
         spec.success = SuccessRule.parse(raw.get("success", model_cls.success), declared).as_dict()
     except ValueError as err:
         fail("success", f"{err} (model {spec.model})")
+
+    if raw.get("seed_stop") is not None:
+        from trainables.seed_stop import SeedStop
+
+        try:
+            spec.seed_stop = SeedStop.parse(raw["seed_stop"], {m.name: m.better for m in model_cls.metrics}).as_dict()
+        except ValueError as err:
+            fail("seed_stop", f"{err} (model {spec.model})")
+        if spec.seed_stop["from_epoch"] >= spec.epochs:
+            fail("seed_stop.from_epoch", f"must be below epochs ({spec.epochs}): no seed could stop")
 
     scheduler = raw.get("scheduler")
     if scheduler in (None, "none", False):

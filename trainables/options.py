@@ -29,6 +29,7 @@ COMMON = {
     # training set, so the success rate covers the sampling of the data too (costs S x the training set's memory)
     "scene": None,  # the world's scene (ball: "sps", the SPS authors', or "plain"); None: the world's default
     "success": None,  # {metric: NAME, below|above: X}, NAME a metric the model declares; None: the model's ``success``
+    "seed_stop": None,  # {metric, above|below, from_epoch, audit, patience}: stop failed seeds (trainables.seed_stop)
     "device": None,  # run-only: None = cuda if available, else cpu
     # run-only speed settings (see trainables.pack.Speed); None = the device's default
     "precision": None,  # "fp32" | "bf16" (autocast); None: bf16 on CUDA, fp32 on CPU
@@ -38,7 +39,7 @@ COMMON = {
     "conv_gemm": None,  # convolutions as unfold/fold + batched matmuls instead of grouped kernels; None: off
 }
 RUN_ONLY = ("device", "precision", "channels_last", "tf32", "compile", "conv_gemm")  # where and how fast, not what
-NOT_IN_ID = (*RUN_ONLY, "success")  # config_id names what is trained, not where, how fast or how it is judged
+NOT_IN_ID = (*RUN_ONLY, "success", "seed_stop")  # config_id names what is trained, not where, how fast or how judged
 DATA_KEYS = ("n_train", "n_val", "frames", "image_size", "data_seed", "scene")  # what the world's dataset is made of
 RUN_KEY = "run"  # the key of a trial config that holds its RunOptions (as a dict)
 

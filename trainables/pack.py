@@ -34,6 +34,7 @@ from trainables.data import PER_SEED, load_data
 from trainables.models import MODELS, PackedModel, metric_names
 from trainables.options import COMMON, DATA_KEYS, NOT_IN_ID, RUN_ONLY
 from trainables.rule import SuccessRule
+from trainables.seed_stop import SeedStop, shrink_optimizer_state, shrink_state
 
 PRECISIONS = ("fp32", "bf16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
@@ -88,6 +89,7 @@ def resolve_config(config: dict) -> Resolved:
         except ValueError as err:
             raise ValueError(f"config key 'scene': {err}") from None
     out["success"] = check_success(model_cls.success if out["success"] is None else out["success"], model_cls)
+    out["seed_stop"] = check_seed_stop(out["seed_stop"], model_cls)
     if out["device"] is not None and not isinstance(out["device"], str):
         raise ValueError(f"config key 'device' must be a string or None, got {out['device']!r}")
     if out["precision"] is not None and out["precision"] not in PRECISIONS:
@@ -114,6 +116,16 @@ def check_success(rule, model_cls: type[PackedModel]) -> dict:
         return SuccessRule.parse(rule, metric_names(model_cls)).as_dict()
     except ValueError as err:
         raise ValueError(f"config key 'success': {err}") from None
+
+
+def check_seed_stop(rule, model_cls: type[PackedModel]) -> dict | None:
+    """The seed-stop rule as a plain dict (or None), checked against the model's declared metrics."""
+    if rule is None:
+        return None
+    try:
+        return SeedStop.parse(rule, {m.name: m.better for m in model_cls.metrics}).as_dict()
+    except ValueError as err:
+        raise ValueError(f"config key 'seed_stop': {err}") from None
 
 
 def succeeded(result: dict, rule: dict) -> bool:
@@ -193,12 +205,25 @@ class Pack:
         self.finished = False
         self.epoch = self.step = 0
         self.last_losses: dict[str, list[float]] | None = None
+        # seed_stop (trainables.seed_stop): the model's stacked tensors hold the seeds ``held`` (indices
+        # into ``seeds``), the stopped ones have left it; ``alive`` is over the held seeds
+        self.stop = SeedStop.parse(self.config["seed_stop"]) if self.config["seed_stop"] else None
+        self.held = list(range(len(self.seeds)))
+        self.stopped: dict[int, dict] = {}  # index -> its result frozen at the stop
+        self.would_stop: dict[int, int] = {}  # audited candidates: index -> the epoch it would have stopped
+        self.strikes = [0] * len(self.seeds)  # consecutive evaluations on the failing side
+
+    @property
+    def active(self) -> list[int]:
+        """Indices of the seeds that still train (held and not stopped)."""
+        return [i for i in self.held if i not in self.stopped]
 
     @property
     def status(self) -> list[str]:
-        """Per seed: ``running``, ``diverged`` or (after ``finish``) ``finished``."""
+        """Per seed: ``running``, ``diverged``, ``stopped`` (seed_stop) or (after ``finish``) ``finished``."""
         done = "finished" if self.finished else "running"
-        return [done if a else "diverged" for a in self.alive.tolist()]
+        alive = dict(zip(self.held, self.alive.tolist()))
+        return ["stopped" if i in self.stopped else done if alive[i] else "diverged" for i in range(len(self.seeds))]
 
     def finish(self) -> None:
         """Mark the seeds still running as finished."""
@@ -210,7 +235,11 @@ class Pack:
         """One epoch (len(train) // batch_size batches, each seed its own shuffled order, each batch
         ``model.steps_per_batch`` optimiser steps); per seed the mean of each loss term over the epoch."""
         B, n = self.cfg.batch_size, self.n_train
-        order = self._to_device(torch.stack([torch.randperm(n, generator=g) for g in self.gens]))
+        if not self.active:  # every seed has stopped: nothing to compute
+            self.epoch += 1
+            self.last_losses = {k: [math.nan] * len(self.seeds) for k in self.last_losses or {}}
+            return self.last_losses
+        order = self._to_device(torch.stack([torch.randperm(n, generator=self.gens[i]) for i in self.held]))
         self._set_cuda_flags()
         sums: dict[str, torch.Tensor] = {}
         repeat = self.model.steps_per_batch
@@ -220,12 +249,21 @@ class Pack:
             for k, v in terms.items():
                 sums[k] = sums[k] + v if k in sums else v.clone()  # not a CUDA graph's output buffer
         self.epoch += 1
-        self.last_losses = {k: (v / steps).tolist() for k, v in sums.items()}  # one host sync per epoch
+        self.last_losses = {k: self._spread((v / steps).tolist()) for k, v in sums.items()}  # one host sync
         return self.last_losses
+
+    def _spread(self, values: list[float]) -> list[float]:
+        """Values over the held seeds -> over all seeds (NaN for those that have left the pack)."""
+        if len(self.held) == len(self.seeds):
+            return values
+        out = [math.nan] * len(self.seeds)
+        for i, v in zip(self.held, values):
+            out[i] = v
+        return out
 
     def _step(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.per_seed_data:  # [S, B, T, 3, H, W], each seed its own batch of its own set
-            x = self.train_x[torch.arange(len(self.seeds), device=idx.device)[:, None], idx]
+            x = self.train_x[torch.arange(len(self.held), device=idx.device)[:, None], idx]
         else:
             x = self.train_x[idx]  # [S, B, T, 3, H, W], each seed its own batch
         rand = self._draw(x.shape[1], x.shape[2])
@@ -241,7 +279,7 @@ class Pack:
 
     def _draw(self, batch: int, frames: int) -> dict[str, torch.Tensor]:
         """Each seed's random numbers from its own generator (outside the packed computation), stacked."""
-        draws = [self.model.draw(g, batch, frames, self.step) for g in self.gens]
+        draws = [self.model.draw(self.gens[i], batch, frames, self.step) for i in self.held]
         return {k: self._to_device(torch.stack([d[k] for d in draws])) for k in draws[0]}
 
     def _to_device(self, t: torch.Tensor) -> torch.Tensor:
@@ -257,7 +295,7 @@ class Pack:
 
     def _guard_and_clip(self, total: torch.Tensor) -> None:
         """Per seed: freeze it for good if its loss or gradient is not finite, else clip its gradient norm."""
-        S = len(self.seeds)
+        S = len(self.held)
         params = [p for p in self.model.parameters() if p.grad is not None]
         norm = torch.stack([p.grad.reshape(S, -1).square().sum(1) for p in params]).sum(0).sqrt()
         self.alive &= torch.isfinite(norm) & torch.isfinite(total)
@@ -278,27 +316,94 @@ class Pack:
         """Per seed: seed, status, success (the config's rule), every metric the model declares
         (``model.evaluate`` on the validation set, in eval mode, without gradients or autocast), and
         the ``train/<term>`` losses of the last epoch."""
-        values = self._in_eval_mode(self.model.evaluate, self.val_x, self.val_y)
         names = metric_names(type(self.model))
+        if not self.active:  # every seed has stopped: their results are frozen
+            return [dict(self.stopped[i]) for i in range(len(self.seeds))]
+        values = self._in_eval_mode(self.model.evaluate, self.val_x, self.val_y)
         if set(values) != set(names):
             raise RuntimeError(
                 f"{type(self.model).__name__}.evaluate returned {sorted(values)}, but the model declares {list(names)}"
             )
         results = []
-        for s, (seed, status) in enumerate(zip(self.seeds, self.status)):
+        position = {i: s for s, i in enumerate(self.held)}
+        for i, (seed, status) in enumerate(zip(self.seeds, self.status)):
+            if i in self.stopped:
+                results.append(dict(self.stopped[i]))
+                continue
+            s = position[i]
             result = {
                 "seed": seed,
                 "status": status,
                 **{k: float(values[k][s]) for k in names},
-                **{f"train/{k}": float(v[s]) for k, v in (self.last_losses or {}).items()},
+                **{f"train/{k}": float(v[i]) for k, v in (self.last_losses or {}).items()},
             }
             result["success"] = succeeded(result, self.config["success"])
+            if self.stop is not None:
+                result.update(stopped_epoch=None, audit=i in self.would_stop, would_stop_epoch=self.would_stop.get(i))
             results.append(result)
         return results
 
+    # ---- seed_stop ----
+
+    def stop_seeds(self, results: list[dict]) -> list[dict]:
+        """Apply ``seed_stop`` to this epoch's ``evaluate()``: each running seed on the failing side
+        (``patience`` evaluations in a row, from ``from_epoch``) stops and leaves the pack, unless it
+        is audited (it then trains on, its would-stop epoch recorded). Returns the results with the
+        new statuses (``stopped``: a failure, its metrics frozen at the stop; ``audit``: True)."""
+        rule, out, stop = self.stop, list(results), []
+        if rule is None or self.finished or self.epoch < rule.from_epoch:
+            return out
+        for i in self.active:
+            r = results[i]
+            if r["status"] != "running" or i in self.would_stop:
+                continue
+            self.strikes[i] = self.strikes[i] + 1 if rule.failing(r.get(rule.metric, math.nan)) else 0
+            if self.strikes[i] < rule.patience:
+                continue
+            if rule.audited(self.seeds[i]):
+                self.would_stop[i] = self.epoch
+                out[i] = {**r, "audit": True, "would_stop_epoch": self.epoch}
+            else:
+                self.stopped[i] = out[i] = {**r, "status": "stopped", "success": False, "stopped_epoch": self.epoch}
+                stop.append(i)
+        if stop and self.active:
+            self._shrink(self.active)
+        return out
+
+    def _shrink(self, keep: list[int]) -> None:
+        """The model, Adam and LR schedule rebuilt for the seeds ``keep`` (indices, a subset of
+        ``held``, in order): their stacked parameters, buffers and optimiser moments cut from the
+        current ones (``trainables.seed_stop.shrink_state``), so they go on exactly as before."""
+        positions = [self.held.index(i) for i in keep]
+        fresh = [torch.Generator().manual_seed(self.seeds[i]) for i in keep]  # init draws only: replaced below
+        model = type(self.model)(self.cfg, fresh, self.train_x.shape[-1]).to(self.device)
+        model.load_state_dict(shrink_state(self.model.state_dict(), model.state_dict(), positions, len(self.held)))
+        model.set_channels_last(self.speed.channels_last)
+        model.conv_gemm(self.speed.conv_gemm)
+        model.train(self.model.training)
+        groups = [{"params": params, "lr": self.cfg.lr * mult} for params, mult in model.param_groups()]
+        optimizer = torch.optim.Adam(groups, lr=self.cfg.lr, fused=self.device.type == "cuda")
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        optimizer.load_state_dict(
+            shrink_optimizer_state(
+                self.optimizer.state_dict(), optimizer.state_dict(), params, positions, len(self.held)
+            )
+        )
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.cfg.lr_decay)
+        scheduler.load_state_dict(self.scheduler.state_dict())
+        self.alive = self.alive[torch.tensor(positions, device=self.alive.device)]
+        if self.per_seed_data:  # each seed's own training set leaves with it
+            self.train_x = self.train_x[torch.tensor(positions, device=self.train_x.device)]
+        self.model, self.optimizer, self.scheduler, self.held = model, optimizer, scheduler, list(keep)
+        mode = self.speed.compile if isinstance(self.speed.compile, str) else None
+        self._losses = torch.compile(self.model.losses, mode=mode) if self.speed.compile else self.model.losses
+
     def artefacts(self, seed_index: int, folder) -> list:
-        """The model's pictures of one seed on the validation set, written into ``folder`` (PNG paths)."""
-        return self._in_eval_mode(self.model.artefacts, seed_index, self.val_x, self.val_y, folder)
+        """The model's pictures of one seed on the validation set, written into ``folder`` (PNG paths);
+        none for a stopped seed."""
+        if seed_index in self.stopped or seed_index not in self.held:
+            return []
+        return self._in_eval_mode(self.model.artefacts, self.held.index(seed_index), self.val_x, self.val_y, folder)
 
     def _in_eval_mode(self, fn, *args):
         """``fn(*args)`` with the model in eval mode under ``torch.no_grad()``, back to train mode after."""
@@ -325,6 +430,10 @@ class Pack:
             "alive": self.alive.cpu(),
             "finished": self.finished,
             "last_losses": self.last_losses,
+            "held": self.held,
+            "stopped": self.stopped,
+            "would_stop": self.would_stop,
+            "strikes": self.strikes,
         }
 
     def load_state_dict(self, d: dict) -> None:
@@ -332,6 +441,9 @@ class Pack:
         theirs = {k: v for k, v in resolve_config(d["config"]).items() if k not in RUN_ONLY}
         if ours != theirs or list(d["seeds"]) != self.seeds:
             raise ValueError("state_dict is of another configuration or seed list")
+        held = list(d.get("held", range(len(self.seeds))))
+        if held != self.held:  # stopped seeds had left the pack: cut this one to the same seeds first
+            self._shrink(held)
         self.model.load_state_dict(d["model"])
         self.optimizer.load_state_dict(d["optimizer"])
         self.scheduler.load_state_dict(d["scheduler"])
@@ -340,12 +452,19 @@ class Pack:
         self.alive = d["alive"].to(self.device)
         self.finished, self.epoch, self.step = d["finished"], d["epoch"], d["step"]
         self.last_losses = d["last_losses"]
+        self.stopped = {int(k): v for k, v in d.get("stopped", {}).items()}
+        self.would_stop = {int(k): int(v) for k, v in d.get("would_stop", {}).items()}
+        self.strikes = list(d.get("strikes", [0] * len(self.seeds)))
 
 
 def fit(config: dict, seeds: list[int], epochs: int, device: str | None = None) -> list[dict]:
-    """Train ``seeds`` of ``config`` for ``epochs`` epochs in one Pack; the final ``evaluate()``."""
+    """Train ``seeds`` of ``config`` for ``epochs`` epochs in one Pack; the final ``evaluate()``. With
+    ``seed_stop`` the pack is evaluated after every epoch from ``from_epoch`` on (not the last) and
+    the failed seeds leave it (``Pack.stop_seeds``)."""
     pack = Pack(config, seeds, device=device)
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
         pack.train_epoch()
+        if pack.stop is not None and pack.stop.from_epoch <= epoch < epochs and pack.active:
+            pack.stop_seeds(pack.evaluate())
     pack.finish()
     return pack.evaluate()

@@ -7,8 +7,11 @@ seeds' rule as JSON). A parent run per configuration, a child run per seed. Both
 tags ``sweep``, ``config_id``, ``trial_id`` and ``seedsweep.kind`` (``config`` | ``seed``); params are
 the resolved config, flattened (``success.metric``, ``success.below``, ...: the success rule's
 record, read back by ``stored_rule``), children add ``seed``. Children are tagged
-``mlflow.parentRunId``, ``seed``, ``status`` (running | finished | diverged | pruned | failed),
-``success`` ("true" | "false"), ``device`` and ``precision`` (what trained it). Per-seed metrics use
+``mlflow.parentRunId``, ``seed``, ``status`` (running | finished | diverged | pruned | failed |
+stopped), ``success`` ("true" | "false"), ``device`` and ``precision`` (what trained it); with
+``seed_stop`` (trainables.seed_stop) also ``audit`` ("true" for an audited stop candidate),
+``would_stop_epoch`` (audited), ``stopped_epoch`` and ``seed_steps_saved`` (a stopped seed: its run
+ends at the stop, its last metrics those of the stop; it counts in n as a failure). Per-seed metrics use
 step = epoch; at the last epoch a finished or diverged seed also logs the metric ``success`` (1 or 0;
 a pruned or failed seed has none), so MLflow's own "group by config_id, average success" shows k/n.
 The parent holds the aggregates over seeds, at the last epoch ``n`` (finished + diverged seeds), ``n_success``, ``success_rate`` (k/n)
@@ -40,7 +43,8 @@ METRICS_TAG = "seedsweep.metrics"  # on configuration runs: the model's declared
 DESIGN_TAG = "seedsweep.design"  # experiment tag: the adaptive seeds' rule (analysis.sequential.Design) as JSON
 RUN_TAGS = ("sweep", "config_id", "trial_id")  # on both kinds of run
 SUCCESS = "success"  # seed tag ("true" | "false") and, for finished or diverged seeds, metric (1 | 0)
-COUNTED = ("finished", "diverged")  # seed statuses that count in n
+COUNTED = ("finished", "diverged", "stopped")  # seed statuses that count in n (stopped: seed_stop, a failure)
+SEED_STOP_TAGS = ("stopped_epoch", "audit", "would_stop_epoch", "seed_steps_saved")  # seed_stop's, on seed runs
 PAGE = 5000  # runs per search_runs page (MLflow allows up to 50,000)
 MLFLOW_END = {"pruned": "KILLED", "failed": "FAILED"}  # seed status -> MLflow run status (else FINISHED)
 MLFLOW_STATUS = {  # MLflow's own run status -> seed status, used only when a seed run has no `status` tag

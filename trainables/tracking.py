@@ -28,6 +28,7 @@ from mlflow.entities import Metric, Param, RunTag
 from trainables.options import PATIENCE
 from trainables.records import (
     KIND,
+    SEED_STOP_TAGS,
     bound_mlflow_http,
     config_outcome,
     ensure_experiment,
@@ -93,6 +94,7 @@ class Tracker:
         self.buffer: dict[str, list[Metric]] = {}
         self.pending_tags: dict[str, dict[str, str]] = {}  # run -> tags to send with its next flush
         self.sent_tags: dict[str, dict[str, str]] = {}  # run -> tags sent by this process
+        self.ending: set[str] = set()  # runs of stopped seeds (seed_stop) to terminate at the next send
         self.parent, self.children = self._wait(self._open, run_ids)
         for run_id, rows in (unsent or {}).get("metrics", {}).items():  # queued when the checkpoint was taken
             self.buffer[run_id] = [Metric(*row) for row in rows if row[3] > self.last_step[run_id].get(row[0], -1)]
@@ -225,8 +227,13 @@ class Tracker:
         """Queue each seed's ``status`` / ``success`` tags from ``Pack.evaluate()`` results."""
         for child, result in zip(self.children, results):
             tags = {"status": result["status"], "success": str(bool(result["success"])).lower()}
+            tags.update({k: str(result[k]).lower() for k in SEED_STOP_TAGS if result.get(k) is not None})
             changed = {k: v for k, v in tags.items() if self.sent_tags.get(child, {}).get(k) != v}
             self.pending_tags[child] = {**self.pending_tags.get(child, {}), **changed}
+
+    def end_seeds(self, indices: list[int]) -> None:
+        """Terminate the runs of these seeds (stopped by seed_stop) once their records are sent."""
+        self.ending.update(self.children[i] for i in indices)
 
     def tag_seeds(self, **tags: str) -> None:
         """Queue the same tags on every seed run, e.g. the device and precision they trained with."""
@@ -279,6 +286,9 @@ class Tracker:
                     self.sent_tags.setdefault(run_id, {}).update(pending)
                 for m in part:
                     last[m.key] = max(m.step, last.get(m.key, -1))
+        for run_id in sorted(self.ending):  # stopped seeds: their records are in, the run ends now
+            retry(self.client.set_terminated, run_id, "FINISHED")
+            self.ending.discard(run_id)
 
     def unsent(self) -> dict:
         """What is queued (metrics and tags per run), as JSON for the trial's checkpoint."""

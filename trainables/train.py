@@ -50,10 +50,10 @@ from ray import tune
 from trainables.models import Metric
 from trainables.options import RUN_KEY, RunOptions
 from trainables.pack import Pack, config_id, resolve_config
-from trainables.records import DEVICE_TAG, METRICS_TAG, PRECISION_TAG
+from trainables.records import DEVICE_TAG, METRICS_TAG, PRECISION_TAG, SEED_STOP_TAGS
 from trainables.tracking import Tracker, device_name
 
-NOT_METRICS = ("seed", "status", "success")
+NOT_METRICS = ("seed", "status", "success", *SEED_STOP_TAGS)
 
 
 def split_config(config: dict) -> tuple[RunOptions, dict]:
@@ -84,6 +84,7 @@ def aggregate(results: list[dict], metrics: tuple[Metric, ...]) -> dict[str, flo
         out[f"best_{m.name}"] = float(best(values))
     out["n_success"] = sum(bool(r["success"]) for r in results)
     out["n_diverged"] = int(diverged.sum())
+    out["n_stopped"] = sum(r["status"] == "stopped" for r in results)  # seed_stop: predicted failures
     out["success_rate"] = out["n_success"] / len(results)
     return out
 
@@ -157,20 +158,31 @@ def train(config: dict) -> None:
             node_id=ray.get_runtime_context().get_node_id(), pid=str(os.getpid())
         )  # where it ran (last attempt)
     results, report = meta["results"], meta["report"]
+    if results and pack.stopped:  # restored: the stopped seeds' runs keep their records and end again
+        tracker.set_seeds(results)
+        tracker.end_seeds(sorted(pack.stopped))
     flushed = time.monotonic()
+    steps_per_epoch = pack.n_train // pack.cfg.batch_size
 
     for epoch in range(start + 1, epochs + 1):
+        gone = set(pack.stopped)  # seeds that left the pack before this epoch: nothing new to log
         losses = pack.train_epoch()
         fresh = None
         if epoch == epochs:
             pack.finish()  # seeds still running become finished
         if epoch % run.eval_every == 0 or epoch == epochs or results is None:
-            results = fresh = [plain(r) for r in pack.evaluate()]
+            results = fresh = [plain(r) for r in pack.stop_seeds(pack.evaluate())]
+            for i in set(pack.stopped) - gone:  # stopped now: their metrics at the stop are the last ones
+                results[i]["seed_steps_saved"] = pack.stopped[i]["seed_steps_saved"] = (
+                    epochs - epoch
+                ) * steps_per_epoch
             tracker.set_seeds(results)
+            tracker.end_seeds(sorted(set(pack.stopped) - gone))
         train_medians = {f"median_train/{t}": finite_median(v) for t, v in losses.items()}
         report = {"epoch": epoch, **aggregate(results, metrics), **train_medians}
         parent = {**train_medians, **(aggregate(fresh, metrics) if fresh else {})}
-        tracker.log(epoch, parent, seed_metrics(losses, fresh))
+        rows = seed_metrics(losses, fresh)
+        tracker.log(epoch, parent, [{} if i in gone else row for i, row in enumerate(rows)])
         last = epoch == epochs
         save = last or epoch % run.checkpoint_every == 0
         if fresh or save or time.monotonic() - flushed >= run.flush_every:

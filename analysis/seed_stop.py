@@ -1,0 +1,227 @@
+"""Rates that stay honest when failed seeds are stopped early (``seed_stop``, trainables.seed_stop).
+
+A stopped seed was *predicted* to fail, not seen to fail. The success table counts it in n as a
+failure (so k/n and its intervals are those of "finished successes among all seeds"), and this
+module adds, per configuration:
+
+- ``stopped``, ``audited`` (stop candidates that trained on), ``false_stops`` (audited candidates
+  that succeeded), ``seed_steps_saved``;
+- the false-stop rate ``a/b`` (a false stops among b audited candidates) with its exact
+  Clopper-Pearson interval;
+- a **corrected** interval for the success rate, which covers the rate the configuration would
+  show had no seed been stopped. Construction (conservative, alpha = 0.05 split in two halves):
+  with k successes among n seeds, m of them stopped, and a of b audited candidates succeeding,
+
+  * lower end: the Clopper-Pearson lower bound of k/n at level 1 - alpha/2 (stops only remove
+    successes, so the count with no stop is at least k and this bound stays valid);
+  * upper end: q+ = the one-sided Clopper-Pearson upper bound of the false-stop rate a/b at
+    alpha/4; W+ = the (1 - alpha/4) quantile of Binomial(m, q+), a bound on how many of the m
+    stopped seeds would have succeeded; the upper end is the Clopper-Pearson upper bound of
+    (k + W+)/n at level 1 - alpha/2.
+
+  Each of the three bounds fails with probability at most alpha/4 or alpha/4 + alpha/4, and the
+  Clopper-Pearson bounds are monotone in the count, so the interval misses the no-stop rate with
+  probability at most alpha. It assumes that which candidates are audited (a hash of the seed
+  number) is independent of how they would end, so the audited candidates' outcomes are a random
+  sample of the stopped ones'. With no audited candidate (b = 0), q+ = 1 and every stopped seed
+  is counted as a possible success.
+
+Adaptive seeds (analysis.sequential) see a stopped seed as a failure through the same k/n; the
+correction there would widen the anytime upper end in the same way (k + W+), which this module
+does not yet do.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+ALPHA = 0.05
+
+
+def cp_bounds(k, n, alpha: float) -> tuple[float, float]:
+    """Two-sided Clopper-Pearson interval of k/n at level 1 - alpha ((0, 1) when n = 0)."""
+    k, n = int(k), int(n)
+    if n == 0:
+        return 0.0, 1.0
+    low = 0.0 if k == 0 else float(stats.beta.ppf(alpha / 2, k, n - k + 1))
+    high = 1.0 if k == n else float(stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return low, high
+
+
+def cp_upper(k, n, alpha: float) -> float:
+    """One-sided Clopper-Pearson upper bound of k/n at level 1 - alpha (1 when n = 0)."""
+    k, n = int(k), int(n)
+    return 1.0 if n == 0 or k == n else float(stats.beta.ppf(1 - alpha, k + 1, n - k))
+
+
+def false_stop_rate(false_stops, audited, alpha: float = ALPHA) -> tuple[float, float, float]:
+    """(rate, low, high): the share of audited stop candidates that succeeded, with its exact
+    two-sided Clopper-Pearson interval (NaN rate when none was audited)."""
+    rate = false_stops / audited if audited else math.nan
+    return (rate, *cp_bounds(false_stops, audited, alpha))
+
+
+def corrected_interval(k, n, stopped, false_stops, audited, alpha: float = ALPHA) -> tuple[float, float]:
+    """The success-rate interval that covers the rate with no stop (the module docstring's construction)."""
+    if n == 0:
+        return math.nan, math.nan
+    low, _ = cp_bounds(k, n, alpha / 2)
+    q_high = cp_upper(false_stops, audited, alpha / 4)
+    w_high = int(stats.binom.ppf(1 - alpha / 4, int(stopped), q_high)) if stopped else 0
+    _, high = cp_bounds(min(int(k) + w_high, int(n)), n, alpha / 2)
+    return low, high
+
+
+def seed_columns(runs: pd.DataFrame, ok: pd.Series) -> pd.DataFrame:
+    """Per configuration (index ``config_id``): ``stopped``, ``audited``, ``false_stops``,
+    ``seed_steps_saved``. ``ok``: each seed's final success under the rule in force."""
+    status = runs["status"].fillna("")
+    audit = runs["audit"].fillna(False).astype(bool) if "audit" in runs else pd.Series(False, index=runs.index)
+    saved = (
+        pd.to_numeric(runs["seed_steps_saved"], errors="coerce").fillna(0)
+        if "seed_steps_saved" in runs
+        else pd.Series(0.0, index=runs.index)
+    )
+    frame = pd.DataFrame(
+        {
+            "config_id": runs["config_id"],
+            "stopped": status.eq("stopped"),
+            "audited": audit & status.isin(("finished", "diverged")),  # candidates that trained on to the end
+            "false_stops": audit & status.eq("finished") & ok.astype(bool),
+            "seed_steps_saved": saved.where(status.eq("stopped"), 0),
+        }
+    )
+    return frame.groupby("config_id", sort=False).sum().astype(int)
+
+
+def annotate(table: pd.DataFrame, runs: pd.DataFrame, ok: pd.Series, alpha: float = ALPHA) -> pd.DataFrame:
+    """The success table with the seed-stop columns (``seed_columns``), the false-stop rate and its
+    interval, and the corrected interval (``corrected_low/high``); ``attrs["seed_stop"]`` holds the
+    sweep's pooled false-stop rate."""
+    cols = seed_columns(runs, ok).reindex(table["config_id"]).fillna(0).astype(int)
+    out = table.copy()
+    for c in cols:
+        out[c] = cols[c].to_numpy()
+    rates = [false_stop_rate(a, b, alpha) for a, b in zip(out["false_stops"], out["audited"])]
+    out["false_stop_rate"] = [r[0] for r in rates]
+    out["fsr_low"], out["fsr_high"] = [r[1] for r in rates], [r[2] for r in rates]
+    bounds = [
+        corrected_interval(k, n, m, a, b, alpha)
+        for k, n, m, a, b in zip(out["successes"], out["n"], out["stopped"], out["false_stops"], out["audited"])
+    ]
+    out["corrected_low"], out["corrected_high"] = [b[0] for b in bounds], [b[1] for b in bounds]
+    out.attrs = dict(table.attrs)
+    a, b = int(out["false_stops"].sum()), int(out["audited"].sum())
+    out.attrs["seed_stop"] = {
+        "stopped": int(out["stopped"].sum()),
+        "audited": b,
+        "false_stops": a,
+        "false_stop_rate": false_stop_rate(a, b, alpha),
+        "seed_steps_saved": int(out["seed_steps_saved"].sum()),
+    }
+    return out
+
+
+def note(table: pd.DataFrame) -> str:
+    """One line: what the seed-stop columns are, and the sweep's pooled false-stop rate."""
+    s = table.attrs["seed_stop"]
+    rate, low, high = s["false_stop_rate"]
+    fsr = f"{s['false_stops']}/{s['audited']} = {rate:.2f} [{low:.2f}, {high:.2f}]" if s["audited"] else "no audit yet"
+    return (
+        f"seed_stop: {s['stopped']} seeds stopped (counted as failures), {s['seed_steps_saved']} seed-steps saved; "
+        f"false stops among audited candidates {fsr} (CP 95%); corrected 95%: covers the rate without stops "
+        f"(CP at alpha/2, upper end + a bound on the stopped seeds that would have succeeded; analysis.seed_stop)"
+    )
+
+
+def suggest(
+    histories: dict[str, tuple[np.ndarray, np.ndarray]],
+    final_ok: dict[str, bool],
+    bound: str,
+    threshold: float,
+    max_false_stop: float = 0.05,
+) -> dict | None:
+    """A stop rule from finished seeds' curves (``analysis.runs.metric_histories``) and their final
+    success under the rule ``bound threshold`` (as ``success.forecast_by_epoch`` takes them): over
+    every evaluated epoch E and every threshold X among the success threshold and the deciles of
+    the values at E, the rule "stop when the metric is on the failing side of X at E" whose
+    measured false-stop rate (candidates that succeeded / candidates) is at most ``max_false_stop``
+    and that saves the most seed-epochs. Returns ``{metric side, threshold, from_epoch,
+    candidates, false_stops, false_stop_rate, fsr_low, fsr_high, saved_share}`` or None."""
+    side = "above" if bound == "below" else "below"  # the failing side of a success rule
+    runs = [r for r in histories if r in final_ok and len(histories[r][0])]
+    if not runs:
+        return None
+    last = max(int(histories[r][0].max()) for r in runs)
+    epochs = sorted({int(s) for r in runs for s in histories[r][0] if s < last})
+    total = sum(int(histories[r][0].max()) for r in runs)
+    best = None
+    for epoch in epochs:
+        at = {}
+        for r in runs:
+            steps, values = histories[r]
+            seen = values[steps <= epoch]
+            if len(seen):
+                at[r] = float(seen[-1])
+        finite = np.array([v for v in at.values() if math.isfinite(v)])
+        grid = {float(threshold), *(np.quantile(finite, np.linspace(0.1, 0.9, 9)).tolist() if len(finite) else [])}
+        for x in sorted(grid):
+            cand = [r for r, v in at.items() if not math.isfinite(v) or (v > x if side == "above" else v < x)]
+            if not cand:
+                continue
+            wrong = sum(bool(final_ok[r]) for r in cand)
+            rate = wrong / len(cand)
+            saved = sum(int(histories[r][0].max()) - epoch for r in cand)
+            if rate <= max_false_stop and (best is None or saved > best["saved"]):
+                low, high = cp_bounds(wrong, len(cand), ALPHA)
+                best = {
+                    "side": side,
+                    "threshold": x,
+                    "from_epoch": epoch,
+                    "candidates": len(cand),
+                    "seeds": len(at),
+                    "false_stops": wrong,
+                    "false_stop_rate": rate,
+                    "fsr_low": low,
+                    "fsr_high": high,
+                    "saved": saved,
+                    "saved_share": saved / total if total else 0.0,
+                }
+    return best
+
+
+def describe_suggestion(metric: str, found: dict | None, max_false_stop: float = 0.05) -> str:
+    if found is None:
+        return f"no seed_stop rule on {metric} keeps the measured false-stop rate at or below {max_false_stop:g}"
+    x = found
+    return (
+        f"seed_stop: {{metric: {metric}, {x['side']}: {x['threshold']:.4g}, from_epoch: {x['from_epoch']}, audit: 0.25}}\n"
+        f"  measured on {x['seeds']} finished seeds: {x['candidates']} would stop, {x['false_stops']} of them "
+        f"succeeded: false-stop rate {x['false_stop_rate']:.2f} (CP 95% [{x['fsr_low']:.2f}, {x['fsr_high']:.2f}]); "
+        f"saves {x['saved_share']:.0%} of their seed-epochs. Measured on the seeds it was chosen from, so optimistic: "
+        f"keep the audit on"
+    )
+
+
+def suggest_for_sweep(tracking_uri: str, sweep: str, metric=None, below=None, above=None, sample: int = 400) -> str:
+    """``seedsweep analyze NAME --suggest-seed-stop``: the rule ``suggest`` finds on the sweep's
+    finished seeds (up to ``sample`` of them, spread over the configurations) under its success rule."""
+    from analysis.report import rule
+    from analysis.runs import client, load_runs, metric_histories
+    from analysis.success import outcome
+
+    mlflow_client = client(tracking_uri)
+    runs = load_runs(tracking_uri, sweep, mlflow_client)
+    rule_metric, bound, threshold = rule(runs, runs.attrs.get("success_rule"), metric, below, above)
+    if rule_metric is None:
+        return "no success rule stored or given: pass --metric M --below X (or --above X)"
+    ok = outcome(runs, metric, below, above)
+    finished = runs["status"].eq("finished")
+    chosen = runs[finished].groupby("config_id", sort=False).head(max(1, sample // max(runs["config_id"].nunique(), 1)))
+    histories = metric_histories(mlflow_client, list(chosen["run_id"][:sample]), rule_metric)
+    found = suggest(histories, dict(zip(runs["run_id"], ok)), bound, float(threshold))
+    return describe_suggestion(rule_metric, found)

@@ -1,0 +1,366 @@
+"""seed_stop: failed seeds leave the pack (its tensors shrink), the others train exactly as without
+the stop, audited candidates train to the end, and the stop state survives a checkpoint."""
+
+import io
+import time
+
+import pytest
+import torch
+
+from trainables import Pack, fit
+from trainables.seed_stop import SeedStop, audit_draw
+
+TINY = {
+    "env": "ball",
+    "n_train": 64,
+    "n_val": 16,
+    "frames": 8,
+    "image_size": 16,
+    "channels": [8, 16, 16],
+    "dec_hidden": [16],
+    "rnn_width": 32,
+    "batch_size": 16,
+    "rnn_min_context": 3,
+    "grad_clip": 1.0,
+    "lr": 3e-3,
+    "success": {"metric": "linear_proj_mse", "below": 0.5},
+}
+# linear_proj_mse of seeds 0-7 at epoch 3 of this config: 0.54 0.70 0.55 0.43 0.60 0.35 0.41 0.66;
+# audit 0.25 audits seeds 0 and 3 (audit_draw 0.17, 0.01): above 0.5 stops 1, 2, 4, 7 and audits 0
+STOP = {"metric": "linear_proj_mse", "above": 0.5, "from_epoch": 3, "audit": 0.25}
+METRICS = ("linear_proj_mse", "linear_proj_r2", "recon_mse", "pred_mse", "psnr", "train/total")
+
+
+def test_fit_stops_failed_seeds_and_leaves_the_others_unchanged():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the timing compares like with like on a shared machine
+    try:
+        t0 = time.perf_counter()
+        plain = fit(TINY, seeds=range(8), epochs=8, device="cpu")
+        t1 = time.perf_counter()
+        stopped = fit({**TINY, "seed_stop": STOP}, seeds=range(8), epochs=8, device="cpu")
+        t2 = time.perf_counter()
+    finally:
+        torch.set_num_threads(threads)
+    status = [r["status"] for r in stopped]
+    stops = [r for r in stopped if r["status"] == "stopped"]
+    assert len(stops) >= 3, status
+    assert all(not r["success"] and r["stopped_epoch"] >= 3 and not r["audit"] for r in stops)
+    audited = [r for r in stopped if r["audit"]]
+    assert audited and all(r["status"] == "finished" and r["would_stop_epoch"] >= 3 for r in audited)
+    assert all(audit_draw(r["seed"]) < 0.25 for r in audited)
+    for a, b in zip(plain, stopped):
+        if b["status"] == "finished":  # ran to the end: the same numbers as without the stop
+            assert b["stopped_epoch"] is None
+            for key in METRICS:
+                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (b["seed"], key)
+            assert b["success"] == a["success"]
+    assert t2 - t1 < t1 - t0, (t2 - t1, t1 - t0)
+
+
+def test_stopped_seeds_leave_the_stacked_tensors_and_a_checkpoint_keeps_them_out():
+    config = {**TINY, "seed_stop": {**STOP, "from_epoch": 1, "audit": 0.0}}
+    pack = Pack(config, list(range(4)), device="cpu")
+    pack.train_epoch()
+    results = pack.stop_seeds(pack.evaluate())
+    stopped = [r["seed"] for r in results if r["status"] == "stopped"]
+    assert stopped and len(stopped) < 4
+    S = 4 - len(stopped)
+    assert all(p.shape[0] == S for p in pack.model.parameters())
+    assert all(s["exp_avg"].shape[0] == S for s in pack.optimizer.state.values())
+    pack.train_epoch()
+    buffer = io.BytesIO()
+    torch.save(pack.state_dict(), buffer)  # as a checkpoint: no tensor shared with the live pack
+    buffer.seek(0)
+    resumed = Pack(config, list(range(4)), device="cpu")
+    resumed.load_state_dict(torch.load(buffer, weights_only=False))
+    assert resumed.held == pack.held and set(resumed.stopped) == set(pack.stopped)
+    pack.train_epoch()
+    resumed.train_epoch()
+    a, b = pack.evaluate(), resumed.evaluate()
+    assert [r["status"] for r in a] == [r["status"] for r in b]
+    for x, y in zip(a, b):
+        assert x["linear_proj_mse"] == pytest.approx(y["linear_proj_mse"], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "rule, problem",
+    [
+        ({"metric": "linear_proj_mse", "above": 0.5, "from_epoch": 0, "audit": 0.1}, "from_epoch"),
+        ({"metric": "linear_proj_mse", "above": 0.5, "from_epoch": 2, "audit": 1.5}, "audit"),
+        ({"metric": "linear_proj_mse", "below": 0.5, "from_epoch": 2, "audit": 0.1}, "better lower"),
+        ({"metric": "nope", "above": 0.5, "from_epoch": 2, "audit": 0.1}, "not a metric"),
+        ({"metric": "linear_proj_mse", "from_epoch": 2, "audit": 0.1}, "above / below"),
+        ({"metric": "linear_proj_mse", "above": 0.5, "from_epoch": 2, "audit": 0.1, "x": 1}, "unknown key"),
+        ({"metric": "linear_proj_mse", "above": 0.5, "from_epoch": 2, "audit": 0.1, "patience": 0}, "patience"),
+    ],
+)
+def test_rule_errors_name_the_field(rule, problem):
+    from trainables import resolve_config
+
+    with pytest.raises(ValueError, match=problem) as err:
+        resolve_config({**TINY, "seed_stop": rule})
+    assert "seed_stop" in str(err.value)
+
+
+def test_rule_parse_and_audit_is_by_seed_number():
+    rule = SeedStop.parse({**STOP, "patience": 2})
+    assert rule.failing(0.6) and not rule.failing(0.4) and rule.failing(float("nan"))
+    assert SeedStop.parse(rule.as_dict()) == rule
+    share = sum(SeedStop.parse({**STOP, "audit": 0.3}).audited(s) for s in range(2000)) / 2000
+    assert share == pytest.approx(0.3, abs=0.04)
+
+
+def tiny(name: str) -> dict:
+    """A family's test config (as tests/test_models.py)."""
+    from trainables.models import MODELS
+
+    return {"model": name, "env": "ball", "n_train": 32, "n_val": 16, **MODELS[name][1].test_sizes}
+
+
+def family_names():
+    from trainables.models import MODELS
+
+    return sorted(MODELS)
+
+
+@pytest.mark.parametrize("name", family_names())
+def test_every_family_shrinks_to_the_same_numbers(name):
+    """Seed 0 leaves a pack of 0, 1, 2 after an epoch; 1 and 2 then train as in the full pack."""
+    full, cut = Pack(tiny(name), [0, 1, 2], device="cpu"), Pack(tiny(name), [0, 1, 2], device="cpu")
+    full.train_epoch()
+    cut.train_epoch()
+    cut.stopped[0] = {**cut.evaluate()[0], "status": "stopped", "success": False, "stopped_epoch": 1}
+    cut._shrink(cut.active)
+    assert all(p.shape[0] == 2 for p in cut.model.parameters())
+    a, b = full.train_epoch(), cut.train_epoch()
+    for term in a:
+        assert b[term][1:] == pytest.approx(a[term][1:], rel=1e-4, abs=1e-6), term
+    ra, rb = full.evaluate(), cut.evaluate()
+    assert rb[0]["status"] == "stopped"
+    for x, y in zip(ra[1:], rb[1:]):
+        for key, value in x.items():
+            if isinstance(value, float) and value == value:
+                assert y[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+
+
+def test_spec_field_checked_and_passed_to_the_trials(tmp_path):
+    from sweeps import spec as specs
+
+    good = {
+        "name": "t",
+        "model": "sps",
+        "env": "ball",
+        "data": {"n_train": 32, "n_val": 16, "frames": 8, "image_size": 16},
+        "params": {"rnn_width": 16, "channels": [8, 16]},
+        "seeds": 3,
+        "epochs": 4,
+        "seed_stop": {"metric": "linear_proj_mse", "above": 0.6, "from_epoch": 2, "audit": 0.25},
+    }
+    spec = specs.from_dict(good)
+    assert spec.base_config()["seed_stop"] == {**good["seed_stop"], "patience": 1}
+    assert "seed_stop" not in specs.from_dict({k: v for k, v in good.items() if k != "seed_stop"}).base_config()
+    bad = [
+        ({"seed_stop": {**good["seed_stop"], "from_epoch": 4}}, "seed_stop.from_epoch: must be below epochs"),
+        ({"seed_stop": {**good["seed_stop"], "audit": -0.1}}, "seed_stop: seed_stop.audit must be a share"),
+        ({"seed_stop": {"metric": "psnr", "above": 20, "from_epoch": 2, "audit": 0}}, "psnr is better higher"),
+        ({"params": {"seed_stop": 1}}, "params.seed_stop: is not a hyperparameter"),
+    ]
+    for change, message in bad:
+        with pytest.raises(specs.SpecError, match=message.replace(".", r"\.")):
+            specs.from_dict({**good, **change})
+
+
+SEEDS, EPOCHS = 8, 6
+RAY_STOP = {"metric": "linear_proj_mse", "above": 0.5, "from_epoch": 3, "audit": 0.25}
+
+
+@pytest.fixture(scope="module")
+def trials(tmp_path_factory):
+    """Two trials of one configuration with seed_stop through Tune: one plain, one that crashes
+    after epoch 5 (checkpoint at 4, after the stops at 3 and 4) and is restored by Tune."""
+    import ray
+    from mlflow import MlflowClient
+    from ray import tune
+
+    from trainables.train import train
+
+    def crash_once(config):
+        """``train``, but a trial with ``crash`` raises once after reporting that epoch (not after its
+        restore), as tests/test_train.py does it."""
+        crash, config = config["crash"], {k: v for k, v in config.items() if k != "crash"}
+        if crash is None or tune.get_checkpoint() is not None:
+            return train(config)
+        report = tune.report
+
+        def report_then_crash(metrics, *args, **kwargs):
+            report(metrics, *args, **kwargs)
+            if metrics["epoch"] == crash:
+                raise RuntimeError(f"test crash after epoch {crash}")
+
+        tune.report = report_then_crash
+        try:
+            train(config)
+        finally:
+            tune.report = report
+
+    root = tmp_path_factory.mktemp("seedstop")
+    uri = f"sqlite:///{root / 'mlruns.db'}"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        results = tune.Tuner(
+            tune.with_resources(crash_once, {"cpu": 1}),
+            param_space={
+                **TINY,
+                "seed_stop": RAY_STOP,
+                "run": {
+                    "seeds": SEEDS,
+                    "epochs": EPOCHS,
+                    "checkpoint_every": 4,
+                    "sweep": "stopsweep",
+                    "tracking_uri": uri,
+                },
+                "crash": tune.grid_search([None, 5]),
+            },
+            run_config=tune.RunConfig(
+                name="s", storage_path=str(root / "ray"), verbose=0, failure_config=tune.FailureConfig(max_failures=1)
+            ),
+        ).fit()
+    finally:
+        ray.shutdown()
+    assert not results.errors, results.errors
+    return {"client": MlflowClient(uri), "results": {r.config["crash"]: r for r in results}}
+
+
+def seed_runs(client, trial_id: str) -> list:
+    exp = client.get_experiment_by_name("stopsweep").experiment_id
+    runs = client.search_runs([exp], f"tags.trial_id = '{trial_id}'", max_results=1000)
+    return sorted((r for r in runs if r.data.tags["seedsweep.kind"] == "seed"), key=lambda r: int(r.data.tags["seed"]))
+
+
+def test_records_of_stopped_and_audited_seeds(trials):
+    client, plain = trials["client"], trials["results"][None]
+    runs = seed_runs(client, plain.metrics["trial_id"])
+    assert len(runs) == SEEDS
+    stopped = [r for r in runs if r.data.tags["status"] == "stopped"]
+    assert len(stopped) >= 3 and plain.metrics["n_stopped"] == len(stopped)
+    steps = len(range(0, TINY["n_train"] - TINY["batch_size"] + 1, TINY["batch_size"]))
+    for r in stopped:
+        epoch = int(r.data.tags["stopped_epoch"])
+        assert r.info.status == "FINISHED" and r.data.tags["success"] == "false" and r.data.tags["audit"] == "false"
+        assert int(r.data.tags["seed_steps_saved"]) == (EPOCHS - epoch) * steps
+        for key in ("linear_proj_mse", "train/total"):  # its last metrics are those of the stop
+            assert max(m.step for m in client.get_metric_history(r.info.run_id, key)) == epoch
+        assert r.data.metrics["linear_proj_mse"] > RAY_STOP["above"]
+    audited = [r for r in runs if r.data.tags.get("audit") == "true"]
+    assert audited, "seed 0 or 3 should be an audited candidate"
+    for r in audited:
+        assert r.data.tags["status"] == "finished" and int(r.data.tags["would_stop_epoch"]) >= 3
+        assert max(m.step for m in client.get_metric_history(r.info.run_id, "linear_proj_mse")) == EPOCHS
+
+
+def test_restored_trial_keeps_its_stopped_seeds(trials):
+    client, plain, crashed = trials["client"], trials["results"][None], trials["results"][5]
+    assert list(crashed.metrics_dataframe["epoch"]) == [1, 2, 3, 4, 5, 5, 6]  # restored from epoch 4
+    for x, y in zip(seed_runs(client, plain.metrics["trial_id"]), seed_runs(client, crashed.metrics["trial_id"])):
+        for tag in ("status", "success", "stopped_epoch", "audit", "would_stop_epoch"):
+            assert x.data.tags.get(tag) == y.data.tags.get(tag), tag
+        for key, value in x.data.metrics.items():
+            assert value == pytest.approx(y.data.metrics[key], rel=1e-5, abs=1e-7, nan_ok=True), key
+            steps = [m.step for m in client.get_metric_history(y.info.run_id, key)]
+            assert len(steps) == len(set(steps)), key  # each epoch once across the restore
+
+
+def test_sweep_with_seed_stop_runs_resumes_and_analyses(tmp_path):
+    """``seedsweep run`` of a spec with seed_stop, its driver killed after the first stops, ``--resume``,
+    then ``seedsweep analyze --suggest-seed-stop``: every seed once, stopped seeds stay stopped."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from collections import Counter
+    from pathlib import Path
+
+    import yaml
+    from mlflow import MlflowClient
+
+    bin_ = Path(sys.executable).parent
+    env = {**os.environ, "SEEDSWEEP_CACHE": str(tmp_path / "cache"), "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+    data = {**{k: TINY[k] for k in ("n_val", "frames", "image_size")}, "n_train": 32}
+    params = {k: v for k, v in TINY.items() if k not in (*data, "env", "success")}
+    spec = tmp_path / "stop.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "name": "stop",
+                "model": "sps",
+                "env": "ball",
+                "data": data,
+                "params": {**params, "symmetry": {"grid": ["none", "T2R2"]}},
+                "seeds": 4,
+                "epochs": 5,
+                "checkpoint_every": 1,
+                "max_concurrent": 1,
+                "resources": {"cpu": 1, "gpu": 0},
+                "success": TINY["success"],
+                "seed_stop": {"metric": "linear_proj_mse", "above": 0.3, "from_epoch": 2, "audit": 0.25},
+            }
+        )
+    )
+
+    def seedsweep(*args):
+        proc = subprocess.run(
+            [str(bin_ / "seedsweep"), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert proc.returncode == 0, (proc.stdout, proc.stderr)
+        return proc.stdout
+
+    assert "seed_stop: stop a seed when linear_proj_mse above 0.3 from epoch 2" in seedsweep(
+        "run", str(spec), "--dry-run"
+    )
+    driver = subprocess.Popen(
+        [str(bin_ / "seedsweep"), "run", str(spec)],
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((tmp_path / "ray_results" / "stop").glob("*/checkpoint_00000[2-9]")):
+        assert driver.poll() is None, "the sweep ended before it could be killed"
+        time.sleep(0.2)
+    time.sleep(1.5)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and its local Ray die after the first stops
+    driver.wait()
+    assert "sweep 'stop' finished: 2 trials" in seedsweep("run", str(spec), "--resume")
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
+    exp = client.get_experiment_by_name("stop").experiment_id
+    seeds = client.search_runs([exp], "tags.`seedsweep.kind` = 'seed'", max_results=1000)
+    assert Counter((r.data.tags["config_id"], r.data.tags["seed"]) for r in seeds).most_common(1)[0][1] == 1
+    assert len(seeds) == 8
+    stopped = [r for r in seeds if r.data.tags["status"] == "stopped"]
+    assert stopped and all(r.data.tags["status"] in ("stopped", "finished") for r in seeds)
+    for r in seeds:
+        steps = sorted(m.step for m in client.get_metric_history(r.info.run_id, "train/total"))
+        end = int(r.data.tags["stopped_epoch"]) if r in stopped else 5
+        assert steps == list(range(1, end + 1)), (r.data.tags, steps)  # none doubled, none after the stop
+
+    out = seedsweep("analyze", "stop", "--suggest-seed-stop")
+    (Path(os.environ.get("SEEDSTOP_OUT", tmp_path)) / "analyze.txt").write_text(out)
+    assert "corrected 95%" in out and "stopped" in out and "seed-steps saved" in out
+    assert "seed_stop: {metric: linear_proj_mse" in out or "no seed_stop rule" in out
+    assert (tmp_path / "reports" / "stop" / "report.html").read_text().count("corrected 95%") >= 1
+
+
+def test_per_seed_training_sets_leave_with_their_seed():
+    config = {**tiny("sps"), "data_seed": "per_seed"}
+    full, cut = Pack(config, [0, 1, 2], device="cpu"), Pack(config, [0, 1, 2], device="cpu")
+    full.train_epoch()
+    cut.train_epoch()
+    cut.stopped[1] = {**cut.evaluate()[1], "status": "stopped", "success": False, "stopped_epoch": 1}
+    cut._shrink(cut.active)
+    assert cut.train_x.shape[0] == 2
+    a, b = full.train_epoch(), cut.train_epoch()
+    assert [b["total"][0], b["total"][2]] == pytest.approx([a["total"][0], a["total"][2]], rel=1e-4)

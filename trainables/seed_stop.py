@@ -1,0 +1,157 @@
+"""Stopping the seeds that have already failed (``seed_stop``), with an audit.
+
+A config key and spec field ``seed_stop: {metric: M, above: X | below: X, from_epoch: E, audit: f,
+patience: p}``. From epoch E on, at each evaluation a seed still running whose metric M is on the
+failing side of X (``above``: M > X fails; ``below``: M < X; a NaN value fails) is a stop
+*candidate*; after ``patience`` consecutive candidate evaluations (default 1) it stops, unless it
+belongs to the **audit**: the seeds with ``audit_draw(seed) < f``, a hash of the seed number alone
+(so a resumed or repeated sweep audits the same seeds, and which seeds are audited does not depend
+on how they train). An audited candidate trains to the end and keeps its real outcome; the epoch
+at which it would have stopped is recorded, so the analysis measures the false-stop rate (audited
+candidates that succeeded) and corrects the success-rate interval (``analysis.seed_stop``).
+
+A stopped seed leaves the pack: ``Pack`` rebuilds its stacked parameters, optimiser state and
+generators from the surviving seeds (``shrink_state`` below), so the others train as before,
+and its result is frozen at the stop (status ``stopped``, a failure).
+
+``SeedStop`` has no torch, so the spec checker and the analysis can parse a rule without it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+KEYS = ("metric", "above", "below", "from_epoch", "audit", "patience")
+
+
+def audit_draw(seed: int) -> float:
+    """A number in [0, 1) fixed by the seed number alone (sha256), the seed's audit lottery ticket."""
+    digest = hashlib.sha256(f"seedsweep.seed_stop:{int(seed)}".encode()).hexdigest()
+    return int(digest[:16], 16) / 2**64
+
+
+@dataclass(frozen=True)
+class SeedStop:
+    metric: str  # a metric the model declares
+    bound: Literal["above", "below"]  # the failing side: value > threshold ("above") or < ("below")
+    threshold: float
+    from_epoch: int  # first epoch whose evaluation can make a seed a candidate
+    audit: float  # share of candidates (by seed number) that train on as the audit
+    patience: int = 1  # consecutive candidate evaluations before a seed stops
+
+    @classmethod
+    def parse(cls, rule, metrics: dict[str, str] | Iterable[str] | None = None) -> SeedStop:
+        """``{"metric": m, "above" | "below": x, "from_epoch": e, "audit": f, "patience": p}`` -> a rule.
+        ``metrics``: the model's declared names (or ``{name: "lower" | "higher"}``, which also checks
+        that the failing side is the metric's worse side). A ValueError says what is wrong."""
+        shape = "{metric: M, above: X | below: X, from_epoch: E, audit: f, patience: p (optional)}"
+        if not isinstance(rule, dict):
+            raise ValueError(f"seed_stop must be a mapping {shape}, got {rule!r}")
+        unknown = sorted(set(rule) - set(KEYS))
+        if unknown:
+            raise ValueError(f"seed_stop: unknown key(s) {', '.join(unknown)}; it takes {shape}")
+        if not isinstance(rule.get("metric"), str):
+            raise ValueError(f"seed_stop.metric must be a metric name, got {rule.get('metric')!r}")
+        bounds = [k for k in ("above", "below") if k in rule]
+        if len(bounds) != 1:
+            raise ValueError(f"seed_stop needs exactly one of above / below (the failing side), got {rule!r}")
+        value = rule[bounds[0]]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"seed_stop.{bounds[0]} must be a finite number, got {value!r}")
+        epoch = rule.get("from_epoch")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+            raise ValueError(f"seed_stop.from_epoch must be an integer >= 1, got {epoch!r}")
+        audit = rule.get("audit")
+        if isinstance(audit, bool) or not isinstance(audit, (int, float)) or not 0 <= audit <= 1:
+            raise ValueError(f"seed_stop.audit must be a share in [0, 1] of the stop candidates, got {audit!r}")
+        patience = rule.get("patience", 1)
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"seed_stop.patience must be an integer >= 1 (evaluations in a row), got {patience!r}")
+        if metrics is not None:
+            names = dict(metrics) if isinstance(metrics, dict) else {m: None for m in metrics}
+            if rule["metric"] not in names:
+                raise ValueError(
+                    f"seed_stop.metric {rule['metric']!r} is not a metric of this model; it declares {', '.join(names)}"
+                )
+            better = names[rule["metric"]]
+            worse = {"lower": "above", "higher": "below"}.get(better)
+            if worse is not None and bounds[0] != worse:
+                raise ValueError(
+                    f"seed_stop: {rule['metric']} is better {better}, so a failing seed is {worse} a threshold; "
+                    f"use {worse}: X, not {bounds[0]}"
+                )
+        return cls(rule["metric"], bounds[0], float(value), epoch, float(audit), patience)
+
+    def as_dict(self) -> dict:
+        return {
+            "metric": self.metric,
+            self.bound: self.threshold,
+            "from_epoch": self.from_epoch,
+            "audit": self.audit,
+            "patience": self.patience,
+        }
+
+    def failing(self, value) -> bool:
+        """Whether ``value`` is on the failing side (NaN is)."""
+        value = float(value)
+        if not math.isfinite(value):
+            return True
+        return value > self.threshold if self.bound == "above" else value < self.threshold
+
+    def audited(self, seed: int) -> bool:
+        """Whether ``seed``, once a candidate, trains on as the audit."""
+        return audit_draw(seed) < self.audit
+
+    def __str__(self) -> str:
+        return (
+            f"stop a seed when {self.metric} {self.bound} {self.threshold:g} from epoch {self.from_epoch}"
+            f"{f' for {self.patience} evaluations in a row' if self.patience > 1 else ''}; audit {self.audit:g}"
+        )
+
+
+def shrink_state(old: dict, new: dict, positions: list[int], held: int) -> dict:
+    """``old`` (a state dict of a pack of ``held`` seeds) cut to the seeds at ``positions``, shaped
+    as ``new`` (the same module built for those seeds): a tensor whose shape does not depend on the
+    seed count is kept, one with the seeds first ([S, ...]) or folded into its first dim
+    ([S*C, ...]) is indexed. Anything else is a ValueError naming the key."""
+    import torch
+
+    out = {}
+    for key, value in old.items():
+        target = new[key]
+        if not isinstance(value, torch.Tensor) or value.shape == target.shape:
+            out[key] = value
+            continue
+        rows = value.shape[0] if value.dim() else 0
+        if value.dim() and target.dim() == value.dim() and value.shape[1:] == target.shape[1:] and rows % held == 0:
+            per = rows // held
+            if target.shape[0] == per * len(positions):
+                idx = torch.tensor(positions, device=value.device)
+                out[key] = value.unflatten(0, (held, per)).index_select(0, idx).flatten(0, 1).clone()
+                continue
+        raise ValueError(
+            f"seed_stop: cannot cut '{key}' {tuple(value.shape)} from {held} seeds to {tuple(target.shape)} for "
+            f"{len(positions)}; the model keeps a tensor whose seed dimension is not first"
+        )
+    return out
+
+
+def shrink_optimizer_state(old: dict, new: dict, params: list, positions: list[int], held: int) -> dict:
+    """An optimiser ``state_dict`` cut like ``shrink_state`` (per-parameter state tensors such as
+    Adam's moments indexed by seed; ``step`` and the groups' settings kept). ``new``: the fresh
+    optimiser's state dict (for its param ids), ``params``: its parameters in that order."""
+    state = {}
+    for pid, per_param in old["state"].items():
+        shape = {k: params[pid].detach() for k in per_param}
+        state[pid] = shrink_state(
+            {k: v for k, v in per_param.items()},
+            {k: (shape[k] if getattr(v, "dim", lambda: 0)() else v) for k, v in per_param.items()},
+            positions,
+            held,
+        )
+    groups = [{**og, "params": ng["params"]} for og, ng in zip(old["param_groups"], new["param_groups"])]
+    return {"state": state, "param_groups": groups}
