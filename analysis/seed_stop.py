@@ -148,9 +148,9 @@ def suggest(
     """A stop rule from finished seeds' curves (``analysis.runs.metric_histories``) and their final
     success under the rule ``bound threshold`` (as ``success.forecast_by_epoch`` takes them): over
     every evaluated epoch E and every threshold X among the success threshold and the deciles of
-    the values at E, the rule "stop when the metric is on the failing side of X at E" whose
-    measured false-stop rate (candidates that succeeded / candidates) is at most ``max_false_stop``
-    and that saves the most seed-epochs. Returns ``{metric side, threshold, from_epoch,
+    the values at E, the rule "stop at the first evaluation from E on where the metric is on the
+    failing side of X" (what ``seed_stop`` does) whose measured false-stop rate (candidates that
+    succeeded / candidates) is at most ``max_false_stop`` and that saves the most seed-epochs. Returns ``{metric side, threshold, from_epoch,
     candidates, false_stops, false_stop_rate, fsr_low, fsr_high, saved_share}`` or None."""
     side = "above" if bound == "below" else "below"  # the failing side of a success rule
     runs = [r for r in histories if r in final_ok and len(histories[r][0])]
@@ -170,12 +170,19 @@ def suggest(
         finite = np.array([v for v in at.values() if math.isfinite(v)])
         grid = {float(threshold), *(np.quantile(finite, np.linspace(0.1, 0.9, 9)).tolist() if len(finite) else [])}
         for x in sorted(grid):
-            cand = [r for r, v in at.items() if not math.isfinite(v) or (v > x if side == "above" else v < x)]
+            first = {}  # each seed's first evaluation from ``epoch`` on that is on the failing side
+            for r in at:
+                steps, values = histories[r]
+                later = steps >= epoch
+                failing = ~np.isfinite(values[later]) | (values[later] > x if side == "above" else values[later] < x)
+                if failing.any():
+                    first[r] = int(steps[later][np.argmax(failing)])
+            cand = [r for r in first if first[r] < int(histories[r][0].max())]
             if not cand:
                 continue
             wrong = sum(bool(final_ok[r]) for r in cand)
             rate = wrong / len(cand)
-            saved = sum(int(histories[r][0].max()) - epoch for r in cand)
+            saved = sum(int(histories[r][0].max()) - first[r] for r in cand)
             if rate <= max_false_stop and (best is None or saved > best["saved"]):
                 low, high = cp_bounds(wrong, len(cand), ALPHA)
                 best = {

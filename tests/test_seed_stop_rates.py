@@ -103,3 +103,15 @@ def test_suggest_finds_an_early_rule_that_does_not_stop_successes():
     found = suggest(histories, final_ok, "below", 0.3)
     assert found is not None and found["side"] == "above" and found["false_stops"] == 0
     assert 3 <= found["from_epoch"] <= 5 and found["candidates"] >= 20 and found["saved_share"] > 0.3
+
+
+def test_suggest_counts_a_seed_that_crosses_later_as_a_candidate():
+    """seed_stop stops at the first evaluation from from_epoch on: a success whose metric rises
+    past the threshold after from_epoch (and comes back) is a false stop of that rule."""
+    steps = np.arange(1, 11)
+    late_bump = np.array([0.9, 0.5, 0.4, 0.4, 1.2, 0.3, 0.2, 0.2, 0.1, 0.1])  # succeeds, but above 1.0 at epoch 5
+    failing = np.full(10, 1.1)
+    histories = {"a": (steps, late_bump), "b": (steps, failing), "c": (steps, failing + 0.1)}
+    found = suggest(histories, {"a": True, "b": False, "c": False}, "below", 0.3)
+    assert found is not None and found["false_stops"] == 0
+    assert found["threshold"] >= 1.2 or found["from_epoch"] >= 6  # no rule that catches a's bump
