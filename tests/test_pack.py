@@ -7,24 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from tiny_sps import TINY
 
 from trainables import Pack, config_id, fit, resolve_config
 from trainables.data import load_data
 
-TINY = {
-    "env": "ball",
-    "n_train": 32,
-    "n_val": 16,
-    "frames": 8,
-    "image_size": 16,
-    "channels": [8, 16, 16],
-    "dec_hidden": [16],
-    "rnn_width": 32,
-    "batch_size": 16,
-    "rnn_min_context": 3,
-    "grad_clip": 1.0,
-    "lr": 3e-3,
-}
 METRICS = ("linear_proj_mse", "linear_proj_r2", "recon_mse", "pred_mse", "psnr", "train/total", "train/recon")
 
 

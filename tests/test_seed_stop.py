@@ -6,25 +6,12 @@ import time
 
 import pytest
 import torch
+from tiny_sps import TINY as SPS_TINY
 
 from trainables import Pack, fit
 from trainables.seed_stop import SeedStop, audit_draw
 
-TINY = {
-    "env": "ball",
-    "n_train": 64,
-    "n_val": 16,
-    "frames": 8,
-    "image_size": 16,
-    "channels": [8, 16, 16],
-    "dec_hidden": [16],
-    "rnn_width": 32,
-    "batch_size": 16,
-    "rnn_min_context": 3,
-    "grad_clip": 1.0,
-    "lr": 3e-3,
-    "success": {"metric": "linear_proj_mse", "below": 0.5},
-}
+TINY = {**SPS_TINY, "n_train": 64, "success": {"metric": "linear_proj_mse", "below": 0.5}}
 # linear_proj_mse of seeds 0-7 at epoch 3 of this config: 0.54 0.70 0.55 0.43 0.60 0.35 0.41 0.66;
 # audit 0.25 audits seeds 0 and 3 (audit_draw 0.17, 0.01): above 0.5 stops 1, 2, 4, 7 and audits 0
 STOP = {"metric": "linear_proj_mse", "above": 0.5, "from_epoch": 3, "audit": 0.25}

@@ -6,25 +6,12 @@ import io
 
 import pytest
 import torch
+from tiny_sps import TINY
 
 from sweeps import spec as specs
 from trainables import Pack, config_id, resolve_config
 from trainables.pack import Speed
 
-TINY = {
-    "env": "ball",
-    "n_train": 32,
-    "n_val": 16,
-    "frames": 8,
-    "image_size": 16,
-    "channels": [8, 16, 16],
-    "dec_hidden": [16],
-    "rnn_width": 32,
-    "batch_size": 16,
-    "rnn_min_context": 3,
-    "grad_clip": 1.0,
-    "lr": 3e-3,
-}
 FP32 = {"precision": "fp32", "channels_last": False, "tf32": False, "compile": False}  # the reference path anywhere
 LOSSES = ("train/total", "train/recon", "train/pred", "train/kl", "train/z_pred", "train/sym_z", "train/sym_recon")
 IMAGE_METRICS = ("recon_mse", "pred_mse")
