@@ -13,7 +13,7 @@ file and the field.
       symmetry: {grid: [none, T2R2]}
       lr: {loguniform: [1.0e-4, 1.0e-2]}
       rnn_width: 32
-    seeds: 8                  # or adaptive: {start: 8, step: 8, max: 64, until: separated} (or until: {halfwidth: 0.1})
+    seeds: 8                  # or adaptive: {start: 8, step: 8, max: 64} (until: decided; or separated, {halfwidth: 0.1})
     searcher: grid            # grid | random | optuna
     num_samples: 1            # samples of the search space (grid: repeats of the grid)
     max_concurrent: 2
