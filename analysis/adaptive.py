@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import paired
-from analysis.runs import natural_key
+from analysis.order import natural_key
 from analysis.sequential import Design, decide, pair_looks, running_intersection
 from analysis.success import COUNTED, outcome, success_table
 

@@ -25,7 +25,7 @@ from analysis.success import (
     settled_epoch,
     success_table,
 )
-from trainables.records import quote
+from trainables.records import COUNTED, quote
 
 UI = "http://127.0.0.1:5000"  # where `mlflow ui --backend-store-uri sqlite:///mlruns.db` serves a local store
 HALFWIDTH = 0.1  # target half-width of the seed-budget column
@@ -279,8 +279,9 @@ def mlflow_links(tracking_uri: str, experiment_id: str, table: pd.DataFrame) -> 
 
 
 def curve_sample(runs: pd.DataFrame, total: int = CURVES) -> list[str]:
-    """Up to ``total`` counted seeds, spread evenly over the configurations."""
-    counted = runs[runs["status"].isin(("finished", "diverged"))]
+    """Up to ``total`` counted seeds (stopped ones too: their curves end at the stop), spread evenly over
+    the configurations."""
+    counted = runs[runs["status"].isin(COUNTED)]
     per_config = max(1, total // max(counted["config_id"].nunique(), 1))
     return list(counted.groupby("config_id", sort=False).head(per_config)["run_id"][:total])
 

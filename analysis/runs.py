@@ -15,13 +15,13 @@ from __future__ import annotations
 import gc
 import json
 import os
-import re
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from analysis.order import natural_key
 from trainables.records import (
     DESIGN_TAG,
     MLFLOW_STATUS,
@@ -113,11 +113,6 @@ def load_runs(tracking_uri: str, sweep: str, mlflow_client=None) -> pd.DataFrame
         success_rule=None if rule is None else rule.as_dict(),
     )
     return df
-
-
-def natural_key(text) -> tuple:
-    """Sort "c2" before "c10" (split() alternates text and digits, so tuples always compare)."""
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(text)))
 
 
 def sort_key(column: pd.Series) -> pd.Series:

@@ -39,6 +39,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from trainables.records import TRAINED
+
 ALPHA = 0.05
 
 
@@ -90,7 +92,7 @@ def seed_columns(runs: pd.DataFrame, ok: pd.Series) -> pd.DataFrame:
         {
             "config_id": runs["config_id"],
             "stopped": status.eq("stopped"),
-            "audited": audit & status.isin(("finished", "diverged")),  # candidates that trained on to the end
+            "audited": audit & status.isin(TRAINED),  # candidates that trained on to the end
             "false_stops": audit & status.eq("finished") & ok.astype(bool),
             "seed_steps_saved": saved.where(status.eq("stopped"), 0),
         }

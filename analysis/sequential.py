@@ -48,6 +48,7 @@ from scipy.optimize.elementwise import find_root
 from scipy.special import betaln, xlog1py, xlogy
 
 from analysis import paired
+from analysis.order import natural_key
 
 ALPHA = 0.05  # the family's error rate: every test and interval of a sweep at 1 - ALPHA
 
@@ -261,14 +262,6 @@ def decide(
         if d["open"] and last:
             d.update(open=False, verdict="undecided", why=f"reached max {design.max} ({d['why'] or 'open'})")
     return out
-
-
-def natural_key(text) -> tuple:
-    """``analysis.runs.natural_key`` ("c2" before "c10"), imported when first sorted: loading a
-    spec reads this module, and analysis.runs brings pandas and MLflow."""
-    from analysis.runs import natural_key as key
-
-    return key(text)
 
 
 def rule_decided(outcomes: dict, design: Design, round_: int, k: int, last: bool, out: dict) -> None:

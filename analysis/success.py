@@ -15,7 +15,8 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
-from analysis.runs import INFO, natural_key
+from analysis.order import natural_key
+from analysis.runs import INFO
 from analysis.sequential import ALPHA
 from trainables.records import COUNTED
 from trainables.rule import SuccessRule
