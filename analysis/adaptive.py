@@ -17,8 +17,22 @@ from analysis import paired
 from analysis.order import natural_key
 from analysis.sequential import Design, decide, pair_looks, running_intersection
 from analysis.success import COUNTED, outcome, success_table
+from trainables.records import TRAINED
 
-COLUMNS = ["round", "config_id", "successes", "n", "failed", "low", "high", "open", "verdict", "why"]
+COLUMNS = [
+    "round",
+    "config_id",
+    "successes",
+    "n",
+    "stopped",
+    "possible",
+    "failed",
+    "low",
+    "high",
+    "open",
+    "verdict",
+    "why",
+]
 
 
 def outcomes(runs: pd.DataFrame, metric=None, below=None, above=None) -> dict[str, dict[int, bool]]:
@@ -32,6 +46,23 @@ def outcomes(runs: pd.DataFrame, metric=None, below=None, above=None) -> dict[st
     return out
 
 
+def stop_marks(runs: pd.DataFrame) -> dict[str, dict[int, str]]:
+    """Each configuration's seed_stop candidates as ``{seed: "stopped" | "audited"}`` (audited: a
+    candidate that trained on as the audit): what ``decide`` corrects the stopped seeds by."""
+    status = runs["status"].fillna("")
+    audit = runs["audit"].fillna(False).astype(bool) if "audit" in runs else pd.Series(False, index=runs.index)
+    mark = (
+        pd.Series("", index=runs.index)
+        .mask(audit & status.isin(TRAINED), "audited")
+        .mask(status.eq("stopped"), "stopped")
+    )
+    out: dict[str, dict[int, str]] = {}
+    for cid, seed, m in zip(runs["config_id"], runs["seed"], mark):
+        if m and pd.notna(seed):
+            out.setdefault(cid, {})[int(seed)] = m
+    return out
+
+
 def history(runs: pd.DataFrame, design: Design, rounds: int | None = None, metric=None, below=None, above=None):
     """The rule replayed from a sweep's seed runs (``analysis.runs.load_runs``): one row per round
     and configuration with the counts of the seeds given so far (finished and diverged count;
@@ -41,11 +72,12 @@ def history(runs: pd.DataFrame, design: Design, rounds: int | None = None, metri
     last = int(round_of.max()) if rounds is None else rounds
     ids = sorted(runs["config_id"].unique(), key=natural_key)
     everything = outcomes(runs, metric, below, above)
+    marks = stop_marks(runs)
     failed = runs["status"].eq("failed")
     rows, stopped = [], frozenset()
     for r in range(1, last + 1):
         seen = {cid: {s: v for s, v in everything.get(cid, {}).items() if design.round_of(s) <= r} for cid in ids}
-        decided = decide(seen, design, r, stopped, len(ids))
+        decided = decide(seen, design, r, stopped, len(ids), marks)
         for cid, d in decided.items():
             if cid in stopped:
                 continue
@@ -68,7 +100,8 @@ def anytime_table(runs: pd.DataFrame, metric=None, below=None, above=None) -> pd
     k = len(table)
     low, high, verdict = {}, {}, {}
     for cid, path in steps.groupby("config_id", sort=False):
-        low[cid], high[cid] = running_intersection(list(zip(path["successes"], path["n"])), design.alpha / max(k, 1))
+        counts = list(zip(path["successes"], path["n"], path["possible"]))
+        low[cid], high[cid] = running_intersection(counts, design.test_alpha / max(k, 1))
         verdict[cid] = path["verdict"].iloc[-1]
     table.insert(table.columns.get_loc("wilson_low"), "anytime_low", table["config_id"].map(low).fillna(0.0))
     table.insert(table.columns.get_loc("wilson_low"), "anytime_high", table["config_id"].map(high).fillna(1.0))

@@ -7,28 +7,9 @@ module adds, per configuration:
 - ``stopped``, ``audited`` (stop candidates that trained on), ``false_stops`` (audited candidates
   that succeeded), ``seed_steps_saved``;
 - the false-stop rate ``a/b`` (a false stops among b audited candidates) with its exact
-  Clopper-Pearson interval;
-- a **corrected** interval for the success rate, which covers the rate the configuration would
-  show had no seed been stopped. Construction (conservative, alpha = 0.05 split in two halves):
-  with k successes among n seeds, m of them stopped, and a of b audited candidates succeeding,
+  Clopper-Pearson interval, and the corrected interval of the success rate (``analysis.audit``).
 
-  * lower end: the Clopper-Pearson lower bound of k/n at level 1 - alpha/2 (stops only remove
-    successes, so the count with no stop is at least k and this bound stays valid);
-  * upper end: q+ = the one-sided Clopper-Pearson upper bound of the false-stop rate a/b at
-    alpha/4; W+ = the (1 - alpha/4) quantile of Binomial(m, q+), a bound on how many of the m
-    stopped seeds would have succeeded; the upper end is the Clopper-Pearson upper bound of
-    (k + W+)/n at level 1 - alpha/2.
-
-  Each of the three bounds fails with probability at most alpha/4 or alpha/4 + alpha/4, and the
-  Clopper-Pearson bounds are monotone in the count, so the interval misses the no-stop rate with
-  probability at most alpha. It assumes that which candidates are audited (a hash of the seed
-  number) is independent of how they would end, so the audited candidates' outcomes are a random
-  sample of the stopped ones'. With no audited candidate (b = 0), q+ = 1 and every stopped seed
-  is counted as a possible success.
-
-Adaptive seeds (analysis.sequential) see a stopped seed as a failure through the same k/n; the
-correction there would widen the anytime upper end in the same way (k + W+), which this module
-does not yet do.
+Adaptive seeds (analysis.sequential) see a stopped seed as a failure with the audit's correction.
 """
 
 from __future__ import annotations
@@ -37,45 +18,10 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from analysis.audit import corrected_interval, cp_bounds, false_stop_rate
+from analysis.sequential import ALPHA
 from trainables.records import TRAINED
-
-ALPHA = 0.05
-
-
-def cp_bounds(k, n, alpha: float) -> tuple[float, float]:
-    """Two-sided Clopper-Pearson interval of k/n at level 1 - alpha ((0, 1) when n = 0)."""
-    k, n = int(k), int(n)
-    if n == 0:
-        return 0.0, 1.0
-    low = 0.0 if k == 0 else float(stats.beta.ppf(alpha / 2, k, n - k + 1))
-    high = 1.0 if k == n else float(stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
-    return low, high
-
-
-def cp_upper(k, n, alpha: float) -> float:
-    """One-sided Clopper-Pearson upper bound of k/n at level 1 - alpha (1 when n = 0)."""
-    k, n = int(k), int(n)
-    return 1.0 if n == 0 or k == n else float(stats.beta.ppf(1 - alpha, k + 1, n - k))
-
-
-def false_stop_rate(false_stops, audited, alpha: float = ALPHA) -> tuple[float, float, float]:
-    """(rate, low, high): the share of audited stop candidates that succeeded, with its exact
-    two-sided Clopper-Pearson interval (NaN rate when none was audited)."""
-    rate = false_stops / audited if audited else math.nan
-    return (rate, *cp_bounds(false_stops, audited, alpha))
-
-
-def corrected_interval(k, n, stopped, false_stops, audited, alpha: float = ALPHA) -> tuple[float, float]:
-    """The success-rate interval that covers the rate with no stop (the module docstring's construction)."""
-    if n == 0:
-        return math.nan, math.nan
-    low, _ = cp_bounds(k, n, alpha / 2)
-    q_high = cp_upper(false_stops, audited, alpha / 4)
-    w_high = int(stats.binom.ppf(1 - alpha / 4, int(stopped), q_high)) if stopped else 0
-    _, high = cp_bounds(min(int(k) + w_high, int(n)), n, alpha / 2)
-    return low, high
 
 
 def seed_columns(runs: pd.DataFrame, ok: pd.Series) -> pd.DataFrame:

@@ -35,6 +35,14 @@ while open, up to ``max``. ``until``:
 - ``halfwidth`` h: a configuration stops once its confidence sequence is at most 2h wide.
 
 Either way a configuration stops at ``max`` seeds (``undecided`` if still open).
+
+**With seed_stop** (trainables.seed_stop) a stopped seed counts as a failure, but it was predicted
+to fail, not seen to. ``Design.stop_share`` (``STOP_SHARE`` of alpha; the spec sets it) bounds, per
+configuration and round, how many of its stopped seeds would have succeeded (W+ from its audited
+candidates, ``analysis.audit``); the tests and intervals run at the rest of alpha. A claim that a
+configuration is worse, or a tie, must hold with W+ of its stopped seeds turned into successes
+(``worst_cases``), and its interval's upper end counts them: the claims stay valid at alpha when
+the stop rule errs (simulated in tests/test_sequential.py).
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ from scipy.optimize.elementwise import find_root
 from scipy.special import betaln, xlog1py, xlogy
 
 from analysis import paired
+from analysis.audit import stopped_successes_bound
 from analysis.order import natural_key
 
 ALPHA = 0.05  # the family's error rate: every test and interval of a sweep at 1 - ALPHA
@@ -118,12 +127,14 @@ def sequence_table(max_n: int, alpha: float = ALPHA) -> tuple[np.ndarray, np.nda
     return low, high
 
 
-def running_intersection(counts: list[tuple[int, int]], alpha: float = ALPHA) -> tuple[float, float]:
+def running_intersection(counts: list[tuple], alpha: float = ALPHA) -> tuple[float, float]:
     """The intersection of the confidence sequences at each of ``counts`` ((successes, n) after each
-    round, in order): the tightest interval the path has shown, still valid at every n."""
+    round, in order, or (successes, n, W+) with seed_stop: the upper end from successes + W+): the
+    tightest interval the path has shown, still valid at every n."""
     low, high = 0.0, 1.0
-    for s, n in counts:
-        a, b = confidence_sequence(int(s), int(n), alpha)
+    for s, n, *possible in counts:
+        a, _ = confidence_sequence(int(s), int(n), alpha)
+        _, b = confidence_sequence(min(int(s) + int(sum(possible)), int(n)), int(n), alpha)
         low, high = max(low, a), min(high, b)
     return low, max(low, high)
 
@@ -144,6 +155,14 @@ class Design:
     alpha: float = ALPHA  # the family's error rate over all the sweep's claims
     margin: float | None = None  # with until = "decided": pairs shown within +-margin are ties
     spend: float = paired.RHO  # with until = "decided": alpha spent as alpha * t**spend, t = seeds / max
+    stop_share: float = (
+        0.0  # with seed_stop: the share of alpha that bounds how many stopped seeds would have succeeded
+    )
+
+    @property
+    def test_alpha(self) -> float:
+        """The alpha of the tests and intervals: all of it, less ``stop_share`` with seed_stop."""
+        return self.alpha * (1 - self.stop_share)
 
     def round_seeds(self, round_: int) -> list[int]:
         """Seed numbers of round ``round_`` (1-based): 0..start-1, then blocks of ``step`` up to ``max``."""
@@ -177,9 +196,15 @@ class Design:
         else:
             each = f", {self.alpha / k:.3g} each over {k} configurations, Bonferroni" if k else ""
             how = f"anytime-valid {1 - self.alpha:.0%} intervals, alpha {self.alpha:g}{each}"
+        stops = (
+            f"; seed_stop: {self.stop_share:.0%} of alpha bounds the stopped seeds by the audit (audit 0.5 advised: "
+            "at 0.25 a configuration with many stopped seeds is seldom shown worse, benchmarks/README.md)"
+            if self.stop_share
+            else ""
+        )
         return (
             f"adaptive: {self.start} seeds, then {self.step} more a round to each open configuration, up to "
-            f"{self.max}; until {self.rule()} ({how})"
+            f"{self.max}; until {self.rule()} ({how}){stops}"
         )
 
     def to_dict(self) -> dict:
@@ -191,7 +216,8 @@ class Design:
         return cls(**{"until": "separated", **{k: raw[k] for k in FIELDS if k in raw}})
 
 
-FIELDS = ("start", "step", "max", "until", "halfwidth", "alpha", "margin", "spend")
+FIELDS = ("start", "step", "max", "until", "halfwidth", "alpha", "margin", "spend", "stop_share")
+STOP_SHARE = 0.2  # with seed_stop, Design.stop_share: a fifth of alpha bounds the stopped seeds, the rest tests
 
 
 def pair_looks(a: dict[int, bool], b: dict[int, bool], design: Design, round_: int):
@@ -204,21 +230,76 @@ def pair_looks(a: dict[int, bool], b: dict[int, bool], design: Design, round_: i
     return paired.looks(common, x, y, ends), x.astype(int) - y.astype(int)
 
 
-def compare_pair(a: dict, b: dict, design: Design, round_: int, last: bool, level: float, ladder: tuple) -> str:
+def worst_cases(mine: dict[int, bool], stopped: list[int], other: dict[int, bool], w: int):
+    """``mine`` with ``w`` of its ``stopped`` seeds turned into successes, in the placements most
+    against a claim that it is worse than ``other``: the earliest seeds first (a success added in a
+    round moves every look from that round on), and every split between seeds where ``other``
+    succeeded (the discordant pair turns concordant) and where it failed (the pair turns discordant
+    the other way). Stopped seeds ``other`` has not run leave the pair's test as it is."""
+    common = sorted(s for s in stopped if s in other)
+    won, lost = [s for s in common if other[s]], [s for s in common if not other[s]]
+    w = min(w, len(common))
+    for j in range(max(0, w - len(lost)), min(w, len(won)) + 1):
+        yield {**mine, **dict.fromkeys(won[:j] + lost[: w - j], True)}
+
+
+def compare_pair(
+    a: dict,
+    b: dict,
+    design: Design,
+    round_: int,
+    last: bool,
+    level: float,
+    ladder: tuple,
+    stops: tuple = (((), 0), ((), 0)),
+) -> str:
     """The state of a pair after ``round_``: ">" (a better), "<", "=" (tied within the margin),
     "futile" (no continuation up to max decides it) or "open". ``level``: the two-sided level of
-    the difference test, a step of the Holm ``ladder`` (``rule_decided``)."""
+    the difference test, a step of the Holm ``ladder`` (``rule_decided``). ``stops``: for a and
+    for b, (its stopped seeds, W+ of them that may have succeeded, ``analysis.audit``): a claim
+    that one is worse must hold however W+ of its stopped seeds would have ended
+    (``worst_cases``)."""
+
+    def direction(x, y) -> int:
+        return paired.difference(pair_looks(x, y, design, round_)[0], design.max, level, design.spend, ladder)[0]
+
+    (stopped_a, w_a), (stopped_b, w_b) = stops
     steps, d = pair_looks(a, b, design, round_)
-    direction, _ = paired.difference(steps, design.max, level, design.spend, ladder)
-    if direction:
-        return ">" if direction > 0 else "<"
+    found = direction(a, b)
+    if found > 0 and any(direction(a, b2) <= 0 for b2 in worst_cases(b, stopped_b, a, w_b)):
+        found = 0
+    if found < 0 and any(direction(a2, b) >= 0 for a2 in worst_cases(a, stopped_a, b, w_a)):
+        found = 0
+    if found:
+        return ">" if found > 0 else "<"
     k = len(ladder) + 1
-    if design.margin and paired.equivalent(d, design.margin, design.alpha / (k * (k - 1) // 2)):
+    tie_alpha = design.test_alpha / (k * (k - 1) // 2)
+    variants = [(a, b), *((a2, b) for a2 in worst_cases(a, stopped_a, b, w_a) if w_a)]
+    variants += [(a, b2) for b2 in worst_cases(b, stopped_b, a, w_b) if w_b]
+    if design.margin and all(
+        paired.equivalent(pair_looks(x, y, design, round_)[1], design.margin, tie_alpha) for x, y in variants
+    ):
         return "="
     future = [] if last else [design.round_end(r) for r in range(round_ + 1, design.rounds + 1)]
     n_now = steps[-1][0] if steps else 0
     future = [n for n in future if n > n_now]
     return "open" if paired.could_decide(steps, future, design.max, level, design.spend, ladder) else "futile"
+
+
+def possible_successes(
+    outcome: dict[int, bool], marks: dict[int, str], design: Design, configurations: int
+) -> tuple[list[int], int]:
+    """(stopped seeds, W+): a configuration's seeds that seed_stop stopped, and at most how many of
+    them would have succeeded (``analysis.audit.stopped_successes_bound`` from its audited
+    candidates), at its share of ``design.stop_share`` * alpha: split over the configurations and
+    the rounds, so that every bound of the sweep holds at once. ``marks``: {seed: "stopped" |
+    "audited"} (audited: a stop candidate that trained on; its outcome is in ``outcome``)."""
+    stopped = sorted(s for s, m in marks.items() if m == "stopped" and s in outcome)
+    if not stopped:
+        return [], 0
+    audited = [s for s, m in marks.items() if m == "audited" and s in outcome]
+    share = design.alpha * design.stop_share / (design.rounds * max(configurations, 1))
+    return stopped, stopped_successes_bound(len(stopped), sum(outcome[s] for s in audited), len(audited), share)
 
 
 def decide(
@@ -227,25 +308,32 @@ def decide(
     round_: int | None = None,
     stopped: frozenset = frozenset(),
     configurations: int | None = None,
+    stops: dict[str, dict[int, str]] | None = None,
 ) -> dict[str, dict]:
     """After round ``round_``, from each configuration's outcomes ``{config_id: {seed: success}}``:
-    per configuration ``successes``, ``n``, ``low``/``high`` (its confidence sequence at alpha / K),
-    ``open`` (it gets the next round's seeds), ``verdict`` (one of ``VERDICTS``) and ``why``.
-    Configurations in ``stopped`` stopped in an earlier round and stay stopped. K = ``configurations``
-    (default: those in ``outcomes``). Without ``round_``, the last round any seed belongs to."""
+    per configuration ``successes``, ``n``, ``stopped`` and ``possible`` (seeds seed_stop stopped,
+    counted as failures, and W+ of them that may have succeeded), ``low``/``high`` (its confidence
+    sequence at alpha / K, the upper end from successes + W+), ``open`` (it gets the next round's
+    seeds), ``verdict`` (one of ``VERDICTS``) and ``why``. Configurations in ``stopped`` stopped in
+    an earlier round and stay stopped. K = ``configurations`` (default: those in ``outcomes``).
+    Without ``round_``, the last round any seed belongs to. ``stops``: per configuration {seed:
+    "stopped" | "audited"} for sweeps with seed_stop (``possible_successes``)."""
     seeds = [s for o in outcomes.values() for s in o]
     round_ = round_ or (max(design.round_of(s) for s in seeds) if seeds else 1)
     k = configurations or len(outcomes)
     last = not design.round_seeds(round_ + 1)
-    out = {}
+    out, audit = {}, {}
     for cid, o in outcomes.items():
         s, n = sum(map(bool, o.values())), len(o)
-        low, high = confidence_sequence(s, n, design.alpha / max(k, 1))
+        audit[cid] = possible_successes(o, (stops or {}).get(cid, {}), design, k)
+        low, _ = confidence_sequence(s, n, design.test_alpha / max(k, 1))
+        _, high = confidence_sequence(min(s + audit[cid][1], n), n, design.test_alpha / max(k, 1))
         gone = cid in stopped
-        out[cid] = {"successes": s, "n": n, "low": low, "high": high, "open": not gone, "verdict": "open"}
+        out[cid] = {"successes": s, "n": n, "stopped": len(audit[cid][0]), "possible": audit[cid][1]}
+        out[cid].update(low=low, high=high, open=not gone, verdict="open")
         out[cid]["why"] = "stopped in an earlier round" if gone else ""
     if design.until == "decided":
-        rule_decided(outcomes, design, round_, k, last, out)
+        rule_decided(outcomes, design, round_, k, last, out, audit)
     elif design.until == "separated":
         rule_separated(out)
     for cid in stopped:  # stopped before: no more seeds, whatever the rule says of it now
@@ -264,7 +352,7 @@ def decide(
     return out
 
 
-def rule_decided(outcomes: dict, design: Design, round_: int, k: int, last: bool, out: dict) -> None:
+def rule_decided(outcomes: dict, design: Design, round_: int, k: int, last: bool, out: dict, audit: dict) -> None:
     """``until: decided`` (module docstring): verdicts and openness into ``out``.
 
     The claims are "i is worse than j". H_i, "i is a best configuration", is tested by its K - 1
@@ -273,9 +361,12 @@ def rule_decided(outcomes: dict, design: Design, round_: int, k: int, last: bool
     While no true best is rejected J is at least the number m of true bests, so a false claim needs
     one of m (K - 1) one-sided tests to cross at alpha / (m (K - 1)): FWER <= alpha (the sequential
     Holm procedure of Bartroff & Lai 2010, with nested boundaries). Ties are claimed at alpha over
-    the K (K - 1) / 2 pairs."""
+    the K (K - 1) / 2 pairs. With seed_stop, alpha here is ``design.test_alpha`` and a claim must
+    hold however the W+ stopped seeds of ``audit`` ({config: (stopped seeds, W+)}) would have
+    ended; the W+ bounds spend the rest, so the family's error stays at most ``design.alpha``."""
     ids = sorted(outcomes, key=natural_key)
-    ladder = tuple(2 * design.alpha / (j * (k - 1)) for j in range(2, k + 1)) or (design.alpha,)
+    alpha = design.test_alpha
+    ladder = tuple(2 * alpha / (j * (k - 1)) for j in range(2, k + 1)) or (alpha,)
     worse: set = set()
     while True:  # step down: each configuration declared worse raises the level of the others' tests
         level = ladder[max(k - len(worse), 2) - 2]  # J = k - len(worse); one survivor keeps J = 2's level
@@ -283,7 +374,8 @@ def rule_decided(outcomes: dict, design: Design, round_: int, k: int, last: bool
         for i, a in enumerate(ids):
             for b in ids[i + 1 :]:
                 if outcomes[a] and outcomes[b]:
-                    state[a, b] = compare_pair(outcomes[a], outcomes[b], design, round_, last, level, ladder)
+                    stops = (audit[a], audit[b])
+                    state[a, b] = compare_pair(outcomes[a], outcomes[b], design, round_, last, level, ladder, stops)
                     state[b, a] = {">": "<", "<": ">"}.get(state[a, b], state[a, b])
         beaten = {a: sorted((b for b in ids if state.get((a, b)) == "<"), key=natural_key) for a in ids}
         now = {a for a in ids if beaten[a]}
@@ -338,17 +430,37 @@ def rule_separated(out: dict) -> None:
             out[cid]["why"] = out[cid]["why"] or f"overlaps best {best}"
 
 
-def simulate(rates, design: Design, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, str]]:
+def simulate(
+    rates, design: Design, rng: np.random.Generator, seed_stop: tuple | None = None, corrected: bool = True
+) -> tuple[np.ndarray, dict[str, str]]:
     """One adaptive sweep of independent Bernoulli(rates) configurations ``c0, c1, ...`` through
-    ``decide``, round by round: (seeds each configuration got, verdict of each)."""
+    ``decide``, round by round: (seeds each configuration got, verdict of each). ``seed_stop``:
+    (flag_fail, flag_success, audit), per configuration or one for all: a stop rule that flags a
+    failing seed with probability flag_fail and a succeeding one with flag_success (its false
+    stops); a share ``audit`` of flagged seeds trains on, the others stop and count as failures.
+    ``corrected=False`` hides which seeds stopped from ``decide``, as a rule without the audit would."""
     rates = np.asarray(rates, float)
     draws = rng.random((len(rates), design.max)) < rates[:, None]
     ids = [f"c{i}" for i in range(len(rates))]
+    seen, stops = draws, None
+    if seed_stop is not None:
+        rule = np.broadcast_to(np.asarray(seed_stop, float), (len(rates), 3))
+        fail, success, audit = (rule[:, j : j + 1] for j in range(3))
+        flagged = rng.random(draws.shape) < np.where(draws, success, fail)
+        audited = flagged & (rng.random(draws.shape) < audit)
+        seen = draws & ~(flagged & ~audited)
+        marks = np.where(audited, "audited", np.where(flagged, "stopped", ""))
+        if corrected:
+            stops = {c: {s: str(m) for s, m in enumerate(marks[i]) if m} for i, c in enumerate(ids)}
     n, stopped, round_ = np.zeros(len(rates), int), frozenset(), 1
     while True:
         n[[i for i, c in enumerate(ids) if c not in stopped]] = design.round_end(round_)
         out = decide(
-            {c: dict(enumerate(draws[i, : n[i]].tolist())) for i, c in enumerate(ids)}, design, round_, stopped
+            {c: dict(enumerate(seen[i, : n[i]].tolist())) for i, c in enumerate(ids)},
+            design,
+            round_,
+            stopped,
+            stops=stops,
         )
         stopped = frozenset(c for c, d in out.items() if not d["open"])
         if len(stopped) == len(ids):

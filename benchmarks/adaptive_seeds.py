@@ -12,6 +12,11 @@ declared worse; "errors": a configuration declared worse although its true rate 
 best's. The null rows (all rates equal, max 64) measure the family-wise error: any configuration
 declared worse is an error.
 
+The second table: adaptive seeds with ``seed_stop`` (start 8, step 8, max 64). c0's stop rule flags
+a share of its failing and of its succeeding seeds (the latter are false stops); an ``audit`` share
+of flagged seeds trains on. "failures": stopped seeds counted as plain failures; "corrected": the
+audit's correction (``analysis.sequential``, ``Design.stop_share``).
+
     python benchmarks/adaptive_seeds.py [--sweeps 400]
 """
 
@@ -30,7 +35,7 @@ from table import emit  # benchmarks/table.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.planning import seeds_for_power  # noqa: E402
-from analysis.sequential import ALPHA, Design, simulate  # noqa: E402
+from analysis.sequential import ALPHA, STOP_SHARE, Design, simulate  # noqa: E402
 from analysis.success import compare  # noqa: E402
 
 SCENARIOS = {  # the issue's pairs, the notes' four rates, a far pair, and two null cases
@@ -63,6 +68,37 @@ def fixed_sweep(rates: np.ndarray, per_arm: int, rng: np.random.Generator) -> tu
     worse = np.flatnonzero(result["significant"].to_numpy() & (result["diff"].to_numpy() < 0))
     decided = ref == int(np.argmax(rates)) and len(worse) == len(rates) - 1
     return decided, bool(any(rates[i] >= rates.max() for i in worse))
+
+
+STOPPING = {  # scenario -> (rates, c0's stop rule: flags of failing, of succeeding seeds)
+    "0.2 vs 0.6, good rule": ((0.2, 0.6), (0.8, 0.05)),
+    "null 0.4 vs 0.4, rule errs": ((0.4, 0.4), (0.8, 0.4)),
+}
+
+
+def stopping_rows(sweeps: int) -> list[str]:
+    """The second table's rows: per scenario and audit share, naive and corrected."""
+    rows = []
+    for name, (rates, (fail, success)) in STOPPING.items():
+        rates = np.array(rates)
+        null = rates[0] == rates[1]
+        for audit in (None, 0.25, 0.5):
+            cells = [name, "-" if audit is None else f"{audit:g}"]
+            for corrected in (False, True) if audit is not None else (False,):
+                rng = np.random.default_rng(2)
+                design = Design(start=8, step=8, max=NULL_MAX, stop_share=STOP_SHARE if corrected else 0.0)
+                rule = None if audit is None else ((fail, success, audit), (0.0, 0.0, 0.0))
+                seeds, decided, wrong = [], [], []
+                for _ in range(sweeps):
+                    n, verdicts = simulate(rates, design, rng, rule, corrected=corrected)
+                    seeds.append(n.sum())
+                    decided.append(not null and judge(rates, verdicts)[0])
+                    wrong.append(any(v == "worse" for v in verdicts.values()) if null else judge(rates, verdicts)[1])
+                cells += [f"{np.mean(seeds):.0f}", "-" if null else f"{np.mean(decided):.0%}", f"{np.mean(wrong):.1%}"]
+            cells += ["-"] * (8 - len(cells))
+            rows.append("| " + " | ".join(cells) + " |")
+            print(rows[-1], flush=True)
+    return rows
 
 
 def main() -> None:
@@ -104,7 +140,7 @@ def main() -> None:
             cells += [f"{np.mean(wrong):.1%}"]
         rows.append("| " + " | ".join(cells) + " |")
         print(rows[-1], flush=True)
-    emit(
+    first = emit(
         f"adaptive seeds; {args.sweeps} simulated sweeps per scenario, alpha {ALPHA}; fixed: exact Fisher n for 80% "
         "power at alpha / (K - 1), Fisher + Holm; adaptive: start 8, step 8, max 1.25x the fixed n (null rows: 64)",
         [
@@ -121,8 +157,24 @@ def main() -> None:
             "separated: errors",
         ],
         rows,
-        args.out,
     )
+    second = emit(
+        f"adaptive seeds with seed_stop on c0; {args.sweeps} simulated sweeps each, alpha {ALPHA}, start 8, step 8, "
+        f"max {NULL_MAX}; corrected: {STOP_SHARE:.0%} of alpha bounds the stopped seeds",
+        [
+            "arms, c0's stop rule",
+            "audit",
+            "failures: seeds",
+            "failures: decided",
+            "failures: errors",
+            "corrected: seeds",
+            "corrected: decided",
+            "corrected: errors",
+        ],
+        stopping_rows(args.sweeps),
+    )
+    if args.out:
+        Path(args.out).write_text(f"{first}\n\n{second}\n")
 
 
 if __name__ == "__main__":

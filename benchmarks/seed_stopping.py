@@ -101,7 +101,8 @@ def run_arm(configs, args, rule=None) -> list[dict]:
 def main() -> None:
     import numpy as np
 
-    from analysis.seed_stop import corrected_interval, cp_bounds, suggest
+    from analysis.audit import corrected_interval, cp_bounds
+    from analysis.seed_stop import suggest
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=40)
@@ -159,7 +160,7 @@ def main() -> None:
             false_audit = sum(bool(r["success"]) for r in audited)
             true_false = sum(truth[r["seed"]] for r in stops)
             corrected = (
-                "[{:.2f}, {:.2f}]".format(*corrected_interval(k, n, len(stops), false_audit, len(audited)))
+                "[{:.2f}, {:.2f}]".format(*corrected_interval(k, n, len(stops), false_audit, len(audited), 0.05))
                 if arm == "seed_stop"
                 else "-"
             )

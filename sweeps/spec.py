@@ -37,13 +37,14 @@ compares success rates should not set ``scheduler`` (the report says how many se
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from analysis.sequential import Design
+from analysis.sequential import STOP_SHARE, Design
 from trainables.options import PATIENCE, RunOptions
 
 SPACES = ("grid", "choice", "uniform", "loguniform", "randint")
@@ -269,6 +270,8 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
             fail("seed_stop", f"{err} (model {spec.model})")
         if spec.seed_stop["from_epoch"] >= spec.epochs:
             fail("seed_stop.from_epoch", f"must be below epochs ({spec.epochs}): no seed could stop")
+        if spec.adaptive is not None:  # a share of alpha bounds the stopped seeds (analysis.sequential)
+            spec.adaptive = dataclasses.replace(spec.adaptive, stop_share=STOP_SHARE)
 
     scheduler = raw.get("scheduler")
     if scheduler in (None, "none", False):

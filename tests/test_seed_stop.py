@@ -9,6 +9,7 @@ import torch
 from crashing import crash_once_trainable
 from tiny_sps import TINY as SPS_TINY
 
+from analysis.sequential import STOP_SHARE
 from trainables import Pack, fit
 from trainables.seed_stop import SeedStop, audit_draw
 
@@ -148,6 +149,10 @@ def test_spec_field_checked_and_passed_to_the_trials(tmp_path):
     spec = specs.from_dict(good)
     assert spec.base_config()["seed_stop"] == {**good["seed_stop"], "patience": 1}
     assert "seed_stop" not in specs.from_dict({k: v for k, v in good.items() if k != "seed_stop"}).base_config()
+    adaptive = {**good, "seeds": {"start": 4, "step": 4, "max": 8}}
+    assert specs.from_dict(adaptive).adaptive.stop_share == STOP_SHARE  # a share of alpha vouches for stops
+    assert "audit 0.5 advised" in specs.from_dict(adaptive).adaptive.describe(2)
+    assert specs.from_dict({k: v for k, v in adaptive.items() if k != "seed_stop"}).adaptive.stop_share == 0
     bad = [
         ({"seed_stop": {**good["seed_stop"], "from_epoch": 4}}, "seed_stop.from_epoch: must be below epochs"),
         ({"seed_stop": {**good["seed_stop"], "audit": -0.1}}, "seed_stop: seed_stop.audit must be a share"),

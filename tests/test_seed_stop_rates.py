@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.seed_stop import annotate, corrected_interval, cp_bounds, suggest
+from analysis.audit import corrected_interval, cp_bounds
+from analysis.seed_stop import annotate, suggest
 from analysis.success import success_table
 
 
@@ -39,7 +40,7 @@ def test_corrected_interval_covers_the_rate_when_the_stop_rule_errs(p, n, flag_f
     covered = naive = 0
     for _ in range(reps):
         k, m, a, b, _ = simulate(rng, p, n, flag_fail, flag_success, audit)
-        low, high = interval(k, n, m, a, b)
+        low, high = interval(k, n, m, a, b, 0.05)
         covered += low <= p <= high
         nlow, nhigh = plain(k, n, 0.05)  # stopped seeds counted as failures, uncorrected
         naive += nlow <= p <= nhigh
@@ -49,9 +50,9 @@ def test_corrected_interval_covers_the_rate_when_the_stop_rule_errs(p, n, flag_f
 
 
 def test_no_stops_gives_the_split_alpha_cp_interval():
-    low, high = corrected_interval(3, 8, 0, 0, 0)
+    low, high = corrected_interval(3, 8, 0, 0, 0, 0.05)
     assert (low, high) == pytest.approx(cp_bounds(3, 8, 0.025))
-    low, high = corrected_interval(1, 8, 4, 0, 0)  # stops but no audit: every stopped seed may have succeeded
+    low, high = corrected_interval(1, 8, 4, 0, 0, 0.05)  # stops but no audit: every stopped seed may have succeeded
     assert high == pytest.approx(cp_bounds(5, 8, 0.025)[1])
 
 

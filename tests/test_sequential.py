@@ -9,7 +9,9 @@ import pytest
 from scipy.special import betaln
 
 from analysis.adaptive import history
+from analysis.audit import stopped_successes_bound
 from analysis.sequential import (
+    STOP_SHARE,
     Design,
     confidence_sequence,
     decide,
@@ -17,6 +19,7 @@ from analysis.sequential import (
     running_intersection,
     sequence_table,
     simulate,
+    worst_cases,
 )
 from analysis.success import interval
 
@@ -213,3 +216,91 @@ def test_history_replays_the_rounds_and_keeps_stopped_configurations_stopped():
     assert final.at["c0", "verdict"] == "worse" and final.at["c0", "n"] == 16
     assert final.at["c2", "failed"] == 1 and final.at["c2", "verdict"] == "worse" and final.at["c2", "n"] == 16
     assert final.at["c1", "verdict"] == "best" and (steps["round"] <= 2).all()
+
+
+@pytest.mark.parametrize("q, candidates, audit", [(0.3, 40, 0.25), (0.1, 12, 0.5), (0.6, 30, 0.25)])
+def test_stopped_successes_bound_holds_at_its_level(q, candidates, audit):
+    """Candidates that would succeed with probability q, each audited with probability ``audit``
+    independently of that: W+ at alpha 0.05 is below the stopped ones that would succeed at most 5%
+    of the time (Monte Carlo, 2,000 draws), and the bound is not vacuous once some are audited."""
+    rng = np.random.default_rng(11)
+    misses, sizes = 0, []
+    for _ in range(2000):
+        would = rng.random(candidates) < q
+        audited = rng.random(candidates) < audit
+        w_true = int((would & ~audited).sum())
+        w_high = stopped_successes_bound((~audited).sum(), (would & audited).sum(), audited.sum(), 0.05)
+        misses += w_true > w_high
+        sizes.append(w_high / max((~audited).sum(), 1))
+    assert misses / 2000 <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 2000)
+    assert np.median(sizes) < 0.95
+
+
+def test_worst_cases_turn_the_earliest_stopped_seeds_into_successes():
+    mine = {s: False for s in range(6)}
+    other = {0: True, 1: False, 2: True, 3: False, 4: True}  # seed 5 not run by the other
+    variants = list(worst_cases(mine, [0, 1, 2, 5], other, 2))
+    flipped = [sorted(s for s, v in v.items() if v) for v in variants]
+    assert flipped == [[0, 1], [0, 2]]  # 0 or 1 seeds where the other succeeded, the rest where it failed
+    assert list(worst_cases(mine, [5], other, 1)) == [mine]  # a seed outside the pair changes nothing
+
+
+def test_decided_with_seed_stop_keeps_the_family_error_when_the_stop_rule_errs():
+    """Equal rates; c0's stop rule flags 80% of its failing seeds and 40% of its succeeding ones
+    (false stops), audit 0.25. Counted as plain failures the stopped seeds make c0 look worse
+    (family error ~0.3, far above alpha); with the audit's correction the error stays below alpha."""
+    rng = np.random.default_rng(12)
+    rule = ((0.8, 0.4, 0.25), (0.0, 0.0, 0.0))
+    naive_design, design = Design(start=8, step=8, max=48), Design(start=8, step=8, max=48, stop_share=STOP_SHARE)
+    naive = [simulate((0.4, 0.4), naive_design, rng, rule, corrected=False)[1]["c0"] == "worse" for _ in range(300)]
+    fixed = [any(v == "worse" for v in simulate((0.4, 0.4), design, rng, rule)[1].values()) for _ in range(300)]
+    assert np.mean(naive) > 0.15
+    assert np.mean(fixed) <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 300)
+
+
+def test_decided_with_seed_stop_still_decides_a_real_gap_with_half_audited():
+    """0.2 vs 0.6, c0's stop rule good (flags 80% of failing seeds, 5% of succeeding ones): with
+    audit 0.5 most sweeps still find c0 worse; its stopped seeds' W+ widens its upper end."""
+    rng = np.random.default_rng(13)
+    design = Design(start=8, step=8, max=64, stop_share=STOP_SHARE)
+    verdicts = [simulate((0.2, 0.6), design, rng, (0.8, 0.05, 0.5))[1]["c0"] for _ in range(100)]
+    assert np.mean([v == "worse" for v in verdicts]) >= 0.4
+
+
+def test_decide_counts_stopped_seeds_and_widens_the_upper_end():
+    design = Design(start=8, step=8, max=32, stop_share=STOP_SHARE)
+    a = {s: s < 2 for s in range(16)}  # 2 of 16 succeeded; 8 stopped, 4 audited (all failed)
+    marks = {**{s: "stopped" for s in range(8, 16)}, **{s: "audited" for s in range(2, 6)}}
+    plain, corrected = decide({"a": a}, design, 2), decide({"a": a}, design, 2, stops={"a": marks})
+    assert corrected["a"]["stopped"] == 8 and 0 < corrected["a"]["possible"] <= 8
+    assert corrected["a"]["low"] == plain["a"]["low"]  # stops only remove successes: the lower end stands
+    assert corrected["a"]["high"] > plain["a"]["high"]
+    none_audited = decide({"a": a}, design, 2, stops={"a": {s: "stopped" for s in range(8, 16)}})
+    assert none_audited["a"]["possible"] == 8  # nothing vouches for the stopped seeds
+
+
+def test_history_corrects_a_configuration_whose_stopped_seeds_are_unaudited():
+    """c0 fails on every seed, but 12 of its failures were stops with no audit: the rule may not
+    call it worse than c1 (whose seeds all succeed) on those seeds alone; audited, it may."""
+    design = Design(start=8, step=8, max=16, stop_share=STOP_SHARE)
+
+    def rows(audited: bool) -> list[dict]:
+        out = [
+            {"config_id": "c1", "seed": s, "status": "finished", "success": True, "run_id": f"c1/{s}"}
+            for s in range(16)
+        ]
+        for s in range(16):
+            stopped = s >= 4 and not (audited and s % 2 == 0)
+            status = "stopped" if stopped else "finished"
+            out.append(
+                {"config_id": "c0", "seed": s, "status": status, "success": False, "run_id": f"c0/{s}"}
+                | {"audit": (s >= 4 and not stopped)}
+            )
+        return out
+
+    unaudited = history(pd.DataFrame(rows(False)), design).groupby("config_id").tail(1).set_index("config_id")
+    audited = history(pd.DataFrame(rows(True)), design).groupby("config_id").tail(1).set_index("config_id")
+    assert unaudited.at["c0", "possible"] == unaudited.at["c0", "stopped"] == 12
+    assert unaudited.at["c0", "verdict"] != "worse"
+    assert audited.at["c0", "stopped"] == 6 and audited.at["c0", "possible"] < 6
+    assert audited.at["c0", "verdict"] == "worse"
