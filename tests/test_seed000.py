@@ -298,23 +298,15 @@ def test_st_transformer_over_3d_features_stages_and_rules():
 def test_st_transformer_over_3d_features_packed_seed_equals_alone():
     from trainables import fit
 
-    config = {
+    config = {  # the family's test sizes over a causal 3-D AE (its time kernel needs more frames)
         "model": "st_transformer",
-        "variant": "causal3d",
         "n_train": 16,
         "n_val": 8,
+        **STTransformer.test_sizes,
+        "variant": "causal3d",
         "frames": 8,
-        "image_size": 16,
-        "channels": [4, 8],
         "time_kernel": 2,
         "stage_steps": 4,
-        "batch_size": 4,
-        "lr": 1e-3,
-        "d_model": 16,
-        "heads": 2,
-        "spatial_layers": 1,
-        "temporal_layers": 1,
-        "lr_tf": 1.0,
     }
     packed, alone = fit(config, seeds=[0, 1, 2], epochs=3, device="cpu"), fit(config, seeds=[1], epochs=3, device="cpu")
     for key in ("pred_h1_rel", "pred_h4_mse", "ae_straight_rel", "train/total"):
