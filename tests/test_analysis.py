@@ -30,7 +30,7 @@ RULE = {"metric": "linear_proj_mse", "below": 0.2}
 
 
 def write_sweep(uri: str, sweep: str, configs: dict, epochs: int = 4, artifacts=None, rule=RULE) -> None:
-    """Write a synthetic sweep: ``configs = {config_id: (params, [(status, final linear_proj_mse), ...])}``.
+    """Write a synthetic sweep: ``configs = {config_id: (params, [(status, final linear_proj_mse[, tags]), ...])}``.
     Seeds get a decreasing ``linear_proj_mse`` history ending at the final value, ``recon_mse`` =
     half of it, and the ``success`` tag under RULE; with ``artifacts`` each finished seed logs the
     trainable's two PNGs."""
@@ -42,7 +42,7 @@ def write_sweep(uri: str, sweep: str, configs: dict, epochs: int = 4, artifacts=
         config = [Param(k, str(v)) for k, v in params.items()] + rule
         parent = client.create_run(exp, tags={**tags, "seedsweep.kind": "config"}, run_name=cid).info.run_id
         client.log_batch(parent, params=config)
-        for seed, (status, final) in enumerate(seeds):
+        for seed, (status, final, *extra) in enumerate(seeds):
             success = status == "finished" and final < RULE["below"]
             run = client.create_run(
                 exp,
@@ -54,6 +54,7 @@ def write_sweep(uri: str, sweep: str, configs: dict, epochs: int = 4, artifacts=
                     "seed": str(seed),
                     "status": status,
                     "success": str(success).lower(),
+                    **(extra[0] if extra else {}),
                 },
             ).info.run_id
             mse = np.append(np.linspace(1.0, final, epochs)[:-1], final)

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 
 import pytest
+from mlflow import MlflowClient
 from test_sweep import BIN, TINY, runs, seedsweep, write_spec
 
 from sweeps import rounds, runner
@@ -153,6 +154,52 @@ def test_analysis_of_an_adaptive_sweep_leads_with_anytime_quantities(tmp_path):
     assert "after round 2" in page and "worse than c1" in page and "better than all" in page
     assert (tmp_path / "report" / "anytime_intervals.png").stat().st_size > 0
     assert "anytime_low" not in success_table(frame({"a": [("finished", True)] * 3}))  # fixed seeds: as before
+
+
+def test_adaptive_analysis_corrects_for_stopped_seeds(tmp_path):
+    """seed_stop in an adaptive sweep, through a real MLflow store: c1 meets the rule on all 16
+    seeds; c0 fails all 16, 12 of them stopped. With none of c0's candidates audited, its stopped
+    seeds may all have succeeded: not worse, its anytime upper end counts them; with half of the
+    candidates audited (and failed) the audit vouches for the stops: worse."""
+    from test_analysis import write_sweep
+
+    from analysis.adaptive import anytime_table
+    from analysis.runs import load_runs
+    from analysis.sequential import confidence_sequence
+    from trainables.records import DESIGN_TAG
+
+    design = specs.from_dict(
+        {
+            **TINY,
+            **ADAPTIVE,
+            "epochs": 2,
+            "seed_stop": {"metric": "recon_mse", "above": 0.2, "from_epoch": 1, "audit": 0.5},
+        }
+    ).adaptive
+    for audited in (False, True):
+        uri, name = f"sqlite:///{tmp_path / f'{audited}.db'}", f"stops_{audited}"
+        c0 = [("finished", 0.9)] * 4
+        for seed in range(4, 16):
+            audit = audited and seed % 2 == 0
+            tags = {"audit": "true", "would_stop_epoch": "1"} if audit else {"stopped_epoch": "1", "audit": "false"}
+            c0.append(("finished" if audit else "stopped", 0.9, tags))
+        write_sweep(uri, name, {"c0": ({"lr": 1e-9}, c0), "c1": ({"lr": 0.05}, [("finished", 0.05)] * 16)})
+        client = MlflowClient(uri)
+        client.set_experiment_tag(
+            client.get_experiment_by_name(name).experiment_id, DESIGN_TAG, json.dumps(design.to_dict())
+        )
+        table = anytime_table(load_runs(uri, name)).set_index("config_id")
+        steps = table.attrs["history"].groupby("config_id").tail(1).set_index("config_id")
+        if audited:
+            # 6 of 12 candidates seen failing still allow all 6 stops at this level (1/924 vs alpha 0.01 / 16)
+            assert steps.at["c0", "stopped"] == 6 and steps.at["c0", "possible"] <= 6
+            assert table.at["c0", "verdict"] == "worse"
+        else:
+            assert steps.at["c0", "stopped"] == steps.at["c0", "possible"] == 12
+            assert table.at["c0", "verdict"] != "worse"
+            # rounds 1 and 2: 0 seen + 4, then + 12 that may have succeeded; the tighter upper end holds
+            upper = min(confidence_sequence(w, n, design.test_alpha / 2)[1] for w, n in ((4, 8), (12, 16)))
+            assert table.at["c0", "anytime_high"] == pytest.approx(upper)
 
 
 def test_guards_of_adaptive_seeds():
