@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from analysis import paired
+from analysis.confidence import running_intersection
 from analysis.order import natural_key
-from analysis.sequential import Design, decide, pair_looks, running_intersection
+from analysis.sequential import Design, decide, pair_looks
 from analysis.success import COUNTED, outcome, success_table
 from trainables.records import TRAINED
 

@@ -36,8 +36,6 @@ def analyze_command(args: argparse.Namespace) -> None:
     print(format_table(table, fixed_comparison(table, args.baseline)))
     print(f"report: {out}/report.html")
     if args.suggest_seed_stop:
-        from analysis.seed_stop import suggest_for_sweep
-
         print(suggest_for_sweep(args.tracking_uri, args.name, args.metric, args.below, args.above))
 
 
@@ -49,3 +47,24 @@ def print_success_table(tracking_uri: str, sweep: str) -> None:
 
     table = anytime_table(load_runs(tracking_uri, sweep))
     print(format_table(table, fixed_comparison(table)))
+
+
+def suggest_for_sweep(tracking_uri: str, sweep: str, metric=None, below=None, above=None, sample: int = 400) -> str:
+    """``seedsweep analyze NAME --suggest-seed-stop``: the rule ``suggest`` finds on the sweep's
+    finished seeds (up to ``sample`` of them, spread over the configurations) under its success rule."""
+    from analysis.report import rule
+    from analysis.runs import client, load_runs, metric_histories
+    from analysis.seed_stop import describe_suggestion, suggest
+    from analysis.success import outcome
+
+    mlflow_client = client(tracking_uri)
+    runs = load_runs(tracking_uri, sweep, mlflow_client)
+    rule_metric, bound, threshold = rule(runs, runs.attrs.get("success_rule"), metric, below, above)
+    if rule_metric is None:
+        return "no success rule stored or given: pass --metric M --below X (or --above X)"
+    ok = outcome(runs, metric, below, above)
+    finished = runs["status"].eq("finished")
+    chosen = runs[finished].groupby("config_id", sort=False).head(max(1, sample // max(runs["config_id"].nunique(), 1)))
+    histories = metric_histories(mlflow_client, list(chosen["run_id"][:sample]), rule_metric)
+    found = suggest(histories, dict(zip(runs["run_id"], ok)), bound, float(threshold))
+    return describe_suggestion(rule_metric, found)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.sequential import ALPHA
+from analysis.confidence import ALPHA
 from analysis.success import COUNTED
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
-from analysis.sequential import ALPHA
+from analysis.confidence import ALPHA
 
 TESTS = ("fisher", "boschloo")
 NUISANCE_GRID = 201  # Boschloo: points of the common rate over which the worst-case size is taken (plus 0.5)

@@ -201,7 +201,7 @@ def forecast(table: pd.DataFrame, metric: str, path, settled: int | None = None)
 
 def sequence(steps: pd.DataFrame, path) -> Path:
     """Adaptive seeds: each configuration's anytime-valid interval (band) and rate (dots) against
-    its counted seeds n after each round (``analysis.sequential.history``); a cross where its seeds stopped."""
+    its counted seeds n after each round (``analysis.adaptive.history``); a cross where its seeds stopped."""
     fig = Figure(figsize=(7, 4))
     ax = fig.add_subplot()
     colours = [c["color"] for c in matplotlib.rcParams["axes.prop_cycle"]]

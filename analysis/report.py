@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import plots
+from analysis import plots, seed_stop
 from analysis.adaptive import anytime_table
 from analysis.pairs import paired_table
 from analysis.planning import seeds_for_halfwidth, seeds_for_power
@@ -74,12 +74,6 @@ def display_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) -
     return out
 
 
-def seed_stop_note(table: pd.DataFrame) -> str:
-    from analysis.seed_stop import note
-
-    return note(table)
-
-
 def span(low: float, high: float) -> str:
     return "-" if np.isnan(low) else f"[{low:.2f}, {high:.2f}]"
 
@@ -108,7 +102,7 @@ def format_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) ->
     if "anytime_low" in table:
         foot = f"{anytime_note(table)}\n{foot}"
     if "corrected_low" in table:
-        foot = f"{foot}\n{seed_stop_note(table)}"
+        foot = f"{foot}\n{seed_stop.note(table)}"
     return "\n".join([*lines, foot])
 
 
@@ -357,7 +351,7 @@ def render(sweep, tracking_uri, table, comparison, sections, figures, out: Path)
         "<p class='note'>n counts finished and diverged seeds (diverged = failure); pruned, running and failed seeds are"
         " shown but not in n. Intervals are 95% Wilson score and Clopper-Pearson.",
         f"<p class='note'><b>{esc(anytime_note(table))}.</b></p>" if "anytime_low" in table else "",
-        f"<p class='note'>{esc(seed_stop_note(table))}.</p>" if "corrected_low" in table else "",
+        f"<p class='note'>{esc(seed_stop.note(table))}.</p>" if "corrected_low" in table else "",
         comparison_note(comparison),
         "</p>",
         pruning_note(table),

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.audit import corrected_interval, cp_bounds, false_stop_rate
-from analysis.sequential import ALPHA
+from analysis.confidence import ALPHA
 from trainables.records import TRAINED
 
 
@@ -160,23 +160,3 @@ def describe_suggestion(metric: str, found: dict | None, max_false_stop: float =
         f"saves {x['saved_share']:.0%} of their seed-epochs. Measured on the seeds it was chosen from, so optimistic: "
         f"keep the audit on"
     )
-
-
-def suggest_for_sweep(tracking_uri: str, sweep: str, metric=None, below=None, above=None, sample: int = 400) -> str:
-    """``seedsweep analyze NAME --suggest-seed-stop``: the rule ``suggest`` finds on the sweep's
-    finished seeds (up to ``sample`` of them, spread over the configurations) under its success rule."""
-    from analysis.report import rule
-    from analysis.runs import client, load_runs, metric_histories
-    from analysis.success import outcome
-
-    mlflow_client = client(tracking_uri)
-    runs = load_runs(tracking_uri, sweep, mlflow_client)
-    rule_metric, bound, threshold = rule(runs, runs.attrs.get("success_rule"), metric, below, above)
-    if rule_metric is None:
-        return "no success rule stored or given: pass --metric M --below X (or --above X)"
-    ok = outcome(runs, metric, below, above)
-    finished = runs["status"].eq("finished")
-    chosen = runs[finished].groupby("config_id", sort=False).head(max(1, sample // max(runs["config_id"].nunique(), 1)))
-    histories = metric_histories(mlflow_client, list(chosen["run_id"][:sample]), rule_metric)
-    found = suggest(histories, dict(zip(runs["run_id"], ok)), bound, float(threshold))
-    return describe_suggestion(rule_metric, found)

@@ -15,9 +15,10 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
+from analysis.confidence import ALPHA
 from analysis.order import natural_key
 from analysis.runs import INFO
-from analysis.sequential import ALPHA
+from analysis.seed_stop import annotate
 from trainables.records import COUNTED
 from trainables.rule import SuccessRule
 
@@ -69,8 +70,6 @@ def success_table(runs: pd.DataFrame, metric=None, below=None, above=None, param
     table = table[ordered + [*SHOWN, *extra]]
     table.attrs.update(params=params, rule=describe_rule(runs, metric, below, above), design=runs.attrs.get("design"))
     if "stopped" in extra:  # seed_stop: audit, false stops and the corrected interval
-        from analysis.seed_stop import annotate
-
         table = annotate(table, runs, ok)
     return table
 

@@ -34,8 +34,9 @@ from table import emit  # benchmarks/table.py
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from analysis.confidence import ALPHA  # noqa: E402
 from analysis.planning import seeds_for_power  # noqa: E402
-from analysis.sequential import ALPHA, STOP_SHARE, Design, simulate  # noqa: E402
+from analysis.sequential import STOP_SHARE, Design, simulate  # noqa: E402
 from analysis.success import compare  # noqa: E402
 
 SCENARIOS = {  # the issue's pairs, the notes' four rates, a far pair, and two null cases

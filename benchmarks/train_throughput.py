@@ -72,7 +72,7 @@ WORDS = {
 
 def variant(name: str) -> dict:
     """``"compile+gemm"`` -> the speed keys it sets (later words win)."""
-    from trainables.pack import COMPILE_MODES
+    from trainables.config import COMPILE_MODES
 
     keys = {}
     for word in name.split("+"):
@@ -190,7 +190,8 @@ def main() -> None:
             setattr(args, key, value)
     variants = {name: variant(name) for name in args.variants.split(",")}
 
-    from trainables.pack import Speed, resolve_config
+    from trainables.config import resolve_config
+    from trainables.pack import Speed
 
     base = {
         **REFERENCE,

@@ -1,7 +1,7 @@
 """Adaptive seeds: a sweep in rounds (``seeds: {start, step, max, until}`` in the spec).
 
 Round 1 is the sweep as the spec says it (searcher, ASHA) with seeds 0..start-1. After each
-round the runner reads the seed runs from MLflow, replays the rule (``analysis.sequential.history``)
+round the runner reads the seed runs from MLflow, replays the rule (``analysis.adaptive.history``)
 and gives the configurations still open the next block of seed numbers, as one Tune experiment per
 round over exactly those configurations (no searcher, no scheduler). Everything lives under the
 sweep's results folder:
@@ -260,7 +260,7 @@ def round_complete(
 
 def made_configurations(spec: SweepSpec, results) -> list[dict]:
     """Round 1's configurations (swept values and config_id), once each, for the later rounds."""
-    from trainables.pack import config_id
+    from trainables.config import config_id
     from trainables.train import split_config
 
     seen, out = set(), []

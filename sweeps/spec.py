@@ -309,7 +309,7 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
         fail("scheduler", "must be an ASHA mapping or none")
 
     # Finally the model itself: data sizes, and every fixed and swept param one of its config fields.
-    from trainables.pack import resolve_config
+    from trainables.config import resolve_config
 
     sample = {k: first_value(v) for k, v in spec.swept().items()}
     try:

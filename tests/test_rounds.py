@@ -123,8 +123,8 @@ def test_analysis_of_an_adaptive_sweep_leads_with_anytime_quantities(tmp_path):
     from mlflow import MlflowClient
     from test_analysis import frame, write_sweep
 
+    from analysis.confidence import confidence_sequence
     from analysis.report import format_table, write_report
-    from analysis.sequential import confidence_sequence
     from analysis.success import success_table
     from trainables.records import DESIGN_TAG
 
@@ -164,8 +164,8 @@ def test_adaptive_analysis_corrects_for_stopped_seeds(tmp_path):
     from test_analysis import write_sweep
 
     from analysis.adaptive import anytime_table
+    from analysis.confidence import confidence_sequence
     from analysis.runs import load_runs
-    from analysis.sequential import confidence_sequence
     from trainables.records import DESIGN_TAG
 
     design = specs.from_dict(

@@ -10,17 +10,8 @@ from scipy.special import betaln
 
 from analysis.adaptive import history
 from analysis.audit import stopped_successes_bound
-from analysis.sequential import (
-    STOP_SHARE,
-    Design,
-    confidence_sequence,
-    decide,
-    log_ratio,
-    running_intersection,
-    sequence_table,
-    simulate,
-    worst_cases,
-)
+from analysis.confidence import confidence_sequence, log_ratio, running_intersection, sequence_table
+from analysis.sequential import STOP_SHARE, Design, decide, simulate, worst_cases
 from analysis.success import interval
 
 

@@ -7,8 +7,12 @@ __all__ = ["Pack", "fit", "resolve_config", "config_id"]
 
 
 def __getattr__(name: str):
-    if name in __all__:
+    if name in ("Pack", "fit"):
         from trainables import pack
 
         return getattr(pack, name)
+    if name in ("resolve_config", "config_id"):
+        from trainables import config
+
+        return getattr(config, name)
     raise AttributeError(f"module 'trainables' has no attribute {name!r}")

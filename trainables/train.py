@@ -1,6 +1,6 @@
 """The Ray Tune function trainable: one trial = one configuration, its seeds packed in one process.
 
-``train(config)`` takes the model config (see ``trainables.pack.resolve_config``) and, under
+``train(config)`` takes the model config (see ``trainables.config.resolve_config``) and, under
 ``config["run"]``, its ``RunOptions`` as a dict (``trainables.options``; the runner puts them there):
 
 - ``seeds`` (the seed numbers packed in the trial), ``epochs``;
@@ -47,9 +47,10 @@ import ray
 import torch
 from ray import tune
 
+from trainables.config import config_id, resolve_config
 from trainables.models import Metric
 from trainables.options import RUN_KEY, RunOptions
-from trainables.pack import Pack, config_id, resolve_config
+from trainables.pack import Pack
 from trainables.records import DEVICE_TAG, METRICS_TAG, PRECISION_TAG, SEED_STOP_TAGS
 from trainables.tracking import Tracker, device_name
 
