@@ -42,7 +42,8 @@ def configurations(args) -> list[tuple[str, dict]]:
     from sweeps.spec import load
 
     spec = load(ROOT / "sweeps" / "quickstart.yaml")
-    base = {**spec.base_config(), "n_train": args.n_train, "device": "cpu"}
+    # the spec's own seed_stop left out: the arms add theirs (none, or the rule under test)
+    base = {**spec.base_config(), "n_train": args.n_train, "device": "cpu", "seed_stop": None}
     out = []
     for name, space in spec.swept().items():
         for value in space["grid"]:
