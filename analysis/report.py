@@ -70,7 +70,8 @@ def display_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) -
         out["audited"] = table["audited"].astype(str)
         out["false stops"] = table["false_stops"].astype(str)
         out["steps saved"] = table["seed_steps_saved"].astype(str)
-        out["corrected 95%"] = [span(a, b) for a, b in zip(table["corrected_low"], table["corrected_high"])]
+        if "anytime_low" not in table:  # adaptive: the anytime interval carries the correction
+            out["corrected 95%"] = [span(a, b) for a, b in zip(table["corrected_low"], table["corrected_high"])]
     return out
 
 
@@ -111,7 +112,7 @@ def anytime_note(table: pd.DataFrame) -> str:
     design = Design.from_dict(table.attrs["design"])
     return (
         f"{ANYTIME}: anytime-valid confidence sequence (beta-binomial mixture, running intersection over the rounds),"
-        f" all {len(table)} configurations at once (alpha {design.alpha:g} / {len(table)} each); verdict: the rule"
+        f" all {len(table)} configurations at once (alpha {design.test_alpha:g} / {len(table)} each); verdict: the rule"
         f" {design.rule()}; p vs best (anytime): the paired sequential test's anytime-valid p-value, Bonferroni over"
         f" {len(table) - 1}; P(best), Bayes: posterior probability of the highest rate (uniform priors), no error"
         f" guarantee; {NOT_VALID}. Seeds: {design.describe(len(table))}"

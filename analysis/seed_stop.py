@@ -75,14 +75,23 @@ def annotate(table: pd.DataFrame, runs: pd.DataFrame, ok: pd.Series, alpha: floa
 
 
 def note(table: pd.DataFrame) -> str:
-    """One line: what the seed-stop columns are, and the sweep's pooled false-stop rate."""
+    """One line: what the seed-stop columns are, and the sweep's pooled false-stop rate. An adaptive
+    sweep's table (``anytime_low``) has no fixed-n intervals: its anytime interval and verdicts carry
+    the correction (analysis.sequential)."""
     s = table.attrs["seed_stop"]
     rate, low, high = s["false_stop_rate"]
+    head = f"seed_stop: {s['stopped']} seeds stopped (counted as failures), {s['seed_steps_saved']} seed-steps saved"
+    if "anytime_low" in table:
+        fsr = f"{s['false_stops']}/{s['audited']}" if s["audited"] else "no audit yet"
+        return (
+            f"{head}; false stops among audited candidates {fsr}; the anytime interval's upper end counts, per "
+            "configuration, the stopped seeds that may have succeeded (bounded by its audited candidates, analysis.audit), "
+            "and a verdict of worse holds however those would have ended"
+        )
     fsr = f"{s['false_stops']}/{s['audited']} = {rate:.2f} [{low:.2f}, {high:.2f}]" if s["audited"] else "no audit yet"
     return (
-        f"seed_stop: {s['stopped']} seeds stopped (counted as failures), {s['seed_steps_saved']} seed-steps saved; "
-        f"false stops among audited candidates {fsr} (CP 95%); corrected 95%: covers the rate without stops "
-        f"(CP at alpha/2, upper end + a bound on the stopped seeds that would have succeeded; analysis.seed_stop)"
+        f"{head}; false stops among audited candidates {fsr} (CP 95%); corrected 95%: covers the rate without stops "
+        f"(CP at alpha/2, upper end + a bound on the stopped seeds that would have succeeded; analysis.audit)"
     )
 
 

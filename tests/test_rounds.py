@@ -165,6 +165,7 @@ def test_adaptive_analysis_corrects_for_stopped_seeds(tmp_path):
 
     from analysis.adaptive import anytime_table
     from analysis.confidence import confidence_sequence
+    from analysis.report import format_table
     from analysis.runs import load_runs
     from trainables.records import DESIGN_TAG
 
@@ -200,6 +201,9 @@ def test_adaptive_analysis_corrects_for_stopped_seeds(tmp_path):
             # rounds 1 and 2: 0 seen + 4, then + 12 that may have succeeded; the tighter upper end holds
             upper = min(confidence_sequence(w, n, design.test_alpha / 2)[1] for w, n in ((4, 8), (12, 16)))
             assert table.at["c0", "anytime_high"] == pytest.approx(upper)
+            text = format_table(table.reset_index())
+            assert "stopped" in text.splitlines()[0] and "corrected 95%" not in text  # no fixed-n interval
+            assert "the anytime interval's upper end counts" in text and "alpha 0.04 / 2 each" in text
 
 
 def test_guards_of_adaptive_seeds():
