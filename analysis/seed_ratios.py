@@ -4,7 +4,7 @@ as two metrics of one run). ``analysis.pairs`` tests the paired differences; thi
 and their ratios, which a relative error calls for. Seed s sees the same data order in every
 configuration of a sweep, so the pair (A at seed s, B at seed s) differs only in the swept value.
 
-    python -m analysis.seed_ratios SWEEP PARAM A B METRIC [--tracking-uri URI]
+    python -m analysis.seed_ratios SWEEP PARAM A B METRIC [--where KEY=VALUE ...] [--tracking-uri URI]
     python -m analysis.seed_ratios SWEEP - - - METRIC_A/METRIC_B   # two metrics of the same seed run
 """
 
@@ -17,12 +17,26 @@ import numpy as np
 import pandas as pd
 
 from analysis.runs import load_runs
+from trainables.records import COUNTED
 
 
-def paired(runs: pd.DataFrame, param: str, a, b, metric: str) -> pd.DataFrame:
-    """Per seed present in both: ``metric`` at ``param`` = a and = b, their difference (a - b) and ratio (a / b)."""
-    col = runs[param].astype(str)
-    side = lambda v: runs[col == str(v)].set_index("seed")[metric].rename(str(v))  # noqa: E731
+def paired(runs: pd.DataFrame, param: str, a, b, metric: str, where: dict | None = None) -> pd.DataFrame:
+    """Per seed counted in both: ``metric`` at ``param`` = a and = b, their difference (a - b) and
+    ratio (a / b). ``where``: {other param: value} fixing the other swept params, so that each side
+    is one configuration (a retried seed counts once, by its counted run)."""
+    counted = runs[runs["status"].isin(COUNTED) & runs["seed"].notna()] if "status" in runs else runs
+    for key, value in (where or {}).items():
+        counted = counted[counted[key].astype(str) == str(value)]
+
+    def side(v) -> pd.Series:
+        mine = counted[counted[param].astype(str) == str(v)]
+        if mine["config_id"].nunique() > 1:
+            raise ValueError(
+                f"{param}={v} matches {mine['config_id'].nunique()} configurations ({', '.join(map(str, mine['config_id'].unique()))}): "
+                "fix the other swept params with --where KEY=VALUE"
+            )
+        return mine.drop_duplicates("seed", keep="last").set_index("seed")[metric].rename(str(v))
+
     both = pd.concat([side(a), side(b)], axis=1, join="inner").sort_index()
     both["diff"] = both[str(a)] - both[str(b)]
     both["ratio"] = both[str(a)] / both[str(b)]
@@ -57,13 +71,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("a")
     ap.add_argument("b")
     ap.add_argument("metric", help="metric, or METRIC_A/METRIC_B with param -")
+    ap.add_argument("--where", action="append", default=[], metavar="KEY=VALUE", help="fix another swept param")
     ap.add_argument("--tracking-uri", default="sqlite:///mlruns.db")
     args = ap.parse_args(argv)
     runs = load_runs(args.tracking_uri, args.sweep)
     if args.param == "-":
         table = within(runs, *args.metric.split("/"))
     else:
-        table = paired(runs, args.param, args.a, args.b, args.metric)
+        where = dict(w.split("=", 1) for w in args.where)
+        table = paired(runs, args.param, args.a, args.b, args.metric, where)
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     print(summary(table))
 

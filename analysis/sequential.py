@@ -168,22 +168,27 @@ def compare_pair(
     that one is worse must hold however W+ of its stopped seeds would have ended
     (``worst_cases``)."""
 
-    def direction(x, y) -> int:
-        return paired.difference(pair_looks(x, y, design, round_)[0], design.max, level, design.spend, ladder)[0]
+    def direction(steps) -> int:
+        return paired.difference(steps, design.max, level, design.spend, ladder)[0]
 
     (stopped_a, w_a), (stopped_b, w_b) = stops
     steps, d = pair_looks(a, b, design, round_)
-    found = direction(a, b)
-    if found > 0 and any(direction(a, b2) <= 0 for b2 in worst_cases(b, stopped_b, a, w_b)):
-        found = 0
-    if found < 0 and any(direction(a2, b) >= 0 for a2 in worst_cases(a, stopped_a, b, w_a)):
-        found = 0
+    found = direction(steps)
+    if found > 0 and w_b:
+        found = int(
+            all(direction(pair_looks(a, b2, design, round_)[0]) > 0 for b2 in worst_cases(b, stopped_b, a, w_b))
+        )
+    if found < 0 and w_a:
+        found = -int(
+            all(direction(pair_looks(a2, b, design, round_)[0]) < 0 for a2 in worst_cases(a, stopped_a, b, w_a))
+        )
     if found:
         return ">" if found > 0 else "<"
     k = len(ladder) + 1
     tie_alpha = design.test_alpha / (k * (k - 1) // 2)
-    variants = [(a, b), *((a2, b) for a2 in worst_cases(a, stopped_a, b, w_a) if w_a)]
-    variants += [(a, b2) for b2 in worst_cases(b, stopped_b, a, w_b) if w_b]
+    variants = [(a, b)]
+    variants += [(a2, b) for a2 in worst_cases(a, stopped_a, b, w_a)] if w_a else []
+    variants += [(a, b2) for b2 in worst_cases(b, stopped_b, a, w_b)] if w_b else []
     if design.margin and all(
         paired.equivalent(pair_looks(x, y, design, round_)[1], design.margin, tie_alpha) for x, y in variants
     ):

@@ -465,5 +465,11 @@ def test_paired_per_seed_differences_and_ratios():
     assert list(t.index) == [0, 1]  # seeds in both configurations only
     assert t["ratio"].tolist() == pytest.approx([1.5, 2.0]) and t["diff"].tolist() == pytest.approx([0.01, 0.02])
     assert "geometric-mean ratio 1.73" in summary(t) and "2/2" in summary(t)
+    lr = pd.concat([runs.assign(lr=1e-3), runs.assign(lr=1e-4, config_id=runs["config_id"] + "2")])
+    with pytest.raises(ValueError, match="matches 2 configurations"):  # another swept param: say which
+        paired(lr, "time_kernel", 4, 1, "mean_frame_rel")
+    assert paired(lr, "time_kernel", 4, 1, "mean_frame_rel", {"lr": 1e-4})["ratio"].tolist() == pytest.approx(
+        [1.5, 2.0]
+    )
     w = within(runs, "l0_zopt_rel", "mean_frame_rel")
     assert w["ratio"].iloc[:3].tolist() == pytest.approx([0.9, 0.9, 0.9])
