@@ -16,9 +16,9 @@ import pandas as pd
 from analysis import paired
 from analysis.confidence import running_intersection
 from analysis.order import natural_key
-from analysis.sequential import Design, decide, pair_looks
+from analysis.seed_stop import candidates
+from analysis.sequential import Design, decide, pair_looks, worst_cases
 from analysis.success import COUNTED, outcome, success_table
-from trainables.records import TRAINED
 
 COLUMNS = [
     "round",
@@ -50,13 +50,8 @@ def outcomes(runs: pd.DataFrame, metric=None, below=None, above=None) -> dict[st
 def stop_marks(runs: pd.DataFrame) -> dict[str, dict[int, str]]:
     """Each configuration's seed_stop candidates as ``{seed: "stopped" | "audited"}`` (audited: a
     candidate that trained on as the audit): what ``decide`` corrects the stopped seeds by."""
-    status = runs["status"].fillna("")
-    audit = runs["audit"].fillna(False).astype(bool) if "audit" in runs else pd.Series(False, index=runs.index)
-    mark = (
-        pd.Series("", index=runs.index)
-        .mask(audit & status.isin(TRAINED), "audited")
-        .mask(status.eq("stopped"), "stopped")
-    )
+    stopped, audited = candidates(runs)
+    mark = pd.Series("", index=runs.index).mask(audited, "audited").mask(stopped, "stopped")
     out: dict[str, dict[int, str]] = {}
     for cid, seed, m in zip(runs["config_id"], runs["seed"], mark):
         if m and pd.notna(seed):
@@ -91,8 +86,9 @@ def history(runs: pd.DataFrame, design: Design, rounds: int | None = None, metri
 def anytime_table(runs: pd.DataFrame, metric=None, below=None, above=None) -> pd.DataFrame:
     """``success_table`` with, for an adaptive sweep (``runs.attrs["design"]``), the anytime-valid
     columns: ``anytime_low/high`` (running intersection of the confidence sequences at alpha / K
-    over the rounds), ``verdict``, ``p_anytime`` (paired test against the best, anytime-valid,
-    Bonferroni over K - 1). A fixed sweep's table is returned as it is."""
+    over the rounds; with seed_stop the upper end counts W+), ``verdict``, ``p_anytime`` (paired
+    test against the best, anytime-valid, Bonferroni over K - 1; with seed_stop the largest over
+    the placements of W+ stopped seeds that may have succeeded). A fixed sweep's table is returned as it is."""
     table = success_table(runs, metric, below, above)
     if not runs.attrs.get("design"):
         return table
@@ -108,16 +104,21 @@ def anytime_table(runs: pd.DataFrame, metric=None, below=None, above=None) -> pd
     table.insert(table.columns.get_loc("wilson_low"), "anytime_high", table["config_id"].map(high).fillna(1.0))
     table["verdict"] = table["config_id"].map(verdict).fillna("open")
     best = reference(table)
-    everything = outcomes(runs, metric, below, above)
+    everything, marks = outcomes(runs, metric, below, above), stop_marks(runs)
     rounds = int(steps["round"].max()) if len(steps) else 1
+    possible = steps.groupby("config_id").tail(1).set_index("config_id")["possible"]
+
+    def p_anytime(cid: str) -> float:
+        """Against the best, the largest p over the placements of its W+ stopped seeds that may have
+        succeeded (as the verdict's claim must hold for each: ``worst_cases``), Bonferroni over K - 1."""
+        mine, ref, w = everything[cid], everything[best], int(possible.get(cid, 0))
+        stopped = [s for s, m in marks.get(cid, {}).items() if m == "stopped" and s in mine]
+        variants = [mine, *(worst_cases(mine, stopped, ref, w) if w else [])]
+        looks = (pair_looks(v, ref, design, rounds)[0] for v in variants)
+        return min(1.0, (k - 1) * max(paired.pvalue(steps_, design.max, design.spend) for steps_ in looks))
+
     table["p_anytime"] = [
-        np.nan
-        if cid == best or not everything.get(cid) or not everything.get(best)
-        else min(
-            1.0,
-            (k - 1)
-            * paired.pvalue(pair_looks(everything[cid], everything[best], design, rounds)[0], design.max, design.spend),
-        )
+        np.nan if cid == best or not everything.get(cid) or not everything.get(best) else p_anytime(cid)
         for cid in table["config_id"]
     ]
     table.attrs.update(reference=best, history=steps)

@@ -24,11 +24,18 @@ from analysis.confidence import ALPHA
 from trainables.records import TRAINED
 
 
+def candidates(runs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """(stopped, audited) masks over seed runs: the stop candidates that stopped, and those that
+    trained on to the end as the audit."""
+    status = runs["status"].fillna("")
+    audit = runs["audit"].fillna(False).astype(bool) if "audit" in runs else pd.Series(False, index=runs.index)
+    return status.eq("stopped"), audit & status.isin(TRAINED)
+
+
 def seed_columns(runs: pd.DataFrame, ok: pd.Series) -> pd.DataFrame:
     """Per configuration (index ``config_id``): ``stopped``, ``audited``, ``false_stops``,
     ``seed_steps_saved``. ``ok``: each seed's final success under the rule in force."""
-    status = runs["status"].fillna("")
-    audit = runs["audit"].fillna(False).astype(bool) if "audit" in runs else pd.Series(False, index=runs.index)
+    stopped, audited = candidates(runs)
     saved = (
         pd.to_numeric(runs["seed_steps_saved"], errors="coerce").fillna(0)
         if "seed_steps_saved" in runs
@@ -37,10 +44,10 @@ def seed_columns(runs: pd.DataFrame, ok: pd.Series) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "config_id": runs["config_id"],
-            "stopped": status.eq("stopped"),
-            "audited": audit & status.isin(TRAINED),  # candidates that trained on to the end
-            "false_stops": audit & status.eq("finished") & ok.astype(bool),
-            "seed_steps_saved": saved.where(status.eq("stopped"), 0),
+            "stopped": stopped,
+            "audited": audited,
+            "false_stops": audited & ok.astype(bool),  # ok: a diverged seed never succeeds
+            "seed_steps_saved": saved.where(stopped, 0),
         }
     )
     return frame.groupby("config_id", sort=False).sum().astype(int)
