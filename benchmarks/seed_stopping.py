@@ -62,7 +62,7 @@ def train(label: str, config: dict, seeds: int, epochs: int) -> dict:
     pack = Pack(config, list(range(seeds)))  # data from the cache main() filled: not timed
     before, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     metric = pack.config["success"]["metric"]
-    steps = len(pack.train_x) // pack.cfg.batch_size
+    steps = pack.steps_per_epoch
     curves = {s: [] for s in range(seeds)}
     seed_steps = 0
     for epoch in range(1, epochs + 1):

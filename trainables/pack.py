@@ -121,19 +121,23 @@ class Pack:
 
     # ---- training ----
 
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimiser steps of one seed in one epoch: whole batches, each ``model.steps_per_batch`` times."""
+        return self.n_train // self.cfg.batch_size * self.model.steps_per_batch
+
     def train_epoch(self) -> dict[str, list[float]]:
         """One epoch (len(train) // batch_size batches, each seed its own shuffled order, each batch
         ``model.steps_per_batch`` optimiser steps); per seed the mean of each loss term over the epoch."""
-        B, n = self.cfg.batch_size, self.n_train
+        B = self.cfg.batch_size
         if not self.active:  # every seed has stopped: nothing to compute
             self.epoch += 1
             self.last_losses = {k: [math.nan] * len(self.seeds) for k in self.last_losses or {}}
             return self.last_losses
-        order = self._to_device(torch.stack([torch.randperm(n, generator=self.gens[i]) for i in self.held]))
+        order = self._to_device(torch.stack([torch.randperm(self.n_train, generator=self.gens[i]) for i in self.held]))
         self._set_cuda_flags()
         sums: dict[str, torch.Tensor] = {}
-        repeat = self.model.steps_per_batch
-        steps = n // B * repeat
+        repeat, steps = self.model.steps_per_batch, self.steps_per_epoch
         for i in range(steps):
             terms = self._step(order[:, i // repeat * B : (i // repeat + 1) * B])
             for k, v in terms.items():

@@ -163,7 +163,6 @@ def train(config: dict) -> None:
         tracker.set_seeds(results)
         tracker.end_seeds(sorted(pack.stopped))
     flushed = time.monotonic()
-    steps_per_epoch = pack.n_train // pack.cfg.batch_size
 
     for epoch in range(start + 1, epochs + 1):
         gone = set(pack.stopped)  # seeds that left the pack before this epoch: nothing new to log
@@ -176,7 +175,7 @@ def train(config: dict) -> None:
             for i in set(pack.stopped) - gone:  # stopped now: their metrics at the stop are the last ones
                 results[i]["seed_steps_saved"] = pack.stopped[i]["seed_steps_saved"] = (
                     epochs - epoch
-                ) * steps_per_epoch
+                ) * pack.steps_per_epoch
             tracker.set_seeds(results)
             tracker.end_seeds(sorted(set(pack.stopped) - gone))
         train_medians = {f"median_train/{t}": finite_median(v) for t, v in losses.items()}
