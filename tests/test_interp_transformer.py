@@ -221,8 +221,10 @@ def test_palette_tokens_quantise_to_512_colours_and_pack_like_alone():
     assert m.palette.shape == (2, 512, SMALL["d_model"]) and not hasattr(m, "embed")
     pixels = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [1.0, 0.0, 0.0], [0.99, 0.01, 0.02]])
     tokens = m.tokenise(pixels.view(1, 1, 4, 3).expand(2, 1, 4, 3))
-    assert_close(tokens[:, 0, 0], m.palette[:, 0]) and assert_close(tokens[:, 0, 1], m.palette[:, 511])
-    assert_close(tokens[:, 0, 2], m.palette[:, 7 * 64]) and assert_close(tokens[:, 0, 3], tokens[:, 0, 2])
+    assert_close(tokens[:, 0, 0], m.palette[:, 0])
+    assert_close(tokens[:, 0, 1], m.palette[:, 511])
+    assert_close(tokens[:, 0, 2], m.palette[:, 7 * 64])
+    assert_close(tokens[:, 0, 3], tokens[:, 0, 2])  # nearby colours share a token
     config = {"model": "interp_transformer", "env": "ball", "n_train": 16, "n_val": 8, **TINY}
     config.update(tokens="palette", frame_step=1, input_noise=0.1)
     packed = fit(config, seeds=[0, 1], epochs=1, device="cpu")

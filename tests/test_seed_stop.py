@@ -324,7 +324,6 @@ def test_sweep_with_seed_stop_runs_resumes_and_analyses(tmp_path):
         assert steps == list(range(1, end + 1)), (r.data.tags, steps)  # none doubled, none after the stop
 
     out = seedsweep("analyze", "stop", "--suggest-seed-stop")
-    (Path(os.environ.get("SEEDSTOP_OUT", tmp_path)) / "analyze.txt").write_text(out)
     assert "corrected 95%" in out and "stopped" in out and "seed-steps saved" in out
     assert "seed_stop: {metric: linear_proj_mse" in out or "no seed_stop rule" in out
     assert (tmp_path / "reports" / "stop" / "report.html").read_text().count("corrected 95%") >= 1

@@ -1,5 +1,6 @@
-"""analysis.sequential: the confidence sequence against closed forms and against simulation under
-continuous monitoring, and the rule that stops adding seeds."""
+"""analysis.confidence: the confidence sequence against closed forms and against simulation under
+continuous monitoring; analysis.sequential: the rule that stops adding seeds, with and without
+seed_stop's correction."""
 
 import math
 

@@ -12,9 +12,9 @@ stopped), ``success`` ("true" | "false"), ``device`` and ``precision`` (what tra
 ``seed_stop`` (trainables.seed_stop) also ``audit`` ("true" for an audited stop candidate),
 ``would_stop_epoch`` (audited), ``stopped_epoch`` and ``seed_steps_saved`` (a stopped seed: its run
 ends at the stop, its last metrics those of the stop; it counts in n as a failure). Per-seed metrics use
-step = epoch; at the last epoch a finished or diverged seed also logs the metric ``success`` (1 or 0;
-a pruned or failed seed has none), so MLflow's own "group by config_id, average success" shows k/n.
-The parent holds the aggregates over seeds, at the last epoch ``n`` (finished + diverged seeds), ``n_success``, ``success_rate`` (k/n)
+step = epoch; at its last epoch a counted seed (finished, diverged or stopped) also logs the metric
+``success`` (1 or 0; a pruned or failed seed has none), so MLflow's own "group by config_id, average
+success" shows k/n. The parent holds the aggregates over seeds, at the last epoch ``n`` (counted seeds), ``n_success``, ``success_rate`` (k/n)
 and the ends of its 95% Wilson interval ``success_low`` / ``success_high``, and the tag
 ``seedsweep.metrics``: the model's declared metrics as JSON (``{name: {"better": ..., "doc": ...}}``),
 so the analysis knows them without the model.
@@ -59,7 +59,7 @@ Z95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
 
 
 def seed_outcome(result: dict) -> dict[str, float]:
-    """A seed's final ``success`` metric (1.0 / 0.0) if it counts (finished or diverged), else nothing."""
+    """A seed's final ``success`` metric (1.0 / 0.0) if it counts (``COUNTED``), else nothing."""
     if result["status"] not in COUNTED:
         return {}
     return {SUCCESS: float(result["status"] == "finished" and bool(result["success"]))}

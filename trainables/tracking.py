@@ -28,6 +28,7 @@ from mlflow.entities import Metric, Param, RunTag
 from trainables.options import PATIENCE
 from trainables.records import (
     KIND,
+    RUN_TAGS,
     SEED_STOP_TAGS,
     bound_mlflow_http,
     config_outcome,
@@ -87,7 +88,7 @@ class Tracker:
         self.tried = 0.0  # the last attempt to reach it
         self.uncertain: set[str] = set()  # runs whose last send failed, and may have arrived all the same
         self.client = self._wait(open_client, tracking_uri)
-        self.tags = {"sweep": sweep, "config_id": config_id, "trial_id": trial_id}
+        self.tags = dict(zip(RUN_TAGS, (sweep, config_id, trial_id)))
         self.params = [Param(k, v) for k, v in flatten(config).items()]
         self.experiment_id = self._wait(ensure_experiment, self.client, experiment)
         self.last_step: dict[str, dict[str, int]] = {}  # run -> metric -> last step MLflow holds
