@@ -63,6 +63,10 @@ def test_source_fields_are_centred_on_their_patches():
                 f[0, r, c, 2:6, 2:6].permute(2, 0, 1), frames[0, 0, 0, :, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4]
             )
     assert (f[0, 0, 0, :2] == 0).all() and (f[0, 1, 1, -2:] == 0).all()  # zero padding outside the image
+    stacked = torch.rand(2, 3, 4, 3, 8, 8, generator=torch.Generator().manual_seed(1))  # [S, B, F, 3, H, W]
+    every = m.fields(stacked).unflatten(1, (3, 4))  # [S, B, P, L, 3]
+    for patch in range(4):  # patch_step's one field per image, cut before the copy: the same numbers
+        assert torch.equal(m.fields(stacked, patch), every[:, :, patch])
 
 
 def test_baselines_psnr_on_known_frames():

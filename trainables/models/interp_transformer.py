@@ -243,13 +243,20 @@ class InterpTransformer(PackedModel):
 
     # -- the network --
 
-    def fields(self, frames: torch.Tensor) -> torch.Tensor:
+    def fields(self, frames: torch.Tensor, patch: int | None = None) -> torch.Tensor:
         """Frames [S, B, F, 3, H, W] -> each patch's source field [S, B * P, F * src * src, 3]
-        (P = patches per image, row-major; zero padding outside the image)."""
+        (P = patches per image, row-major; zero padding outside the image); with ``patch`` (its
+        row-major index) that patch's field of each image only, [S, B, F * src * src, 3], cut from
+        the padded frames before anything is copied."""
         S, B, Fr = frames.shape[:3]
-        src, patch = self.cfg.src, self.cfg.patch
-        m = (src - patch) // 2
-        x = F.pad(frames, (m, m, m, m)).unfold(-2, src, patch).unfold(-2, src, patch)  # [S, B, F, 3, g, g, src, src]
+        src, size = self.cfg.src, self.cfg.patch
+        m = (src - size) // 2
+        x = F.pad(frames, (m, m, m, m))
+        if patch is not None:
+            row, col = divmod(patch, self.grid)
+            x = x[..., row * size : row * size + src, col * size : col * size + src]  # [S, B, F, 3, src, src]
+            return x.permute(0, 1, 2, 4, 5, 3).reshape(S, B, Fr * src * src, 3)
+        x = x.unfold(-2, src, size).unfold(-2, src, size)  # [S, B, F, 3, g, g, src, src]
         return x.permute(0, 1, 4, 5, 2, 6, 7, 3).reshape(S, B * self.grid**2, Fr * src * src, 3)
 
     def tokenise(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -262,21 +269,17 @@ class InterpTransformer(PackedModel):
         index = (q[..., 0] * k + q[..., 1]) * k + q[..., 2]  # [S, N, L]
         return self.palette[torch.arange(self.S, device=index.device).view(-1, 1, 1), index]
 
-    def select(self, fields: torch.Tensor, patch: int | None) -> torch.Tensor:
-        """Fields [S, B*P, L, 3] -> those of patch ``patch`` of each image [S, B, L, 3] (None: all)."""
-        return fields if patch is None else fields.unflatten(1, (-1, self.grid**2))[:, :, patch]
-
     def forward(self, context: torch.Tensor, middle: torch.Tensor | None, patch: int | None = None) -> torch.Tensor:
         """context [S, B, 4, 3, H, W] (frames 0, 1, 3, 4), middle [S, B, 3, H, W] or None (masked)
         -> the predicted middle frame [S, B, 3, H, W]; with ``patch`` (row-major index), that patch
         only [S, B, 3, patch, patch], from its field alone."""
         S, B = context.shape[:2]
         cfg, src, g = self.cfg, self.cfg.src, self.grid
-        tokens = self.tokenise(self.select(self.fields(context), patch))  # [S, B*P, 4*src*src, d]
+        tokens = self.tokenise(self.fields(context, patch))  # [S, B*P, 4*src*src, d]
         if middle is None:
             mid = self.mask.view(S, 1, 1, -1).expand(S, tokens.shape[1], src * src, -1)
         else:
-            mid = self.tokenise(self.select(self.fields(middle.unsqueeze(2)), patch))
+            mid = self.tokenise(self.fields(middle.unsqueeze(2), patch))
         h = torch.cat([tokens[:, :, : 2 * src * src], mid, tokens[:, :, 2 * src * src :]], 2) + self.pos.unsqueeze(1)
         for block in self.blocks:
             h = block(h)
