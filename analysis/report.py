@@ -104,6 +104,8 @@ def format_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) ->
         foot = f"{anytime_note(table)}\n{foot}"
     if "corrected_low" in table:
         foot = f"{foot}\n{seed_stop.note(table)}"
+    if table.attrs.get("mixed"):
+        foot += f"\nwarning: these rates pool seeds trained with different settings ({table.attrs['mixed']})"
     return "\n".join([*lines, foot])
 
 

@@ -23,6 +23,8 @@ import pandas as pd
 
 from analysis.order import natural_key
 from trainables.records import (
+    CODE_TAG,
+    COUNTED,
     DESIGN_TAG,
     MLFLOW_STATUS,
     SEED_STOP_TAGS,
@@ -33,7 +35,8 @@ from trainables.records import (
 )
 from trainables.rule import SuccessRule
 
-INFO = ["run_id", "parent_run_id", "config_id", "trial_id", "seed", "status", "success", "device", "precision"]
+SETTINGS = ("device", "precision", "code")  # what a seed was trained with: one rate needs one of each
+INFO = ["run_id", "parent_run_id", "config_id", "trial_id", "seed", "status", "success", *SETTINGS]
 
 
 def client(tracking_uri: str):
@@ -83,6 +86,7 @@ def load_runs(tracking_uri: str, sweep: str, mlflow_client=None) -> pd.DataFrame
                 "success": None if success is None else success.lower() == "true",
                 "device": tags.get("device"),
                 "precision": tags.get("precision"),
+                "code": tags.get(CODE_TAG),
                 **{k: tags[k] for k in SEED_STOP_TAGS if k in tags},  # seed_stop's (trainables.tracking)
             }
         )
@@ -204,3 +208,17 @@ def write_parquet(df: pd.DataFrame, path: str | Path) -> Path:
     table = pa.Table.from_pandas(df, preserve_index=False)
     pq.write_table(table, path)
     return path
+
+
+def mixed_settings(runs: pd.DataFrame) -> str | None:
+    """``None`` if every counted seed was trained on one device, in one precision, by one version of
+    the code; else which settings were pooled ("cpu fp32 code 8a7b...; cuda H100 bf16 code 8a7b...")."""
+    counted = runs[runs["status"].isin(COUNTED)] if len(runs) else runs
+    columns = [c for c in SETTINGS if c in counted]
+    found = counted[columns].fillna("?").drop_duplicates() if columns else []
+    if len(found) <= 1:
+        return None
+    return "; ".join(
+        " ".join(f"{c} {v}" if c == "code" else str(v) for c, v in zip(columns, row))
+        for row in found.itertuples(index=False)
+    )

@@ -17,7 +17,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportion_
 
 from analysis.confidence import ALPHA
 from analysis.order import natural_key
-from analysis.runs import INFO
+from analysis.runs import INFO, mixed_settings
 from analysis.seed_stop import annotate
 from trainables.records import COUNTED
 from trainables.rule import SuccessRule
@@ -68,7 +68,12 @@ def success_table(runs: pd.DataFrame, metric=None, below=None, above=None, param
         "p_best",
     ]
     table = table[ordered + [*SHOWN, *extra]]
-    table.attrs.update(params=params, rule=describe_rule(runs, metric, below, above), design=runs.attrs.get("design"))
+    table.attrs.update(
+        params=params,
+        rule=describe_rule(runs, metric, below, above),
+        design=runs.attrs.get("design"),
+        mixed=mixed_settings(runs),  # seeds pooled across devices, precisions or code versions
+    )
     if "stopped" in extra:  # seed_stop: audit, false stops and the corrected interval
         table = annotate(table, runs, ok)
     return table

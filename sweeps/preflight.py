@@ -137,6 +137,23 @@ def writable(folder: Path, what: str, todo: str) -> None:
         raise Unusable(f"{what} is not writable ({err.strerror or err}): {todo}") from None
 
 
+def join(storage: str, *parts: str) -> str:
+    """``storage`` (a folder or a URI) with ``parts`` appended to its path: a URI's query (MinIO's
+    ``?endpoint_override=...&scheme=http``) stays at the end, where pyarrow and Ray read it."""
+    base, query = storage.split("?", 1) if "?" in storage else (storage, None)
+    path = "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+    return f"{path}?{query}" if query else path
+
+
+def storage_fs(storage: str):
+    """``(pyarrow filesystem, path)`` of a storage folder or URI (a URI's query configures the filesystem)."""
+    import pyarrow.fs
+
+    if "://" not in storage:
+        return pyarrow.fs.LocalFileSystem(), storage
+    return pyarrow.fs.FileSystem.from_uri(storage)
+
+
 def check_storage(storage: str) -> None:
     """Tune's storage: a local folder must be writable; a URI must name a filesystem pyarrow knows."""
     if "://" not in storage:
@@ -146,7 +163,7 @@ def check_storage(storage: str) -> None:
 
     try:
         pyarrow.fs.FileSystem.from_uri(storage)
-    except Exception as err:
+    except Exception as err:  # a bad scheme, or a query key pyarrow does not know
         raise Unusable(
             f"storage URI {storage} cannot be opened ({str(err).splitlines()[0]}): "
             "fix --storage (a shared folder, s3://BUCKET/PATH or gs://BUCKET/PATH)"

@@ -27,6 +27,7 @@ from ray import tune
 
 from analysis.adaptive import history
 from analysis.sequential import Design
+from sweeps.preflight import join
 from sweeps.spec import SweepSpec
 from sweeps.tuner import (
     AlreadyDone,
@@ -45,7 +46,7 @@ from trainables.records import COUNTED, DESIGN_TAG, KIND, ensure_experiment, ope
 
 
 def round_dir(sweep_dir: str, round_: int) -> str:
-    return f"{sweep_dir}/round_{round_:02d}"
+    return join(sweep_dir, f"round_{round_:02d}")
 
 
 def train_configuration(config: dict) -> None:
@@ -85,10 +86,11 @@ def run_rounds(
     """Run (or resume) an adaptive sweep to its end; the summary as ``runner.run`` returns it.
     Rounds trained on different devices or precisions are refused unless ``allow_mixed``."""
     design = spec.adaptive
-    sweep_dir = f"{where.storage.rstrip('/')}/{spec.name}"
+    sweep_dir = join(where.storage, spec.name)
     done = read_done(sweep_dir)
     if done is not None:
         raise AlreadyDone(spec.name, done)
+    start_ray(spec, where, address, dashboard)  # on a cluster: every node checked before any run exists
     first = round_dir(sweep_dir, 1)
     started = read_done(first) is not None or tune.Tuner.can_restore(first)
     check_resume(spec, where, sweep_dir, started, resume)
@@ -101,7 +103,6 @@ def run_rounds(
             "resume it with that rule, or run the new one under another --name"
         )
     retry(client.set_experiment_tag, exp_id, DESIGN_TAG, json.dumps(design.to_dict()))
-    start_ray(spec, address, dashboard)
 
     start, trials, round_ = time.time(), 0, 1
     while True:
@@ -155,15 +156,15 @@ def replay(spec: SweepSpec, where: Where, design: Design, round_: int, allow_mix
 
 
 def check_settings(runs, spec: SweepSpec) -> None:
-    """Refuse to pool seeds trained on different devices or precisions (bf16 on a GPU, fp32 on a
-    CPU after a resume elsewhere): one binomial per configuration needs one rate."""
-    counted = runs[runs["status"].isin(COUNTED)]
-    settings = counted[["device", "precision"]].fillna("?").drop_duplicates()
-    if len(settings) > 1:
-        found = "; ".join(f"{d} {p}" for d, p in settings.itertuples(index=False))
+    """Refuse to pool seeds trained on different devices, precisions or code (bf16 on a GPU, fp32 on a
+    CPU after a resume elsewhere, a changed model): one binomial per configuration needs one rate."""
+    from analysis.runs import mixed_settings
+
+    found = mixed_settings(runs)
+    if found:
         raise RuntimeError(
             f"{spec.name}: the rounds trained with different settings ({found}): their seeds would pool into one rate. "
-            "Resume where the sweep began, or pass --allow-mixed to pool them anyway"
+            "Resume where the sweep began, with its code, or pass --allow-mixed to pool them anyway"
         )
 
 

@@ -101,14 +101,13 @@ def run(
     bound_mlflow_http()  # the driver's and local trials' MLflow calls give up in seconds, not minutes
     if spec.adaptive:
         return rounds.run_rounds(spec, where, resume, address, dashboard, allow_mixed)
-    run_dir = f"{where.storage.rstrip('/')}/{spec.name}"  # a local path or a URI (s3://, gs://, ...)
+    run_dir = preflight.join(where.storage, spec.name)  # a local path or a URI (s3://, gs://, ...)
     done = read_done(run_dir)
     if done is not None:
         raise AlreadyDone(spec.name, done)
+    start_ray(spec, where, address, dashboard)  # on a cluster: every node checked before any run exists
     check_resume(spec, where, run_dir, tune.Tuner.can_restore(run_dir), resume)
-
     ensure_experiment(open_client(where.tracking_uri), spec.name)  # one MLflow experiment per sweep
-    start_ray(spec, address, dashboard)
     start = time.time()
     results = make_tuner(spec, where, resume=resume).fit()
     # Complete: every configuration was begun and none of its seeds is still running, by MLflow's

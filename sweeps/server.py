@@ -256,14 +256,29 @@ def start_mlflow(
         env=env,
         start_new_session=True,
     )
-    local = LOOPBACK if host in ("0.0.0.0", "::") else host
-    server = MlflowServer(f"http://{local}:{port}", proc)
+    server = MlflowServer(f"http://{reachable_host(host)}:{port}", proc)
     try:
         wait_until_healthy(server)
     except BaseException:
         server.stop()
         raise
     return server
+
+
+def reachable_host(host: str) -> str:
+    """The address to give others for a server bound to ``host``: for a wildcard (0.0.0.0, ::) this
+    machine's first non-loopback IPv4 address (a cluster's nodes cannot use 127.0.0.1), else ``host``."""
+    if host not in ("0.0.0.0", "::"):
+        return host
+    import ipaddress
+
+    import psutil
+
+    for nics in psutil.net_if_addrs().values():
+        for a in nics:
+            if a.family == socket.AF_INET and not ipaddress.ip_address(a.address).is_loopback:
+                return a.address
+    return LOOPBACK
 
 
 def wait_until_healthy(server: MlflowServer, timeout: float = START_TIMEOUT) -> None:

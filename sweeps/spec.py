@@ -131,12 +131,54 @@ class SweepSpec:
             sweep=self.name,
             experiment=self.name,
             tracking_uri=tracking_uri,
+            gpu=self.resources["gpu"],
         )
+
+    def trial_resources(self) -> dict[str, float]:
+        """What each trial asks Ray for, as ``tune.with_resources`` takes it (a card type is Ray's
+        ``accelerator_type:<type>`` node resource, asked for in a token amount as Ray's own tasks do)."""
+        r = self.resources
+        card = {f"accelerator_type:{r['accelerator_type']}": 0.001} if r.get("accelerator_type") else {}
+        return {"cpu": r["cpu"], "gpu": r["gpu"], **card, **r.get("custom", {})}
 
     def base_config(self) -> dict[str, Any]:
         """The trainable's config without the swept params: model, env, data, fixed params, success rule."""
         base = {"model": self.model, "env": self.env, **self.data, **self.fixed(), "success": dict(self.success)}
         return {**base, "seed_stop": dict(self.seed_stop)} if self.seed_stop else base
+
+
+RESOURCE_KEYS = ("cpu", "gpu", "accelerator_type", "custom")  # what a trial may ask Ray for
+
+
+def check_resources(resources: Any, fail) -> dict:
+    """``resources``: ``cpu`` (> 0), ``gpu`` (a share of one card in [0, 1]: a pack trains on one
+    device), ``accelerator_type`` (a card type, Ray's ``accelerator_type:<type>`` node resource, e.g.
+    H100) and ``custom`` ({name: amount} of a node's custom resources, ``ray start --resources``)."""
+    if not isinstance(resources, dict) or set(resources) - set(RESOURCE_KEYS):
+        fail("resources", f"must be a mapping with keys among {', '.join(RESOURCE_KEYS)}, got {resources!r}")
+    cpu, gpu = resources.get("cpu", 1), resources.get("gpu", 0)
+    card, custom = resources.get("accelerator_type"), resources.get("custom") or {}
+    if isinstance(cpu, bool) or not isinstance(cpu, (int, float)) or cpu <= 0:
+        fail("resources.cpu", f"must be a positive number, got {cpu!r}")
+    if isinstance(gpu, bool) or not isinstance(gpu, (int, float)) or not 0 <= gpu <= 1:
+        fail(
+            "resources.gpu",
+            f"must be a share of one GPU in [0, 1] (a pack trains on one device; 0.25 puts four trials on a "
+            f"card), got {gpu!r}",
+        )
+    if card is not None and (not isinstance(card, str) or not card or gpu == 0):
+        fail("resources.accelerator_type", f"must name a card type (e.g. H100) for a trial with gpu > 0, got {card!r}")
+    if not isinstance(custom, dict) or not all(
+        isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+        for k, v in custom.items()
+    ):
+        fail("resources.custom", f"must map node resource names to positive amounts, got {custom!r}")
+    return {
+        "cpu": cpu,
+        "gpu": gpu,
+        **({"accelerator_type": card} if card else {}),
+        **({"custom": custom} if custom else {}),
+    }
 
 
 def is_space(value: Any) -> bool:
@@ -244,15 +286,7 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
     if spec.searcher != "grid" and not spec.swept() and spec.num_samples > 1:
         fail("num_samples", "nothing is swept, so one sample is the whole sweep")
 
-    resources = raw.get("resources", spec.resources)
-    if not isinstance(resources, dict) or set(resources) - {"cpu", "gpu"}:
-        fail("resources", f"must be a mapping with cpu and gpu, got {resources!r}")
-    cpu, gpu = resources.get("cpu", 1), resources.get("gpu", 0)
-    if not isinstance(cpu, (int, float)) or cpu <= 0:
-        fail("resources.cpu", f"must be a positive number, got {cpu!r}")
-    if not isinstance(gpu, (int, float)) or gpu < 0 or gpu > 1 and gpu != int(gpu):
-        fail("resources.gpu", f"must be a fraction in [0, 1] or a whole number of GPUs, got {gpu!r}")
-    spec.resources = {"cpu": cpu, "gpu": gpu}
+    spec.resources = check_resources(raw.get("resources", spec.resources), fail)
 
     model_cls = MODELS[spec.model][1]
     declared = [m.name for m in model_cls.metrics]

@@ -14,7 +14,7 @@ from typing import Any
 
 from ray import tune
 
-from sweeps.preflight import Where
+from sweeps.preflight import Unusable, Where, join, storage_fs
 from sweeps.spec import SweepSpec
 from trainables.options import RUN_KEY
 from trainables.records import mark_trial, sweep_progress, unreachable
@@ -87,12 +87,12 @@ def make_tuner(
     from trainables.train import train
 
     name = name or spec.name
-    trainable = tune.with_resources(trainable or train, {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]})
+    trainable = tune.with_resources(trainable or train, spec.trial_resources())
     # Optuna's study beside the results; with a URI storage, in ./optuna.db here (one study per sweep name)
     run_dir = Path(where.storage) / name if "://" not in where.storage else Path(".")
     if resume:
         return tune.Tuner.restore(
-            os.path.join(where.storage, name), trainable=trainable, resume_unfinished=True, resume_errored=True
+            join(where.storage, name), trainable=trainable, resume_unfinished=True, resume_errored=True
         )
     metric, mode = objective(spec) if search else ("success_rate", "max")
     scheduler = None
@@ -169,16 +169,21 @@ def check_resume(spec: SweepSpec, where: Where, run_dir: str, started: bool, res
         )
 
 
-def start_ray(spec: SweepSpec, address: str | None = None, dashboard: bool = False) -> None:
-    """Join ``address`` or start a local Ray (unless one is up), and check the trial fits it."""
+def start_ray(spec: SweepSpec, where: Where, address: str | None = None, dashboard: bool = False) -> None:
+    """Join ``address`` (or ``RAY_ADDRESS``) or start a local Ray (unless one is up), and check that
+    a trial fits. Joining a cluster, the driver's settings and code go with the job and every node is
+    checked first (``sweeps.cluster``): a refusal raises ``preflight.Unusable``."""
     import ray
 
+    from sweeps import cluster
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
     if not ray.is_initialized():
-        if address:
+        if address and address != "local":
             try:
-                ray.init(address=address, log_to_driver=False)
+                ray.init(address=address, log_to_driver=False, runtime_env=cluster.runtime_env(cluster.scratch()))
             except ConnectionError as err:
-                raise RuntimeError(
+                raise Unusable(
                     f"Ray at {address} cannot be joined ({str(err).splitlines()[0]}): start the head "
                     "(ray start --head), fix --address, or leave it out to run here"
                 ) from None
@@ -191,39 +196,26 @@ def start_ray(spec: SweepSpec, address: str | None = None, dashboard: bool = Fal
                 raise RuntimeError(
                     "Ray's dashboard needs ray[default]: .venv/bin/pip install -e '.[dashboard]'"
                 ) from None
-    check_resources(spec, ray.cluster_resources(), autoscaling=bool(address))
+    if address and address != "local":
+        cluster.check_nodes(spec, where)
+    else:
+        cluster.check_fit(
+            spec, [{"NodeID": "local", "NodeManagerAddress": "this machine", "Resources": ray.cluster_resources()}]
+        )
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables; Progress prints instead
-
-
-def check_resources(spec: SweepSpec, available: dict[str, float], autoscaling: bool = False) -> None:
-    """A trial that can never be placed would wait forever: say so before Tune starts. On a
-    cluster (which an autoscaler may grow) it is a warning; locally an error."""
-    for key, name in (("cpu", "CPU"), ("gpu", "GPU")):
-        want, have = spec.resources[key], available.get(name, 0)
-        if want > have:
-            message = (
-                f"each trial asks for {want} {name} (resources.{key} in {spec.path}) but the Ray cluster has {have:g}"
-            )
-            if not autoscaling:
-                raise RuntimeError(message)
-            print(f"warning: {message}; trials wait until nodes with {name}s join", flush=True)
 
 
 def read_done(run_dir: str) -> dict | None:
     """The summary a finished sweep left in its results folder (local or a URI), or ``None``."""
-    import pyarrow.fs
-
-    fs, path = pyarrow.fs.FileSystem.from_uri(f"{run_dir}/{DONE}")
-    if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
+    fs, path = storage_fs(join(run_dir, DONE))
+    if not fs.get_file_info(path).is_file:
         return None
     with fs.open_input_stream(path) as f:
         return json.loads(f.read())
 
 
 def write_done(run_dir: str, summary: dict) -> None:
-    import pyarrow.fs
-
-    fs, path = pyarrow.fs.FileSystem.from_uri(f"{run_dir}/{DONE}")
+    fs, path = storage_fs(join(run_dir, DONE))
     with fs.open_output_stream(path) as f:
         f.write(json.dumps(summary).encode())
 

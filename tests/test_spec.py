@@ -53,7 +53,7 @@ def test_good_spec_loads_typed(tmp_path):
         ({"params": {"lr": {"gaussian": [0, 1]}}}, "params.lr", "unknown search space"),
         ({"params": {"not_a_knob": 3}}, "params.not_a_knob", "not_a_knob"),
         ({"seeds": 0}, "seeds", ">= 1"),
-        ({"resources": {"cpu": 1, "gpu": 1.5}}, "resources.gpu", "fraction"),
+        ({"resources": {"cpu": 1, "gpu": 1.5}}, "resources.gpu", "share of one GPU"),
         ({"resources": {"cpu": 0}}, "resources.cpu", "positive"),
         ({"success": {"metric": "linear_proj_mse", "below": 0.2, "above": 0.1}}, "success", "exactly one"),
         ({"searcher": "optuna"}, "searcher", "grid"),
@@ -169,15 +169,20 @@ def test_two_body_spec_trains_a_6d_latent_with_one_action_on_both_slices(tmp_pat
     assert all(r["status"] == "running" for r in pack.evaluate())
 
 
-def test_resources_the_cluster_cannot_hold_are_refused_before_tune(tmp_path, capsys):
-    from sweeps.tuner import check_resources
-
-    spec = specs.load(write(tmp_path, GOOD))  # 1 CPU and 0.25 GPU per trial
-    check_resources(spec, {"CPU": 2.0, "GPU": 1.0})
-    with pytest.raises(RuntimeError, match=r"0.25 GPU \(resources.gpu in .*spec.yaml\) but the Ray cluster has 0"):
-        check_resources(spec, {"CPU": 2.0})
-    check_resources(spec, {"CPU": 2.0}, autoscaling=True)  # a cluster may still grow: a warning
-    assert "trials wait until nodes with GPUs join" in capsys.readouterr().out
+def test_resources_name_the_field_they_break(tmp_path):
+    spec = specs.load(write(tmp_path, {**GOOD, "resources": {"cpu": 2, "gpu": 0.5, "accelerator_type": "H100"}}))
+    assert spec.trial_resources() == {"cpu": 2, "gpu": 0.5, "accelerator_type:H100": 0.001}
+    custom = specs.load(write(tmp_path, {**GOOD, "resources": {"cpu": 1, "custom": {"gpu_node": 1}}}))
+    assert custom.trial_resources() == {"cpu": 1, "gpu": 0, "gpu_node": 1}
+    for resources, field in (
+        ({"cpu": 1, "gpu": 2}, "resources.gpu"),  # a pack trains on one device
+        ({"cpu": 0}, "resources.cpu"),
+        ({"cpu": 1, "gpu": 0, "accelerator_type": "H100"}, "resources.accelerator_type"),  # a card for a CPU trial
+        ({"cpu": 1, "custom": {"gpu_node": -1}}, "resources.custom"),
+        ({"cpu": 1, "memory": 4}, "resources"),
+    ):
+        with pytest.raises(ValueError, match=rf"{field.replace('.', '[.]')}\b"):
+            specs.load(write(tmp_path, {**GOOD, "resources": resources}))
 
 
 def test_defaults_come_from_the_model(tmp_path):

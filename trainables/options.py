@@ -59,6 +59,9 @@ class RunOptions:
     sweep: str = "default"  # the sweep's name, a tag on every run
     experiment: str | None = None  # the MLflow experiment; None: the sweep's name
     tracking_uri: str | None = None  # None: sqlite:///<driver cwd>/mlruns.db
+    # the share of a GPU Ray gave the trial (resources.gpu): 0 trains on the CPU with CUDA hidden, a
+    # fraction caps the trial's CUDA memory at that share of the card; None: not placed by a sweep
+    gpu: float | None = None
 
     def __post_init__(self):
         seeds = self.seeds
@@ -84,6 +87,8 @@ class RunOptions:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"run option '{key}' must be a number of seconds >= 0, got {value!r}")
             object.__setattr__(self, key, float(value))
+        if self.gpu is not None and (isinstance(self.gpu, bool) or not 0 <= self.gpu <= 1):
+            raise ValueError(f"run option 'gpu' must be a share of one GPU in [0, 1], got {self.gpu!r}")
         if self.experiment is None:
             object.__setattr__(self, "experiment", self.sweep)
 

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import random
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,7 @@ from trainables.rule import BOUNDS, SuccessRule
 
 KIND = "seedsweep.kind"  # run tag: "config" (parent) or "seed" (child)
 DEVICE_TAG = "device"  # on seed runs: what trained it ("cpu", or "cuda <card name>")
+CODE_TAG = "seedsweep.code"  # on seed runs: trainables.code.code_hash() of the process that trained it
 PRECISION_TAG = "precision"  # on seed runs: "fp32" or "bf16"; rounds of an adaptive sweep must agree on both
 METRICS_TAG = "seedsweep.metrics"  # on configuration runs: the model's declared metrics, JSON {name: {better, doc}}
 DESIGN_TAG = "seedsweep.design"  # experiment tag: the adaptive seeds' rule (analysis.sequential.Design) as JSON
@@ -105,6 +107,8 @@ def unreachable(err: BaseException) -> bool:
     """Whether ``err`` says the tracking server or database cannot be reached now (worth trying later),
     as opposed to a request it refused."""
     text = str(err)
+    if re.search(r"error code 40[13]\b", text):  # the server answered: no or wrong credentials (refused)
+        return False
     if text.startswith("API request to") and "failed with" in text:  # MLflow's HTTP client: refused, timeout, 5xx
         return True
     return "OperationalError" in f"{type(err).__name__} {text}" and "database is locked" not in text

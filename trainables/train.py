@@ -47,11 +47,13 @@ import ray
 import torch
 from ray import tune
 
+from trainables.code import code_hash
 from trainables.config import config_id, resolve_config
 from trainables.models import Metric
 from trainables.options import RUN_KEY, RunOptions
 from trainables.pack import Pack
-from trainables.records import DEVICE_TAG, METRICS_TAG, PRECISION_TAG, SEED_STOP_TAGS
+from trainables.placement import place
+from trainables.records import CODE_TAG, DEVICE_TAG, METRICS_TAG, PRECISION_TAG, SEED_STOP_TAGS
 from trainables.tracking import Tracker, device_name
 
 NOT_METRICS = ("seed", "status", "success", *SEED_STOP_TAGS)
@@ -129,7 +131,7 @@ def train(config: dict) -> None:
     run, model_config = split_config(config)
     resolved = resolve_config(model_config)  # the one check of this trial's config
     seeds, epochs = list(run.seeds), run.epochs
-    pack = Pack(resolved, seeds)
+    pack = Pack(resolved, seeds, device=place(run.gpu, resolved["device"]))
 
     meta = {"epoch": 0, "run_ids": None, "results": None, "report": None, "unsent": None}
     checkpoint = tune.get_checkpoint()
@@ -153,7 +155,9 @@ def train(config: dict) -> None:
     )
     metrics = type(pack.model).metrics
     tracker.tag_config(**{METRICS_TAG: metrics_json(metrics)})
-    tracker.tag_seeds(**{DEVICE_TAG: device_name(pack.device), PRECISION_TAG: pack.speed.precision})
+    tracker.tag_seeds(
+        **{DEVICE_TAG: device_name(pack.device), PRECISION_TAG: pack.speed.precision, CODE_TAG: code_hash()}
+    )
     if ray.is_initialized():
         tracker.tag_config(
             node_id=ray.get_runtime_context().get_node_id(), pid=str(os.getpid())
