@@ -205,10 +205,17 @@ def head_processes(port: int) -> set[int]:
     return {int(pid) for pid in doomed} - {os.getpid()}
 
 
-def kill_all(pids: set[int]) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+def stop_cluster(port: int, timeout: float = 30) -> None:
+    """SIGKILL the processes of the Ray cluster whose GCS listens on ``port`` (``head_processes``) until
+    none is left: not every Ray on the machine, as ``ray stop`` would."""
+    deadline = time.monotonic() + timeout
+    while pids := head_processes(port):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"processes of the Ray cluster on port {port} outlived SIGKILL: {sorted(pids)}")
+        time.sleep(0.1)
 
 
 def pick_subnet() -> ipaddress.IPv4Network:
@@ -312,10 +319,7 @@ def two_nodes(
     finally:
         if cluster is not None:
             cluster.kill_worker()
-            deadline = time.monotonic() + 30
-            while (pids := head_processes(cluster.port)) and time.monotonic() < deadline:
-                kill_all(pids)
-                time.sleep(0.1)
+            stop_cluster(cluster.port)
         subprocess.run(["ip", "netns", "del", netns], capture_output=True)
         subprocess.run(["ip", "link", "del", host_if], capture_output=True)  # gone with the netns, normally
         for temp in temps:
