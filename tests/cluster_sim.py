@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -67,25 +67,8 @@ def unavailable() -> str | None:
     if probe.returncode != 0:
         return f"no network namespaces here: {probe.stderr.strip()}"
     try:
-        probe = subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                name,
-                "unshare",
-                "-m",
-                "--propagation",
-                "private",
-                "mount",
-                "-t",
-                "tmpfs",
-                "none",
-                "/mnt",
-            ],
-            capture_output=True,
-            text=True,
-        )
+        masked = f"ip netns exec {name} unshare -m --propagation private mount -t tmpfs none /mnt".split()
+        probe = subprocess.run(masked, capture_output=True, text=True)
         if probe.returncode != 0:
             return f"no mount namespaces (or tmpfs) here: {probe.stderr.strip()}"
     finally:
@@ -105,7 +88,7 @@ class TwoNodes:
     shared: Path  # tmp_path/"shared": seen alike by both nodes (the simulated NFS)
     head_cache: Path  # SEEDSWEEP_CACHE of the head node (and of `env`, the driver's)
     worker_cache: Path  # SEEDSWEEP_CACHE of the worker node
-    env: dict[str, str]  # environment for a driver on the host: RAY_AUTH_MODE=token, the head's cache, `env`
+    env: dict[str, str] = field(repr=False)  # for a driver on the host: RAY_AUTH_MODE=token, the head's cache, `env`
     port: int  # the head's GCS port (what marks this cluster's processes)
 
     def worker_pids(self) -> set[int]:

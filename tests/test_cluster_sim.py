@@ -3,6 +3,7 @@ node sees neither the driver's working folder nor the host's loopback, but does 
 and the head's address; and nothing of the cluster is left once it is torn down."""
 
 import http.server
+import os
 import subprocess
 import threading
 import urllib.request
@@ -44,15 +45,15 @@ def test_the_worker_node_shares_only_the_shared_folder_and_the_head_address(tmp_
     hidden, shared = tmp_path / "work" / "driver.txt", tmp_path / "shared" / "nfs.txt"
     loopback = serve("127.0.0.1")
 
-    def look(path: str, url: str) -> tuple[str | None, str]:
-        """Where it runs: the text of ``path`` (None if absent), and what ``url`` answers (or the error).
-        Defined in the test, so Ray ships it by value rather than as an import of this file."""
+    def look(path: str, url: str) -> tuple[str | None, str, str]:
+        """Where it runs: the text of ``path`` (None if absent), what ``url`` answers (or the error), and
+        the node's dataset cache. Defined in the test, so Ray ships it by value, not as an import."""
         text = Path(path).read_text() if Path(path).exists() else None
         try:
             with urllib.request.urlopen(url, timeout=5) as reply:
-                return text, reply.read().decode()
+                return text, reply.read().decode(), os.environ["SEEDSWEEP_CACHE"]
         except OSError as error:
-            return text, f"error: {error}"
+            return text, f"error: {error}", os.environ["SEEDSWEEP_CACHE"]
 
     with two_nodes(tmp_path, worker_cpus=2, head_cpus=1) as cluster, cluster.driver():
         hidden.write_text("written by the driver")
@@ -67,13 +68,15 @@ def test_the_worker_node_shares_only_the_shared_folder_and_the_head_address(tmp_
         on_head = ray.remote(num_cpus=1, resources={f"node:{cluster.head_ip}": 0.01})(look)
         to_loopback = f"http://127.0.0.1:{loopback.server_port}/"
         to_head = f"http://{cluster.head_ip}:{private.server_port}/"
-        seen, answer = ray.get(on_worker.remote(str(hidden), to_loopback))
+        seen, answer, cache = ray.get(on_worker.remote(str(hidden), to_loopback))
         assert seen is None  # the driver's working folder is an empty tmpfs there
         assert answer.startswith("error:"), answer  # the worker's 127.0.0.1 is its own
-        seen, answer = ray.get(on_worker.remote(str(shared), to_head))
+        assert cache == str(cluster.worker_cache)
+        seen, answer, _ = ray.get(on_worker.remote(str(shared), to_head))
         assert (seen, answer) == ("on the shared folder", f"served by {cluster.head_ip}")
-        seen, answer = ray.get(on_head.remote(str(hidden), to_loopback))
+        seen, answer, cache = ray.get(on_head.remote(str(hidden), to_loopback))
         assert (seen, answer) == ("written by the driver", "served by 127.0.0.1")  # the control: the head does
+        assert cache == str(cluster.head_cache) == cluster.env["SEEDSWEEP_CACHE"]
 
         assert cluster.worker_view(hidden) is None
         assert cluster.worker_view(shared) == "on the shared folder"
