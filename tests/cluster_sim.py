@@ -11,13 +11,16 @@ What is simulated:
 * **Worker node:** ``ray start`` in its own *network* namespace, joined to the host by a veth pair
   (``worker_ip`` = 10.254.x.2, a /30 of its own; no other route), so its 127.0.0.1 is its own: a server
   on the host's loopback is out of its reach, one bound on ``head_ip`` is not. It also runs in its own
-  *mount* namespace, where an empty tmpfs covers ``work`` (the driver's working folder): whatever the
-  driver writes there is invisible to the worker, and whatever the worker writes there (``./mlruns.db``,
-  ``./ray_results``) stays on the worker's "disk". ``shared`` is visible to both nodes: the simulated NFS.
+  *mount* namespace, where ``worker_disk`` (empty at the start) is bind-mounted over ``work``, the
+  driver's working folder: whatever the driver writes there is invisible to the worker, and whatever the
+  worker writes there (``./mlruns.db``, ``./ray_results``) stays on the worker's "disk", which the test
+  reads at ``worker_disk``, also after the worker is killed. ``shared`` is visible to both nodes: the
+  simulated NFS.
 * **Faults:** ``kill_worker()`` SIGKILLs every process of the worker node at once, as a lost machine.
 
 What is not (so a green scenario is not over-read): both nodes use one Python environment, one home
-folder (one ``~/.ray/auth_token``), one ``/tmp`` and one CPU; nothing but ``work`` differs between them.
+folder (one ``~/.ray/auth_token``), one ``/tmp`` and one CPU; nothing but ``work`` differs between them
+(each node's ``SEEDSWEEP_CACHE`` differs by its path only: the worker could read the head's).
 The veth link has no latency, bandwidth limit or firewall. GPUs are fake (``--num-gpus`` only counts).
 The head node is never lost.
 
@@ -67,10 +70,10 @@ def unavailable() -> str | None:
     if probe.returncode != 0:
         return f"no network namespaces here: {probe.stderr.strip()}"
     try:
-        masked = f"ip netns exec {name} unshare -m --propagation private mount -t tmpfs none /mnt".split()
+        masked = f"ip netns exec {name} unshare -m --propagation private mount --bind /tmp /mnt".split()
         probe = subprocess.run(masked, capture_output=True, text=True)
         if probe.returncode != 0:
-            return f"no mount namespaces (or tmpfs) here: {probe.stderr.strip()}"
+            return f"no mount namespaces (or bind mounts) here: {probe.stderr.strip()}"
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
     return None
@@ -84,7 +87,8 @@ class TwoNodes:
     head_ip: str  # the head node's address (host side of the veth): bind a server here to serve both nodes
     worker_ip: str  # the worker node's address, inside its network namespace
     netns: str  # the worker's network namespace (`ip netns exec NETNS ...`)
-    work: Path  # tmp_path/"work": the driver's working folder, an empty tmpfs on the worker
+    work: Path  # tmp_path/"work": the driver's working folder; on the worker, worker_disk mounted over it
+    worker_disk: Path  # tmp_path/"worker"/"work": on the host, what the worker has at `work` (kept after a kill)
     shared: Path  # tmp_path/"shared": seen alike by both nodes (the simulated NFS)
     head_cache: Path  # SEEDSWEEP_CACHE of the head node (and of `env`, the driver's)
     worker_cache: Path  # SEEDSWEEP_CACHE of the worker node
@@ -245,9 +249,9 @@ def two_nodes(
         pytest.skip(reason)
     token = secrets.token_hex(3)
     netns, host_if, worker_if = f"sssim{token}", f"ssh{token}", f"ssw{token}"
-    work, shared = tmp_path / "work", tmp_path / "shared"
+    work, worker_disk, shared = tmp_path / "work", tmp_path / "worker" / "work", tmp_path / "shared"
     head_cache, worker_cache = tmp_path / "head" / "cache", tmp_path / "worker" / "cache"
-    for folder in (work, shared, head_cache, worker_cache):
+    for folder in (work, worker_disk, shared, head_cache, worker_cache):
         folder.mkdir(parents=True, exist_ok=True)
     temps = [tempfile.mkdtemp(prefix="rs-"), tempfile.mkdtemp(prefix="rs-")]  # short: sockets fit 107 bytes
     base = {**os.environ, **(env or {}), "RAY_AUTH_MODE": "token"}
@@ -276,6 +280,7 @@ def two_nodes(
             worker_ip=worker_ip,
             netns=netns,
             work=work,
+            worker_disk=worker_disk,
             shared=shared,
             head_cache=head_cache,
             worker_cache=worker_cache,
@@ -294,13 +299,16 @@ def two_nodes(
         worker += [f"--num-gpus={worker_gpus}", "--disable-usage-stats", f"--temp-dir={temps[1]}"]
         if worker_resources:
             worker.append(f"--resources={json.dumps(worker_resources)}")
-        # the tmpfs lives in a private mount namespace, kept alive by the raylet `ray start` leaves behind
+        # the mount lives in a private mount namespace, kept alive by the raylet `ray start` leaves behind
         masked = ["ip", "netns", "exec", netns, "unshare", "-m", "--propagation", "private"]
-        masked += ["sh", "-c", f'mount -t tmpfs none "{work}" && exec "$0" "$@"']
+        masked += ["sh", "-c", f'mount --bind "{worker_disk}" "{work}" && exec "$0" "$@"']
         ray_start(worker, {**base, "SEEDSWEEP_CACHE": str(worker_cache)}, worker_cache.parent, masked)
         yield cluster
     finally:
         if cluster is not None:
+            if (ray := sys.modules.get("ray")) and ray.is_initialized():
+                if ray.get_runtime_context().gcs_address == cluster.address:
+                    ray.shutdown()  # a driver left connected here would outlive its cluster
             cluster.kill_worker()
             stop_cluster(cluster.port)
         subprocess.run(["ip", "netns", "del", netns], capture_output=True)

@@ -69,7 +69,7 @@ def test_the_worker_node_shares_only_the_shared_folder_and_the_head_address(tmp_
         to_loopback = f"http://127.0.0.1:{loopback.server_port}/"
         to_head = f"http://{cluster.head_ip}:{private.server_port}/"
         seen, answer, cache = ray.get(on_worker.remote(str(hidden), to_loopback))
-        assert seen is None  # the driver's working folder is an empty tmpfs there
+        assert seen is None  # the worker has its own (empty) folder there
         assert answer.startswith("error:"), answer  # the worker's 127.0.0.1 is its own
         assert cache == str(cluster.worker_cache)
         seen, answer, _ = ray.get(on_worker.remote(str(shared), to_head))
@@ -83,11 +83,13 @@ def test_the_worker_node_shares_only_the_shared_folder_and_the_head_address(tmp_
         assert cluster.worker_run("sh", "-c", f"echo mine > {cluster.work / 'mine.txt'}").returncode == 0
         assert cluster.worker_view(cluster.work / "mine.txt") == "mine\n"
         assert not (cluster.work / "mine.txt").exists()  # what the worker writes there stays on its "disk"
+        assert sorted(p.name for p in cluster.worker_disk.iterdir()) == ["mine.txt"]
         assert cluster.netns in namespaces() and cluster.worker_pids() and cluster.processes() > cluster.worker_pids()
         private.shutdown()
     loopback.shutdown()
     assert cluster.netns not in namespaces()
     assert not cluster.processes()
+    assert (cluster.worker_disk / "mine.txt").read_text() == "mine\n"  # the worker's disk outlives it
     addresses = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, check=True).stdout
     assert f" {cluster.head_ip}/" not in addresses
 
