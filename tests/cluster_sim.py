@@ -1,7 +1,14 @@
 """Two Ray nodes that share no filesystem and no loopback, simulated on one Linux machine (root only).
 
-    with two_nodes(tmp_path, worker_cpus=2) as cluster:
+    with two_nodes(tmp_path, worker_cpus=2) as cluster:  # or the fixture two_node_sim (defaults)
         subprocess.run([seedsweep, "run", spec, "--address", cluster.address], cwd=cluster.work, env=cluster.env)
+        cluster.worker_disk / "mlruns.db"  # what the worker wrote at ./mlruns.db
+        with cluster.driver():  # this process as a driver, e.g. to pin a task to the worker node:
+            ray.remote(f).options(scheduling_strategy=NodeAffinitySchedulingStrategy(cluster.worker_node_id(), soft=False))
+
+A function sent to the worker must be defined inside the test (Ray then ships it by value): the worker
+cannot import a test module by name. To use the fixture in a test file:
+``from cluster_sim import two_node_sim as two_node_sim``.
 
 What is simulated:
 
@@ -43,7 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -218,7 +225,7 @@ def pick_subnet() -> ipaddress.IPv4Network:
     raise RuntimeError(f"no free /30 left in {SUBNETS}")
 
 
-def ray_start(args: list[str], env: dict[str, str], cwd: Path, prefix: list[str] = ()) -> None:
+def ray_start(args: list[str], env: dict[str, str], cwd: Path, prefix: Sequence[str] = ()) -> None:
     done = subprocess.run(
         [*prefix, str(BIN / "ray"), "start", *args],
         env=env,
@@ -241,8 +248,9 @@ def two_nodes(
     env: dict[str, str] | None = None,
 ) -> Iterator[TwoNodes]:
     """Start a head node (``head_cpus`` CPUs, no GPU) on the host and a worker node (``worker_cpus``
-    CPUs, ``worker_gpus`` fake GPUs, custom ``worker_resources``) in its own namespaces; both nodes'
-    ``ray start`` get ``env`` on top of this process's environment. Yields a TwoNodes; on exit (or
+    CPUs, ``worker_gpus`` fake GPUs, custom ``worker_resources`` such as ``{"accelerator_type:H100": 1}``)
+    in its own namespaces; both nodes' ``ray start`` get ``env`` on top of this process's environment
+    (e.g. ``{"SEEDSWEEP_MODELS": ""}`` for nodes that lack the driver's plugin, AWS_* for S3). Yields a TwoNodes; on exit (or
     failure) kills this cluster's processes and removes its namespace, veth pair and temp folders.
     Skips the calling test where the simulation cannot run (see ``unavailable``)."""
     if reason := unavailable():
