@@ -1,9 +1,7 @@
 """The sweep runner end to end: the ``seedsweep`` CLI against a real local Ray (or a two-node Ray
 cluster started here) and a real MLflow SQLite store, with tiny models."""
 
-import contextlib
 import os
-import re
 import shutil
 import signal
 import socket
@@ -16,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cluster_sim import stop_cluster
 from mlflow import MlflowClient
 
 BIN = Path(sys.executable).parent
@@ -304,25 +303,6 @@ def two_node_cluster(tmp_path):
     finally:
         stop_cluster(port)
         shutil.rmtree(temp, ignore_errors=True)
-
-
-def stop_cluster(port: int) -> None:
-    """SIGKILL the processes of the Ray cluster on ``port`` and their children (the agents rename
-    themselves), not every Ray on the machine as ``ray stop`` would."""
-    parent, cmdline = {}, {}
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            cmdline[proc.name] = proc.joinpath("cmdline").read_bytes()
-            parent[proc.name] = proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1]
-        except OSError:
-            continue
-    ours = re.compile(rf"(gcs-address=[^\0 ]*:|gcs_server_port=){port}(\0| )".encode())  # its GCS: the head's port
-    doomed = {pid for pid, args in cmdline.items() if ours.search(args)}
-    while grown := {pid for pid, ppid in parent.items() if ppid in doomed} - doomed:
-        doomed |= grown
-    for pid in doomed - {str(os.getpid())}:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(pid), signal.SIGKILL)
 
 
 def test_sweep_on_a_two_node_cluster(tmp_path, two_node_cluster):
