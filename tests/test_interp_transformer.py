@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from tolerances import PACKED, near
 from torch import nn
 from torch.testing import assert_close
 
@@ -157,7 +158,7 @@ def test_noised_middle_frame_and_image_scope_pack_like_alone():
     packed = fit(config, seeds=[0, 1], epochs=1, device="cpu")
     alone = fit(config, seeds=[1], epochs=1, device="cpu")
     for key in ("psnr", "psnr_border", "centroid_error", "train/total"):
-        assert packed[1][key] == pytest.approx(alone[0][key], rel=1e-4, abs=1e-6), key
+        assert packed[1][key] == near(alone[0][key], PACKED), key
 
 
 @pytest.mark.parametrize(
@@ -215,7 +216,7 @@ def test_patch_step_trains_one_patch_per_step_and_packs_like_alone():
     assert packed.step == alone.step == 2 * 4  # 16 sequences / 8 per batch, 4 patches of 8 x 8 at patch 4
     a, b = packed.evaluate()[1], alone.evaluate()[0]
     for key in ("psnr", "train/total"):
-        assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
+        assert a[key] == near(b[key], PACKED), key
 
 
 def test_palette_tokens_quantise_to_512_colours_and_pack_like_alone():
@@ -234,4 +235,4 @@ def test_palette_tokens_quantise_to_512_colours_and_pack_like_alone():
     packed = fit(config, seeds=[0, 1], epochs=1, device="cpu")
     alone = fit(config, seeds=[1], epochs=1, device="cpu")
     for key in ("psnr", "train/total"):
-        assert packed[1][key] == pytest.approx(alone[0][key], rel=1e-4, abs=1e-6), key
+        assert packed[1][key] == near(alone[0][key], PACKED), key

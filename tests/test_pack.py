@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from tiny_sps import TINY
+from tolerances import PACKED, near
 
 from trainables import Pack, config_id, fit, resolve_config
 from trainables.data import load_data
@@ -15,9 +16,9 @@ from trainables.data import load_data
 METRICS = ("linear_proj_mse", "linear_proj_r2", "recon_mse", "pred_mse", "psnr", "train/total", "train/recon")
 
 
-def close(a: dict, b: dict, rel=1e-4):
+def close(a: dict, b: dict, tol=PACKED):
     for key in METRICS:
-        assert a[key] == pytest.approx(b[key], rel=rel, abs=1e-6), key
+        assert a[key] == near(b[key], tol), key
 
 
 def test_packed_seed_equals_lone_seed():

@@ -8,6 +8,7 @@ import pytest
 import torch
 from crashing import crash_once_trainable
 from tiny_sps import TINY as SPS_TINY
+from tolerances import PACKED, STOPPED, near
 
 from analysis.sequential import STOP_SHARE
 from trainables import Pack, fit
@@ -21,16 +22,8 @@ METRICS = ("linear_proj_mse", "linear_proj_r2", "recon_mse", "pred_mse", "psnr",
 
 
 def test_fit_stops_failed_seeds_and_leaves_the_others_unchanged():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the timing compares like with like on a shared machine
-    try:
-        t0 = time.perf_counter()
-        plain = fit(TINY, seeds=range(8), epochs=8, device="cpu")
-        t1 = time.perf_counter()
-        stopped = fit({**TINY, "seed_stop": STOP}, seeds=range(8), epochs=8, device="cpu")
-        t2 = time.perf_counter()
-    finally:
-        torch.set_num_threads(threads)
+    plain = fit(TINY, seeds=range(8), epochs=8, device="cpu")
+    stopped = fit({**TINY, "seed_stop": STOP}, seeds=range(8), epochs=8, device="cpu")
     status = [r["status"] for r in stopped]
     stops = [r for r in stopped if r["status"] == "stopped"]
     assert len(stops) >= 3, status
@@ -42,9 +35,9 @@ def test_fit_stops_failed_seeds_and_leaves_the_others_unchanged():
         if b["status"] == "finished":  # ran to the end: the same numbers as without the stop
             assert b["stopped_epoch"] is None
             for key in METRICS:
-                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (b["seed"], key)
+                assert b[key] == near(a[key], STOPPED), (b["seed"], key)
             assert b["success"] == a["success"]
-    assert t2 - t1 < t1 - t0, (t2 - t1, t1 - t0)
+    # what stopping saves is measured side by side in benchmarks/seed_stopping.py, not timed here
 
 
 def test_stopped_seeds_leave_the_stacked_tensors_and_a_checkpoint_keeps_them_out():
@@ -124,13 +117,13 @@ def test_every_family_shrinks_to_the_same_numbers(name):
     assert all(p.shape[0] == 2 for p in cut.model.parameters())
     a, b = full.train_epoch(), cut.train_epoch()
     for term in a:
-        assert b[term][1:] == pytest.approx(a[term][1:], rel=1e-4, abs=1e-6), term
+        assert b[term][1:] == near(a[term][1:], PACKED), term
     ra, rb = full.evaluate(), cut.evaluate()
     assert rb[0]["status"] == "stopped"
     for x, y in zip(ra[1:], rb[1:]):
         for key, value in x.items():
             if isinstance(value, float) and value == value:
-                assert y[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+                assert y[key] == near(value, PACKED), key
 
 
 def test_spec_field_checked_and_passed_to_the_trials(tmp_path):
