@@ -23,6 +23,7 @@ import numpy as np
 import platformdirs
 import pyarrow as pa
 import pyarrow.parquet as pq
+from filelock import FileLock
 from gymnasium.utils.seeding import np_random
 
 ENV_IDS = {
@@ -93,7 +94,7 @@ def generate(env_id: str, n: int, frames: int, seed: int, progress: bool = False
     # numpy releases the GIL in its array loops, so chunks roll out in parallel on threads.
     bar = _progress(n, f"generating {env_id}", progress)
     parts = []
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=threads()) as pool:
         for part in pool.map(chunk, range(0, n, CHUNK)):
             parts.append(part)
             bar.update(len(part["frames"]))
@@ -101,6 +102,14 @@ def generate(env_id: str, n: int, frames: int, seed: int, progress: bool = False
     meta = {"env_id": env_id, "n": n, "frames": frames, "seed": seed, "params": params}
     table = pa.table({k: pa.chunked_array([p[k] for p in parts]) for k in parts[0]})
     return table.replace_schema_metadata({"seedsweep": json.dumps(meta, sort_keys=True)})
+
+
+def threads() -> int:
+    """Threads for generation: the CPUs this process may use, no more than ``OMP_NUM_THREADS`` (which Ray
+    sets to a trial's ``resources.cpu``), so a trial generating its data keeps to its share of the node."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    limit = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, min(cpus, int(limit))) if limit.isdigit() else cpus
 
 
 def to_numpy(table: pa.Table) -> dict[str, np.ndarray]:
@@ -127,6 +136,7 @@ def cache_path(env_id: str, n: int, frames: int, seed: int, cache_dir: str | Pat
         "frames": frames,
         "seed": seed,
         "params": env_params(env_id, **env_kwargs, frames=frames),
+        "numpy": np.__version__,  # its random streams and float kernels make the bytes
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode())
     here = Path(__file__).parent
@@ -148,6 +158,15 @@ def load_or_generate(
     """``generate``'s table, read from the Parquet cache when a sound copy is there, else generated and
     written (atomically, with page checksums). A truncated, corrupt or mismatched file is rebuilt."""
     path = cache_path(env_id, n, frames, seed, cache_dir, **env_kwargs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # one process generates a dataset, the others (trials starting together on a node) wait and read it
+    with FileLock(f"{path}.lock"):
+        return _load_or_generate(path, env_id, n, frames, seed, progress, **env_kwargs)
+
+
+def _load_or_generate(
+    path: Path, env_id: str, n: int, frames: int, seed: int, progress: bool, **env_kwargs
+) -> pa.Table:
     if path.exists():
         try:
             table = pq.read_table(path, page_checksum_verification=True)
@@ -157,7 +176,6 @@ def load_or_generate(
         except Exception:  # any unreadable file is rebuilt below
             pass
     table = generate(env_id, n, frames, seed, progress=progress, **env_kwargs)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
     try:

@@ -274,3 +274,30 @@ def test_cli_render_and_generate(tmp_path):
     assert main(["envs", "generate", "two_body", "--n", "5", "--out", str(out)]) == 0
     assert pq.read_table(out).num_rows == 5 and envs.dataset.metadata(pq.read_table(out))["frames"] == 25
     assert main(["envs", "render", "nope", "--out", str(tmp_path / "x.gif")]) == 2
+
+
+def test_processes_starting_together_generate_a_dataset_once(tmp_path):
+    """Trials that start together on a cold node: one generates, the others wait for its file."""
+    import multiprocessing
+
+    from envs import dataset
+
+    made, real = tmp_path / "made.txt", dataset.generate
+
+    def counted(*args, **kwargs):
+        with open(made, "a") as f:
+            f.write("generated\n")
+        return real(*args, **kwargs)
+
+    def load() -> None:
+        dataset.generate = counted  # in the forked child only
+        assert dataset.load_or_generate("ball", 8, 4, 0, cache_dir=tmp_path, image_size=8).num_rows == 8
+
+    fork = multiprocessing.get_context("fork")
+    children = [fork.Process(target=load) for _ in range(4)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(120)
+    assert [c.exitcode for c in children] == [0] * 4
+    assert made.read_text().count("generated") == 1
