@@ -21,7 +21,7 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--allow-mixed",
         action="store_true",
-        help="adaptive seeds: pool rounds trained on different devices or precisions (refused by default)",
+        help="resume or pool seeds trained on different devices, precisions or code (refused by default)",
     )
     run.add_argument(
         "--dashboard", action="store_true", help="start Ray's dashboard with the local Ray (http://127.0.0.1:8265)"

@@ -93,7 +93,7 @@ def run_rounds(
     start_ray(spec, where, address, dashboard)  # on a cluster: every node checked before any run exists
     first = round_dir(sweep_dir, 1)
     started = read_done(first) is not None or tune.Tuner.can_restore(first)
-    check_resume(spec, where, sweep_dir, started, resume)
+    check_resume(spec, where, sweep_dir, started, resume, allow_mixed)
     client = open_client(where.tracking_uri)
     exp_id = ensure_experiment(client, spec.name)
     stored = retry(client.get_experiment, exp_id).tags.get(DESIGN_TAG)

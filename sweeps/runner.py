@@ -106,7 +106,7 @@ def run(
     if done is not None:
         raise AlreadyDone(spec.name, done)
     start_ray(spec, where, address, dashboard)  # on a cluster: every node checked before any run exists
-    check_resume(spec, where, run_dir, tune.Tuner.can_restore(run_dir), resume)
+    check_resume(spec, where, run_dir, tune.Tuner.can_restore(run_dir), resume, allow_mixed)
     ensure_experiment(open_client(where.tracking_uri), spec.name)  # one MLflow experiment per sweep
     start = time.time()
     results = make_tuner(spec, where, resume=resume).fit()

@@ -119,3 +119,23 @@ def test_a_refusing_tracking_server_is_not_unreachable():
     refused = "API request to endpoint /api/2.0/mlflow/runs/create failed with error code 401 != 200. Response body: ''"
     down = "API request to http://10.0.0.1:5000/api/2.0/mlflow/runs/create failed with exception ConnectionError"
     assert not unreachable(RuntimeError(refused)) and unreachable(RuntimeError(down))
+
+
+def test_a_resume_with_other_code_is_refused_unless_allowed(tmp_path):
+    from mlflow import MlflowClient
+
+    from sweeps.preflight import Where
+    from sweeps.tuner import check_resume
+    from trainables.code import code_hash
+    from trainables.records import CODE_TAG, KIND
+
+    where = Where(storage=str(tmp_path / "ray_results"), tracking_uri=f"sqlite:///{tmp_path / 'mlruns.db'}")
+    client = MlflowClient(where.tracking_uri)
+    experiment = client.create_experiment("c")
+    run = client.create_run(experiment, tags={KIND: "seed", CODE_TAG: code_hash()})
+    spec = load(tmp_path, {"cpu": 1})
+    check_resume(spec, where, "results", started=True, resume=True)  # the same code: fine
+    client.set_tag(run.info.run_id, CODE_TAG, "0123456789ab")  # trained by other code
+    with pytest.raises(RuntimeError, match=r"trained by seedsweep code 0123456789ab, this is \w{12}.*--allow-mixed"):
+        check_resume(spec, where, "results", started=True, resume=True)
+    check_resume(spec, where, "results", started=True, resume=True, allow_mixed=True)

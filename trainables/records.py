@@ -235,6 +235,16 @@ def sweep_progress(tracking_uri: str, experiment: str) -> tuple[int, int]:
     return count(f"tags.`{KIND}` = 'config'"), count(f"tags.`{KIND}` = 'seed' AND tags.status = 'running'")
 
 
+def sweep_codes(tracking_uri: str, experiment: str) -> set[str]:
+    """The code hashes (``CODE_TAG``) a sweep's seed runs were trained with ("?" for a run without one)."""
+    client = open_client(tracking_uri)
+    found = retry(client.get_experiment_by_name, experiment)
+    if found is None:
+        return set()
+    runs = search_all(client, [found.experiment_id], f"tags.`{KIND}` = 'seed'")
+    return {r.data.tags.get(CODE_TAG, "?") for r in runs}
+
+
 def mark_trial(tracking_uri: str, trial_id: str, status: str = "pruned", experiment: str | None = None) -> int:
     """Give the seed runs of ``trial_id`` (in that MLflow experiment, or in any) still ``running``
     the status ``status`` (``pruned`` when ASHA stopped the trial, ``failed`` when it errored) and
