@@ -16,8 +16,9 @@ from ray import tune
 
 from sweeps.preflight import Unusable, Where, join, storage_fs
 from sweeps.spec import SweepSpec
+from trainables.code import code_hash
 from trainables.options import RUN_KEY
-from trainables.records import mark_trial, sweep_progress, unreachable
+from trainables.records import mark_trial, sweep_codes, sweep_progress, unreachable
 
 DONE = "seedsweep_done.json"  # written beside the Tune results when a sweep has finished
 
@@ -48,6 +49,15 @@ def grid_points(spec: SweepSpec) -> int:
         if "grid" in space:
             points *= len(space["grid"])
     return points
+
+
+def grid_size(space: dict | None) -> int:
+    """How many trials a param space of grid searches makes (1 without any)."""
+    size = 1
+    for value in (space or {}).values():
+        if isinstance(value, dict) and "grid_search" in value:
+            size *= len(value["grid_search"])
+    return size
 
 
 def make_searcher(spec: SweepSpec, run_dir: Path):
@@ -82,11 +92,13 @@ def make_tuner(
     """The sweep's Tuner (or its restore). For a round of adaptive seeds (``sweeps.rounds``): the Tune
     experiment ``name`` (default: the sweep's), its own ``space`` and ``trainable``, and without
     ``search`` no searcher or scheduler (the configurations are given)."""
+    from ray.tune.logger import JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler
 
     from trainables.train import train
 
     name = name or spec.name
+    total = grid_points(spec) * spec.num_samples if search else grid_size(space)
     trainable = tune.with_resources(trainable or train, spec.trial_resources())
     # Optuna's study beside the results; with a URI storage, in ./optuna.db here (one study per sweep name)
     run_dir = Path(where.storage) / name if "://" not in where.storage else Path(".")
@@ -113,13 +125,16 @@ def make_tuner(
             search_alg=make_searcher(spec, run_dir) if search else None,
             num_samples=spec.num_samples if search else 1,
             max_concurrent_trials=spec.max_concurrent or None,
+            reuse_actors=True,  # a trial after another starts in its warm process: no second start-up and imports
         ),
         run_config=tune.RunConfig(
             name=name,
             storage_path=where.storage,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[Progress(spec, where.tracking_uri)],  # restored with the experiment on resume
+            # restored with the experiment on resume; Tune's own loggers but result.json are off (os.environ below):
+            # the seeds' records are in MLflow, and a CSV and a TensorBoard file per result cost the driver CPU
+            callbacks=[Progress(spec, where.tracking_uri, total), JsonLoggerCallback()],
             verbose=0,
         ),
     )
@@ -152,9 +167,12 @@ def summary(
     return out
 
 
-def check_resume(spec: SweepSpec, where: Where, run_dir: str, started: bool, resume: bool) -> None:
-    """A sweep begins once and is continued only with ``resume``; MLflow runs of the sweep without
-    Tune results to continue would double its seeds. Each case is an error saying what to do."""
+def check_resume(
+    spec: SweepSpec, where: Where, run_dir: str, started: bool, resume: bool, allow_mixed: bool = False
+) -> None:
+    """A sweep begins once and is continued only with ``resume``, by the code that began it (unless
+    ``allow_mixed``); MLflow runs of the sweep without Tune results to continue would double its
+    seeds. Each case is an error saying what to do."""
     if started and not resume:
         raise RuntimeError(
             f"sweep {spec.name!r} was started before and did not finish ({run_dir}); "
@@ -162,6 +180,14 @@ def check_resume(spec: SweepSpec, where: Where, run_dir: str, started: bool, res
         )
     if resume and not started:
         raise RuntimeError(f"nothing to resume: no sweep {spec.name!r} under {where.storage}")
+    if resume and not allow_mixed:
+        other = sweep_codes(where.tracking_uri, spec.name) - {code_hash()}
+        if other:
+            raise RuntimeError(
+                f"sweep {spec.name!r} was trained by seedsweep code {', '.join(sorted(other))}, this is "
+                f"{code_hash()}: its seeds would pool into one rate. Resume with the code that began it, "
+                "or pass --allow-mixed to pool them anyway"
+            )
     if not started and sweep_progress(where.tracking_uri, spec.name)[0]:
         raise RuntimeError(
             f"MLflow ({where.tracking_uri}) already holds runs of sweep {spec.name!r}, but "
@@ -203,6 +229,7 @@ def start_ray(spec: SweepSpec, where: Where, address: str | None = None, dashboa
             spec, [{"NodeID": "local", "NodeManagerAddress": "this machine", "Resources": ray.cluster_resources()}]
         )
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables; Progress prints instead
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # make_tuner adds the JSON logger alone
 
 
 def read_done(run_dir: str) -> dict | None:
@@ -236,8 +263,8 @@ class Progress(tune.Callback):
 
     EVERY = 30.0  # seconds between progress lines while trials run
 
-    def __init__(self, spec: SweepSpec, tracking_uri: str):
-        self.spec, self.tracking_uri = spec, tracking_uri
+    def __init__(self, spec: SweepSpec, tracking_uri: str, total: int | None = None):
+        self.spec, self.tracking_uri, self.total = spec, tracking_uri, total  # total: trials the sweep will run
         self.done: dict[str, int] = {}
         self.latest: dict[str, dict] = {}  # trial id -> its last result
         self.shown = time.time()
@@ -251,10 +278,14 @@ class Progress(tune.Callback):
         epochs = ", ".join(f"{r.get('epoch', 0)}/{self.spec.epochs}" for r in running)
         now = sum(int(r.get("n_success", 0)) for r in self.latest.values())
         print(
-            f"[{self.spec.name}] trials done {len(self.done)}/{len(trials)}; running at epoch {epochs or '-'}; "
+            f"[{self.spec.name}] trials done {len(self.done)}/{self.of(trials)}; running at epoch {epochs or '-'}; "
             f"seeds meeting the success rule now {now}/{len(self.latest) * self.spec.seeds}",
             flush=True,
         )
+
+    def of(self, trials) -> int:
+        """The trials the sweep will run (a searcher makes them one by one: Tune knows only those made)."""
+        return max(getattr(self, "total", None) or 0, len(trials))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._finish(trials, trial, "pruned")
@@ -279,7 +310,7 @@ class Progress(tune.Callback):
                 )
         self.done[trial.trial_id] = int(last.get("n_success", 0))
         print(
-            f"[{self.spec.name}] trials done {len(self.done)}/{len(trials)}; seeds succeeded so far "
+            f"[{self.spec.name}] trials done {len(self.done)}/{self.of(trials)}; seeds succeeded so far "
             f"{sum(self.done.values())}/{len(self.done) * self.spec.seeds}",
             flush=True,
         )
