@@ -298,6 +298,18 @@ def test_format_table_aligns_columns():
     assert "3/20" in text and "[0.05, 0.36]" in text and "[0.03, 0.38]" in text and "0/0" in text
 
 
+def test_a_table_pooling_devices_or_code_says_so():
+    runs = frame({"a": [("finished", True), ("finished", False)], "b": [("finished", True), ("pruned", False)]})
+    runs["device"], runs["precision"], runs["code"] = "cpu", "fp32", "8a7bed80054d"
+    assert "warning" not in format_table(success_table(runs))
+    runs.loc[3, "device"] = "cuda NVIDIA H100"  # a pruned seed does not count
+    assert "warning" not in format_table(success_table(runs))
+    runs.loc[1, ["device", "precision"]] = ["cuda NVIDIA H100", "bf16"]
+    text = format_table(success_table(runs))
+    assert "warning: these rates pool seeds trained with different settings (cpu fp32 code 8a7bed80054d; " in text
+    assert "cuda NVIDIA H100 bf16 code 8a7bed80054d)" in text
+
+
 def artefacts(i: int, folder: Path) -> list[Path]:
     """A model's PNGs of seed index i (as SPS draws them), from made-up latents and decoder."""
     from trainables import figures

@@ -93,7 +93,7 @@ def nothing_started(cluster) -> None:
 
 @pytest.mark.slow  # ~2 min on 2 cores: one cluster, four refusals
 def test_what_cannot_work_on_a_cluster_is_refused_in_seconds(tmp_path):
-    with two_nodes(tmp_path, worker_cpus=2, head_cpus=1, env={"SEEDSWEEP_MODELS": ""}) as cluster:
+    with two_nodes(tmp_path, worker_cpus=2, worker_gpus=1, head_cpus=1, env={"SEEDSWEEP_MODELS": ""}) as cluster:
         spec = write_spec(cluster.work)
         storage = str(cluster.shared / "ray_results")
         worker = re.escape(cluster.worker_ip)
@@ -115,6 +115,11 @@ def test_what_cannot_work_on_a_cluster_is_refused_in_seconds(tmp_path):
         proc, took = run(cluster, big, "--address", cluster.address, "--tracking-uri", uri, "--storage", storage)
         assert proc.returncode == 2 and took < REFUSED_WITHIN, (took, proc.stderr)
         assert re.search(rf"no node fits a trial \(CPU 3; resources.cpu .*{worker}\): CPU 2", proc.stderr)
+
+        card = write_spec(cluster.work, "card.yaml", resources={"cpu": 1, "gpu": 0.5, "accelerator_type": "H100"})
+        proc, took = run(cluster, card, "--address", cluster.address, "--tracking-uri", uri, "--storage", storage)
+        assert proc.returncode == 2 and took < REFUSED_WITHIN, (took, proc.stderr)  # a (fake) GPU, but no H100
+        assert re.search(r"no node fits a trial .*resources.accelerator_type", proc.stderr)
 
         denied = fake_mlflow(cluster.head_ip, 401)
         uri = f"http://{cluster.head_ip}:{denied.server_port}"
