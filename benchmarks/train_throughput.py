@@ -82,19 +82,6 @@ def variant(name: str) -> dict:
     return keys
 
 
-def flops_per_seed_step(config: dict) -> float:
-    """FLOPs of one optimiser step of one seed (forward, backward), counted on the CPU in fp32."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from trainables.pack import Pack
-
-    pack = Pack({**config, **EAGER_FP32}, [0], device="cpu")
-    with FlopCounterMode(display=False) as counter:
-        pack._step(torch.arange(config["batch_size"]).unsqueeze(0))
-    return counter.get_total_flops()
-
-
 def device() -> str:
     import torch
 
@@ -190,6 +177,7 @@ def main() -> None:
             setattr(args, key, value)
     variants = {name: variant(name) for name in args.variants.split(",")}
 
+    from sweeps.cost import flops_per_seed_step
     from trainables.config import resolve_config
     from trainables.pack import Speed
 
@@ -199,7 +187,7 @@ def main() -> None:
         "symmetry": args.symmetry,
         "n_train": REFERENCE["batch_size"] * args.epoch_steps,
     }
-    gflop = flops_per_seed_step(base) / 1e9
+    gflop = flops_per_seed_step(base) / 1e9  # sweeps.cost: counted on the meta device
     where = torch.cuda.get_device_name() if torch.cuda.is_available() else machine()
     baselines = {n: separate(n, args.steps, {**base, **EAGER_FP32}) for n in (int(x) for x in args.separate.split(","))}
     ref = max(baselines)

@@ -16,7 +16,7 @@ from typing import Any
 
 from ray import tune
 
-from sweeps import preflight, rounds
+from sweeps import cost, preflight, rounds
 from sweeps.spec import SweepSpec
 from sweeps.tuner import (
     AlreadyDone,
@@ -64,6 +64,7 @@ def plan(spec: SweepSpec) -> str:
         f"  success: {SuccessRule.parse(spec.success)}",
         *([f"  seed_stop: {SeedStop.parse(spec.seed_stop)}"] if spec.seed_stop else []),
         *seed_lines,
+        *cost.plan_lines(spec),
         f"  fixed: {spec.fixed() or '-'}",
         f"  swept: {spec.swept() or '-'}",
     ]

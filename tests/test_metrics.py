@@ -106,3 +106,30 @@ def test_load_data_from_envs(tmp_path):
     assert np.allclose(train_y.numpy(), table["positions"].reshape(6, 25, 6))  # the train set is data_seed's dataset
     assert not np.allclose(val_y.numpy()[:4], train_y.numpy()[:4])  # the val set is another
     assert val_seed(3) != 3 and val_seed(3) == val_seed(3)
+
+
+def test_in_sample_fit_is_the_authors_ols_on_one_set():
+    """``in_sample``: fitted and scored on the same sequences, as the SPS authors; the residual variance
+    of ordinary least squares with intercept (statsmodels), standardised, averaged over dimensions."""
+    import statsmodels.api as sm
+
+    y = positions()
+    rng = np.random.default_rng(3)
+    z = y[..., :2] @ rng.normal(size=(2, 2)) + 0.5 * rng.normal(size=(40, 20, 2))  # partly informative
+    zf, yf = z.reshape(-1, 2), y.reshape(-1, 3)
+    want = np.mean([sm.OLS(yf[:, d], sm.add_constant(zf)).fit().ssr / len(yf) / yf[:, d].var() for d in range(3)])
+    assert linear_projection(z, y, in_sample=True)["mse"] == pytest.approx(want, rel=1e-9)
+    assert linear_projection(np.zeros((40, 20, 3)), y, in_sample=True)["mse"] == pytest.approx(1.0)  # exactly
+    half = np.arange(40) >= 20
+    assert linear_projection(z, y, split=half, in_sample=True) == linear_projection(z[20:], y[20:], in_sample=True)
+    assert linear_projection(z, y, in_sample=True)["mse"] < linear_projection(z, y)["mse"]  # held-out pays
+
+
+def test_train_size_keeps_the_first_sequences_tiled(tmp_path):
+    config = {"env": "ball", "n_train": 10, "n_val": 2, "frames": 4, "image_size": 16, "data_seed": 0}
+    full_x, full_y, val_x, _ = load_data(config, cache_dir=tmp_path)
+    x, y, val_x2, _ = load_data({**config, "train_size": 3}, cache_dir=tmp_path)
+    assert x.shape == full_x.shape and torch.equal(val_x, val_x2)
+    keep = torch.arange(10) % 3  # sequences 0 1 2 0 1 2 ...
+    assert torch.equal(x, full_x[keep]) and torch.equal(y, full_y[keep])
+    assert len(torch.unique(x.flatten(1), dim=0)) == 3

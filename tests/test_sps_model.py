@@ -7,14 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from trainables.models.sps import (
-    SPS,
-    SPSConfig,
-    act,
-    parse_symmetry,
-    sample_action,
-    teacher_forcing_prob,
-)
+from trainables.models.sps import SPS, SPSConfig, teacher_forcing_prob
+from trainables.models.symmetry import act, parse_symmetry, sample_action
 
 SEEDS = [5, 0, 12]
 
@@ -139,6 +133,14 @@ VARIANTS = [
     {"symmetry": "T3R3x2", "z_dim": 6},
     {"deterministic": True},
     {"use_rnn": False},
+    {
+        "symmetry_combine": "sample",
+        "p_identity": 0.5,
+        "stop_grad": "both",
+        "tf_schedule": "linear",
+        "tf_linear_steps": 9,
+    },
+    {"symmetry_combine": "compose", "p_identity": 0.5, "stop_grad": "target"},
 ]
 
 

@@ -48,7 +48,8 @@ def load_data(
     """(train_frames, train_targets, val_frames, val_targets) for a resolved config: ``n_train``
     sequences from dataset seed ``data_seed`` and ``n_val`` from ``val_seed(data_seed)``, of
     ``frames`` frames at ``image_size`` (in ``scene``, where given), from ``envs.load_or_generate``
-    (cached as Parquet). With ``data_seed: per_seed`` each of ``seeds`` gets its own training set
+    (cached as Parquet); a config's ``train_size`` keeps the first that many training sequences, tiled
+    to ``n_train``. With ``data_seed: per_seed`` each of ``seeds`` gets its own training set
     (``train_seed``; frames [S, N, T, 3, H, W]) and the validation set is ``val_seed(0)``'s, shared."""
     import envs
 
@@ -59,13 +60,19 @@ def load_data(
         )
         return to_tensors(envs.to_numpy(table), config.get("projection_target", "relative"))
 
+    def train(seed: int):  # a family's ``train_size`` (SPS): its first sequences, tiled to n_train
+        x, y = load(config["n_train"], seed)
+        size = config.get("train_size")
+        keep = torch.arange(config["n_train"]) % size if size else slice(None)
+        return x[keep], y[keep]
+
     if config["data_seed"] == PER_SEED:
         if not seeds:
             raise ValueError("data_seed: per_seed needs the seeds whose training sets to load")
-        train = [load(config["n_train"], train_seed(s)) for s in seeds]
+        sets = [train(train_seed(s)) for s in seeds]
         return (
-            torch.stack([x for x, _ in train]),
-            torch.stack([y for _, y in train]),
+            torch.stack([x for x, _ in sets]),
+            torch.stack([y for _, y in sets]),
             *load(config["n_val"], val_seed(0)),
         )
-    return (*load(config["n_train"], config["data_seed"]), *load(config["n_val"], val_seed(config["data_seed"])))
+    return (*train(config["data_seed"]), *load(config["n_val"], val_seed(config["data_seed"])))

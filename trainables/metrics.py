@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 
-def linear_projection(z, target, train_frac: float = 0.5, split=None) -> dict[str, float]:
+def linear_projection(z, target, train_frac: float = 0.5, split=None, in_sample: bool = False) -> dict[str, float]:
     """How linearly ``z`` encodes ``target``: least squares (with intercept) of the targets on z,
     fitted on one set of sequences and scored on the others.
 
@@ -15,20 +15,23 @@ def linear_projection(z, target, train_frac: float = 0.5, split=None) -> dict[st
     fitting sequences (indices or a boolean mask); by default the first ``round(train_frac * N)``.
     Targets are standardised per dimension with the fitting set's mean and std, so ``mse`` (held-out,
     averaged over dimensions) is ~1 for a latent with no information and 0 for a perfect one;
-    ``r2`` is the held-out R^2 averaged over dimensions. NaN if z is not finite."""
+    ``r2`` is the held-out R^2 averaged over dimensions. NaN if z is not finite.
+    ``in_sample``: fit and score on the same sequences (``split``'s, or all of them), as the SPS
+    authors' evaluation does (their fit and report use one set); then a constant latent scores exactly 1."""
     z, y = np.asarray(z, np.float64), np.asarray(target, np.float64)
     if z.ndim == 2:
         z, y = z[:, None], y[:, None]
     n = len(z)
     if split is None:
-        fit = np.arange(n) < round(train_frac * n)
+        fit = np.full(n, True) if in_sample else np.arange(n) < round(train_frac * n)
     else:
         split = np.asarray(split)
         fit = split if split.dtype == bool else np.isin(np.arange(n), split)
-    if fit.all() or not fit.any():
+    if not fit.any() or (fit.all() and not in_sample):
         raise ValueError(f"the split must leave sequences on both sides (N={n}, fitting {int(fit.sum())})")
+    scored = fit if in_sample else ~fit
     zf, yf = z[fit].reshape(-1, z.shape[-1]), y[fit].reshape(-1, y.shape[-1])
-    zt, yt = z[~fit].reshape(-1, z.shape[-1]), y[~fit].reshape(-1, y.shape[-1])
+    zt, yt = z[scored].reshape(-1, z.shape[-1]), y[scored].reshape(-1, y.shape[-1])
     if not (np.isfinite(zf).all() and np.isfinite(zt).all()):
         return {"mse": math.nan, "r2": math.nan}
     mean, std = yf.mean(0), yf.std(0)

@@ -22,7 +22,6 @@ formula; a no-op in fp32).
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +35,14 @@ from trainables.metrics import linear_projection, psnr_from_mse
 from trainables.models.base import Metric, PackedModel, TrainConfig
 from trainables.models.packed import PackedConv, PackedLinear, PackedRNNCell, fold, per_seed_sum
 from trainables.models.registry import register
+from trainables.models.symmetry import (
+    COMBINE,
+    apply_group,
+    branch_groups,
+    identity_where,
+    parse_symmetry,
+    sample_action,
+)
 
 
 @dataclass
@@ -71,6 +78,15 @@ class SPSConfig(TrainConfig):
     t_range: tuple[float, float] = (-1.0, 1.0)  # t_range: translations uniform in this range per dim
     r_range: tuple[float, float] = (-math.pi, math.pi)  # r_range: R2 angles uniform in this range (R3+ are Haar-random)
     k: int = 1  # augmented copies K of each batch per symmetry letter (t_batch_multiple = r_batch_multiple = 1)
+    # how letters make augmented branches (12/14: "now we have SAMPLE_TRANS | COMPOSE_TRANS"; todo: "compare
+    # SAMPLE_TRANS vs COMPOSE_TRANS"). "branches": a branch of k copies per letter (trainer_symmetry.py). "sample":
+    # one branch, each copy's element one letter drawn uniformly per sequence (Dan Chin's SAMPLE_TRANS, per batch
+    # there; 6/23: "stochastically sample one tranformation ... # of trajs is thus controlled across groups").
+    # "compose": one branch, each copy's element every letter in order, T then R (COMPOSE_TRANS)
+    symmetry_combine: str = "branches"
+    # P(a copy's element is the identity), per sequence and branch (todo: "test whether identity aug helps";
+    # 6/29 "I:T = 1:13 变成 0:13"; Dan Chin's identity_prob, 0.1 in his templates). 0: never (the authors')
+    p_identity: float = 0.0
     # RNN context and scheduled sampling
     rnn_min_context: int = 5  # base_len: inputs before this frame are always the encoder's z
     scheduled_sampling: bool = True  # enable_sample
@@ -78,6 +94,20 @@ class SPSConfig(TrainConfig):
         2200.0,
         8000.0,
     )  # (alpha, beta): P(teacher forcing) = a / (a + exp((step + b) / a))
+    # "sigmoid": tf_steps' schedule (the authors'). "linear": P(the RNN is fed its own prediction instead of
+    # the encoder's z) rises linearly from 0 to 1 over tf_linear_steps steps (Dan Chin's LinearScheduledSampling;
+    # lab notes 12/13: "No significant diff. using linear sched samp.")
+    tf_schedule: str = "sigmoid"
+    tf_linear_steps: int = 40000  # lab notes 10/22: "we need 40k sched samp" (here optimiser steps, Pack.step)
+    # encoder stop-gradient in the z terms (z_pred, sym_z). "none" (the authors'). "target": the encoder's next z
+    # is a constant (10/22: "idea: z pred loss may need to stop grad from encoder"; Dan's jepa_stop_grad_r_encoder).
+    # "both": the RNN's input z too, in a second RNN pass for the z terms (10/23: "try detaching the encoder from
+    # RNN input too"; 10/25: "We have now detached both encoders. It seems to work! less collapse.")
+    stop_grad: str = "none"
+    # distinct training sequences: the first train_size of the n_train, tiled to n_train (None: all). At fixed
+    # n_train and epochs every size trains the same steps x batch (Dan Chin's train_size_c_max_batch; notes: "测试
+    # data efficiency 时， 能不能： 总图片数不变， sequence 数减少？", keep the images seen, cut the sequences)
+    train_size: int | None = None
     # optimisation
     lr: float = 1e-3  # learning_rate (Adam)
     # lr * lr_decay**step. trainer_symmetry.py's LambdaLR reads a constant iter_num, so its
@@ -110,73 +140,24 @@ class SPSConfig(TrainConfig):
             "k": self.k >= 0,
             "rnn_min_context": self.rnn_min_context >= 1,
             "tf_steps": self.tf_steps[0] > 0,
+            "tf_schedule": self.tf_schedule in ("sigmoid", "linear"),
+            "tf_linear_steps": self.tf_linear_steps >= 1,
+            "symmetry_combine": self.symmetry_combine in COMBINE,
+            "p_identity": 0 <= self.p_identity <= 1,
+            "stop_grad": self.stop_grad in ("none", "target", "both"),
+            "train_size": self.train_size is None or self.train_size >= 1,
             "projection_target": self.projection_target in ("relative", "both"),
         }
 
 
-def parse_symmetry(spec: str, z_dim: int) -> list[tuple[str, int, int]]:
-    """``"T2R2"`` -> ``[("T", 2, 1), ("R", 2, 1)]``: (kind, n, slices), each letter its own augmented
-    branch acting on the first n latent dims. A trailing ``x<m>`` applies every letter to m slices
-    of n dims, the same group element on each: ``"T3R3x2"`` -> T(3) on z[0:3] and z[3:6] alike,
-    then R(3) likewise. ``"none"`` (or ``""``, ``"I"``) -> ``[]``."""
-    if spec in ("none", "", "I"):
-        return []
-    match = re.fullmatch(r"((?:[TR]\d+)+)(?:x(\d+))?", spec)
-    if not match:
-        raise ValueError(
-            f"invalid value for 'symmetry': {spec!r} (use none or letters T<n>/R<n> with an optional x<slices>, e.g. T2R2, T3R3x2)"
-        )
-    slices = int(match.group(2) or 1)
-    out = [(kind, int(n), slices) for kind, n in re.findall(r"([TR])(\d+)", match.group(1))]
-    for kind, n, m in out:
-        if not 1 <= n * m <= z_dim or m < 1 or (kind == "R" and n < 2):
-            need = f"{'2' if kind == 'R' else '1'} <= n" + (
-                f" and n x {m} slices <= z_dim={z_dim}" if m > 1 else f" <= z_dim={z_dim}"
-            )
-            raise ValueError(f"invalid value for 'symmetry': {kind}{n}{f'x{m}' if m > 1 else ''} needs {need}")
-    return out
-
-
-def teacher_forcing_prob(step: int, tf_steps: tuple[float, float]) -> float:
-    """SPS scheduled sampling: P(feed the encoder's z rather than the RNN's own prediction)."""
+def teacher_forcing_prob(step: int, tf_steps: tuple[float, float], linear_steps: int | None = None) -> float:
+    """Scheduled sampling: P(feed the encoder's z rather than the RNN's own prediction). SPS's sigmoid
+    in ``tf_steps``, or with ``linear_steps`` 1 - step / linear_steps down to 0 (Dan Chin's linear one)."""
+    if linear_steps is not None:
+        return max(0.0, 1.0 - step / linear_steps)
     a, b = tf_steps
     x = (step + b) / a
     return 0.0 if x > 700 else a / (a + math.exp(x))
-
-
-# ---- symmetry actions on z [..., z_dim]; params broadcast over the time axis ----
-
-
-def sample_action(kind: str, n: int, shape: tuple[int, ...], cfg: SPSConfig, g: torch.Generator) -> torch.Tensor:
-    """Random group elements: translations [*shape, n], or rotation matrices [*shape, n, n]."""
-    if kind == "T":
-        lo, hi = cfg.t_range
-        return torch.rand(*shape, n, generator=g) * (hi - lo) + lo
-    if n == 2:
-        lo, hi = cfg.r_range
-        theta = torch.rand(*shape, generator=g) * (hi - lo) + lo
-        c, s = torch.cos(theta), torch.sin(theta)
-        return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
-    q, r = torch.linalg.qr(torch.randn(*shape, n, n, generator=g))
-    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)  # Haar-distributed on O(n)
-    q[..., :, 0] *= torch.sign(torch.linalg.det(q)).unsqueeze(-1)  # reflections -> rotations: SO(n)
-    return q
-
-
-def act(kind: str, z: torch.Tensor, p: torch.Tensor, inverse: bool = False, slices: int = 1) -> torch.Tensor:
-    """Apply the action ``p`` (or its inverse) to each of the first ``slices`` n-dim slices of z
-    [..., T, z_dim] alike; ``p`` is [..., n] (translation) or [..., n, n] (rotation, z as a row
-    vector: z @ M; inverse z @ M^T)."""
-    n = p.shape[-1]
-    head, tail = z[..., : n * slices], z[..., n * slices :]
-    if kind == "T":
-        head = head.unflatten(-1, (slices, n))
-        shift = p.unsqueeze(-2).unsqueeze(-2)  # over time and slices
-        head = (head - shift if inverse else head + shift).flatten(-2)
-    else:
-        rows = head.unflatten(-1, (slices, n)).flatten(-3, -2)  # [..., T*slices, n]: each slice a row vector
-        head = (rows @ (p.transpose(-1, -2) if inverse else p)).unflatten(-2, (-1, slices)).flatten(-2)
-    return torch.cat([head, tail.expand(*head.shape[:-1], -1)], -1)
 
 
 # ---- the model ----
@@ -225,6 +206,7 @@ class SPS(PackedModel):
             PackedConv(gens, ch[i + 1], ch[i], 4, stride=2, padding=1, transpose=True) for i in reversed(range(depth))
         )
         self.actions = parse_symmetry(cfg.symmetry, cfg.z_dim) if cfg.use_rnn and cfg.k > 0 else []
+        self.groups = branch_groups(len(self.actions), cfg.symmetry_combine)  # augmented branches: action indices
 
     # -- building blocks --
 
@@ -284,37 +266,49 @@ class SPS(PackedModel):
 
     def draw(self, g: torch.Generator, batch: int, frames: int, step: int) -> dict[str, torch.Tensor]:
         """One seed's random numbers for one step, from its generator (CPU): reparameterisation
-        noise, scheduled-sampling choices per branch, symmetry actions."""
+        noise, scheduled-sampling choices per branch, symmetry actions (each copy's element with the
+        letters ``symmetry_combine`` leaves out, and with probability ``p_identity`` all, set to the identity)."""
         cfg, out = self.cfg, {}
         if not cfg.deterministic:
             out["eps"] = torch.randn(batch, frames, cfg.z_dim, generator=g)
         if cfg.use_rnn:
             coins = torch.rand(
-                1 + len(self.actions), frames - 1, generator=g
+                1 + len(self.groups), frames - 1, generator=g
             )  # one per branch and input frame, shared by the batch
-            p_tf = teacher_forcing_prob(step, cfg.tf_steps) if cfg.scheduled_sampling else 1.0
+            linear = cfg.tf_linear_steps if cfg.tf_schedule == "linear" else None
+            p_tf = teacher_forcing_prob(step, cfg.tf_steps, linear) if cfg.scheduled_sampling else 1.0
             out["use_pred"] = (coins > p_tf) & (torch.arange(frames - 1) >= cfg.rnn_min_context)
+            keep = [torch.ones(cfg.k, batch, dtype=torch.bool) for _ in self.actions]
+            if cfg.symmetry_combine == "sample" and self.actions:
+                pick = torch.randint(len(self.actions), (cfg.k, batch), generator=g)
+                keep = [pick == i for i in range(len(self.actions))]
+            if cfg.p_identity > 0:  # no draw at 0: the authors' streams stay as they were
+                for group in self.groups:
+                    moved = torch.rand(cfg.k, batch, generator=g) >= cfg.p_identity
+                    for i in group:
+                        keep[i] = keep[i] & moved
             for i, (kind, n, _) in enumerate(self.actions):
-                out[f"action{i}"] = sample_action(kind, n, (cfg.k, batch), cfg, g)
+                out[f"action{i}"] = identity_where(kind, sample_action(kind, n, (cfg.k, batch), cfg, g), keep[i])
         return out
 
     def branches(self, zs: torch.Tensor, rand: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The RNN on z [S, B, T, z_dim] (the identity branch) and on K copies per symmetry letter
-        (g applied to the input sequence, g^-1 to the predictions), in one batched pass ->
+        """The RNN on z [S, B, T, z_dim] (the identity branch) and on K copies per augmented branch
+        (``groups``: g applied to the input sequence, g^-1 to the predictions), in one batched pass ->
         predictions of frames 1..T-1 in the original frame, [S, 1 + G*K, B, T-1, z_dim]."""
         S, B, T, D = zs.shape
         K = self.cfg.k
+        steps = [[(self.actions[i][0], rand[f"action{i}"], self.actions[i][2]) for i in group] for group in self.groups]
         inputs, masks = [zs.unsqueeze(1)], [rand["use_pred"][:, :1]]
-        for i, (kind, _, slices) in enumerate(self.actions):
-            inputs.append(act(kind, zs.unsqueeze(1), rand[f"action{i}"], slices=slices))
-            masks.append(rand["use_pred"][:, 1 + i : 2 + i].expand(-1, K, -1))  # the K copies share a schedule
+        for j, group_steps in enumerate(steps):
+            inputs.append(apply_group(zs.unsqueeze(1), group_steps))
+            masks.append(rand["use_pred"][:, 1 + j : 2 + j].expand(-1, K, -1))  # the K copies share a schedule
         z_in = torch.cat(inputs, 1)  # [S, R, B, T, D]
         R = z_in.shape[1]
         use_pred = torch.cat(masks, 1).unsqueeze(2).expand(-1, -1, B, -1)  # [S, R, B, T-1]
         pred = self.rollout(z_in.reshape(S, R * B, T, D), use_pred.reshape(S, R * B, T - 1)).reshape(S, R, B, T - 1, D)
         out = [pred[:, :1]]
-        for i, (kind, _, slices) in enumerate(self.actions):
-            out.append(act(kind, pred[:, 1 + i * K : 1 + (i + 1) * K], rand[f"action{i}"], inverse=True, slices=slices))
+        for j, group_steps in enumerate(steps):
+            out.append(apply_group(pred[:, 1 + j * K : 1 + (j + 1) * K], group_steps, inverse=True))
         return torch.cat(out, 1)
 
     @classmethod
@@ -323,6 +317,10 @@ class SPS(PackedModel):
         if data["image_size"] % 2**depth:
             raise ValueError(
                 f"config key 'image_size' ({data['image_size']}) must be divisible by 2**len(channels) = {2**depth}"
+            )
+        if cfg.train_size is not None and cfg.train_size > data["n_train"]:
+            raise ValueError(
+                f"config key 'train_size' ({cfg.train_size}) must be at most 'n_train' ({data['n_train']})"
             )
         if cfg.use_rnn and data["frames"] <= cfg.rnn_min_context:
             raise ValueError(
@@ -350,10 +348,13 @@ class SPS(PackedModel):
         if cfg.use_rnn:
             zs = z.reshape(S, B, T, -1)
             pred = self.branches(zs, rand).float()  # z losses in fp32
-            p_id, p_sym, z_next = pred[:, 0], pred[:, 1:], zs[:, :, 1:]
+            # the z terms' predictions: the same numbers from detached inputs under stop_grad "both"
+            p_z = self.branches(zs.detach(), rand).float() if cfg.stop_grad == "both" else pred
+            p_id, p_sym, z_next = p_z[:, 0], p_z[:, 1:], zs[:, :, 1:]
+            z_next = z_next if cfg.stop_grad == "none" else z_next.detach()
             if cfg.z_loss_weight:
                 terms["z_pred"] = cfg.z_loss_weight * sq(p_id - z_next) / B
-            if self.actions:  # augmented predictions, mapped back, must agree with the plain one and with the next z
+            if self.groups:  # augmented predictions, mapped back, must agree with the plain one and with the next z
                 consistency = sq(p_sym - p_id.unsqueeze(1)) + sq(p_sym - z_next.unsqueeze(1))
                 terms["sym_z"] = cfg.symmetry_loss_weight * consistency / (cfg.k * B)
             to_decode.append(pred.reshape(S, -1, pred.shape[-1]))
@@ -363,7 +364,7 @@ class SPS(PackedModel):
             target = xf.unflatten(0, (B, T))[:, 1:]  # next frames [B, T-1, S*3, H, W]
             pred_logits = logits[B * T :].unflatten(0, (-1, B, T - 1))  # [1 + G*K, B, T-1, S*3, H, W]
             terms["pred"] = self.per_seed(self.pixel_loss(pred_logits[0], target)) / B
-            if self.actions:
+            if self.groups:
                 terms["sym_recon"] = self.per_seed(self.pixel_loss(pred_logits[1:], target)) / (cfg.k * B)
         terms["total"] = sum(terms.values())
         return terms
