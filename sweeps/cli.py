@@ -43,13 +43,18 @@ def add_server_command(sub: argparse._SubParsersAction) -> None:
     server.add_argument("--port", type=int, default=5000, help="MLflow's port (default 5000)")
     server.add_argument("--pg-port", type=int, help="PostgreSQL's port, always on 127.0.0.1 (default: a free one)")
     server.add_argument("--workers", type=int, default=4, help="MLflow server worker processes (default 4)")
+    server.add_argument(
+        "--auth", action="store_true", help="MLflow's basic-auth login (user admin, password in FOLDER/mlflow-password)"
+    )
     server.set_defaults(func=server_command)
 
 
 def server_command(args: argparse.Namespace) -> int:
     from sweeps.server import serve
 
-    return serve(args.folder, host=args.host, port=args.port, pg_port=args.pg_port, workers=args.workers)
+    return serve(
+        args.folder, host=args.host, port=args.port, pg_port=args.pg_port, workers=args.workers, auth=args.auth
+    )
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ instead of a sweep that hangs in MLflow's HTTP retries (minutes) or fails in eve
 
 from __future__ import annotations
 
+import os
 import socket
 import tempfile
 from dataclasses import dataclass
@@ -77,8 +78,13 @@ def check_mlflow_server(uri: str, timeout: float) -> None:
     import requests
 
     url = f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search"
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")  # the credentials MLflow's client sends, as it sends them
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = requests.get(url, params={"max_results": 1}, timeout=timeout)
+        response = requests.get(
+            url, params={"max_results": 1}, timeout=timeout, auth=(user, password) if user else None, headers=headers
+        )
     except requests.exceptions.Timeout:
         raise Unusable(
             f"MLflow server {shown(uri)} did not answer within {timeout:g} s: check that it runs "

@@ -230,12 +230,18 @@ def start_mlflow(
     workers: int = 1,
     env: dict | None = None,
     log: str | Path | None = None,
+    auth: Path | None = None,
 ) -> MlflowServer:
     """``mlflow server`` on ``host:port`` with ``backend`` (a SQLAlchemy URI without a password) and
     artifacts proxied to ``artifacts``; returns once it answers."""
     port = port or free_port()
     out = open(log, "ab") if log else subprocess.DEVNULL
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or os.environ)}  # no job workers: seedsweep runs none
+    login = []
+    if auth is not None:  # MLflow's own basic-auth app, configured by auth.ini (write_auth)
+        env["MLFLOW_AUTH_CONFIG_PATH"] = str(auth)
+        env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = (auth.parent / "flask-secret").read_text().strip()  # CSRF
+        login = ["--app-name", "basic-auth"]
     proc = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "mlflow"),
@@ -250,6 +256,7 @@ def start_mlflow(
             str(port),
             "--workers",
             str(workers),
+            *login,
         ],
         stdout=out,
         stderr=subprocess.STDOUT,
@@ -263,6 +270,30 @@ def start_mlflow(
         server.stop()
         raise
     return server
+
+
+def write_auth(folder: Path) -> Path:
+    """MLflow's basic-auth settings under ``folder`` (users in ``basic_auth.db`` beside them) and, on first
+    start, the admin's generated password in ``mlflow-password`` and the key Flask signs its CSRF
+    tokens with in ``flask-secret`` (both mode 0600); returns the settings file."""
+    import secrets
+
+    for name in ("mlflow-password", "flask-secret"):  # made once, kept across restarts
+        if not (folder / name).exists():
+            (folder / name).touch(mode=0o600)
+            (folder / name).write_text(secrets.token_urlsafe(18))
+    password = folder / "mlflow-password"
+    ini = folder / "auth.ini"
+    ini.touch(mode=0o600)
+    ini.write_text(
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = sqlite:///{folder / 'basic_auth.db'}\n"
+        "admin_username = admin\n"
+        f"admin_password = {password.read_text().strip()}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    return ini
 
 
 def reachable_host(host: str) -> str:
@@ -303,14 +334,27 @@ def wait_until_healthy(server: MlflowServer, timeout: float = START_TIMEOUT) -> 
 
 
 def serve(
-    folder: str | Path, host: str = LOOPBACK, port: int = 5000, pg_port: int | None = None, workers: int = 4
+    folder: str | Path,
+    host: str = LOOPBACK,
+    port: int = 5000,
+    pg_port: int | None = None,
+    workers: int = 4,
+    auth: bool = False,
 ) -> int:
-    """Start PostgreSQL and MLflow under ``folder``, print the tracking URI, run until SIGINT/SIGTERM."""
+    """Start PostgreSQL and MLflow under ``folder``, print the tracking URI, run until SIGINT/SIGTERM.
+    ``auth``: MLflow's basic-auth login (user admin, password generated into FOLDER/mlflow-password)."""
     folder = Path(folder).resolve()
     postgres = start_postgres(folder / "postgres", pg_port)
     try:
         mlflow = start_mlflow(
-            postgres.uri, folder / "mlartifacts", port, host, workers, env=postgres.env(), log=folder / "mlflow.log"
+            postgres.uri,
+            folder / "mlartifacts",
+            port,
+            host,
+            workers,
+            env=postgres.env(),
+            log=folder / "mlflow.log",
+            auth=write_auth(folder) if auth else None,
         )
     except BaseException:
         postgres.stop()
@@ -318,6 +362,12 @@ def serve(
     print(
         f"MLflow on PostgreSQL: --tracking-uri {mlflow.uri}  (PostgreSQL {postgres.uri}, logs in {folder})", flush=True
     )
+    if auth:
+        print(
+            "login: MLFLOW_TRACKING_USERNAME=admin MLFLOW_TRACKING_PASSWORD=$(cat "
+            f"{folder / 'mlflow-password'}) in the environment of seedsweep run (it carries them to the nodes)",
+            flush=True,
+        )
     if host == LOOPBACK:
         print(
             "listening on loopback only; --host ADDRESS to serve other machines (see README: Running on a Ray cluster)",
