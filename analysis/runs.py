@@ -27,6 +27,7 @@ from trainables.records import (
     COUNTED,
     DESIGN_TAG,
     MLFLOW_STATUS,
+    ROUND_TAG,
     SEED_STOP_TAGS,
     SUCCESS,
     find_experiment,
@@ -36,7 +37,7 @@ from trainables.records import (
 from trainables.rule import SuccessRule
 
 SETTINGS = ("device", "precision", "code")  # what a seed was trained with: one rate needs one of each
-INFO = ["run_id", "parent_run_id", "config_id", "trial_id", "seed", "status", "success", *SETTINGS]
+INFO = ["run_id", "parent_run_id", "config_id", "trial_id", "seed", "round", "status", "success", *SETTINGS]
 
 
 def client(tracking_uri: str):
@@ -87,6 +88,7 @@ def load_runs(tracking_uri: str, sweep: str, mlflow_client=None) -> pd.DataFrame
                 "device": tags.get("device"),
                 "precision": tags.get("precision"),
                 "code": tags.get(CODE_TAG),
+                "round": tags.get(ROUND_TAG),
                 **{k: tags[k] for k in SEED_STOP_TAGS if k in tags},  # seed_stop's (trainables.tracking)
             }
         )
@@ -94,6 +96,7 @@ def load_runs(tracking_uri: str, sweep: str, mlflow_client=None) -> pd.DataFrame
         metrics.append(run.data.metrics)
     info = pd.DataFrame(info)
     info["seed"] = pd.to_numeric(info["seed"], errors="coerce").astype("Int64")
+    info["round"] = pd.to_numeric(info["round"], errors="coerce").astype("Int64")  # adaptive sweeps' seed runs
     info["success"] = info["success"].astype("boolean")
     if "audit" in info:
         info["audit"] = info["audit"].map({"true": True, "false": False}).astype("boolean")

@@ -1,14 +1,16 @@
 """Adaptive seeds: a sweep in rounds (``seeds: {start, step, max, until}`` in the spec).
 
 Round 1 is the sweep as the spec says it (searcher, ASHA) with seeds 0..start-1. After each
-round the runner reads the seed runs from MLflow, replays the rule (``analysis.adaptive.history``)
-and gives the configurations still open the next block of seed numbers, as one Tune experiment per
-round over exactly those configurations (no searcher, no scheduler). Everything lives under the
+round the runner reads the seed runs from MLflow once, replays the rule (``analysis.adaptive.history``)
+and writes the next round's plan: the configurations still open, each with its failed seeds again
+and the next block of seed numbers. The plan alone drives that round: its Tune grid (no searcher,
+no scheduler), the cleanup of a lost attempt and its completeness. Everything lives under the
 sweep's results folder:
 
     ray_results/NAME/round_01/        round 1's Tune experiment, and seedsweep_done.json once complete
                                       (with the configurations round 1 made: swept values, config_id)
-    ray_results/NAME/round_02/ ...
+    ray_results/NAME/round_02/ ...     and plan.json, written before its Tuner starts: the configurations
+                                      still open, each with its seeds (failed ones again, then the block)
     ray_results/NAME/seedsweep_done.json   the whole sweep is done
 
 ``--resume`` continues the first round without its done marker (``Tuner.restore``), so a kill
@@ -26,8 +28,9 @@ from typing import Any
 from ray import tune
 
 from analysis.adaptive import history
+from analysis.runs import load_runs
 from analysis.sequential import Design
-from sweeps.preflight import join
+from sweeps.preflight import join, storage_fs
 from sweeps.spec import SweepSpec
 from sweeps.tuner import (
     AlreadyDone,
@@ -42,7 +45,9 @@ from sweeps.tuner import (
     write_done,
 )
 from trainables.options import RUN_KEY
-from trainables.records import COUNTED, DESIGN_TAG, KIND, ensure_experiment, open_client, retry, search_all
+from trainables.records import COUNTED, DESIGN_TAG, KIND, ROUND_TAG, ensure_experiment, open_client, retry, search_all
+
+PLAN = "plan.json"  # a round's plan, beside its Tune experiment: [{config_id, params, seeds}]
 
 
 def round_dir(sweep_dir: str, round_: int) -> str:
@@ -104,21 +109,26 @@ def run_rounds(
         )
     retry(client.set_experiment_tag, exp_id, DESIGN_TAG, json.dumps(design.to_dict()))
 
-    start, trials, round_ = time.time(), 0, 1
+    start, trials, round_, rows, runs = time.time(), 0, 1, None, None
     while True:
         seeds = design.round_seeds(round_)
         folder = round_dir(sweep_dir, round_)
         if read_done(folder) is None:
-            configurations = None if round_ == 1 else open_configurations(spec, where, sweep_dir, round_ - 1)
-            results = fit_round(spec, where, sweep_dir, round_, seeds, configurations)
+            plan = (
+                None if round_ == 1 else read_plan(folder) or write_plan(folder, next_plan(spec, runs, rows, sweep_dir))
+            )
+            results = fit_round(spec, where, sweep_dir, round_, seeds, plan)
             trials += len(results)
-            if not round_complete(where, spec, design, round_, configurations):
+            runs = load_runs(where.tracking_uri, spec.name)  # once a round: completeness, the rule, the next plan
+            if not complete(runs, spec, round_, plan):
                 return summary(spec, where, trials, results, start, complete=False)
             marker = {"round": round_, "seeds": seeds, "trials": len(results)}
             if round_ == 1:
                 marker["configurations"] = made_configurations(spec, results)
             write_done(folder, marker)
-        rows = replay(spec, where, design, round_, allow_mixed)
+        else:
+            runs = load_runs(where.tracking_uri, spec.name)
+        rows = replay(runs, spec, design, round_, allow_mixed)
         still = rows[rows["open"]]
         print(
             f"[{spec.name}] round {round_} done (seeds {seeds[0]}..{seeds[-1]}); "
@@ -144,11 +154,8 @@ def run_rounds(
         round_ += 1
 
 
-def replay(spec: SweepSpec, where: Where, design: Design, round_: int, allow_mixed: bool = False):
-    """The rule's rows for ``round_`` (from MLflow, as the analysis computes them)."""
-    from analysis.runs import load_runs
-
-    runs = load_runs(where.tracking_uri, spec.name)
+def replay(runs, spec: SweepSpec, design: Design, round_: int, allow_mixed: bool = False):
+    """The rule's rows for ``round_`` (from the sweep's runs, as the analysis computes them)."""
     if not allow_mixed:
         check_settings(runs, spec)
     table = history(runs, design, round_)
@@ -175,56 +182,73 @@ def retried(runs, design: Design, config_id: str, round_: int) -> list[int]:
     return sorted({int(s) for s in mine.loc[mine["status"].eq("failed"), "seed"]} - counted)
 
 
-def open_configurations(spec: SweepSpec, where: Where, sweep_dir: str, after: int) -> list[dict]:
-    """The swept values of the configurations still open after round ``after``, each with the
-    seeds it gets next (the next block, and its failed seeds again)."""
-    from analysis.runs import load_runs
-
-    rows = replay(spec, where, spec.adaptive, after, allow_mixed=True)
+def next_plan(spec: SweepSpec, runs, rows, sweep_dir: str) -> list[dict]:
+    """The next round's plan: each configuration still open after the round ``rows`` replayed, with its
+    config_id, swept values and seeds (its failed seeds again, then the next block)."""
+    after = int(rows["round"].iloc[0])
     still = set(rows.loc[rows["open"], "config_id"])
-    runs = load_runs(where.tracking_uri, spec.name)
     block = spec.adaptive.round_seeds(after + 1)
     return [
-        {**c["params"], "seeds": retried(runs, spec.adaptive, c["config_id"], after) + block}
+        {**c, "seeds": retried(runs, spec.adaptive, c["config_id"], after) + block}
         for c in read_done(round_dir(sweep_dir, 1))["configurations"]
         if c["config_id"] in still
     ]
 
 
-def fit_round(
-    spec: SweepSpec, where: Where, sweep_dir: str, round_: int, seeds: list[int], configurations: list[dict] | None
-):
-    """Run (or continue) one round's Tune experiment ``round_NN`` under the sweep's folder."""
+def write_plan(folder: str, plan: list[dict]) -> list[dict]:
+    """Keep a round's plan beside its Tune experiment before the Tuner starts: a resumed round runs
+    the same plan (MLflow may by then hold runs of its lost attempt)."""
+    fs, path = storage_fs(join(folder, PLAN))
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(json.dumps(plan).encode())
+    return plan
+
+
+def read_plan(folder: str) -> list[dict] | None:
+    fs, path = storage_fs(join(folder, PLAN))
+    if not fs.get_file_info(path).is_file:
+        return None
+    with fs.open_input_stream(path) as f:
+        return json.loads(f.read())
+
+
+def fit_round(spec: SweepSpec, where: Where, sweep_dir: str, round_: int, seeds: list[int], plan: list[dict] | None):
+    """Run (or continue) one round's Tune experiment ``round_NN`` under the sweep's folder: round 1 as
+    the spec says (searcher, ASHA), later rounds over exactly the plan's configurations and seeds."""
     inner = Where(storage=sweep_dir, tracking_uri=where.tracking_uri)
     name = f"round_{round_:02d}"
     this = dataclasses.replace(spec, seeds=len(seeds))  # the progress lines count this round's seeds
-    if configurations is not None:
+    if plan is not None:
         fixed = dataclasses.replace(spec, params=spec.fixed())  # the swept values come per configuration
-        space = {**param_space(fixed, where, seeds), "configuration": tune.grid_search(configurations)}
+        configurations = [{**c["params"], "seeds": c["seeds"]} for c in plan]
+        space = {**param_space(fixed, where, seeds, round_), "configuration": tune.grid_search(configurations)}
     else:
-        space = param_space(spec, where, seeds)
+        space = param_space(spec, where, seeds, round_)
     resume = tune.Tuner.can_restore(round_dir(sweep_dir, round_))
-    if not resume and round_ > 1:
-        forget_lost_attempt(spec, where, seeds)
-    trainable = train_configuration if configurations is not None else None
-    tuner = make_tuner(
-        this, inner, resume=resume, name=name, space=space, trainable=trainable, search=configurations is None
-    )
+    if not resume and plan is not None:
+        forget_lost_attempt(spec, where, round_, plan)
+    trainable = train_configuration if plan is not None else None
+    tuner = make_tuner(this, inner, resume=resume, name=name, space=space, trainable=trainable, search=plan is None)
     return tuner.fit()
 
 
-def forget_lost_attempt(spec: SweepSpec, where: Where, seeds: list[int]) -> None:
-    """Runs of this round's seeds that MLflow holds although Tune kept no state of the round (the
-    driver died as the round began) would double those seeds: delete them (MLflow's soft delete)."""
+def forget_lost_attempt(spec: SweepSpec, where: Where, round_: int, plan: list[dict]) -> None:
+    """Runs of this round's plan (configuration, seed; retried seeds included) that MLflow holds although
+    Tune kept no state of the round (the driver died as the round began) would double those seeds:
+    delete them, and their trials' parent runs (MLflow's soft delete). Earlier rounds' runs of a
+    retried seed stay: they are its failed attempts."""
     client = open_client(where.tracking_uri)
     found = retry(client.get_experiment_by_name, spec.name)
     if found is None:
         return
-    names = {str(s) for s in seeds}
+    pairs = {(c["config_id"], str(s)) for c in plan for s in c["seeds"]}
     lost = [
         r
-        for r in search_all(client, [found.experiment_id], f"tags.`{KIND}` = 'seed'")
-        if r.data.tags.get("seed") in names
+        for r in search_all(
+            client, [found.experiment_id], f"tags.`{KIND}` = 'seed' AND tags.`{ROUND_TAG}` = '{round_}'"
+        )
+        if (r.data.tags.get("config_id"), r.data.tags.get("seed")) in pairs
     ]
     trials = {r.data.tags.get("trial_id") for r in lost}
     parents = [
@@ -236,27 +260,25 @@ def forget_lost_attempt(spec: SweepSpec, where: Where, seeds: list[int]) -> None
         retry(client.delete_run, run.info.run_id)
     if lost:
         print(
-            f"[{spec.name}] deleted {len(lost)} seed runs of round seeds {seeds[0]}..{seeds[-1]} that Tune did not record; "
+            f"[{spec.name}] deleted {len(lost)} seed runs of round {round_} that Tune did not record; "
             "the round starts again",
             flush=True,
         )
 
 
-def round_complete(
-    where: Where, spec: SweepSpec, design: Design, round_: int, configurations: list[dict] | None
-) -> bool:
-    """Every configuration of the round has a run for each of the round's seeds and none is still running."""
-    from analysis.runs import load_runs
-
-    runs = load_runs(where.tracking_uri, spec.name)
-    mine = runs[runs["seed"].map(lambda s: design.round_of(int(s)) == round_)]
-    expected = grid_points(spec) * spec.num_samples if configurations is None else len(configurations)
-    per_trial = mine.groupby("trial_id")["seed"].nunique()
-    return (
-        len(per_trial) == expected
-        and (per_trial >= len(design.round_seeds(round_))).all()
-        and not mine["status"].eq("running").any()
-    )
+def complete(runs, spec: SweepSpec, round_: int, plan: list[dict] | None) -> bool:
+    """Every (configuration, seed) the round was to train has a run of this round and none is still
+    running. Round 1 (its configurations made by the searcher): as many configurations as the spec
+    makes, each with a run for every seed of the block."""
+    mine = runs[runs["round"].eq(round_)] if "round" in runs else runs.iloc[:0]
+    if mine["status"].eq("running").any():
+        return False
+    if plan is None:
+        per_trial = mine.groupby("trial_id")["seed"].nunique()
+        expected = grid_points(spec) * spec.num_samples
+        return len(per_trial) == expected and (per_trial >= len(spec.adaptive.round_seeds(round_))).all()
+    have = set(zip(mine["config_id"], mine["seed"].astype(int)))
+    return all((c["config_id"], int(s)) in have for c in plan for s in c["seeds"])
 
 
 def made_configurations(spec: SweepSpec, results) -> list[dict]:

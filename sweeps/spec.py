@@ -120,8 +120,11 @@ class SweepSpec:
         """The params with one value."""
         return {k: v for k, v in self.params.items() if not is_space(v)}
 
-    def run_options(self, tracking_uri: str | None = None, seeds: list[int] | None = None) -> RunOptions:
-        """How each trial of the sweep runs (``seeds``: a round's seed numbers, else 0..seeds-1)."""
+    def run_options(
+        self, tracking_uri: str | None = None, seeds: list[int] | None = None, round_: int | None = None
+    ) -> RunOptions:
+        """How each trial of the sweep runs (``seeds``: a round's seed numbers, else 0..seeds-1;
+        ``round_``: the round of an adaptive sweep)."""
         return RunOptions(
             seeds=tuple(seeds) if seeds is not None else self.seeds,
             epochs=self.epochs,
@@ -132,6 +135,7 @@ class SweepSpec:
             experiment=self.name,
             tracking_uri=tracking_uri,
             gpu=self.resources["gpu"],
+            round=round_,
         )
 
     def trial_resources(self) -> dict[str, float]:

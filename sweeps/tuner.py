@@ -37,10 +37,13 @@ def search_space(spec: SweepSpec) -> dict[str, Any]:
     return {key: makers[kind](args) for key, space in spec.swept().items() for kind, args in space.items()}
 
 
-def param_space(spec: SweepSpec, where: Where, seeds: list[int] | None = None) -> dict[str, Any]:
+def param_space(
+    spec: SweepSpec, where: Where, seeds: list[int] | None = None, round_: int | None = None
+) -> dict[str, Any]:
     """Everything a trial's config holds: the base config, the search space and, under ``"run"``, the
-    run options (``seeds``: a round's seed numbers, else 0..spec.seeds-1)."""
-    return {**spec.base_config(), **search_space(spec), RUN_KEY: spec.run_options(where.tracking_uri, seeds).as_dict()}
+    run options (``seeds``: a round's seed numbers, else 0..spec.seeds-1; ``round_``: its round)."""
+    options = spec.run_options(where.tracking_uri, seeds, round_).as_dict()
+    return {**spec.base_config(), **search_space(spec), RUN_KEY: options}
 
 
 def grid_points(spec: SweepSpec) -> int:

@@ -62,6 +62,7 @@ class RunOptions:
     # the share of a GPU Ray gave the trial (resources.gpu): 0 trains on the CPU with CUDA hidden, a
     # fraction caps the trial's CUDA memory at that share of the card; None: not placed by a sweep
     gpu: float | None = None
+    round: int | None = None  # adaptive seeds: the round this trial belongs to (a tag on its seed runs)
 
     def __post_init__(self):
         seeds = self.seeds

@@ -39,6 +39,7 @@ from trainables.rule import BOUNDS, SuccessRule
 
 KIND = "seedsweep.kind"  # run tag: "config" (parent) or "seed" (child)
 DEVICE_TAG = "device"  # on seed runs: what trained it ("cpu", or "cuda <card name>")
+ROUND_TAG = "seedsweep.round"  # on seed runs of an adaptive sweep: the round that trained them
 CODE_TAG = "seedsweep.code"  # on seed runs: trainables.code.code_hash() of the process that trained it
 PRECISION_TAG = "precision"  # on seed runs: "fp32" or "bf16"; rounds of an adaptive sweep must agree on both
 METRICS_TAG = "seedsweep.metrics"  # on configuration runs: the model's declared metrics, JSON {name: {better, doc}}

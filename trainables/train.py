@@ -53,7 +53,7 @@ from trainables.models import Metric
 from trainables.options import RUN_KEY, RunOptions
 from trainables.pack import Pack
 from trainables.placement import place
-from trainables.records import CODE_TAG, DEVICE_TAG, METRICS_TAG, PRECISION_TAG, SEED_STOP_TAGS
+from trainables.records import CODE_TAG, DEVICE_TAG, METRICS_TAG, PRECISION_TAG, ROUND_TAG, SEED_STOP_TAGS
 from trainables.tracking import Tracker, device_name
 
 NOT_METRICS = ("seed", "status", "success", *SEED_STOP_TAGS)
@@ -156,7 +156,8 @@ def train(config: dict) -> None:
     metrics = type(pack.model).metrics
     tracker.tag_config(**{METRICS_TAG: metrics_json(metrics)})
     tracker.tag_seeds(
-        **{DEVICE_TAG: device_name(pack.device), PRECISION_TAG: pack.speed.precision, CODE_TAG: code_hash()}
+        **{DEVICE_TAG: device_name(pack.device), PRECISION_TAG: pack.speed.precision, CODE_TAG: code_hash()},
+        **({ROUND_TAG: str(run.round)} if run.round else {}),
     )
     if ray.is_initialized():
         tracker.tag_config(
