@@ -4,7 +4,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
-BENCHES = envs_throughput train_throughput analysis_load adaptive_seeds tracking_load seed_stopping
+BENCHES = envs_throughput train_throughput analysis_load adaptive_seeds tracking_load seed_stopping sweep_under_load
 
 .PHONY: install sweep test bench gpu-wheels clean
 

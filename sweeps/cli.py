@@ -78,10 +78,10 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         summary = runner.run(
             spec,
+            where,
             address=args.address,
             resume=args.resume,
             dashboard=args.dashboard,
-            where=where,
             allow_mixed=args.allow_mixed,
         )
         if summary["complete"]:

@@ -33,19 +33,16 @@ from analysis.sequential import Design
 from sweeps.preflight import join, storage_fs
 from sweeps.spec import SweepSpec
 from sweeps.tuner import (
-    AlreadyDone,
     Where,
-    check_resume,
     grid_points,
     make_tuner,
     param_space,
     read_done,
-    start_ray,
     summary,
     write_done,
 )
 from trainables.options import RUN_KEY
-from trainables.records import COUNTED, DESIGN_TAG, KIND, ROUND_TAG, ensure_experiment, open_client, retry, search_all
+from trainables.records import COUNTED, DESIGN_TAG, KIND, ROUND_TAG, open_client, retry, search_all
 
 PLAN = "plan.json"  # a round's plan, beside its Tune experiment: [{config_id, params, seeds}]
 
@@ -85,24 +82,22 @@ def plan_lines(spec: SweepSpec) -> list[str]:
     ]
 
 
-def run_rounds(
-    spec: SweepSpec, where: Where, resume: bool, address: str | None, dashboard: bool, allow_mixed: bool = False
-) -> dict[str, Any]:
-    """Run (or resume) an adaptive sweep to its end; the summary as ``runner.run`` returns it.
-    Rounds trained on different devices or precisions are refused unless ``allow_mixed``."""
-    design = spec.adaptive
-    sweep_dir = join(where.storage, spec.name)
-    done = read_done(sweep_dir)
-    if done is not None:
-        raise AlreadyDone(spec.name, done)
-    start_ray(spec, where, address, dashboard)  # on a cluster: every node checked before any run exists
+def started(sweep_dir: str) -> bool:
+    """Whether an adaptive sweep has begun (its first round finished or has Tune state to continue)."""
     first = round_dir(sweep_dir, 1)
-    started = read_done(first) is not None or tune.Tuner.can_restore(first)
-    check_resume(spec, where, sweep_dir, started, resume, allow_mixed)
-    client = open_client(where.tracking_uri)
-    exp_id = ensure_experiment(client, spec.name)
+    return read_done(first) is not None or tune.Tuner.can_restore(first)
+
+
+def run_rounds(
+    spec: SweepSpec, where: Where, sweep_dir: str, client, exp_id: str, began: bool, allow_mixed: bool = False
+) -> dict[str, Any]:
+    """The rounds of an adaptive sweep (begun before: ``began``), to its end or an interruption; the
+    summary as ``runner.run`` returns it. Rounds trained on different devices, precisions or code are
+    refused unless ``allow_mixed``. ``runner.run`` has made the preamble (Ray, the resume rules, the
+    MLflow experiment ``exp_id`` on ``client``)."""
+    design = spec.adaptive
     stored = retry(client.get_experiment, exp_id).tags.get(DESIGN_TAG)
-    if started and stored and Design.from_dict(json.loads(stored)) != design:
+    if began and stored and Design.from_dict(json.loads(stored)) != design:
         raise RuntimeError(
             f"{spec.path}: seeds: the sweep {spec.name!r} began with {json.loads(stored)}; "
             "resume it with that rule, or run the new one under another --name"
@@ -148,9 +143,7 @@ def run_rounds(
                 flush=True,
             )
         if still.empty:
-            out = summary(spec, where, trials, [], start, complete=True, rounds=round_)
-            write_done(sweep_dir, out)
-            return out
+            return summary(spec, where, trials, [], start, complete=True, rounds=round_)
         round_ += 1
 
 

@@ -85,34 +85,43 @@ def plan(spec: SweepSpec) -> str:
 
 def run(
     spec: SweepSpec,
+    where: Where,
+    *,
     address: str | None = None,
-    tracking_uri: str | None = None,
-    storage: str | None = None,
     resume: bool = False,
     dashboard: bool = False,
-    where: Where | None = None,
     allow_mixed: bool = False,
 ) -> dict[str, Any]:
-    """Run (or resume) a sweep to the end; returns a summary. Raises ``RuntimeError`` if the sweep
-    already finished or was interrupted and ``resume`` is not set. ``where``, when given, was
-    checked already (``preflight.check`` returns it, as the CLI does); otherwise the checks run here.
-    ``allow_mixed``: let an adaptive sweep pool rounds trained on different devices or precisions."""
-    if where is None:  # seconds, before anything waits on them
-        where = preflight.check(tracking_uri, storage, address)
+    """Run (or resume) a sweep to the end; returns a summary. ``where`` was checked already
+    (``preflight.check`` returns it, as the CLI's first step). Raises ``AlreadyDone`` if the sweep
+    finished, ``RuntimeError`` if it was interrupted and ``resume`` is not set, ``preflight.Unusable``
+    if the cluster cannot run it. ``allow_mixed``: resume or pool seeds trained on other devices,
+    precisions or code. One preamble, then a fixed fit or the rounds of adaptive seeds."""
     bound_mlflow_http()  # the driver's and local trials' MLflow calls give up in seconds, not minutes
-    if spec.adaptive:
-        return rounds.run_rounds(spec, where, resume, address, dashboard, allow_mixed)
     run_dir = preflight.join(where.storage, spec.name)  # a local path or a URI (s3://, gs://, ...)
     done = read_done(run_dir)
     if done is not None:
         raise AlreadyDone(spec.name, done)
     start_ray(spec, where, address, dashboard)  # on a cluster: every node checked before any run exists
-    check_resume(spec, where, run_dir, tune.Tuner.can_restore(run_dir), resume, allow_mixed)
-    ensure_experiment(open_client(where.tracking_uri), spec.name)  # one MLflow experiment per sweep
+    started = rounds.started(run_dir) if spec.adaptive else tune.Tuner.can_restore(run_dir)
+    check_resume(spec, where, run_dir, started, resume, allow_mixed)
+    client = open_client(where.tracking_uri)
+    exp_id = ensure_experiment(client, spec.name)  # one MLflow experiment per sweep
     start = time.time()
+    if spec.adaptive:
+        out = rounds.run_rounds(spec, where, run_dir, client, exp_id, started, allow_mixed)
+    else:
+        out = fit(spec, where, resume, start)
+    if out["complete"]:
+        write_done(run_dir, out)
+    return out
+
+
+def fit(spec: SweepSpec, where: Where, resume: bool, start: float) -> dict[str, Any]:
+    """A sweep with a fixed number of seeds: one Tune experiment. Complete: every configuration was
+    begun and none of its seeds is still running, by MLflow's account (after Ctrl-C, Tune returns
+    normally with trials left to --resume)."""
     results = make_tuner(spec, where, resume=resume).fit()
-    # Complete: every configuration was begun and none of its seeds is still running, by MLflow's
-    # account (after Ctrl-C, Tune returns normally with trials left to --resume).
     try:
         begun, running = sweep_progress(where.tracking_uri, spec.name)
         reachable = True
@@ -120,10 +129,5 @@ def run(
         if not unreachable(err):
             raise
         begun, running, reachable = 0, 0, False
-    complete = (
-        begun == grid_points(spec) * spec.num_samples and running == 0
-    )  # summary adds: MLflow answered, no errors
-    out = summary(spec, where, len(results), results, start, complete, reachable)
-    if out["complete"]:
-        write_done(run_dir, out)
-    return out
+    complete = begun == grid_points(spec) * spec.num_samples and running == 0  # summary adds: no errors
+    return summary(spec, where, len(results), results, start, complete, reachable)

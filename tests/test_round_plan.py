@@ -74,7 +74,7 @@ def test_a_round_loads_the_runs_once(tmp_path, monkeypatch):
     spec = specs.from_dict({**TINY, **ADAPTIVE, "seeds": {"start": 4, "step": 4, "max": 8, "until": "decided"}})
     where = Where(storage=str(tmp_path / "ray_results"), tracking_uri=f"sqlite:///{tmp_path / 'mlruns.db'}")
     try:
-        out = runner.run(spec, where=where)
+        out = runner.run(spec, where)
     finally:
         ray.shutdown()
     assert out["complete"] and out["rounds"] == len(loads)  # one load a round
