@@ -24,8 +24,8 @@ prod_s (1 - lam (d_s - eps)), averaged over a grid of lam in [0, 1/(1 + eps)), r
 (Ville's inequality; Waudby-Smith & Ramdas 2024 for betting), and H0-: E d <= -eps likewise; the
 pair is tied (|p_x - p_y| < eps) when both are rejected (an intersection-union test, each at alpha).
 
-``pvalue`` is the anytime-valid p-value of ``difference``: the smallest alpha at which the
-procedure, replayed over the same looks, has rejected.
+``pvalue`` is the anytime-valid p-value of ``difference``: the smallest u such that the procedure,
+replayed over the same looks, has rejected at every alpha >= u.
 """
 
 from __future__ import annotations
@@ -118,14 +118,47 @@ def could_decide(
 
 
 def pvalue(steps: list[tuple[int, int, int]], max_seeds: int, rho: float = RHO) -> float:
-    """The smallest alpha at which ``difference`` has rejected by the last look (1 if at none)."""
-    if not steps or difference(steps, max_seeds, 1.0 - 1e-12, rho)[0] == 0:
+    """The anytime-valid p-value of ``difference``: the smallest u such that the procedure has
+    rejected by the last look at every alpha >= u (1 if at none). Rejection need not grow with
+    alpha (a larger alpha spends more at early looks and may leave a later boundary higher), so
+    every alpha where a boundary changes (``breakpoints``) is tried: P(p <= u) <= u under the null,
+    since p <= u means rejecting at level u."""
+    if not steps:
         return 1.0
-    low, high = 0.0, 1.0
-    for _ in range(30):
-        mid = (low + high) / 2
-        low, high = (low, mid) if difference(steps, max_seeds, mid, rho)[0] else (mid, high)
-    return high
+    points = breakpoints(tuple(m for _, m, _ in steps), tuple(n / max_seeds for n, _, _ in steps), rho)
+    p = 1.0
+    for point in reversed(points):  # rejection is constant from each breakpoint to the next
+        if not difference(steps, max_seeds, min(point * (1 + 1e-9), 1.0), rho)[0]:
+            break
+        p = point
+    return p
+
+
+def breakpoints(ms: tuple[int, ...], ts: tuple[float, ...], rho: float = RHO) -> list[float]:
+    """The alphas in (0, 1) at which some boundary of ``boundaries(ms, ts, alpha)`` changes: at each
+    look, within a stretch of alpha where the earlier boundaries (and so the mass spent) are
+    constant, the boundary changes where the budget alpha * t**rho - spent reaches a tail mass."""
+    out: set[float] = set()
+
+    def walk(k: int, low: float, high: float, dist: np.ndarray, prev: int, spent: float) -> None:
+        if k == len(ms):
+            return
+        m, weight = ms[k], min(ts[k], 1.0) ** rho
+        if m > prev:
+            dist = np.convolve(dist, coin(m - prev))
+        half = (m + 1) // 2
+        tail = np.cumsum(dist[:half] + dist[::-1][:half])
+        cuts = sorted({float(x) for x in (tail + spent) / weight if low < x < high})
+        out.update(cuts)
+        edges = [low, *cuts, high]
+        for a, b in zip(edges, edges[1:]):
+            fits = np.flatnonzero(tail <= ((a + b) / 2 * weight - spent) * (1 + 1e-12))
+            c = m - 2 * int(fits[-1]) if len(fits) else m + 1
+            crossed = np.abs(2 * np.arange(m + 1) - m) >= c
+            walk(k + 1, a, b, np.where(crossed, 0.0, dist), m, spent + float(dist[crossed].sum()))
+
+    walk(0, 0.0, 1.0, np.ones(1), 0, 0.0)
+    return sorted(out)
 
 
 def equivalent(d: np.ndarray, margin: float, alpha: float) -> bool:

@@ -26,13 +26,19 @@ while open, up to ``max``. ``until``:
 
 Either way a configuration stops at ``max`` seeds (``undecided`` if still open).
 
-**With seed_stop** (trainables.seed_stop) a stopped seed counts as a failure, but it was predicted
-to fail, not seen to. ``Design.stop_share`` (``STOP_SHARE`` of alpha; the spec sets it) bounds, per
+**With seed_stop** (trainables.seed_stop) ``Design.decide_on`` says which rate the verdicts are
+about. ``recipe`` (default): the success rate of training with the stop rule. A stopped seed, and a
+stop candidate that trained on as the audit, fails the recipe (``recipe``); that is an ordinary
+paired binary outcome, so the tests above hold as they are, with no share of alpha for the stops
+(the audit is then a check that the rule treats configurations alike, ``analysis.seed_stop``).
+``no_stop``: the rate had no seed been stopped, which a stopped seed (predicted to fail, not seen
+to) leaves open. ``Design.stop_share`` (``STOP_SHARE`` of alpha; the spec sets it) bounds, per
 configuration and round, how many of its stopped seeds would have succeeded (W+ from its audited
 candidates, ``analysis.audit``); the tests and intervals run at the rest of alpha. A claim that a
-configuration is worse, or a tie, must hold with W+ of its stopped seeds turned into successes
-(``worst_cases``), and its interval's upper end counts them: the claims stay valid at alpha when
-the stop rule errs (simulated in tests/test_sequential.py).
+configuration is worse, or a tie, must hold for every placement of up to W+ of each
+configuration's stopped seeds turned into successes (``analysis.placements``), and its interval's
+upper end counts them: the claims stay valid at alpha when the stop rule errs (simulated in
+tests/test_sequential.py), at the price of many more seeds (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -42,10 +48,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis import paired
+from analysis import paired, placements
 from analysis.audit import stopped_successes_bound
 from analysis.confidence import ALPHA, confidence_sequence
 from analysis.order import natural_key
+from trainables.seed_stop import RATES
 
 UNTIL = ("decided", "separated", "halfwidth")
 VERDICTS = ("best", "worse", "tied", "undecided", "open")
@@ -63,14 +70,13 @@ class Design:
     alpha: float = ALPHA  # the family's error rate over all the sweep's claims
     margin: float | None = None  # with until = "decided": pairs shown within +-margin are ties
     spend: float = paired.RHO  # with until = "decided": alpha spent as alpha * t**spend, t = seeds / max
-    stop_share: float = (
-        0.0  # with seed_stop: the share of alpha that bounds how many stopped seeds would have succeeded
-    )
+    stop_share: float = 0.0  # with decide_on no_stop: the share of alpha that bounds the stopped seeds' successes
+    decide_on: str = "recipe"  # with seed_stop: verdicts on the rate with the stop rule, or "no_stop"
 
     @property
     def test_alpha(self) -> float:
-        """The alpha of the tests and intervals: all of it, less ``stop_share`` with seed_stop."""
-        return self.alpha * (1 - self.stop_share)
+        """The alpha of the tests and intervals: all of it, less ``stop_share`` when deciding on no_stop."""
+        return self.alpha * (1 - self.stop_share) if self.decide_on == "no_stop" else self.alpha
 
     def round_seeds(self, round_: int) -> list[int]:
         """Seed numbers of round ``round_`` (1-based): 0..start-1, then blocks of ``step`` up to ``max``."""
@@ -96,7 +102,7 @@ class Design:
             return f"halfwidth {self.halfwidth:g}"
         return self.until + (f" (ties within +-{self.margin:g})" if self.margin else "")
 
-    def describe(self, configurations: int | None = None) -> str:
+    def describe(self, configurations: int | None = None, seed_stop: bool = False) -> str:
         k = configurations or 0
         if self.until == "decided":
             over = f" over {k} configurations" if k else ""
@@ -104,12 +110,13 @@ class Design:
         else:
             each = f", {self.alpha / k:.3g} each over {k} configurations, Bonferroni" if k else ""
             how = f"anytime-valid {1 - self.alpha:.0%} intervals, alpha {self.alpha:g}{each}"
-        stops = (
-            f"; seed_stop: {self.stop_share:.0%} of alpha bounds the stopped seeds by the audit (audit 0.5 advised: "
-            "at 0.25 a configuration with many stopped seeds is seldom shown worse, benchmarks/README.md)"
-            if self.stop_share
+        share = (
+            f"; {self.stop_share:.0%} of alpha bounds the stopped seeds by the audit (a configuration with many "
+            "stopped seeds is seldom shown worse, benchmarks/README.md)"
+            if self.decide_on == "no_stop"
             else ""
         )
+        stops = f"; seed_stop: verdicts on {RATES[self.decide_on]}{share}" if seed_stop else ""
         return (
             f"adaptive: {self.start} seeds, then {self.step} more a round to each open configuration, up to "
             f"{self.max}; until {self.rule()} ({how}){stops}"
@@ -140,10 +147,10 @@ def pair_looks(a: dict[int, bool], b: dict[int, bool], design: Design, round_: i
 
 def worst_cases(mine: dict[int, bool], stopped: list[int], other: dict[int, bool], w: int):
     """``mine`` with ``w`` of its ``stopped`` seeds turned into successes, in the placements most
-    against a claim that it is worse than ``other``: the earliest seeds first (a success added in a
-    round moves every look from that round on), and every split between seeds where ``other``
-    succeeded (the discordant pair turns concordant) and where it failed (the pair turns discordant
-    the other way). Stopped seeds ``other`` has not run leave the pair's test as it is."""
+    against a claim that it is tied with ``other`` (``paired.equivalent``): the earliest seeds first,
+    for every split between seeds where ``other`` succeeded and where it failed (exact for the
+    equivalence test, ``analysis.placements``; the difference test goes through every placement
+    there). Stopped seeds ``other`` has not run leave the pair's test as it is."""
     common = sorted(s for s in stopped if s in other)
     won, lost = [s for s in common if other[s]], [s for s in common if not other[s]]
     w = min(w, len(common))
@@ -165,23 +172,15 @@ def compare_pair(
     "futile" (no continuation up to max decides it) or "open". ``level``: the two-sided level of
     the difference test, a step of the Holm ``ladder`` (``rule_decided``). ``stops``: for a and
     for b, (its stopped seeds, W+ of them that may have succeeded, ``analysis.audit``): a claim
-    that one is worse must hold however W+ of its stopped seeds would have ended
-    (``worst_cases``)."""
-
-    def direction(steps) -> int:
-        return paired.difference(steps, design.max, level, design.spend, ladder)[0]
+    that one is worse must hold however up to W+ of each one's stopped seeds would have ended
+    (``analysis.placements``; ties: ``worst_cases``)."""
 
     (stopped_a, w_a), (stopped_b, w_b) = stops
     steps, d = pair_looks(a, b, design, round_)
-    found = direction(steps)
-    if found > 0 and w_b:
-        found = int(
-            all(direction(pair_looks(a, b2, design, round_)[0]) > 0 for b2 in worst_cases(b, stopped_b, a, w_b))
-        )
-    if found < 0 and w_a:
-        found = -int(
-            all(direction(pair_looks(a2, b, design, round_)[0]) < 0 for a2 in worst_cases(a, stopped_a, b, w_a))
-        )
+    test = placements.direction_for(design.max, level, design.spend, ladder)
+    found = test(steps)[0]
+    if found and (w_a or w_b):  # it must hold for every placement of the W+ (analysis.placements)
+        found *= placements.holds(steps, *placements.arrangement(a, b, steps, found, stops), found, test)
     if found:
         return ">" if found > 0 else "<"
     k = len(ladder) + 1
@@ -208,11 +207,17 @@ def possible_successes(
     the rounds, so that every bound of the sweep holds at once. ``marks``: {seed: "stopped" |
     "audited"} (audited: a stop candidate that trained on; its outcome is in ``outcome``)."""
     stopped = sorted(s for s, m in marks.items() if m == "stopped" and s in outcome)
-    if not stopped:
-        return [], 0
+    if not stopped or design.decide_on == "recipe":  # the recipe's failures: nothing to vouch for
+        return stopped, 0
     audited = [s for s, m in marks.items() if m == "audited" and s in outcome]
     share = design.alpha * design.stop_share / (design.rounds * max(configurations, 1))
     return stopped, stopped_successes_bound(len(stopped), sum(outcome[s] for s in audited), len(audited), share)
+
+
+def recipe(outcome: dict[int, bool], marks: dict[int, str]) -> dict[int, bool]:
+    """A configuration's outcomes as the recipe with its stop rule scores them: a stop candidate
+    (``marks``: stopped, or audited and trained on) fails."""
+    return {s: bool(v) and s not in marks for s, v in outcome.items()}
 
 
 def decide(
@@ -230,12 +235,16 @@ def decide(
     seeds), ``verdict`` (one of ``VERDICTS``) and ``why``. Configurations in ``stopped`` stopped in
     an earlier round and stay stopped. K = ``configurations`` (default: those in ``outcomes``).
     Without ``round_``, the last round any seed belongs to. ``stops``: per configuration {seed:
-    "stopped" | "audited"} for sweeps with seed_stop (``possible_successes``)."""
+    "stopped" | "audited"} for sweeps with seed_stop: with ``design.decide_on`` "recipe" every stop
+    candidate is a failure (``recipe``), with "no_stop" the audit vouches for the stopped seeds
+    (``possible_successes``)."""
     seeds = [s for o in outcomes.values() for s in o]
     round_ = round_ or (max(design.round_of(s) for s in seeds) if seeds else 1)
     k = configurations or len(outcomes)
     last = not design.round_seeds(round_ + 1)
     out, audit = {}, {}
+    if design.decide_on == "recipe" and stops:  # a stop candidate fails the recipe, audited or not
+        outcomes = {cid: recipe(o, stops.get(cid, {})) for cid, o in outcomes.items()}
     for cid, o in outcomes.items():
         s, n = sum(map(bool, o.values())), len(o)
         audit[cid] = possible_successes(o, (stops or {}).get(cid, {}), design, k)
@@ -341,41 +350,3 @@ def rule_separated(out: dict) -> None:
     for cid in others:
         if out[cid]["verdict"] == "open":
             out[cid]["why"] = out[cid]["why"] or f"overlaps best {best}"
-
-
-def simulate(
-    rates, design: Design, rng: np.random.Generator, seed_stop: tuple | None = None, corrected: bool = True
-) -> tuple[np.ndarray, dict[str, str]]:
-    """One adaptive sweep of independent Bernoulli(rates) configurations ``c0, c1, ...`` through
-    ``decide``, round by round: (seeds each configuration got, verdict of each). ``seed_stop``:
-    (flag_fail, flag_success, audit), per configuration or one for all: a stop rule that flags a
-    failing seed with probability flag_fail and a succeeding one with flag_success (its false
-    stops); a share ``audit`` of flagged seeds trains on, the others stop and count as failures.
-    ``corrected=False`` hides which seeds stopped from ``decide``, as a rule without the audit would."""
-    rates = np.asarray(rates, float)
-    draws = rng.random((len(rates), design.max)) < rates[:, None]
-    ids = [f"c{i}" for i in range(len(rates))]
-    seen, stops = draws, None
-    if seed_stop is not None:
-        rule = np.broadcast_to(np.asarray(seed_stop, float), (len(rates), 3))
-        fail, success, audit = (rule[:, j : j + 1] for j in range(3))
-        flagged = rng.random(draws.shape) < np.where(draws, success, fail)
-        audited = flagged & (rng.random(draws.shape) < audit)
-        seen = draws & ~(flagged & ~audited)
-        marks = np.where(audited, "audited", np.where(flagged, "stopped", ""))
-        if corrected:
-            stops = {c: {s: str(m) for s, m in enumerate(marks[i]) if m} for i, c in enumerate(ids)}
-    n, stopped, round_ = np.zeros(len(rates), int), frozenset(), 1
-    while True:
-        n[[i for i, c in enumerate(ids) if c not in stopped]] = design.round_end(round_)
-        out = decide(
-            {c: dict(enumerate(seen[i, : n[i]].tolist())) for i, c in enumerate(ids)},
-            design,
-            round_,
-            stopped,
-            stops=stops,
-        )
-        stopped = frozenset(c for c, d in out.items() if not d["open"])
-        if len(stopped) == len(ids):
-            return n, {c: d["verdict"] for c, d in out.items()}
-        round_ += 1

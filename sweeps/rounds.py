@@ -42,7 +42,8 @@ from sweeps.tuner import (
     write_done,
 )
 from trainables.options import RUN_KEY
-from trainables.records import COUNTED, DESIGN_TAG, KIND, ROUND_TAG, open_client, retry, search_all
+from trainables.records import COUNTED, DESIGN_TAG, KIND, ROUND_TAG, SALT_TAG, open_client, retry, search_all
+from trainables.seed_stop import draw_salt
 
 PLAN = "plan.json"  # a round's plan, beside its Tune experiment: [{config_id, params, seeds}]
 
@@ -63,6 +64,18 @@ def train_configuration(config: dict) -> None:
     train({**rest, **swept})
 
 
+def audit_salt(spec: SweepSpec, client, exp_id: str) -> SweepSpec:
+    """``spec`` with its seed_stop's audit salt: the one stored on the sweep's MLflow experiment
+    (``SALT_TAG``: a resumed sweep audits the same seeds), else a fresh one, stored there now."""
+    if not spec.seed_stop:
+        return spec
+    stored = retry(client.get_experiment, exp_id).tags.get(SALT_TAG)
+    salt = int(stored) if stored is not None else draw_salt()
+    if stored is None:
+        retry(client.set_experiment_tag, exp_id, SALT_TAG, str(salt))
+    return dataclasses.replace(spec, seed_stop={**spec.seed_stop, "salt": salt})
+
+
 def plan_lines(spec: SweepSpec) -> list[str]:
     """The dry-run plan's seed lines for a sweep in rounds (``runner.plan`` prints them)."""
     design, k = spec.adaptive, grid_points(spec) * spec.num_samples
@@ -75,7 +88,7 @@ def plan_lines(spec: SweepSpec) -> list[str]:
     }[design.until]
     blocks = [f"{s[0]}..{s[-1]}" for s in (design.round_seeds(r) for r in range(1, design.rounds + 1))]
     return [
-        f"  seeds: {design.describe(k)}",
+        f"  seeds: {design.describe(k, seed_stop=bool(spec.seed_stop))}",
         f"  rounds: at most {design.rounds} (seed blocks {', '.join(blocks)}); seed runs: {k * design.start} to {k * design.max}",
         f"  a configuration stops getting seeds when {stops}, or at {design.max} seeds; failed seeds are retried"
         " in the next round",

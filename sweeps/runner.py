@@ -107,6 +107,7 @@ def run(
     check_resume(spec, where, run_dir, started, resume, allow_mixed)
     client = open_client(where.tracking_uri)
     exp_id = ensure_experiment(client, spec.name)  # one MLflow experiment per sweep
+    spec = rounds.audit_salt(spec, client, exp_id)  # seed_stop's audit salt: stored on it, kept on resume
     start = time.time()
     if spec.adaptive:
         out = rounds.run_rounds(spec, where, run_dir, client, exp_id, started, allow_mixed)

@@ -22,7 +22,7 @@ file and the field.
     scheduler: {grace_period: 5, reduction_factor: 2}  # ASHA (on the model's scheduler_metric); absent or none: no early stopping
     resources: {cpu: 1, gpu: 0}
     success: {metric: METRIC, below: 0.2, also: [0.03]}  # left out: the model's own rule; also: more thresholds to report
-    seed_stop: {metric: METRIC, above: 0.6, from_epoch: 10, audit: 0.25}  # optional: stop failed seeds (trainables.seed_stop)
+    seed_stop: {metric: METRIC, above: 0.6, from_epoch: 10, audit: 0.25, decide_on: recipe}  # optional: stop failed seeds (trainables.seed_stop)
 
 ``success.metric`` must be a metric the model declares (``PackedModel.metrics``); left out, the
 model's own ``success`` rule applies. ``scheduler.metric`` is ``median_<m>`` or ``best_<m>`` of a
@@ -308,8 +308,10 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
             fail("seed_stop", f"{err} (model {spec.model})")
         if spec.seed_stop["from_epoch"] >= spec.epochs:
             fail("seed_stop.from_epoch", f"must be below epochs ({spec.epochs}): no seed could stop")
-        if spec.adaptive is not None:  # a share of alpha bounds the stopped seeds (analysis.sequential)
-            spec.adaptive = dataclasses.replace(spec.adaptive, stop_share=STOP_SHARE)
+        if spec.adaptive is not None:  # verdicts on the recipe, or on the no-stop rate (analysis.sequential)
+            decide_on = spec.seed_stop["decide_on"]  # no_stop: a share of alpha bounds the stopped seeds
+            share = STOP_SHARE if decide_on == "no_stop" else 0.0
+            spec.adaptive = dataclasses.replace(spec.adaptive, decide_on=decide_on, stop_share=share)
 
     scheduler = raw.get("scheduler")
     if scheduler in (None, "none", False):

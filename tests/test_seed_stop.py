@@ -4,6 +4,7 @@ the stop, audited candidates train to the end, and the stop state survives a che
 import io
 import time
 
+import numpy as np
 import pytest
 import torch
 from crashing import crash_once_trainable
@@ -12,12 +13,13 @@ from tolerances import PACKED, STOPPED, near
 
 from analysis.sequential import STOP_SHARE
 from trainables import Pack, fit
-from trainables.seed_stop import SeedStop, audit_draw
+from trainables.seed_stop import SeedStop
+from trainables.seed_stop import audited as ticket
 
 TINY = {**SPS_TINY, "n_train": 64, "success": {"metric": "linear_proj_mse", "below": 0.5}}
 # linear_proj_mse of seeds 0-7 at epoch 3 of this config: 0.54 0.70 0.55 0.43 0.60 0.35 0.41 0.66;
-# audit 0.25 audits seeds 0 and 3 (audit_draw 0.17, 0.01): above 0.5 stops 1, 2, 4, 7 and audits 0
-STOP = {"metric": "linear_proj_mse", "above": 0.5, "from_epoch": 3, "audit": 0.25}
+# audit 0.25 with salt 30 audits seeds 0 and 3 (trainables.seed_stop.audited): above 0.5 stops 1, 2, 4, 7 and audits 0
+STOP = {"metric": "linear_proj_mse", "above": 0.5, "from_epoch": 3, "audit": 0.25, "salt": 30}
 METRICS = ("linear_proj_mse", "linear_proj_r2", "recon_mse", "pred_mse", "psnr", "train/total")
 
 
@@ -30,7 +32,7 @@ def test_fit_stops_failed_seeds_and_leaves_the_others_unchanged():
     assert all(not r["success"] and r["stopped_epoch"] >= 3 and not r["audit"] for r in stops)
     audited = [r for r in stopped if r["audit"]]
     assert audited and all(r["status"] == "finished" and r["would_stop_epoch"] >= 3 for r in audited)
-    assert all(audit_draw(r["seed"]) < 0.25 for r in audited)
+    assert sorted(r["seed"] for r in audited) == [0] and [s for s in range(8) if ticket(s, 0.25, 30)] == [0, 3]
     for a, b in zip(plain, stopped):
         if b["status"] == "finished":  # ran to the end: the same numbers as without the stop
             assert b["stopped_epoch"] is None
@@ -89,8 +91,23 @@ def test_rule_parse_and_audit_is_by_seed_number():
     rule = SeedStop.parse({**STOP, "patience": 2})
     assert rule.failing(0.6) and not rule.failing(0.4) and rule.failing(float("nan"))
     assert SeedStop.parse(rule.as_dict()) == rule
-    share = sum(SeedStop.parse({**STOP, "audit": 0.3}).audited(s) for s in range(2000)) / 2000
-    assert share == pytest.approx(0.3, abs=0.04)
+    assert rule.decide_on == "recipe" and SeedStop.parse({**STOP, "decide_on": "no_stop"}).decide_on == "no_stop"
+    with pytest.raises(ValueError, match="decide_on must be recipe"):
+        SeedStop.parse({**STOP, "decide_on": "stopped"})
+
+
+@pytest.mark.parametrize("share, each", [(0.25, 2), (0.5, 4), (0.3, 2), (1.0, 8), (0.0, 0)])
+def test_audit_tickets_are_the_share_asked_in_every_block_of_eight(share, each):
+    salts = [0, 1, 7, 2**40 + 3, *np.random.default_rng(0).integers(0, 2**48, 30).tolist()]
+    picked = {salt: [s for s in range(64) if ticket(s, share, salt)] for salt in salts}
+    for salt, seeds in picked.items():  # exactly round(share * 8) in each block 0..7, 8..15, ...
+        assert np.bincount(np.array(seeds, int) // 8, minlength=8).tolist() == [each] * 8, salt
+    assert len({tuple(v) for v in picked.values()}) > len(salts) // 2 or each in (0, 8)  # the salt picks them
+    resumed = SeedStop.parse({**STOP, "audit": share, "salt": salts[4]})  # a resumed sweep keeps its salt
+    assert [s for s in range(64) if resumed.audited(s)] == picked[salts[4]]
+    if share == 0.25:  # every seed of a block equally likely over salts
+        counts = np.bincount([s % 8 for v in picked.values() for s in v], minlength=8)
+        assert counts.min() >= 3, counts
 
 
 def tiny(name: str) -> dict:
@@ -140,11 +157,16 @@ def test_spec_field_checked_and_passed_to_the_trials(tmp_path):
         "seed_stop": {"metric": "linear_proj_mse", "above": 0.6, "from_epoch": 2, "audit": 0.25},
     }
     spec = specs.from_dict(good)
-    assert spec.base_config()["seed_stop"] == {**good["seed_stop"], "patience": 1}
+    assert spec.base_config()["seed_stop"] == {**good["seed_stop"], "patience": 1, "decide_on": "recipe", "salt": 0}
     assert "seed_stop" not in specs.from_dict({k: v for k, v in good.items() if k != "seed_stop"}).base_config()
     adaptive = {**good, "seeds": {"start": 4, "step": 4, "max": 8}}
-    assert specs.from_dict(adaptive).adaptive.stop_share == STOP_SHARE  # a share of alpha vouches for stops
-    assert "audit 0.5 advised" in specs.from_dict(adaptive).adaptive.describe(2)
+    recipe = specs.from_dict(adaptive).adaptive  # verdicts on the recipe: no share of alpha for the stops
+    assert (recipe.decide_on, recipe.stop_share) == ("recipe", 0) and "with this stop rule" in recipe.describe(
+        2, seed_stop=True
+    )
+    no_stop = specs.from_dict({**adaptive, "seed_stop": {**good["seed_stop"], "decide_on": "no_stop"}}).adaptive
+    assert (no_stop.decide_on, no_stop.stop_share) == ("no_stop", STOP_SHARE)  # a share of alpha vouches for stops
+    assert "had no seed been stopped" in no_stop.describe(2, seed_stop=True)
     assert specs.from_dict({k: v for k, v in adaptive.items() if k != "seed_stop"}).adaptive.stop_share == 0
     bad = [
         ({"seed_stop": {**good["seed_stop"], "from_epoch": 4}}, "seed_stop.from_epoch: must be below epochs"),
@@ -158,7 +180,7 @@ def test_spec_field_checked_and_passed_to_the_trials(tmp_path):
 
 
 SEEDS, EPOCHS = 8, 6
-RAY_STOP = {"metric": "linear_proj_mse", "above": 0.5, "from_epoch": 3, "audit": 0.25}
+RAY_STOP = {"metric": "linear_proj_mse", "above": 0.5, "from_epoch": 3, "audit": 0.25, "salt": 30}
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +242,7 @@ def test_records_of_stopped_and_audited_seeds(trials):
             assert max(m.step for m in client.get_metric_history(r.info.run_id, key)) == epoch
         assert r.data.metrics["linear_proj_mse"] > RAY_STOP["above"]
     audited = [r for r in runs if r.data.tags.get("audit") == "true"]
-    assert audited, "seed 0 or 3 should be an audited candidate"
+    assert audited, "seed 0 (salt 30) should be an audited candidate"
     for r in audited:
         assert r.data.tags["status"] == "finished" and int(r.data.tags["would_stop_epoch"]) >= 3
         assert max(m.step for m in client.get_metric_history(r.info.run_id, "linear_proj_mse")) == EPOCHS

@@ -2,6 +2,7 @@
 continuous monitoring; analysis.sequential: the rule that stops adding seeds, with and without
 seed_stop's correction."""
 
+import itertools
 import math
 
 import numpy as np
@@ -9,10 +10,12 @@ import pandas as pd
 import pytest
 from scipy.special import betaln
 
+from analysis import paired
 from analysis.adaptive import history
 from analysis.audit import stopped_successes_bound
 from analysis.confidence import confidence_sequence, log_ratio, running_intersection, sequence_table
-from analysis.sequential import STOP_SHARE, Design, decide, simulate, worst_cases
+from analysis.sequential import STOP_SHARE, Design, compare_pair, decide, pair_looks, worst_cases
+from analysis.simulation import simulate
 from analysis.success import interval
 
 
@@ -176,8 +179,8 @@ def test_decided_decides_a_real_gap_with_fewer_seeds_than_the_fixed_design():
     rng = np.random.default_rng(5)
     design = Design(start=8, step=8, max=55)
     runs = [simulate((0.2, 0.5), design, rng) for _ in range(150)]
-    decided = np.mean([v["c1"] == "best" and v["c0"] == "worse" for _, v in runs])
-    seeds = np.mean([n.sum() for n, _ in runs])
+    decided = np.mean([v["c1"] == "best" and v["c0"] == "worse" for _, v, _ in runs])
+    seeds = np.mean([n.sum() for n, _, _ in runs])
     assert decided >= 0.75 and seeds < 88, (decided, seeds)
 
 
@@ -228,6 +231,67 @@ def test_stopped_successes_bound_holds_at_its_level(q, candidates, audit):
     assert np.median(sizes) < 0.95
 
 
+def test_a_claim_must_hold_for_every_placement_of_the_stopped_seeds():
+    """The issue's minimal case: a is claimed better at round 4 with the earliest of b's stopped
+    seeds turned into a success, but not with seed 26 turned, so the claim may not be made."""
+    design = Design(start=8, step=8, max=64, stop_share=0.2, decide_on="no_stop")
+    level = design.test_alpha
+    a = {s: c == "1" for s, c in enumerate("10101110101101111001011111011011")}
+    b = {s: c == "1" for s, c in enumerate("11010001010000001000000110001000")}
+    assert paired.difference(pair_looks(a, {**b, 4: True}, design, 4)[0], 64, level)[0] == 1  # the earliest
+    assert paired.difference(pair_looks(a, {**b, 26: True}, design, 4)[0], 64, level)[0] == 0
+    stops = (((), 0), ([4, 10, 18, 26, 27, 29], 1))
+    assert compare_pair(a, b, design, 4, False, level, (level,), stops=(((), 0), ((), 0))) == ">"
+    assert compare_pair(a, b, design, 4, False, level, (level,), stops=stops) not in "<>"
+
+
+def claims_hold_under_every_placement(count: int, seed: int) -> tuple[int, int]:
+    """(claims, claims some placement of at most W+ stopped seeds of either side does not reject):
+    random pairs with stopped seeds, every subset of them within W+ tried (brute force)."""
+    rng = np.random.default_rng(seed)
+    design = Design(start=8, step=8, max=64, stop_share=0.2, decide_on="no_stop")
+    level = design.test_alpha
+    claims = wrong = 0
+    while claims < count:
+        round_ = int(rng.integers(2, 6))
+        n, (pa, pb) = design.round_end(round_), rng.uniform(0.1, 0.9, 2)
+        a, b = ({s: bool(rng.random() < p) for s in range(n)} for p in (pa, pb))
+        stops = []
+        for side in (a, b):
+            failed = [s for s, v in side.items() if not v]
+            stopped = sorted(rng.choice(failed, min(int(rng.integers(0, 5)), len(failed)), replace=False).tolist())
+            stops.append((stopped, int(rng.integers(0, 3)) if stopped else 0))
+        if not (stops[0][1] or stops[1][1]):
+            continue
+        said = compare_pair(a, b, design, round_, False, level, (level,), stops=tuple(stops))
+        if said not in "<>":
+            continue
+        claims += 1
+        sign = 1 if said == ">" else -1
+        turned = [[c for k in range(w + 1) for c in itertools.combinations(stopped, k)] for stopped, w in stops]
+        wrong += any(
+            paired.difference(
+                pair_looks({**a, **dict.fromkeys(ta, True)}, {**b, **dict.fromkeys(tb, True)}, design, round_)[0],
+                64,
+                level,
+                ladder=(level,),
+            )[0]
+            != sign
+            for ta in turned[0]
+            for tb in turned[1]
+        )
+    return claims, wrong
+
+
+def test_claims_hold_under_every_placement_few():
+    assert claims_hold_under_every_placement(150, 1) == (150, 0)
+
+
+@pytest.mark.slow
+def test_claims_hold_under_every_placement_2000():
+    assert claims_hold_under_every_placement(2000, 0) == (2000, 0)
+
+
 def test_worst_cases_turn_the_earliest_stopped_seeds_into_successes():
     mine = {s: False for s in range(6)}
     other = {0: True, 1: False, 2: True, 3: False, 4: True}  # seed 5 not run by the other
@@ -243,24 +307,52 @@ def test_decided_with_seed_stop_keeps_the_family_error_when_the_stop_rule_errs()
     (family error ~0.3, far above alpha); with the audit's correction the error stays below alpha."""
     rng = np.random.default_rng(12)
     rule = ((0.8, 0.4, 0.25), (0.0, 0.0, 0.0))
-    naive_design, design = Design(start=8, step=8, max=48), Design(start=8, step=8, max=48, stop_share=STOP_SHARE)
+    naive_design, design = (
+        Design(start=8, step=8, max=48),
+        Design(start=8, step=8, max=48, stop_share=STOP_SHARE, decide_on="no_stop"),
+    )
     naive = [simulate((0.4, 0.4), naive_design, rng, rule, corrected=False)[1]["c0"] == "worse" for _ in range(300)]
     fixed = [any(v == "worse" for v in simulate((0.4, 0.4), design, rng, rule)[1].values()) for _ in range(300)]
     assert np.mean(naive) > 0.15
     assert np.mean(fixed) <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 300)
 
 
-def test_decided_with_seed_stop_still_decides_a_real_gap_with_half_audited():
-    """0.2 vs 0.6, c0's stop rule good (flags 80% of failing seeds, 5% of succeeding ones): with
-    audit 0.5 most sweeps still find c0 worse; its stopped seeds' W+ widens its upper end."""
+def test_recipe_decides_a_real_gap_with_fewer_seed_steps_than_without_stopping():
+    """0.2 vs 0.6, a good rule on both (flags 80% of failing seeds, 5% of succeeding ones, stops at
+    30% of training), audit 0.25: verdicts on the recipe decide most sweeps for fewer seed-steps
+    than the same design without seed_stop."""
     rng = np.random.default_rng(13)
-    design = Design(start=8, step=8, max=64, stop_share=STOP_SHARE)
-    verdicts = [simulate((0.2, 0.6), design, rng, (0.8, 0.05, 0.5))[1]["c0"] for _ in range(100)]
-    assert np.mean([v == "worse" for v in verdicts]) >= 0.4
+    design = Design(start=8, step=8, max=64)
+    runs = [simulate((0.2, 0.6), design, rng, (0.8, 0.05, 0.25), stop_at=0.3) for _ in range(100)]
+    plain = [simulate((0.2, 0.6), design, rng)[2].sum() for _ in range(100)]
+    assert np.mean([v["c0"] == "worse" and v["c1"] == "best" for _, v, _ in runs]) >= 0.8
+    assert np.mean([steps.sum() for _, _, steps in runs]) < 0.9 * np.mean(plain)
+
+
+def test_recipe_counts_stop_candidates_as_failures_with_no_penalty():
+    """decide_on recipe: an audited candidate that succeeded fails the recipe, stopped seeds are
+    plain failures, nothing widens the interval and all of alpha tests."""
+    design = Design(start=8, step=8, max=32)
+    a = {s: s < 6 for s in range(16)}  # 6 of 16 succeeded; seeds 4, 5 audited candidates (successes)
+    marks = {4: "audited", 5: "audited", **{s: "stopped" for s in range(8, 16)}}
+    out = decide({"a": a}, design, 2, stops={"a": marks})["a"]
+    plain = decide({"a": {**a, 4: False, 5: False}}, design, 2)["a"]
+    assert (out["successes"], out["stopped"], out["possible"]) == (4, 8, 0)
+    assert (out["low"], out["high"]) == (plain["low"], plain["high"]) and design.test_alpha == design.alpha
+
+
+def test_recipe_keeps_the_family_error_on_the_recipe_rates_with_an_erring_rule():
+    """Equal recipe rates: c0 at 0.5 with a rule that stops a fifth of its successes (recipe rate
+    0.4 = 0.5 - 0.1), c1 at 0.4 without stops; null on the recipe, so any worse is an error."""
+    rng = np.random.default_rng(21)
+    design = Design(start=8, step=8, max=48)
+    rule = ((0.8, 0.2, 0.25), (0.0, 0.0, 0.0))
+    errors = [any(v == "worse" for v in simulate((0.5, 0.4), design, rng, rule)[1].values()) for _ in range(300)]
+    assert np.mean(errors) <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 300)
 
 
 def test_decide_counts_stopped_seeds_and_widens_the_upper_end():
-    design = Design(start=8, step=8, max=32, stop_share=STOP_SHARE)
+    design = Design(start=8, step=8, max=32, stop_share=STOP_SHARE, decide_on="no_stop")
     a = {s: s < 2 for s in range(16)}  # 2 of 16 succeeded; 8 stopped, 4 audited (all failed)
     marks = {**{s: "stopped" for s in range(8, 16)}, **{s: "audited" for s in range(2, 6)}}
     plain, corrected = decide({"a": a}, design, 2), decide({"a": a}, design, 2, stops={"a": marks})
@@ -274,7 +366,7 @@ def test_decide_counts_stopped_seeds_and_widens_the_upper_end():
 def test_history_corrects_a_configuration_whose_stopped_seeds_are_unaudited():
     """c0 fails on every seed, but 12 of its failures were stops with no audit: the rule may not
     call it worse than c1 (whose seeds all succeed) on those seeds alone; audited, it may."""
-    design = Design(start=8, step=8, max=16, stop_share=STOP_SHARE)
+    design = Design(start=8, step=8, max=16, stop_share=STOP_SHARE, decide_on="no_stop")
 
     def rows(audited: bool) -> list[dict]:
         out = [

@@ -44,6 +44,7 @@ CODE_TAG = "seedsweep.code"  # on seed runs: trainables.code.code_hash() of the 
 PRECISION_TAG = "precision"  # on seed runs: "fp32" or "bf16"; rounds of an adaptive sweep must agree on both
 METRICS_TAG = "seedsweep.metrics"  # on configuration runs: the model's declared metrics, JSON {name: {better, doc}}
 DESIGN_TAG = "seedsweep.design"  # experiment tag: the adaptive seeds' rule (analysis.sequential.Design) as JSON
+SALT_TAG = "seedsweep.audit_salt"  # experiment tag: the sweep's seed_stop audit salt (trainables.seed_stop.audited)
 RUN_TAGS = ("sweep", "config_id", "trial_id")  # on both kinds of run
 SUCCESS = "success"  # seed tag ("true" | "false") and, for finished or diverged seeds, metric (1 | 0)
 TRAINED = ("finished", "diverged")  # seed statuses of seeds that trained to their last epoch

@@ -4,11 +4,20 @@ A config key and spec field ``seed_stop: {metric: M, above: X | below: X, from_e
 patience: p}``. From epoch E on, at each evaluation a seed still running whose metric M is on the
 failing side of X (``above``: M > X fails; ``below``: M < X; a NaN value fails) is a stop
 *candidate*; after ``patience`` consecutive candidate evaluations (default 1) it stops, unless it
-belongs to the **audit**: the seeds with ``audit_draw(seed) < f``, a hash of the seed number alone
-(so a resumed or repeated sweep audits the same seeds, and which seeds are audited does not depend
-on how they train). An audited candidate trains to the end and keeps its real outcome; the epoch
-at which it would have stopped is recorded, so the analysis measures the false-stop rate (audited
-candidates that succeeded) and corrects the success-rate interval (``analysis.seed_stop``).
+belongs to the **audit** (``audited``): in every block of ``BLOCK`` seed numbers (0..7, 8..15, ...,
+the blocks adaptive rounds add) exactly round(f * 8) seeds hold an audit ticket, chosen by a
+permutation salted with the sweep's ``salt``. The salt is drawn when the sweep starts and stored
+with it (the MLflow experiment tag ``seedsweep.audit_salt``, sweeps.rounds.audit_salt), so a
+resumed sweep audits the same seeds, another sweep other ones, and which seeds are audited never
+depends on how they train: the audited candidates are a random sample of the candidates. An
+audited candidate trains to the end and keeps its real outcome; the epoch at which it would have
+stopped is recorded, so the analysis measures the false-stop rate (audited candidates that
+succeeded) and corrects the success-rate interval (``analysis.seed_stop``).
+
+``decide_on`` says which success rate an adaptive sweep's verdicts are about (analysis.sequential):
+``recipe`` (default), the rate of training *with* this stop rule, where a stopped seed and a stop
+candidate that trained on for the audit are failures; or ``no_stop``, the rate had no seed been
+stopped, which the audit has to vouch for.
 
 A stopped seed leaves the pack: ``Pack`` rebuilds its stacked parameters, optimiser state and
 generators from the surviving seeds (``shrink_state`` below), so the others train as before,
@@ -21,17 +30,29 @@ from __future__ import annotations
 
 import hashlib
 import math
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-KEYS = ("metric", "above", "below", "from_epoch", "audit", "patience")
+KEYS = ("metric", "above", "below", "from_epoch", "audit", "patience", "decide_on", "salt")
+DECIDE_ON = ("recipe", "no_stop")  # what verdicts are about: the rate with this stop rule, or had none stopped
+BLOCK = 8  # seed numbers per audit block: exactly round(audit * BLOCK) audit tickets in each
 
 
-def audit_draw(seed: int) -> float:
-    """A number in [0, 1) fixed by the seed number alone (sha256), the seed's audit lottery ticket."""
-    digest = hashlib.sha256(f"seedsweep.seed_stop:{int(seed)}".encode()).hexdigest()
-    return int(digest[:16], 16) / 2**64
+def audited(seed: int, share: float, salt: int, block: int = BLOCK) -> bool:
+    """Whether ``seed`` holds an audit ticket: in its block of ``block`` seed numbers, exactly
+    round(``share`` * block) tickets go to the positions a permutation salted by ``salt`` ranks first
+    (sha256 of salt, block and position, sorted)."""
+    first, place = divmod(int(seed), block)
+    keys = [hashlib.sha256(f"seedsweep.audit:{int(salt)}:{first}:{j}".encode()).digest() for j in range(block)]
+    rank = sorted(range(block), key=keys.__getitem__).index(place)
+    return rank < math.floor(share * block + 0.5)
+
+
+def draw_salt() -> int:
+    """A fresh audit salt for a new sweep."""
+    return secrets.randbits(48)
 
 
 @dataclass(frozen=True)
@@ -40,15 +61,21 @@ class SeedStop:
     bound: Literal["above", "below"]  # the failing side: value > threshold ("above") or < ("below")
     threshold: float
     from_epoch: int  # first epoch whose evaluation can make a seed a candidate
-    audit: float  # share of candidates (by seed number) that train on as the audit
+    audit: float  # share of seeds (exact in every block of 8 seed numbers) whose candidates train on
     patience: int = 1  # consecutive candidate evaluations before a seed stops
+    decide_on: str = "recipe"  # verdicts about the rate with this rule ("recipe") or had none stopped ("no_stop")
+    salt: int = 0  # the sweep's audit salt (drawn when it starts, sweeps.rounds.audit_salt)
 
     @classmethod
     def parse(cls, rule, metrics: dict[str, str] | Iterable[str] | None = None) -> SeedStop:
-        """``{"metric": m, "above" | "below": x, "from_epoch": e, "audit": f, "patience": p}`` -> a rule.
+        """``{"metric": m, "above" | "below": x, "from_epoch": e, "audit": f, "patience": p, "decide_on":
+        "recipe" | "no_stop", "salt": s}`` -> a rule.
         ``metrics``: the model's declared names (or ``{name: "lower" | "higher"}``, which also checks
         that the failing side is the metric's worse side). A ValueError says what is wrong."""
-        shape = "{metric: M, above: X | below: X, from_epoch: E, audit: f, patience: p (optional)}"
+        shape = (
+            "{metric: M, above: X | below: X, from_epoch: E, audit: f, patience: p (optional), "
+            "decide_on: recipe | no_stop (optional)}"
+        )
         if not isinstance(rule, dict):
             raise ValueError(f"seed_stop must be a mapping {shape}, got {rule!r}")
         unknown = sorted(set(rule) - set(KEYS))
@@ -71,6 +98,15 @@ class SeedStop:
         patience = rule.get("patience", 1)
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
             raise ValueError(f"seed_stop.patience must be an integer >= 1 (evaluations in a row), got {patience!r}")
+        decide_on = rule.get("decide_on", "recipe")
+        if decide_on not in DECIDE_ON:
+            raise ValueError(
+                f"seed_stop.decide_on must be recipe (the rate with this stop rule) or no_stop (the rate had no "
+                f"seed been stopped), got {decide_on!r}"
+            )
+        salt = rule.get("salt", 0)
+        if isinstance(salt, bool) or not isinstance(salt, int) or salt < 0:
+            raise ValueError(f"seed_stop.salt must be an integer >= 0 (the sweep's audit salt), got {salt!r}")
         if metrics is not None:
             names = dict(metrics) if isinstance(metrics, dict) else {m: None for m in metrics}
             if rule["metric"] not in names:
@@ -84,7 +120,7 @@ class SeedStop:
                     f"seed_stop: {rule['metric']} is better {better}, so a failing seed is {worse} a threshold; "
                     f"use {worse}: X, not {bounds[0]}"
                 )
-        return cls(rule["metric"], bounds[0], float(value), epoch, float(audit), patience)
+        return cls(rule["metric"], bounds[0], float(value), epoch, float(audit), patience, decide_on, salt)
 
     def as_dict(self) -> dict:
         return {
@@ -93,6 +129,8 @@ class SeedStop:
             "from_epoch": self.from_epoch,
             "audit": self.audit,
             "patience": self.patience,
+            "decide_on": self.decide_on,
+            "salt": self.salt,
         }
 
     def failing(self, value) -> bool:
@@ -103,14 +141,21 @@ class SeedStop:
         return value > self.threshold if self.bound == "above" else value < self.threshold
 
     def audited(self, seed: int) -> bool:
-        """Whether ``seed``, once a candidate, trains on as the audit."""
-        return audit_draw(seed) < self.audit
+        """Whether ``seed``, once a candidate, trains on as the audit (``audited``, this sweep's salt)."""
+        return audited(seed, self.audit, self.salt)
 
     def __str__(self) -> str:
         return (
             f"stop a seed when {self.metric} {self.bound} {self.threshold:g} from epoch {self.from_epoch}"
-            f"{f' for {self.patience} evaluations in a row' if self.patience > 1 else ''}; audit {self.audit:g}"
+            f"{f' for {self.patience} evaluations in a row' if self.patience > 1 else ''}; audit {self.audit:g}; "
+            f"verdicts on {RATES[self.decide_on]}"
         )
+
+
+RATES = {  # what a verdict is about, in words, per decide_on
+    "recipe": "the success rate of training with this stop rule (stopped seeds and audited candidates fail)",
+    "no_stop": "the success rate had no seed been stopped (the audit vouches for the stopped seeds)",
+}
 
 
 def shrink_state(old: dict, new: dict, positions: list[int], held: int) -> dict:
