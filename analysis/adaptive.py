@@ -10,14 +10,17 @@ comparisons), beside the Bayesian P(best).
 
 from __future__ import annotations
 
+from itertools import islice
+
 import numpy as np
 import pandas as pd
 
-from analysis import paired
+from analysis import paired, placements
 from analysis.confidence import running_intersection
 from analysis.order import natural_key
+from analysis.placements import LIMIT
 from analysis.seed_stop import candidates
-from analysis.sequential import Design, decide, pair_looks, worst_cases
+from analysis.sequential import Design, decide, pair_looks, recipe
 from analysis.success import COUNTED, outcome, success_table
 
 COLUMNS = [
@@ -87,8 +90,8 @@ def anytime_table(runs: pd.DataFrame, metric=None, below=None, above=None) -> pd
     """``success_table`` with, for an adaptive sweep (``runs.attrs["design"]``), the anytime-valid
     columns: ``anytime_low/high`` (running intersection of the confidence sequences at alpha / K
     over the rounds; with seed_stop the upper end counts W+), ``verdict``, ``p_anytime`` (paired
-    test against the best, anytime-valid, Bonferroni over K - 1; with seed_stop the largest over
-    the placements of W+ stopped seeds that may have succeeded). A fixed sweep's table is returned as it is."""
+    test against the best, anytime-valid, Bonferroni over K - 1; with seed_stop on the rate
+    ``design.decide_on`` names). A fixed sweep's table is returned as it is."""
     table = success_table(runs, metric, below, above)
     if not runs.attrs.get("design"):
         return table
@@ -109,13 +112,30 @@ def anytime_table(runs: pd.DataFrame, metric=None, below=None, above=None) -> pd
     possible = steps.groupby("config_id").tail(1).set_index("config_id")["possible"]
 
     def p_anytime(cid: str) -> float:
-        """Against the best, the largest p over the placements of its W+ stopped seeds that may have
-        succeeded (as the verdict's claim must hold for each: ``worst_cases``), Bonferroni over K - 1."""
-        mine, ref, w = everything[cid], everything[best], int(possible.get(cid, 0))
-        stopped = [s for s, m in marks.get(cid, {}).items() if m == "stopped" and s in mine]
-        variants = [mine, *(worst_cases(mine, stopped, ref, w) if w else [])]
-        looks = (pair_looks(v, ref, design, rounds)[0] for v in variants)
-        return min(1.0, (k - 1) * max(paired.pvalue(steps_, design.max, design.spend) for steps_ in looks))
+        """Against the best, Bonferroni over K - 1. decide_on recipe: on the recipe's outcomes (stop
+        candidates fail); no_stop: the largest p over every placement of the W+ stopped seeds of
+        either that may have succeeded (``analysis.placements``; 1 when there are too many)."""
+        mine, ref = everything[cid], everything[best]
+        if design.decide_on == "recipe":
+            mine, ref = recipe(mine, marks.get(cid, {})), recipe(ref, marks.get(best, {}))
+        steps_ = pair_looks(mine, ref, design, rounds)[0]
+        looks = [steps_]
+        if design.decide_on == "no_stop":
+            stops = tuple(
+                (
+                    [s for s, m in marks.get(c, {}).items() if m == "stopped" and s in everything[c]],
+                    int(possible.get(c, 0)),
+                )
+                for c in (cid, best)
+            )
+            looks = list(
+                islice(
+                    placements.variants(steps_, *placements.arrangement(mine, ref, steps_, -1, stops), -1), LIMIT + 1
+                )
+            )
+            if len(looks) > LIMIT:
+                return 1.0
+        return min(1.0, (k - 1) * max(paired.pvalue(v, design.max, design.spend) for v in looks))
 
     table["p_anytime"] = [
         np.nan if cid == best or not everything.get(cid) or not everything.get(best) else p_anytime(cid)

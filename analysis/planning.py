@@ -13,6 +13,12 @@ search brackets the crossing by doubling, bisects, then walks down while a small
 power: the answer is the smallest n of that last stretch, within a few percent of the true
 smallest n (tests/test_planning.py checks 1.15x against a full scan).
 
+With ``test="mcnemar"`` the planner counts the paired design the adaptive rule tests: every
+configuration trains the same seed numbers, so seed s gives a pair; under common random numbers
+(latent correlation ``rho`` of a seed's outcomes across configurations, a Gaussian copula) fewer
+seeds are discordant and the exact McNemar test needs fewer seeds than Fisher's (``mcnemar_power``
+enumerates the discordant count and its split).
+
 ``seeds_for_halfwidth(rate, h)`` is the fewest seeds whose interval (Wilson or Clopper-Pearson,
 the ones the report shows) has an expected half-width at most h when the true rate is ``rate``:
 the half-width is averaged over Binomial(n, rate) outcomes, not taken at the one count rate * n.
@@ -28,7 +34,8 @@ from statsmodels.stats.proportion import proportion_confint
 
 from analysis.confidence import ALPHA
 
-TESTS = ("fisher", "boschloo")
+TESTS = ("fisher", "boschloo", "mcnemar")
+RHO = 0.5  # --dry-run's assumed latent correlation of a seed's outcomes across configurations (mcnemar)
 NUISANCE_GRID = 201  # Boschloo: points of the common rate over which the worst-case size is taken (plus 0.5)
 LIMIT = 20_000  # seeds per configuration the planner searches up to
 
@@ -68,29 +75,73 @@ def _boschloo_less(n: int, level: float) -> np.ndarray:
     return out.reshape(n + 1, n + 1)
 
 
+def cells(p1: float, p2: float, rho: float) -> tuple[float, float]:
+    """(P(x=1, y=0), P(x=0, y=1)) of a seed whose outcomes have rates ``p1``, ``p2`` and latent
+    correlation ``rho`` (a Gaussian copula: the seeds as common random numbers)."""
+    if p1 in (0.0, 1.0) or p2 in (0.0, 1.0) or rho == 0:
+        both = p1 * p2
+    else:
+        z = stats.norm.ppf([p1, p2])
+        both = float(stats.multivariate_normal([0, 0], [[1, rho], [rho, 1]]).cdf(z))
+    return max(p1 - both, 0.0), max(p2 - both, 0.0)
+
+
+@lru_cache(maxsize=64)
+def mcnemar_rejected(n: int, alpha: float) -> np.ndarray:
+    """Boolean (n+1, n+1): [m, w] whether the exact two-sided McNemar test (scipy ``binomtest`` on
+    the discordant seeds, as ``analysis.pairs.mcnemar``) rejects with m discordant, w of them one way."""
+    out = np.zeros((n + 1, n + 1), bool)
+    for m in range(1, n + 1):
+        w = np.arange(m + 1)
+        p = np.minimum(1.0, 2 * np.minimum(stats.binom.cdf(w, m, 0.5), stats.binom.sf(w - 1, m, 0.5)))
+        out[m, : m + 1] = p <= alpha * (1 + 1e-9)
+    return out
+
+
+def mcnemar_power(p1: float, p2: float, n: int, alpha: float = ALPHA, rho: float = 0.0) -> float:
+    """Exact power of the two-sided McNemar test with ``n`` paired seeds: summed over the discordant
+    count m ~ Binomial(n, p10 + p01) and its split w ~ Binomial(m, p10 / (p10 + p01))."""
+    p10, p01 = cells(p1, p2, rho)
+    if p10 + p01 == 0:
+        return 0.0
+    m = np.arange(n + 1)
+    w = stats.binom.pmf(m[None, :], m[:, None], p10 / (p10 + p01))  # [m, w]
+    return float(stats.binom.pmf(m, n, p10 + p01) @ (w * mcnemar_rejected(n, alpha)).sum(axis=1))
+
+
 @lru_cache(maxsize=64)
 def rejected(n: int, alpha: float = ALPHA, test: str = "fisher") -> np.ndarray:
     """Boolean (n+1, n+1): the tables (x1, x2) the two-sided ``test`` rejects at ``alpha``, with
     scipy's conventions (``fisher_exact``; ``boschloo_exact``: twice the smaller one-sided p-value)."""
-    if test not in TESTS:
-        raise ValueError(f"test must be one of {', '.join(TESTS)}, got {test!r}")
+    if test not in TESTS[:2]:
+        raise ValueError(f"test must be fisher or boschloo, got {test!r}")
     if test == "fisher":
         return _fisher_tables(n)[0] <= alpha
     less = _boschloo_less(n, alpha / 2)
     return less | less.T  # "greater" is "less" with the arms swapped
 
 
-def power(p1: float, p2: float, n: int, alpha: float = ALPHA, test: str = "fisher") -> float:
-    """Exact power of the two-sided ``test`` at ``alpha`` with ``n`` seeds per configuration."""
+def power(p1: float, p2: float, n: int, alpha: float = ALPHA, test: str = "fisher", rho: float = 0.0) -> float:
+    """Exact power of the two-sided ``test`` at ``alpha`` with ``n`` seeds per configuration
+    (``mcnemar``: paired seeds with latent correlation ``rho``)."""
+    if test == "mcnemar":
+        return mcnemar_power(p1, p2, n, alpha, rho)
     k = np.arange(n + 1)
     joint = np.outer(stats.binom.pmf(k, n, p1), stats.binom.pmf(k, n, p2))
     return float(joint[rejected(n, alpha, test)].sum())
 
 
-def seeds_for_power(p1: float, p2: float, power: float = 0.8, alpha: float = ALPHA, test: str = "fisher") -> int:
+def seeds_for_power(
+    p1: float, p2: float, power: float = 0.8, alpha: float = ALPHA, test: str = "fisher", rho: float = 0.0
+) -> int:
     """Fewest seeds per configuration at which the exact two-sided ``test`` ("fisher", the one
-    ``compare`` uses by default, or "boschloo") tells rates ``p1`` and ``p2`` apart with at least
-    ``power`` (exact, by enumeration; see the module docstring)."""
+    ``compare`` uses by default, "boschloo", or "mcnemar", the paired test of seeds that every
+    configuration trains alike, with latent within-seed correlation ``rho``) tells rates ``p1`` and
+    ``p2`` apart with at least ``power`` (exact, by enumeration; see the module docstring)."""
+    if test not in TESTS:
+        raise ValueError(f"test must be one of {', '.join(TESTS)}, got {test!r}")
+    if not 0 <= rho < 1:
+        raise ValueError(f"rho must be in [0, 1), got {rho}")
     for name, value in (("p1", p1), ("p2", p2)):
         if not 0 <= value <= 1:
             raise ValueError(f"{name} must be a rate in [0, 1], got {value}")
@@ -98,13 +149,13 @@ def seeds_for_power(p1: float, p2: float, power: float = 0.8, alpha: float = ALP
         raise ValueError("p1 == p2: no number of seeds tells equal rates apart")
     if not 0 < power < 1 or not 0 < alpha < 1:
         raise ValueError(f"need 0 < power < 1 and 0 < alpha < 1, got power {power}, alpha {alpha}")
-    return _seeds_for_power(float(p1), float(p2), float(power), float(alpha), test)
+    return _seeds_for_power(float(p1), float(p2), float(power), float(alpha), test, float(rho))
 
 
 @lru_cache(maxsize=256)
-def _seeds_for_power(p1: float, p2: float, target: float, alpha: float, test: str) -> int:
+def _seeds_for_power(p1: float, p2: float, target: float, alpha: float, test: str, rho: float = 0.0) -> int:
     def enough(n: int) -> bool:
-        return globals()["power"](p1, p2, n, alpha, test) >= target
+        return globals()["power"](p1, p2, n, alpha, test, rho) >= target
 
     high = 2
     while not enough(high):

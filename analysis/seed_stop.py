@@ -9,7 +9,13 @@ module adds, per configuration:
 - the false-stop rate ``a/b`` (a false stops among b audited candidates) with its exact
   Clopper-Pearson interval, and the corrected interval of the success rate (``analysis.audit``).
 
-Adaptive seeds (analysis.sequential) see a stopped seed as a failure with the audit's correction.
+- ``fsr_p``: whether the stop rule treats configurations alike (``alike``: each configuration's
+  false-stop rate against the others', Fisher exact, Holm). With an adaptive sweep's verdicts on
+  the recipe (analysis.sequential, ``decide_on: recipe``) this is what the audit is for: a verdict
+  on the rate with the stop rule is flagged where the rule errs more on one configuration.
+
+Adaptive sweeps deciding on the no-stop rate (``decide_on: no_stop``) see a stopped seed as a
+failure with the audit's correction (analysis.sequential).
 """
 
 from __future__ import annotations
@@ -18,10 +24,14 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from analysis.audit import corrected_interval, cp_bounds, false_stop_rate
 from analysis.confidence import ALPHA
+from analysis.sequential import Design
 from trainables.records import TRAINED
+from trainables.seed_stop import RATES
 
 
 def candidates(runs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
@@ -69,6 +79,7 @@ def annotate(table: pd.DataFrame, runs: pd.DataFrame, ok: pd.Series, alpha: floa
         for k, n, m, a, b in zip(out["successes"], out["n"], out["stopped"], out["false_stops"], out["audited"])
     ]
     out["corrected_low"], out["corrected_high"] = [b[0] for b in bounds], [b[1] for b in bounds]
+    out["fsr_p"] = alike(out["false_stops"].to_numpy(), out["audited"].to_numpy())
     out.attrs = dict(table.attrs)
     a, b = int(out["false_stops"].sum()), int(out["audited"].sum())
     out.attrs["seed_stop"] = {
@@ -81,19 +92,60 @@ def annotate(table: pd.DataFrame, runs: pd.DataFrame, ok: pd.Series, alpha: floa
     return out
 
 
+def alike(false_stops: np.ndarray, audited: np.ndarray) -> np.ndarray:
+    """Whether the stop rule treats configurations alike: per configuration, the two-sided Fisher
+    exact p-value of its false-stop rate (false stops among audited candidates) against the other
+    configurations' pooled, Holm-corrected over the configurations with audited candidates (NaN
+    without any, or with a single one)."""
+    out = np.full(len(audited), np.nan)
+    some = np.flatnonzero(audited > 0)
+    if len(some) < 2:
+        return out
+    a, b = false_stops[some], audited[some]
+    rest_a, rest_b = a.sum() - a, b.sum() - b
+    p = [stats.fisher_exact([[a[i], b[i] - a[i]], [rest_a[i], rest_b[i] - rest_a[i]]]).pvalue for i in range(len(a))]
+    out[some] = multipletests(p, method="holm")[1]
+    return out
+
+
+def fairness(table: pd.DataFrame, alpha: float = ALPHA) -> str:
+    """The audit as a check of the stop rule (``alike``), in words."""
+    if table["fsr_p"].isna().all():
+        return "too few audited candidates to compare the configurations' false-stop rates"
+    odd = table[table["fsr_p"] < alpha]
+    each = ", ".join(f"{c} {a}/{b}" for c, a, b in zip(table["config_id"], table["false_stops"], table["audited"]))
+    if odd.empty:
+        return f"false stops per configuration {each}: no configuration's rate differs (Fisher vs the rest, Holm)"
+    return (
+        f"FLAGGED: the stop rule's false-stop rate differs for {', '.join(odd['config_id'])} (false stops {each}; "
+        f"Fisher vs the rest, Holm p < {alpha:g}): verdicts on the recipe depend on the stop rule there"
+    )
+
+
 def note(table: pd.DataFrame) -> str:
     """One line: what the seed-stop columns are, and the sweep's pooled false-stop rate. An adaptive
-    sweep's table (``anytime_low``) has no fixed-n intervals: its anytime interval and verdicts carry
-    the correction (analysis.sequential)."""
+    sweep's table (``anytime_low``) says which rate its verdicts are about: the recipe's (with the
+    audit as a check that the rule treats configurations alike, ``fairness``, and the no-stop rate's
+    corrected interval), or the no-stop rate (its anytime interval and verdicts carry the correction)."""
     s = table.attrs["seed_stop"]
     rate, low, high = s["false_stop_rate"]
     head = f"seed_stop: {s['stopped']} seeds stopped (counted as failures), {s['seed_steps_saved']} seed-steps saved"
-    if "anytime_low" in table:
+    design = table.attrs.get("design") or {}
+    if "anytime_low" in table and Design.from_dict(design).decide_on == "no_stop":
         fsr = f"{s['false_stops']}/{s['audited']}" if s["audited"] else "no audit yet"
         return (
-            f"{head}; false stops among audited candidates {fsr}; the anytime interval's upper end counts, per "
-            "configuration, the stopped seeds that may have succeeded (bounded by its audited candidates, analysis.audit), "
-            "and a verdict of worse holds however those would have ended"
+            f"{head}; verdicts on {RATES['no_stop']}; false stops among audited candidates {fsr}; the anytime "
+            "interval's upper end counts, per configuration, the stopped seeds that may have succeeded (bounded by "
+            "its audited candidates, analysis.audit), and a verdict of worse holds however those would have ended"
+        )
+    if "anytime_low" in table:
+        corrected = ", ".join(
+            f"{c} [{a:.2f}, {b:.2f}]"
+            for c, a, b in zip(table["config_id"], table["corrected_low"], table["corrected_high"])
+        )
+        return (
+            f"{head}; verdicts, anytime intervals and p on {RATES['recipe']}; audit: {fairness(table)}; the rate had "
+            f"no seed been stopped, corrected 95% (fixed-n, analysis.audit): {corrected}"
         )
     fsr = f"{s['false_stops']}/{s['audited']} = {rate:.2f} [{low:.2f}, {high:.2f}]" if s["audited"] else "no audit yet"
     return (

@@ -127,11 +127,13 @@ class Design:
 
     @classmethod
     def from_dict(cls, raw: dict) -> Design:
-        # sweeps tagged before ``decided`` existed ran ``separated``, the default of that time
-        return cls(**{"until": "separated", **{k: raw[k] for k in FIELDS if k in raw}})
+        # sweeps tagged before ``until: decided`` existed ran ``separated``, the default of that time;
+        # those tagged before ``decide_on`` with a stop share decided on the no-stop rate
+        old = {"until": "separated", "decide_on": "no_stop" if raw.get("stop_share") else "recipe"}
+        return cls(**{**old, **{k: raw[k] for k in FIELDS if k in raw}})
 
 
-FIELDS = ("start", "step", "max", "until", "halfwidth", "alpha", "margin", "spend", "stop_share")
+FIELDS = ("start", "step", "max", "until", "halfwidth", "alpha", "margin", "spend", "stop_share", "decide_on")
 STOP_SHARE = 0.2  # with seed_stop, Design.stop_share: a fifth of alpha bounds the stopped seeds, the rest tests
 
 

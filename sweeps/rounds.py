@@ -25,9 +25,11 @@ import json
 import time
 from typing import Any
 
+import numpy as np
 from ray import tune
 
 from analysis.adaptive import history
+from analysis.planning import RHO, power
 from analysis.runs import load_runs
 from analysis.sequential import Design
 from sweeps.preflight import join, storage_fs
@@ -76,6 +78,24 @@ def audit_salt(spec: SweepSpec, client, exp_id: str) -> SweepSpec:
     return dataclasses.replace(spec, seed_stop={**spec.seed_stop, "salt": salt})
 
 
+def paired_reach(design: Design, k: int, base: tuple = (0.2, 0.5)) -> str:
+    """What ``design.max`` seeds can tell apart: for each base rate, the nearest higher rate the exact
+    paired McNemar test (``analysis.planning``, alpha / (K - 1)) tells from it with 80% power, at the
+    assumed latent within-seed correlation ``planning.RHO``."""
+    alpha, said = design.alpha / (k - 1), []
+    for p in base:
+        reach = next(
+            (q for q in np.arange(p + 0.05, 1.0, 0.05) if power(p, q, design.max, alpha, "mcnemar", RHO) >= 0.8), None
+        )
+        if reach is not None:
+            said.append(f"{p:g} from {reach:.2f}")
+    return (
+        f"max {design.max} seeds give 80% power (exact paired McNemar at alpha {alpha:.3g}, assuming a seed's "
+        f"outcomes correlate across configurations with latent correlation {RHO:g}) to tell "
+        + ("; ".join(said) or "no rate from 0.2 or 0.5 apart")
+    )
+
+
 def plan_lines(spec: SweepSpec) -> list[str]:
     """The dry-run plan's seed lines for a sweep in rounds (``runner.plan`` prints them)."""
     design, k = spec.adaptive, grid_points(spec) * spec.num_samples
@@ -87,7 +107,9 @@ def plan_lines(spec: SweepSpec) -> list[str]:
         "halfwidth": f"its interval's half-width is at most {design.halfwidth}",
     }[design.until]
     blocks = [f"{s[0]}..{s[-1]}" for s in (design.round_seeds(r) for r in range(1, design.rounds + 1))]
+    power = [f"  planning: {paired_reach(design, k)}"] if design.until == "decided" and k > 1 else []
     return [
+        *power,
         f"  seeds: {design.describe(k, seed_stop=bool(spec.seed_stop))}",
         f"  rounds: at most {design.rounds} (seed blocks {', '.join(blocks)}); seed runs: {k * design.start} to {k * design.max}",
         f"  a configuration stops getting seeds when {stops}, or at {design.max} seeds; failed seeds are retried"

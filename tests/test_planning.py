@@ -63,3 +63,32 @@ def test_halfwidth_budget_is_exact_over_the_binomial():
         assert expected(n, p) <= h < expected(n - 1, p)
     widths = [seeds_for_halfwidth(0.15, h) for h in (0.2, 0.15, 0.1, 0.05)]
     assert widths == sorted(widths) and len(set(widths)) == 4
+
+
+@pytest.mark.parametrize("p1, p2, rho, n", [(0.2, 0.5, 0.5, 14), (0.5, 0.85, 0.0, 12), (0.3, 0.5, 0.8, 10)])
+def test_mcnemar_power_against_brute_force(p1, p2, rho, n):
+    """Every table of n paired seeds (n11, n10, n01, n00) with its multinomial probability, rejected
+    where analysis.pairs.mcnemar (scipy's binomtest on the discordant seeds) gives p <= alpha; the
+    cells from the bivariate normal of the latent copula."""
+    from analysis.pairs import mcnemar
+
+    z = stats.norm.ppf([p1, p2])
+    both = stats.multivariate_normal([0, 0], [[1, rho], [rho, 1]]).cdf(z)
+    probs = [both, p1 - both, p2 - both, 1 - p1 - p2 + both]
+    total = 0.0
+    for n11 in range(n + 1):
+        for n10 in range(n - n11 + 1):
+            for n01 in range(n - n11 - n10 + 1):
+                counts = [n11, n10, n01, n - n11 - n10 - n01]
+                x = np.array([True] * n11 + [True] * n10 + [False] * n01 + [False] * counts[3])
+                y = np.array([True] * n11 + [False] * n10 + [True] * n01 + [False] * counts[3])
+                if mcnemar(x, y)[2] <= 0.05:
+                    total += stats.multinomial.pmf(counts, n, probs)
+    assert power(p1, p2, n, test="mcnemar", rho=rho) == pytest.approx(total, abs=1e-9)
+
+
+def test_paired_planning_needs_fewer_seeds_than_fisher_under_common_random_numbers():
+    n = seeds_for_power(0.2, 0.5, test="mcnemar", rho=0.5)
+    assert n < seeds_for_power(0.2, 0.5) == 44
+    assert power(0.2, 0.5, n, test="mcnemar", rho=0.5) >= 0.8 > power(0.2, 0.5, n - 1, test="mcnemar", rho=0.5)
+    assert seeds_for_power(0.2, 0.5, test="mcnemar", rho=0.8) < n < seeds_for_power(0.2, 0.5, test="mcnemar")

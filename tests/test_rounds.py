@@ -1,6 +1,7 @@
 """Adaptive seeds end to end: ``seedsweep run`` in rounds against a real local Ray and MLflow store,
 killed between rounds and resumed, then ``seedsweep analyze``."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -37,6 +38,10 @@ def test_adaptive_seeds_in_the_spec_and_the_plan():
     assert "until decided" in dry and "Holm step-down over 2 configurations" in dry
     assert "seed blocks 0..7, 8..15, 16..23" in dry and "seed runs: 16 to 128" in dry
     assert "failed seeds are retried" in dry
+    from analysis.planning import power
+
+    assert "latent correlation 0.5" in dry and "tell 0.2 from 0.45; 0.5 from 0.75" in dry  # paired planning
+    assert power(0.2, 0.45, 64, test="mcnemar", rho=0.5) >= 0.8 > power(0.2, 0.4, 64, test="mcnemar", rho=0.5)
     old = specs.from_dict({**TINY, "seeds": {"start": 4, "step": 4, "max": 16, "until": "separated"}})
     assert "until separated" in runner.plan(old) and "0.025 each over 2 configurations" in runner.plan(old)
     tie = specs.from_dict({**TINY, "seeds": {"start": 8, "step": 8, "max": 64, "margin": 0.1}})
@@ -174,7 +179,7 @@ def test_adaptive_analysis_corrects_for_stopped_seeds(tmp_path):
             **TINY,
             **ADAPTIVE,
             "epochs": 2,
-            "seed_stop": {"metric": "recon_mse", "above": 0.2, "from_epoch": 1, "audit": 0.5},
+            "seed_stop": {"metric": "recon_mse", "above": 0.2, "from_epoch": 1, "audit": 0.5, "decide_on": "no_stop"},
         }
     ).adaptive
     for audited in (False, True):
@@ -204,6 +209,15 @@ def test_adaptive_analysis_corrects_for_stopped_seeds(tmp_path):
             text = format_table(table.reset_index())
             assert "stopped" in text.splitlines()[0] and "corrected 95%" not in text  # no fixed-n interval
             assert "the anytime interval's upper end counts" in text and "alpha 0.04 / 2 each" in text
+    recipe = dataclasses.replace(design, decide_on="recipe", stop_share=0.0)  # the default: on the recipe
+    client.set_experiment_tag(
+        client.get_experiment_by_name(name).experiment_id, DESIGN_TAG, json.dumps(recipe.to_dict())
+    )
+    table = anytime_table(load_runs(uri, name)).set_index("config_id")  # the audited sweep, as the recipe sees it
+    assert table.at["c0", "verdict"] == "worse" and table.attrs["history"]["possible"].eq(0).all()
+    text = format_table(table.reset_index())
+    assert "on the success rate of training with this stop rule" in text and "too few audited candidates" in text
+    assert "the rate had no seed been stopped, corrected 95%" in text and "alpha 0.05 / 2 each" in text
 
 
 def test_guards_of_adaptive_seeds():

@@ -116,3 +116,34 @@ def test_suggest_counts_a_seed_that_crosses_later_as_a_candidate():
     found = suggest(histories, {"a": True, "b": False, "c": False}, "below", 0.3)
     assert found is not None and found["false_stops"] == 0
     assert found["threshold"] >= 1.2 or found["from_epoch"] >= 6  # no rule that catches a's bump
+
+
+def test_alike_flags_a_stop_rule_that_errs_more_on_one_configuration():
+    """Fisher exact of each configuration's false stops against the others' pooled, Holm: equal
+    rates pass, 9 of 10 against 0 of 10 and 1 of 10 is flagged; the p-value is scipy's, corrected."""
+    from scipy import stats
+    from statsmodels.stats.multitest import multipletests
+
+    from analysis.seed_stop import alike
+
+    same = alike(np.array([1, 1, 2]), np.array([10, 10, 10]))
+    assert (same > 0.05).all()
+    odd = alike(np.array([9, 0, 1]), np.array([10, 10, 10]))
+    raw = [stats.fisher_exact(t).pvalue for t in ([[9, 1], [1, 19]], [[0, 10], [10, 10]], [[1, 9], [9, 11]])]
+    assert odd == pytest.approx(multipletests(raw, method="holm")[1])
+    assert odd[0] < 0.05
+    assert np.isnan(alike(np.array([0, 1]), np.array([0, 5]))).all()  # one configuration audited: nothing to compare
+
+
+def test_false_stop_rates_alike_catches_an_unequal_rule_by_simulation():
+    """Null (the rule errs equally, false-stop share 0.1 of 12 audited in each of 3 configurations):
+    flagged in at most about alpha of sweeps; with 0.6 on one configuration, in most."""
+    rng = np.random.default_rng(4)
+    from analysis.seed_stop import alike
+
+    def flagged(rates) -> bool:
+        a = rng.binomial(12, rates)
+        return bool((alike(a, np.full(3, 12)) < 0.05).any())
+
+    assert np.mean([flagged([0.1, 0.1, 0.1]) for _ in range(300)]) <= 0.05 + 3 * (0.05 * 0.95 / 300) ** 0.5
+    assert np.mean([flagged([0.6, 0.1, 0.1]) for _ in range(100)]) > 0.6

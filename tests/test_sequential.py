@@ -388,3 +388,23 @@ def test_history_corrects_a_configuration_whose_stopped_seeds_are_unaudited():
     assert unaudited.at["c0", "verdict"] != "worse"
     assert audited.at["c0", "stopped"] == 6 and audited.at["c0", "possible"] < 6
     assert audited.at["c0", "verdict"] == "worse"
+
+
+@pytest.mark.parametrize(
+    "steps, max_seeds",
+    [
+        ([(8, 6, 4), (16, 12, 7), (24, 19, 14)], 24),  # rejects at 0.0835 but not at 0.0989
+        ([(8, 6, 4), (16, 13, 10), (24, 19, 16), (32, 24, 17), (40, 32, 21)], 64),
+        ([(8, 3, 3), (16, 9, 8), (24, 12, 11)], 48),
+    ],
+)
+def test_pvalue_is_where_the_test_rejects_at_every_larger_alpha(steps, max_seeds):
+    """Rejection need not grow with alpha; p is the smallest u with a rejection at every alpha >= u
+    (checked on a fine grid of alphas)."""
+    p = paired.pvalue(steps, max_seeds)
+    grid = np.linspace(1e-4, 0.999, 1500)
+    rejects = np.array([paired.difference(steps, max_seeds, a)[0] != 0 for a in grid])
+    assert rejects[grid >= p * (1 + 1e-6)].all()
+    assert p == 1.0 or not rejects[grid < p * (1 - 1e-6)][-1:].all()  # just below p it does not
+    if max_seeds == 24:
+        assert paired.difference(steps, 24, 0.0835)[0] and p == pytest.approx(0.0989, abs=1e-4)
