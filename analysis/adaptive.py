@@ -21,7 +21,7 @@ from analysis.order import natural_key
 from analysis.placements import LIMIT
 from analysis.seed_stop import candidates
 from analysis.sequential import Design, decide, pair_looks, recipe
-from analysis.success import COUNTED, outcome, success_table
+from analysis.success import COUNTED, outcome, prob_best_paired, success_table
 
 COLUMNS = [
     "round",
@@ -88,7 +88,7 @@ def history(runs: pd.DataFrame, design: Design, rounds: int | None = None, metri
 
 def anytime_table(runs: pd.DataFrame, metric=None, below=None, above=None) -> pd.DataFrame:
     """``success_table`` with, for an adaptive sweep (``runs.attrs["design"]``), the anytime-valid
-    columns: ``anytime_low/high`` (running intersection of the confidence sequences at alpha / K
+    columns (and ``p_best`` on the seeds' pairs, ``paired_p_best``): ``anytime_low/high`` (running intersection of the confidence sequences at alpha / K
     over the rounds; with seed_stop the upper end counts W+), ``verdict``, ``p_anytime`` (paired
     test against the best, anytime-valid, Bonferroni over K - 1; with seed_stop on the rate
     ``design.decide_on`` names). A fixed sweep's table is returned as it is."""
@@ -141,8 +141,28 @@ def anytime_table(runs: pd.DataFrame, metric=None, below=None, above=None) -> pd
         np.nan if cid == best or not everything.get(cid) or not everything.get(best) else p_anytime(cid)
         for cid in table["config_id"]
     ]
+    table["p_best"] = table["config_id"].map(paired_p_best(everything, marks, design, possible_counts(table)))
     table.attrs.update(reference=best, history=steps)
     return table
+
+
+def possible_counts(table: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """Per configuration (false stops, audited candidates), where the table has them."""
+    if "false_stops" not in table:
+        return {}
+    return {c: (int(a), int(b)) for c, a, b in zip(table["config_id"], table["false_stops"], table["audited"])}
+
+
+def paired_p_best(everything: dict, marks: dict, design: Design, audit: dict) -> dict[str, float]:
+    """P(best) on the seeds' pairs and on the rate the verdicts are about: the recipe's outcomes
+    (stop candidates fail), or with ``no_stop`` the stopped seeds drawn from the audit
+    (``analysis.success.prob_best_paired``)."""
+    if design.decide_on == "recipe":
+        return prob_best_paired({c: recipe(o, marks.get(c, {})) for c, o in everything.items()})
+    unknown = {
+        c: ([s for s, m in marks.get(c, {}).items() if m == "stopped"], *audit.get(c, (0, 0))) for c in everything
+    }
+    return prob_best_paired(everything, unknown)
 
 
 def reference(table: pd.DataFrame) -> str:

@@ -116,8 +116,10 @@ def anytime_note(table: pd.DataFrame) -> str:
         f"{ANYTIME}: anytime-valid confidence sequence (beta-binomial mixture, running intersection over the rounds),"
         f" all {len(table)} configurations at once (alpha {design.test_alpha:g} / {len(table)} each); verdict: the rule"
         f" {design.rule()}; p vs best (anytime): the paired sequential test's anytime-valid p-value, Bonferroni over"
-        f" {len(table) - 1}; P(best), Bayes: posterior probability of the highest rate (uniform priors), no error"
-        f" guarantee; {NOT_VALID}. Seeds: {design.describe(len(table))}"
+        f" {len(table) - 1}; P(best), Bayes: posterior probability of the highest rate (Bayesian bootstrap over the"
+        f" paired seeds), no error guarantee; {NOT_VALID}; k/n after elimination is biased (a configuration stopped"
+        f" early as worse tends to show a rate below its own, the survivors above: the gap looks wider than it is)."
+        f" Seeds: {design.describe(len(table), 'stopped' in table)}"
     )
 
 

@@ -46,3 +46,22 @@ def test_prob_best_against_closed_forms():
     assert p[0] == pytest.approx(exact, abs=0.001) and np.isnan(p[2])
     assert p[:2].sum() == pytest.approx(1.0)
     assert prob_best([5, 5], [10, 10])[0] == pytest.approx(0.5, abs=0.01)
+
+
+def test_prob_best_paired_uses_the_pairing_and_the_estimand():
+    """A succeeds on seeds 0..9 of 20, B on 0..7: A is at least as good on every seed, so on the
+    pairs A is best in every draw, where independent posteriors give about 3/4. Stopped seeds
+    count by the audit: B's 6 stopped seeds drawn from a false-stop rate 10/10 make B likely best,
+    from 0/10 leave it behind."""
+    from analysis.success import prob_best_paired
+
+    a = {s: s < 10 for s in range(20)}
+    b = {s: s < 8 for s in range(20)}
+    assert prob_best_paired({"A": a, "B": b}) == {"A": 1.0, "B": 0.0}
+    assert 0.6 < prob_best([10, 8], [20, 20])[0] < 0.9
+    stopped = list(range(14, 20))
+    vouched = prob_best_paired({"A": a, "B": b}, {"B": (stopped, 10, 10)}, draws=4000)
+    doubted = prob_best_paired({"A": a, "B": b}, {"B": (stopped, 0, 10)}, draws=4000)
+    assert vouched["B"] > 0.8 and doubted["B"] < 0.3
+    same = prob_best_paired({"A": a, "B": dict(a)}, draws=4000)  # identical seeds: a coin flip
+    assert same["A"] == pytest.approx(0.5, abs=0.05)
