@@ -1,19 +1,20 @@
 """Where the stopped seeds that may have succeeded could lie: the exact check that a paired claim
 holds for every placement of at most W+ of them (``seed_stop`` with ``decide_on: no_stop``).
 
-A claim "x is better than y" must hold however up to W+ of y's stopped seeds would have ended.
-Turning a stopped seed of y into a success changes the pair's looks (``analysis.paired.looks``:
-seeds seen n, discordant m, discordant favouring x w) only through its kind and the look it enters:
-where x succeeded the pair turns concordant (m - 1, w - 1), where x failed it turns discordant the
-other way (m + 1). Either way x's lead 2w - m falls by one, while m moves by the difference of the
-two kinds. The group-sequential test (``paired.difference``) reads a placement through these
-counts only, so it is enough to go through the per-look cumulative counts (U_k, V_k) of converted
-seeds of each kind, U_k <= won_k and V_k <= lost_k (the stopped seeds of each kind seen by look k),
-U_k + V_k <= W+, growing at look k by at most the stopped seeds of each kind that enter there: ``holds`` searches them depth-first (a branch
-ends where the claim's boundary is crossed, and states with the same look, (U, V) and discordant
-counts so far are searched once; a claim needing more than ``LIMIT`` of them is refused, which
-keeps it valid and the time bounded); ``variants`` lists every such count path. The claim "x is
-worse" is the mirror image (x's stopped seeds, the lead 2w - m read from y's side).
+A claim "x is better than y" must hold however up to W+ of each one's stopped seeds would have
+ended. Turning a stopped seed into a success changes the pair's looks (``analysis.paired.looks``:
+seeds seen n, discordant m, discordant favouring x w) only through its side, its kind and the look
+it enters. For y's seed: where x succeeded the pair turns concordant (m - 1), where x failed it
+turns discordant for y (m + 1); either way x's lead 2w - m falls by one. For x's seed, likewise
+with the lead rising by one. The group-sequential test (``paired.difference``) reads a placement
+through these counts only, so it is enough to go through the per-look cumulative counts of
+converted seeds of each side and kind: each grows at a look by at most the stopped seeds of its
+kind that enter there (a seed turns at the look it enters, and counts at every later one, or
+never), each side's total at most its W+. ``holds`` searches them depth-first (a branch ends where
+the claim's boundary is crossed; states with the same look, counts and discordant counts so far
+are searched once; a claim needing more than ``LIMIT`` states is refused, which keeps it valid
+and the time bounded); ``variants`` lists every count path. The claim "x is worse" is the mirror
+image.
 
 Turning the earliest stopped seeds into successes (what ``sequential.worst_cases`` does) is not
 enough for this test: the boundaries depend on the discordant counts, so a later placement can

@@ -337,6 +337,10 @@ def test_sweep_with_seed_stop_runs_resumes_and_analyses(tmp_path):
         steps = sorted(m.step for m in client.get_metric_history(r.info.run_id, "train/total"))
         end = int(r.data.tags["stopped_epoch"]) if r in stopped else 5
         assert steps == list(range(1, end + 1)), (r.data.tags, steps)  # none doubled, none after the stop
+    salt = int(client.get_experiment(exp).tags["seedsweep.audit_salt"])  # drawn at the start, kept on resume
+    for r in seeds:  # every candidate before and after the kill held the ticket of that salt, or none
+        if r.data.tags["status"] == "stopped" or r.data.tags.get("audit") == "true":
+            assert ticket(int(r.data.tags["seed"]), 0.25, salt) == (r.data.tags.get("audit") == "true"), r.data.tags
 
     out = seedsweep("analyze", "stop", "--suggest-seed-stop")
     assert "corrected 95%" in out and "stopped" in out and "seed-steps saved" in out
