@@ -169,23 +169,27 @@ def main() -> None:
             cells += [f"{np.mean(wrong):.1%}"]
         rows.append("| " + " | ".join(cells) + " |")
         print(rows[-1], flush=True)
-    first = emit(
-        f"adaptive seeds; {args.sweeps} simulated sweeps per scenario, alpha {ALPHA}; fixed: exact Fisher n for 80% "
-        "power at alpha / (K - 1), Fisher + Holm; adaptive: start 8, step 8, max 1.25x the fixed n (null rows: 64)",
-        [
-            "arms (true rates)",
-            "fixed seeds",
-            "fixed decided",
-            "decided: max",
-            "decided: seeds (vs fixed)",
-            "decided: decided",
-            "decided: errors",
-            "separated: max",
-            "separated: seeds (vs fixed)",
-            "separated: decided",
-            "separated: errors",
-        ],
-        rows,
+    first = (
+        ""
+        if args.only_stopping
+        else emit(
+            f"adaptive seeds; {args.sweeps} simulated sweeps per scenario, alpha {ALPHA}; fixed: exact Fisher n for 80% "
+            "power at alpha / (K - 1), Fisher + Holm; adaptive: start 8, step 8, max 1.25x the fixed n (null rows: 64)",
+            [
+                "arms (true rates)",
+                "fixed seeds",
+                "fixed decided",
+                "decided: max",
+                "decided: seeds (vs fixed)",
+                "decided: decided",
+                "decided: errors",
+                "separated: max",
+                "separated: seeds (vs fixed)",
+                "separated: decided",
+                "separated: errors",
+            ],
+            rows,
+        )
     )
     second = emit(
         f"adaptive seeds with seed_stop; alpha {ALPHA}, start 8, step 8, max {NULL_MAX}; real salted audit "
@@ -206,7 +210,7 @@ def main() -> None:
         stopping_rows(args.sweeps, args.no_stop_sweeps),
     )
     if args.out:
-        Path(args.out).write_text(f"{first}\n\n{second}\n" if rows else f"{second}\n")
+        Path(args.out).write_text(f"{first}\n\n{second}\n" if first else f"{second}\n")
 
 
 if __name__ == "__main__":
