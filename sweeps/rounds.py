@@ -107,9 +107,9 @@ def plan_lines(spec: SweepSpec) -> list[str]:
         "halfwidth": f"its interval's half-width is at most {design.halfwidth}",
     }[design.until]
     blocks = [f"{s[0]}..{s[-1]}" for s in (design.round_seeds(r) for r in range(1, design.rounds + 1))]
-    power = [f"  planning: {paired_reach(design, k)}"] if design.until == "decided" and k > 1 else []
+    reach = [f"  planning: {paired_reach(design, k)}"] if design.until == "decided" and k > 1 else []
     return [
-        *power,
+        *reach,
         f"  seeds: {design.describe(k, seed_stop=bool(spec.seed_stop))}",
         f"  rounds: at most {design.rounds} (seed blocks {', '.join(blocks)}); seed runs: {k * design.start} to {k * design.max}",
         f"  a configuration stops getting seeds when {stops}, or at {design.max} seeds; failed seeds are retried"
