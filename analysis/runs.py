@@ -32,6 +32,7 @@ from trainables.records import (
     MLFLOW_STATUS,
     ROUND_TAG,
     SEED_STOP_TAGS,
+    SETTLE_TAGS,
     SUCCESS,
     find_experiment,
     search_kind,
@@ -93,6 +94,7 @@ def load_runs(tracking_uri: str, sweep: str, mlflow_client=None) -> pd.DataFrame
                 "code": tags.get(CODE_TAG),
                 "round": tags.get(ROUND_TAG),
                 **{k: tags[k] for k in SEED_STOP_TAGS if k in tags},  # seed_stop's (trainables.tracking)
+                **{k: tags[k] for k in SETTLE_TAGS if k in tags},  # the settledness check's (sweeps.settle)
             }
         )
         params.append(run.data.params)
