@@ -133,3 +133,20 @@ def test_scores_round_trip_as_metrics_and_the_rule_names_the_baselines_that_meet
     assert "MEETS the rule" in against(scores, loose)[0] and "fails the rule" in against(scores, loose)[1]
     assert "meets below 0.2 (also reported)" in against(scores, strict)[0]
     assert baselines.PREFIX == "baseline"
+
+
+def test_dry_run_warns_when_a_baseline_meets_the_rule_and_not_otherwise():
+    from sweeps.baseline_check import check
+    from sweeps.spec import from_dict
+
+    spec = {
+        "name": "b",
+        "model": "sps",
+        "data": {"n_train": 8, "n_val": 24, "frames": 6, "image_size": 16, "data_seed": 0, "scene": "plain"},
+        "params": {"channels": [4, 8], "k": {"grid": [0, 1]}},
+    }
+    lines, warnings = check(from_dict({**spec, "success": {"metric": "linear_proj_mse", "below": 0.9}}))
+    assert lines[0].startswith("    every configuration: baseline hand_code: linear_proj_mse")  # k does not move them
+    assert len(warnings) == 1 and "the trivial baseline hand_code scores linear_proj_mse" in warnings[0]
+    lines, warnings = check(from_dict({**spec, "success": {"metric": "linear_proj_mse", "below": 0.001}}))
+    assert not warnings and "fails the rule" in lines[0]
