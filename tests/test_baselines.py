@@ -142,7 +142,7 @@ def test_dry_run_warns_when_a_baseline_meets_the_rule_and_not_otherwise():
     spec = {
         "name": "b",
         "model": "sps",
-        "data": {"n_train": 8, "n_val": 24, "frames": 6, "image_size": 16, "data_seed": 0, "scene": "plain"},
+        "data": {"n_train": 32, "n_val": 24, "frames": 6, "image_size": 16, "data_seed": 0, "scene": "plain"},
         "params": {"channels": [4, 8], "k": {"grid": [0, 1]}},
     }
     lines, warnings = check(from_dict({**spec, "success": {"metric": "linear_proj_mse", "below": 0.9}}))
