@@ -171,7 +171,7 @@ class SPS(PackedModel):
         Metric(
             "linear_proj_mse",
             "lower",
-            "held-out MSE of the standardised true positions fitted linearly from the latent mean (1 = no information)",
+            "held-out MSE of the standardised true positions fitted linearly from the latent mean (no information: ~1)",
         ),
         Metric("linear_proj_r2", "higher", "held-out R^2 of that linear fit, averaged over the position's dimensions"),
         Metric("recon_mse", "lower", "per-pixel MSE of the frames reconstructed from the latent mean"),
