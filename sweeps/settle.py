@@ -96,25 +96,44 @@ def continue_trial(config: dict, checkpoint_dir: Path, settle: Settle, epochs: i
 
 def run(spec, results, tracking_uri: str) -> int:
     """Continue the chosen seeds of every trial of a finished fixed sweep (``results``: Tune's
-    ``ResultGrid``) and record their outcomes on their MLflow runs; returns the seeds continued."""
-    from trainables.models import MODELS
-    from trainables.records import open_client, retry
+    ``ResultGrid``) and record their outcomes on their MLflow runs; returns the seeds continued.
+    Torch keeps to a trial's CPUs meanwhile, as Ray's workers do."""
+    import torch
 
-    settle = Settle.parse(spec.settle)
-    names = [m.name for m in MODELS[spec.model][1].metrics]
-    client, done = open_client(tracking_uri), 0
-    for result in results:
-        if result.error or result.checkpoint is None:
-            continue
-        with result.checkpoint.as_directory() as folder:
-            run_ids, chosen = continue_trial(result.config, Path(folder), settle, spec.epochs)
-        step = settle.epochs(spec.epochs)
-        for r in chosen:
-            run_id = run_ids["seeds"][str(r["seed"])]
-            status = "finished" if r["status"] in ("running", "finished") else r["status"]
-            for key, value in zip(SETTLE_TAGS, (str(bool(r["success"])).lower(), status, str(step))):
-                retry(client.set_tag, run_id, key, value)
-            for name in names:
-                retry(client.log_metric, run_id, f"settle/{name}", float(r.get(name, math.nan)), step=step)
-        done += len(chosen)
-    return done
+    from trainables.records import open_client
+
+    settle, client, threads = Settle.parse(spec.settle), open_client(tracking_uri), torch.get_num_threads()
+    torch.set_num_threads(max(1, int(spec.resources["cpu"])))
+    try:
+        return sum(continue_result(spec, result, settle, client) for result in results)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def continue_result(spec, result, settle: Settle, client) -> int:
+    """One trial's chosen seeds trained on and recorded on their runs; returns how many."""
+    from trainables.models import MODELS
+    from trainables.records import retry
+
+    if result.error or result.checkpoint is None:
+        return 0
+    with result.checkpoint.as_directory() as folder:
+        run_ids, chosen = continue_trial(result.config, Path(folder), settle, spec.epochs)
+    step = settle.epochs(spec.epochs)
+    for r in chosen:
+        run_id = run_ids["seeds"][str(r["seed"])]
+        status = "finished" if r["status"] in ("running", "finished") else r["status"]
+        for key, value in zip(SETTLE_TAGS, (str(bool(r["success"])).lower(), status, str(step))):
+            retry(client.set_tag, run_id, key, value)
+        for m in MODELS[spec.model][1].metrics:
+            retry(client.log_metric, run_id, f"settle/{m.name}", float(r.get(m.name, math.nan)), step=step)
+    flipped = sum(bool(r["success"]) != before for r, before in zip(chosen, started(run_ids, chosen, client)))
+    print(
+        f"[{spec.name}] settle: {len(chosen)} seeds of a configuration to epoch {step}, {flipped} flipped", flush=True
+    )
+    return len(chosen)
+
+
+def started(run_ids: dict, chosen: list[dict], client) -> list[bool]:
+    """The chosen seeds' outcomes at the end of the sweep (their runs' ``success`` tags)."""
+    return [client.get_run(run_ids["seeds"][str(r["seed"])]).data.tags.get("success") == "true" for r in chosen]
