@@ -2,6 +2,7 @@
 cluster started here) and a real MLflow SQLite store, with tiny models."""
 
 import os
+import re
 import shutil
 import signal
 import socket
