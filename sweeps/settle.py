@@ -37,8 +37,11 @@ class Settle:
     seed: int = 0  # the random subset's seed (the same subset on every rerun)
 
     @classmethod
-    def parse(cls, raw) -> Settle:
-        """``{seeds: N, factor: F[, seed: S]}`` -> a Settle; a ValueError says what is wrong."""
+    def parse(cls, raw, fixed: bool = True) -> Settle:
+        """``{seeds: N, factor: F[, seed: S]}`` -> a Settle; a ValueError says what is wrong (also for
+        a sweep with adaptive seeds, ``fixed`` False: the check runs after a fixed sweep)."""
+        if not fixed:
+            raise ValueError("the settledness check runs after a fixed sweep; give seeds a number")
         if not isinstance(raw, dict) or set(raw) - {"seeds", "factor", "seed"} or not {"seeds", "factor"} <= set(raw):
             raise ValueError(f"settle must be {{seeds: N, factor: F}} (optionally seed: S), got {raw!r}")
         seeds, factor, seed = raw["seeds"], raw["factor"], raw.get("seed", 0)

@@ -112,9 +112,7 @@ class SweepSpec:
     max_failures: int = 2
     tracking_patience: float = PATIENCE  # seconds a trial trains on with MLflow unreachable, then fails
     seed_stop: dict[str, Any] | None = None  # stop failed seeds inside their pack (trainables.seed_stop); None: never
-    settle: dict[str, Any] | None = (
-        None  # after the sweep, a subset of seeds trains longer (sweeps.settle); None: no check
-    )
+    settle: dict[str, Any] | None = None  # after the sweep, some seeds train longer (sweeps.settle); None: none
     path: str = "<dict>"
 
     def swept(self) -> dict[str, dict]:
@@ -320,11 +318,9 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
         from sweeps.settle import Settle
 
         try:
-            spec.settle = Settle.parse(raw["settle"]).as_dict()
+            spec.settle = Settle.parse(raw["settle"], fixed=spec.adaptive is None).as_dict()
         except ValueError as err:
             fail("settle", str(err))
-        if spec.adaptive is not None:
-            fail("settle", "the settledness check runs after a fixed sweep; give seeds a number")
 
     scheduler = raw.get("scheduler")
     if scheduler in (None, "none", False):

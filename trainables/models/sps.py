@@ -185,8 +185,7 @@ class SPS(PackedModel):
     success = {"metric": "linear_proj_mse", "below": 0.2}  # lab notes 10/21: linear proj MSE < 0.2 "means kinda good"
     scheduler_metric = "linear_proj_mse"
     baselines = staticmethod(sps_baselines)  # the image-plane hand code and a constant latent (hand_code.py)
-    # data keys and config fields for tests/test_models.py: a few seconds on a CPU
-    test_sizes = dict(
+    test_sizes = dict(  # data keys and config fields for tests/test_models.py: a few seconds on a CPU
         frames=6, image_size=16, channels=[4, 8], dec_hidden=[8], rnn_width=8, batch_size=16, rnn_min_context=2
     )
 
