@@ -15,7 +15,7 @@ from itertools import islice
 import numpy as np
 import pandas as pd
 
-from analysis import paired, placements
+from analysis import paired, placements, settle
 from analysis.confidence import running_intersection
 from analysis.order import natural_key
 from analysis.placements import LIMIT
@@ -91,8 +91,11 @@ def anytime_table(runs: pd.DataFrame, metric=None, below=None, above=None) -> pd
     columns (and ``p_best`` on the seeds' pairs, ``paired_p_best``): ``anytime_low/high`` (running intersection of the confidence sequences at alpha / K
     over the rounds; with seed_stop the upper end counts W+), ``verdict``, ``p_anytime`` (paired
     test against the best, anytime-valid, Bonferroni over K - 1; with seed_stop on the rate
-    ``design.decide_on`` names). A fixed sweep's table is returned as it is."""
+    ``design.decide_on`` names). A fixed sweep's table is returned as it is. Both carry the
+    settledness check's flips in ``attrs["settle"]`` (``analysis.settle``)."""
     table = success_table(runs, metric, below, above)
+    ok = outcome(runs, metric, below, above)
+    table.attrs["settle"] = settle.flips(runs, ok, table.attrs["applied_rule"])  # None without the check
     if not runs.attrs.get("design"):
         return table
     design = Design.from_dict(runs.attrs["design"])

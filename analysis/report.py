@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import plots, seed_stop
+from analysis import baselines, plots, seed_stop, settle
 from analysis.adaptive import anytime_table
 from analysis.pairs import paired_table
 from analysis.planning import seeds_for_halfwidth, seeds_for_power
@@ -106,7 +106,7 @@ def format_table(table: pd.DataFrame, comparison: pd.DataFrame | None = None) ->
         foot = f"{foot}\n{seed_stop.note(table)}"
     if table.attrs.get("mixed"):
         foot += f"\nwarning: these rates pool seeds trained with different settings ({table.attrs['mixed']})"
-    return "\n".join([*lines, foot])
+    return "\n".join([*lines, foot, *baselines.lines(table), *settle.lines(table)])
 
 
 def anytime_note(table: pd.DataFrame) -> str:
@@ -360,6 +360,7 @@ def render(sweep, tracking_uri, table, comparison, sections, figures, out: Path)
         comparison_note(comparison),
         "</p>",
         pruning_note(table),
+        "".join(f"<p class='note'>{esc(line)}</p>" for line in [*baselines.lines(table), *settle.lines(table)]),
     ]
     for title, df in sections:
         parts += [f"<h2>{esc(title)}</h2>", df.to_html(index=False, na_rep="-", escape="MLflow search" not in df)]

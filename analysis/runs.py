@@ -7,11 +7,13 @@ row holds its configuration params (typed: numbers become numbers), ``config_id`
 (latest-step) value of every metric. ``df.attrs`` lists which columns are ``params`` and
 ``metrics``, and holds the sweep's ``design`` (the adaptive seeds' rule as a dict, tag
 ``seedsweep.design`` on the experiment; ``None`` for fixed seeds) and the ``success_rule`` the configuration
-runs store (``SuccessRule.as_dict()``, or ``None``): one load of the sweep serves the whole report.
+runs store (``SuccessRule.as_dict()``, or ``None``) and the ``baselines`` they hold (``config_baselines``):
+one load of the sweep serves the whole report.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import os
@@ -22,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.order import natural_key
+from trainables import baselines
 from trainables.records import (
     CODE_TAG,
     COUNTED,
@@ -29,6 +32,7 @@ from trainables.records import (
     MLFLOW_STATUS,
     ROUND_TAG,
     SEED_STOP_TAGS,
+    SETTLE_TAGS,
     SUCCESS,
     find_experiment,
     search_kind,
@@ -90,6 +94,7 @@ def load_runs(tracking_uri: str, sweep: str, mlflow_client=None) -> pd.DataFrame
                 "code": tags.get(CODE_TAG),
                 "round": tags.get(ROUND_TAG),
                 **{k: tags[k] for k in SEED_STOP_TAGS if k in tags},  # seed_stop's (trainables.tracking)
+                **{k: tags[k] for k in SETTLE_TAGS if k in tags},  # the settledness check's (sweeps.settle)
             }
         )
         params.append(run.data.params)
@@ -109,7 +114,8 @@ def load_runs(tracking_uri: str, sweep: str, mlflow_client=None) -> pd.DataFrame
     df = pd.concat([info, params.sort_index(axis=1), metrics.sort_index(axis=1)], axis=1)
     df = df.sort_values(["config_id", "seed"], key=sort_key, ignore_index=True)
     design = mlflow_client.get_experiment(exp_id).tags.get(DESIGN_TAG)
-    rule = success_rule(mlflow_client, exp_id, sweep)
+    configs = search(mlflow_client, exp_id, sweep, "config")
+    rule = success_rule(configs, sweep)
     df.attrs.update(
         sweep=sweep,
         tracking_uri=tracking_uri,
@@ -118,6 +124,7 @@ def load_runs(tracking_uri: str, sweep: str, mlflow_client=None) -> pd.DataFrame
         metrics=list(metrics.columns),
         design=json.loads(design) if design else None,
         success_rule=None if rule is None else rule.as_dict(),
+        baselines=config_baselines(configs),
     )
     return df
 
@@ -134,13 +141,23 @@ def typed(column: pd.Series) -> pd.Series:
         return column
 
 
-def success_rule(mlflow_client, exp_id: str, sweep: str) -> SuccessRule | None:
-    """The success rule stored on the sweep's configuration runs, or ``None`` if they store none.
-    ``ValueError`` if configurations disagree."""
-    rules = {stored_rule(run.data.params) for run in search(mlflow_client, exp_id, sweep, "config")} - {None}
+def success_rule(configs: list, sweep: str) -> SuccessRule | None:
+    """The success rule stored on the sweep's configuration runs ``configs``, or ``None`` if they store
+    none. ``ValueError`` if configurations disagree."""
+    rules = {stored_rule(run.data.params) for run in configs} - {None}
     if len(rules) > 1:
         raise ValueError(f"sweep {sweep!r}: configurations store different success rules: {sorted(map(str, rules))}")
     return rules.pop() if rules else None
+
+
+def config_baselines(configs: list) -> list[dict]:
+    """The trivial baselines each configuration run holds (``trainables.baselines``): one dict per
+    (configuration, baseline, metric) with ``config_id``, ``baseline``, ``metric``, ``value``, ``low``, ``high``."""
+    return [
+        {"config_id": run.data.tags.get("config_id"), **dataclasses.asdict(score)}
+        for run in configs
+        for score in baselines.from_metrics(run.data.metrics)
+    ]
 
 
 def metric_histories(mlflow_client, run_ids: list[str], metric: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:

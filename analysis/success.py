@@ -73,6 +73,8 @@ def success_table(runs: pd.DataFrame, metric=None, below=None, above=None, param
         rule=describe_rule(runs, metric, below, above),
         design=runs.attrs.get("design"),
         mixed=mixed_settings(runs),  # seeds pooled across devices, precisions or code versions
+        applied_rule=applied_rule(runs, metric, below, above),
+        baselines=runs.attrs.get("baselines", []),  # the family's trivial baselines per configuration
     )
     if "stopped" in extra:  # seed_stop: audit, false stops and the corrected interval
         table = annotate(table, runs, ok)
@@ -157,6 +159,17 @@ def check_rule(runs: pd.DataFrame, metric, below, above) -> tuple[str, str, floa
     if metric not in runs.columns:
         raise ValueError(f"metric {metric!r} is not in the runs; metrics there: {', '.join(metrics) or 'none'}")
     return metric, ("below" if below is not None else "above"), float(below if below is not None else above)
+
+
+def applied_rule(runs: pd.DataFrame, metric=None, below=None, above=None) -> dict | None:
+    """The rule a table applies (``SuccessRule.as_dict()``): the one given (with the stored ``also`` when
+    the metric is the stored rule's), else the stored one (``runs.attrs["success_rule"]``), else None."""
+    stored = runs.attrs.get("success_rule")
+    if metric is None and below is None and above is None:
+        return stored
+    metric, bound, value = check_rule(runs, metric, below, above)
+    also = (stored or {}).get("also", []) if (stored or {}).get("metric") == metric else []
+    return SuccessRule(metric, bound, value, tuple(x for x in also if x != value)).as_dict()
 
 
 def describe_rule(runs: pd.DataFrame, metric, below, above) -> str:

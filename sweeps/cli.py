@@ -26,7 +26,11 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--dashboard", action="store_true", help="start Ray's dashboard with the local Ray (http://127.0.0.1:8265)"
     )
-    run.add_argument("--dry-run", action="store_true", help="print the configurations and resources, train nothing")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the configurations, resources and the rule's trivial baselines on the data, train nothing",
+    )
     run.set_defaults(func=run_command)
 
 
@@ -73,6 +77,9 @@ def run_command(args: argparse.Namespace) -> int:
         spec.name = args.name
     print(runner.plan(spec))
     if args.dry_run:
+        from sweeps.baseline_check import report
+
+        print(report(spec))
         return 0
     status = 0
     try:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ray import tune
 
-from sweeps import cost, preflight, rounds
+from sweeps import cost, preflight, rounds, settle
 from sweeps.spec import SweepSpec
 from sweeps.tuner import (
     AlreadyDone,
@@ -63,6 +63,7 @@ def plan(spec: SweepSpec) -> str:
         f"at most {spec.max_concurrent or 'as many as fit'} at once",
         f"  success: {SuccessRule.parse(spec.success)}",
         *([f"  seed_stop: {SeedStop.parse(spec.seed_stop)}"] if spec.seed_stop else []),
+        *([f"  settle: {settle.Settle.parse(spec.settle)}"] if spec.settle else []),
         *seed_lines,
         *cost.plan_lines(spec),
         f"  fixed: {spec.fixed() or '-'}",
@@ -131,4 +132,7 @@ def fit(spec: SweepSpec, where: Where, resume: bool, start: float) -> dict[str, 
             raise
         begun, running, reachable = 0, 0, False
     complete = begun == grid_points(spec) * spec.num_samples and running == 0  # summary adds: no errors
-    return summary(spec, where, len(results), results, start, complete, reachable)
+    out = summary(spec, where, len(results), results, start, complete, reachable)
+    if out["complete"] and spec.settle:  # a subset of each configuration's seeds trains on (sweeps.settle)
+        out["settled_seeds"] = settle.run(spec, results, where.tracking_uri)
+    return out

@@ -23,6 +23,7 @@ file and the field.
     resources: {cpu: 1, gpu: 0}
     success: {metric: METRIC, below: 0.2, also: [0.03]}  # left out: the model's own rule; also: more thresholds to report
     seed_stop: {metric: METRIC, above: 0.6, from_epoch: 10, audit: 0.25, decide_on: recipe}  # optional: stop failed seeds (trainables.seed_stop)
+    settle: {seeds: 4, factor: 2}  # optional: 4 seeds per configuration go on to 2 x epochs; flips reported (sweeps.settle)
 
 ``success.metric`` must be a metric the model declares (``PackedModel.metrics``); left out, the
 model's own ``success`` rule applies. ``scheduler.metric`` is ``median_<m>`` or ``best_<m>`` of a
@@ -68,6 +69,7 @@ TOP_KEYS = (
     "max_failures",
     "tracking_patience",
     "seed_stop",
+    "settle",
 )
 SCHEDULER_KEYS = ("metric", "mode", "grace_period", "reduction_factor")
 ADAPTIVE_KEYS = ("start", "step", "max", "until", "alpha", "margin")
@@ -110,6 +112,7 @@ class SweepSpec:
     max_failures: int = 2
     tracking_patience: float = PATIENCE  # seconds a trial trains on with MLflow unreachable, then fails
     seed_stop: dict[str, Any] | None = None  # stop failed seeds inside their pack (trainables.seed_stop); None: never
+    settle: dict[str, Any] | None = None  # after the sweep, some seeds train longer (sweeps.settle); None: none
     path: str = "<dict>"
 
     def swept(self) -> dict[str, dict]:
@@ -312,6 +315,14 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
             decide_on = spec.seed_stop["decide_on"]  # no_stop: a share of alpha bounds the stopped seeds
             share = STOP_SHARE if decide_on == "no_stop" else 0.0
             spec.adaptive = dataclasses.replace(spec.adaptive, decide_on=decide_on, stop_share=share)
+
+    if raw.get("settle") is not None:
+        from sweeps.settle import Settle
+
+        try:
+            spec.settle = Settle.parse(raw["settle"], fixed=spec.adaptive is None).as_dict()
+        except ValueError as err:
+            fail("settle", str(err))
 
     scheduler = raw.get("scheduler")
     if scheduler in (None, "none", False):

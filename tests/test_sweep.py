@@ -2,6 +2,7 @@
 cluster started here) and a real MLflow SQLite store, with tiny models."""
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -73,11 +74,16 @@ def test_sweep_end_to_end(tmp_path):
     spec = write_spec(tmp_path)
     dry = seedsweep(tmp_path, "run", spec, "--dry-run")
     assert "configurations: 2" in dry.stdout and "seed runs: 6" in dry.stdout
+    # the rule (below 0.9) is met by the image-plane hand code on these frames: named, with its score
+    assert re.search(
+        r"WARNING: every configuration: the trivial baseline hand_code scores linear_proj_mse 0\.\d+", dry.stdout
+    )
     assert not (tmp_path / "mlruns.db").exists()  # a dry run trains and records nothing
 
     out = seedsweep(tmp_path, "run", spec).stdout
     assert "trials done 2/2" in out and "sweep 'tiny' finished: 2 trials" in out
     assert "symmetry" in out and "wilson" in out.lower()  # the success table, per configuration
+    assert "baseline hand_code: linear_proj_mse" in out and "baseline constant: linear_proj_mse" in out
 
     seeds, parents = runs(tmp_path, "tiny", "seed"), runs(tmp_path, "tiny", "config")
     assert len(seeds) == 2 * 3 and len(parents) == 2
@@ -95,6 +101,9 @@ def test_sweep_end_to_end(tmp_path):
         assert p.data.params["success.metric"] == "linear_proj_mse" and float(p.data.params["success.below"]) == 0.9
         assert p.data.params["success.also"] == "[0.5]"
         assert p.data.params["symmetry"] in ("none", "T2R2")
+        m = p.data.metrics  # the trivial baselines, on the configuration's run
+        assert m["baseline/hand_code/linear_proj_mse/low"] <= m["baseline/hand_code/linear_proj_mse"]
+        assert m["baseline/constant/linear_proj_mse"] > m["baseline/hand_code/linear_proj_mse"]
     assert_mlflow_shows_k_over_n(tmp_path, "tiny")
 
     again = seedsweep(tmp_path, "run", spec).stdout
@@ -393,3 +402,31 @@ def test_sweep_against_an_mlflow_server(tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_settle_continues_the_chosen_seeds_as_a_longer_run_would(tmp_path):
+    """``settle``: the chosen seeds go on from the final checkpoint to factor x epochs, and end with the
+    numbers of the same seeds trained that long from the start; the table counts their flips."""
+    from sweeps.settle import Settle
+    from trainables import fit
+
+    params = {**TINY["params"], "symmetry": "none"}
+    settle = {"seeds": 2, "factor": 2, "seed": 5}
+    spec = write_spec(tmp_path, name="settled", params=params, epochs=2, settle=settle)
+    assert "settle: after the sweep, 2 finished seeds" in seedsweep(tmp_path, "run", spec, "--dry-run").stdout
+    out = seedsweep(tmp_path, "run", spec).stdout
+    assert "settledness check" in out and "flipped by epoch 4" in out
+    seeds = runs(tmp_path, "settled", "seed")
+    continued = {int(r.data.tags["seed"]): r for r in seeds if "settle.success" in r.data.tags}
+    assert sorted(continued) == sorted(Settle.parse(settle).chosen([0, 1, 2], [0, 1, 2]))
+    config = {"model": "sps", "env": "ball", **TINY["data"], **params, "success": TINY["success"]}
+    longer = fit(config, sorted(continued), epochs=4, device="cpu")
+    flipped = 0
+    for alone in longer:
+        run = continued[alone["seed"]]
+        assert run.data.tags["settle.epochs"] == "4" and run.data.tags["settle.status"] == "finished"
+        assert run.data.metrics["settle/linear_proj_mse"] == pytest.approx(alone["linear_proj_mse"], rel=1e-3)
+        assert run.data.tags["settle.success"] == str(alone["success"]).lower()
+        flipped += run.data.tags["settle.success"] != run.data.tags["success"]
+    assert f"{flipped}/2 flipped by epoch 4" in out

@@ -42,26 +42,35 @@ def to_tensors(arrays: dict[str, np.ndarray], target: str = "relative") -> tuple
     return frames.contiguous(), targets
 
 
+def load_set(config: dict, n: int, seed: int, cache_dir=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` sequences of dataset seed ``seed`` of a resolved config's world, ``frames`` frames at
+    ``image_size`` (in ``scene``, where given), from ``envs.load_or_generate`` (cached as Parquet)."""
+    import envs
+
+    scene = {"scene": config["scene"]} if config.get("scene") else {}  # else the world's default
+    table = envs.load_or_generate(
+        config["env"], n, config["frames"], seed, cache_dir, image_size=config["image_size"], **scene
+    )
+    return to_tensors(envs.to_numpy(table), config.get("projection_target", "relative"))
+
+
+def load_val(config: dict, cache_dir=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The validation set of ``load_data`` alone (frames, targets): what the trivial baselines need."""
+    seed = val_seed(0 if config["data_seed"] == PER_SEED else config["data_seed"])
+    return load_set(config, config["n_val"], seed, cache_dir)
+
+
 def load_data(
     config: dict, cache_dir=None, seeds: list[int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(train_frames, train_targets, val_frames, val_targets) for a resolved config: ``n_train``
-    sequences from dataset seed ``data_seed`` and ``n_val`` from ``val_seed(data_seed)``, of
-    ``frames`` frames at ``image_size`` (in ``scene``, where given), from ``envs.load_or_generate``
-    (cached as Parquet); a config's ``train_size`` keeps the first that many training sequences, tiled
-    to ``n_train``. With ``data_seed: per_seed`` each of ``seeds`` gets its own training set
-    (``train_seed``; frames [S, N, T, 3, H, W]) and the validation set is ``val_seed(0)``'s, shared."""
-    import envs
-
-    def load(n: int, seed: int):
-        scene = {"scene": config["scene"]} if config.get("scene") else {}  # else the world's default
-        table = envs.load_or_generate(
-            config["env"], n, config["frames"], seed, cache_dir, image_size=config["image_size"], **scene
-        )
-        return to_tensors(envs.to_numpy(table), config.get("projection_target", "relative"))
+    sequences from dataset seed ``data_seed`` and ``n_val`` from ``val_seed(data_seed)`` (``load_set``);
+    a config's ``train_size`` keeps the first that many training sequences, tiled to ``n_train``. With
+    ``data_seed: per_seed`` each of ``seeds`` gets its own training set (``train_seed``; frames
+    [S, N, T, 3, H, W]) and the validation set is ``val_seed(0)``'s, shared."""
 
     def train(seed: int):  # a family's ``train_size`` (SPS): its first sequences, tiled to n_train
-        x, y = load(config["n_train"], seed)
+        x, y = load_set(config, config["n_train"], seed, cache_dir)
         size = config.get("train_size")
         keep = torch.arange(config["n_train"]) % size if size else slice(None)
         return x[keep], y[keep]
@@ -70,9 +79,5 @@ def load_data(
         if not seeds:
             raise ValueError("data_seed: per_seed needs the seeds whose training sets to load")
         sets = [train(train_seed(s)) for s in seeds]
-        return (
-            torch.stack([x for x, _ in sets]),
-            torch.stack([y for _, y in sets]),
-            *load(config["n_val"], val_seed(0)),
-        )
-    return (*train(config["data_seed"]), *load(config["n_val"], val_seed(config["data_seed"])))
+        return torch.stack([x for x, _ in sets]), torch.stack([y for _, y in sets]), *load_val(config, cache_dir)
+    return (*train(config["data_seed"]), *load_val(config, cache_dir))

@@ -264,6 +264,13 @@ class Pack:
             self._shrink(self.active)
         return out
 
+    def continue_only(self, keep: list[int]) -> None:
+        """Go on with the seeds ``keep`` alone (indices into ``seeds``, held, in order): the others leave
+        the pack as stopped seeds do, their results frozen as they are now (``sweeps.settle``)."""
+        now = self.evaluate()
+        self.stopped.update({i: now[i] for i in self.held if i not in keep})
+        self._shrink(keep)
+
     def _shrink(self, keep: list[int]) -> None:
         """The model, Adam and LR schedule rebuilt for the seeds ``keep`` (indices, a subset of
         ``held``, in order): their stacked parameters, buffers and optimiser moments cut from the

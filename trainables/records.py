@@ -50,6 +50,11 @@ SUCCESS = "success"  # seed tag ("true" | "false") and, for finished or diverged
 TRAINED = ("finished", "diverged")  # seed statuses of seeds that trained to their last epoch
 COUNTED = (*TRAINED, "stopped")  # seed statuses that count in n (stopped: seed_stop, a failure)
 SEED_STOP_TAGS = ("stopped_epoch", "audit", "would_stop_epoch", "seed_steps_saved")  # seed_stop's, on seed runs
+SETTLE_TAGS = (
+    "settle.success",
+    "settle.status",
+    "settle.epochs",
+)  # the settledness check's (sweeps.settle), on seed runs
 PAGE = 5000  # runs per search_runs page (MLflow allows up to 50,000)
 MLFLOW_END = {"pruned": "KILLED", "failed": "FAILED"}  # seed status -> MLflow run status (else FINISHED)
 MLFLOW_STATUS = {  # MLflow's own run status -> seed status, used only when a seed run has no `status` tag

@@ -27,7 +27,8 @@ Each epoch it trains, evaluates (every ``eval_every``) and calls ``tune.report``
 over the seeds only (``epoch`` is ASHA's time attribute): ``median_<m>`` / ``best_<m>`` of every
 metric m the model declares (best by the metric's ``better``), ``n_success``, ``n_diverged``,
 ``success_rate``. Per-seed histories go to MLflow (``trainables.tracking``), and at the end the
-PNGs the model draws of each seed (``PackedModel.artefacts``); the parent run is tagged with the
+PNGs the model draws of each seed (``PackedModel.artefacts``); the parent run holds the family's
+trivial baselines at step 0 (``trainables.baselines``: scored on the same validation data) and is tagged with the
 model's declared metrics, the Ray ``node_id`` and the ``pid`` of the process it ran in (its last
 attempt). A checkpoint holds the pack state, the MLflow run ids and the records MLflow has not
 taken yet; a restored trial continues the same seeds in the same runs.
@@ -47,6 +48,7 @@ import ray
 import torch
 from ray import tune
 
+from trainables import baselines
 from trainables.code import code_hash
 from trainables.config import config_id, resolve_config
 from trainables.models import Metric
@@ -163,6 +165,9 @@ def train(config: dict) -> None:
         tracker.tag_config(
             node_id=ray.get_runtime_context().get_node_id(), pid=str(os.getpid())
         )  # where it ran (last attempt)
+    if start == 0:  # the family's trivial baselines on this configuration's validation data, once
+        scores = baselines.estimate(type(pack.model), pack.cfg, pack.val_x, pack.val_y)
+        tracker.log(0, baselines.as_metrics(scores), [{} for _ in seeds])
     results, report = meta["results"], meta["report"]
     if results and pack.stopped:  # restored: the stopped seeds' runs keep their records and end again
         tracker.set_seeds(results)

@@ -7,7 +7,7 @@ declarations below and the config's field names and types (``trainables.models.r
 checks that need the data settings go in ``check_data``, which ``--dry-run`` runs too. ``trainables.pack``,
 ``trainables.train``, ``trainables.tracking``, the spec checker and the analysis read a family only
 through this module: its declared ``metrics``, its default ``success`` rule and
-``scheduler_metric``, and the methods below.
+``scheduler_metric``, its trivial ``baselines``, and the methods below.
 
 Packing contract: every parameter carries the seed dimension first (``[S, ...]``, built by the
 layers of ``trainables.models.packed`` from one ``torch.Generator`` per seed), nothing mixes seeds,
@@ -153,6 +153,15 @@ class PackedModel(nn.Module):
         cannot train this config (e.g. fewer frames than a context needs, a size the strides do not
         divide). Every size check belongs here, not in ``__init__``: the spec checker and
         ``--dry-run`` call it for every configuration before anything trains."""
+
+    @staticmethod
+    def baselines(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor) -> dict[str, dict[str, float]]:
+        """The family's trivial baselines, from the data alone (no training): baseline name -> the
+        declared metrics it is scored on -> value, computed on the validation frames ``x`` [N, T, 3, H, W]
+        and targets ``y`` [N, T, D] exactly as ``evaluate`` scores a seed (same windows, split and
+        formulas). ``trainables.baselines`` bootstraps them over the validation sequences; the success
+        table, the report and ``--dry-run`` show them beside the rule."""
+        return {}
 
     def draw(self, g: torch.Generator, batch: int, frames: int, step: int) -> dict[str, torch.Tensor]:
         """One seed's random numbers for one step (CPU tensors from ``g``); the Pack stacks them

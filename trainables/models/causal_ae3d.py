@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from trainables.models.base import Metric, PackedModel, TrainConfig
-from trainables.models.frame_stats import Moments
+from trainables.models.frame_stats import Moments, trivial_mse
 from trainables.models.packed import PackedConv, fold, per_seed_sum
 from trainables.models.pixel_loss import LOSSES, per_seed_pixel_loss
 from trainables.models.registry import register
@@ -185,6 +185,15 @@ class CausalAE3d(PackedModel):
         return {"ae": ae, "total": ae}
 
     # -- evaluation --
+
+    @staticmethod
+    def baselines(cfg: CausalAE3dConfig, x: torch.Tensor, y: torch.Tensor) -> dict[str, dict[str, float]]:
+        """``mean_frame``, ``black`` and ``copy_last`` as the straight output, on evaluate's scored frames."""
+        dt, dx = (cfg.time_kernel - 1 if cfg.causal else 0), int(cfg.variant == "predict")
+        start = 2 * dt * len(cfg.channels) + dx  # as evaluate: the first output frame, then the first scored one
+        mse = trivial_mse(x, start + int(start == 0))
+        rel = lambda v: {"mean_frame_rel": v / mse["mean_frame"], "copy_last_rel": v / mse["copy_last"]}  # noqa: E731
+        return {k: {"straight_mse": v, **rel(v)} for k, v in mse.items()}
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         S, dev = self.S, x.device

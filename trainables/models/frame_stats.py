@@ -36,3 +36,16 @@ class Moments:
         """Per seed: the mean over elements of the variance over frames -> [S] (float64)."""
         var = (self.sq / self.n - (self.sum / self.n).square()).clamp(min=0)
         return var.unflatten(0, (S, -1)).flatten(1).mean(1)
+
+
+def trivial_mse(x: torch.Tensor, first: int) -> dict[str, float]:
+    """Validation sequences [N, T, 3, H, W] scored from frame ``first`` on: the per-pixel MSE of the
+    trivial outputs ``mean_frame`` (the per-pixel mean of the scored frames), ``black`` and ``copy_last``
+    (the frame before each; scored from frame max(first, 1), the first with one before it)."""
+    target = x[:, first:].double()
+    after = max(first, 1)
+    return {
+        "mean_frame": float(target.flatten(0, 1).var(0, correction=0).mean()),
+        "black": float(target.square().mean()),
+        "copy_last": float((x[:, after - 1 : -1].double() - x[:, after:].double()).square().mean()),
+    }

@@ -1,5 +1,6 @@
 """Pieces the frame models (``vae``, ``video_predictor``) share: per-seed windows of a sequence,
-per-channel standardisation, and the ball-specific measures on frames (foreground, centroid).
+per-channel standardisation, the ball-specific measures on frames (foreground, centroid), and the
+constant-velocity predictor the predictors' baselines use.
 
 Frames are [..., 3, H, W] in [0, 1]; the worlds draw bodies on a black background, so a pixel
 belongs to the foreground when its brightest channel exceeds ``FG_THRESHOLD``.
@@ -86,6 +87,22 @@ def centroid(x: torch.Tensor) -> torch.Tensor:
     c = (w.sum(-2) * cols).sum(-1) / total.clamp_min(1e-12)
     empty = total <= 0
     return torch.stack([torch.where(empty, H / 2, r), torch.where(empty, W / 2, c)], -1)
+
+
+def constant_velocity(prev: torch.Tensor, last: torch.Tensor, steps: int) -> torch.Tensor:
+    """Trivial predictor: the last frame [..., 3, H, W] translated by the ball's centroid velocity (last
+    minus prev) times 1..``steps``, rounded to whole pixels; pixels shifted in from outside repeat the
+    edge -> [..., steps, 3, H, W]."""
+    v = centroid(last) - centroid(prev)  # [..., 2] (rows, cols)
+    H, W = last.shape[-2:]
+    out = []
+    for k in range(1, steps + 1):
+        d = (v * k).round().long()
+        rows = (torch.arange(H, device=last.device) - d[..., :1]).clamp(0, H - 1)  # source row of each row
+        cols = (torch.arange(W, device=last.device) - d[..., 1:]).clamp(0, W - 1)
+        moved = last.gather(-2, rows[..., None, :, None].expand(last.shape))
+        out.append(moved.gather(-1, cols[..., None, None, :].expand(last.shape)))
+    return torch.stack(out, -4)
 
 
 class RunningMoments:

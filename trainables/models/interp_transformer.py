@@ -154,6 +154,11 @@ def copy_nearest(w: torch.Tensor) -> torch.Tensor:
     return w[..., 1, :, :, :]
 
 
+def trivial(w: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The trivial middle frames of windows [N, 5, C, H, W]: ``blend``, ``copy`` (nearest) and ``black``."""
+    return {"blend": blend(w), "copy": copy_nearest(w), "black": torch.zeros_like(w[:, MIDDLE])}
+
+
 def seam_mask(size: int, patch: int, border: int = BORDER) -> torch.Tensor:
     """[size, size] bool: pixels within ``border`` of a seam between two patches (not the image edge)."""
     i = torch.arange(size)
@@ -328,7 +333,7 @@ class InterpTransformer(PackedModel):
         """Validation sequences [N, T, 3, H, W] -> the fixed windows [N, 5, 3, H, W] and, with
         ``middle_frame``, the fixed middle-frame noise [N, 3, H, W]: the same for every seed."""
         g = torch.Generator().manual_seed(VAL_WINDOWS_SEED)
-        t0 = draw_starts(g, len(x), x.shape[1], self.cfg.frame_step).to(x.device)
+        t0 = draw_starts(g, len(x), x.shape[1], self.cfg.frame_step).to(x.device)  # as in ``baselines``
         noise = None
         if self.cfg.middle_frame:
             noise = (torch.randn(len(x), 3, self.size, self.size, generator=g) * self.cfg.middle_noise).to(x.device)
@@ -355,7 +360,7 @@ class InterpTransformer(PackedModel):
         psnr = lambda mse: torch.tensor([psnr_from_mse(v) for v in mse.tolist()])  # noqa: E731
         seam = seam_mask(self.size, self.cfg.patch).to(x.device)
         border = se[..., seam].mean((1, 2, 3)) if seam.any() else torch.full((self.S,), math.nan)
-        base = {"blend": blend(w), "copy": copy_nearest(w), "black": torch.zeros_like(target)}
+        base = trivial(w)
         base_psnr = {k: psnr_from_mse(float((b - target).square().mean())) for k, b in base.items()}
         model_psnr = psnr(se.mean((1, 2, 3, 4)))
         true_c = centroids(target)
@@ -372,6 +377,24 @@ class InterpTransformer(PackedModel):
             "psnr_interior": psnr(se[..., ~seam].mean((1, 2, 3))),
             "centroid_error": dist(pred).cpu(),
             "centroid_error_blend": full(float(dist(base["blend"]))),
+        }
+
+    @staticmethod
+    def baselines(cfg: InterpConfig, x: torch.Tensor, y: torch.Tensor) -> dict[str, dict[str, float]]:
+        """``blend``, ``copy`` and ``black`` on evaluate's windows, scored as a seed's middle frame is."""
+        g = torch.Generator().manual_seed(VAL_WINDOWS_SEED)
+        w = windows(x, draw_starts(g, len(x), x.shape[1], cfg.frame_step).to(x.device), cfg.frame_step)
+        target, preds = w[:, MIDDLE], trivial(w)
+        psnr = {k: psnr_from_mse(float((p - target).square().mean())) for k, p in preds.items()}
+        true_c = centroids(target)
+        return {
+            k: {
+                "psnr": psnr[k],
+                "psnr_gain": psnr[k] - max(psnr.values()),
+                "psnr_gain_black": psnr[k] - psnr["black"],
+                "centroid_error": float((centroids(p) - true_c).norm(dim=-1).mean()),
+            }
+            for k, p in preds.items()
         }
 
     def artefacts(self, seed_index: int, x: torch.Tensor, y: torch.Tensor, folder: Path) -> list[Path]:

@@ -33,6 +33,7 @@ from torch import nn
 from trainables.figures import latent_plot, traversal_grid
 from trainables.metrics import linear_projection, psnr_from_mse
 from trainables.models.base import Metric, PackedModel, TrainConfig
+from trainables.models.hand_code import sps_baselines
 from trainables.models.packed import PackedConv, PackedLinear, PackedRNNCell, fold, per_seed_sum
 from trainables.models.registry import register
 from trainables.models.symmetry import (
@@ -170,7 +171,7 @@ class SPS(PackedModel):
         Metric(
             "linear_proj_mse",
             "lower",
-            "held-out MSE of the standardised true positions fitted linearly from the latent mean (1 = no information)",
+            "held-out MSE of the standardised true positions fitted linearly from the latent mean (no information: ~1)",
         ),
         Metric("linear_proj_r2", "higher", "held-out R^2 of that linear fit, averaged over the position's dimensions"),
         Metric("recon_mse", "lower", "per-pixel MSE of the frames reconstructed from the latent mean"),
@@ -183,8 +184,8 @@ class SPS(PackedModel):
     )
     success = {"metric": "linear_proj_mse", "below": 0.2}  # lab notes 10/21: linear proj MSE < 0.2 "means kinda good"
     scheduler_metric = "linear_proj_mse"
-    # data keys and config fields for tests/test_models.py: a few seconds on a CPU
-    test_sizes = dict(
+    baselines = staticmethod(sps_baselines)  # the image-plane hand code and a constant latent (hand_code.py)
+    test_sizes = dict(  # data keys and config fields for tests/test_models.py: a few seconds on a CPU
         frames=6, image_size=16, channels=[4, 8], dec_hidden=[8], rnn_width=8, batch_size=16, rnn_min_context=2
     )
 

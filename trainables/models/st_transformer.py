@@ -34,7 +34,7 @@ from torch import nn
 
 from trainables.models.base import Metric, PackedModel, TrainConfig
 from trainables.models.causal_ae3d import CausalAE3d, CausalAE3dConfig
-from trainables.models.frames import centroid
+from trainables.models.frames import centroid, constant_velocity
 from trainables.models.packed import PackedLayerNorm, PackedLinear, PackedMultiheadAttention, fold, unfold_seeds
 from trainables.models.pixel_loss import pixel_loss
 from trainables.models.registry import register
@@ -310,6 +310,32 @@ class STTransformer(PackedModel):
                 new = self.tokens(self.pixels(tok[:, :, :0], new))
             tok = torch.cat([tok, new], 2)
         return tok[:, :, -steps:]
+
+    @staticmethod
+    def baselines(cfg: STTransformerConfig, x: torch.Tensor, y: torch.Tensor) -> dict[str, dict[str, float]]:
+        """``copy_last`` and ``constant_velocity`` (the last context frame moved on at the ball's last
+        velocity) for the HORIZON frames after the context, scored as evaluate scores a seed's rollout."""
+        c = x.shape[1] - HORIZON
+        truth, last = x[:, c:], x[:, c - 1]
+        preds = {
+            "copy_last": last.unsqueeze(1).expand_as(truth),
+            "constant_velocity": constant_velocity(x[:, c - 2], last, HORIZON),
+        }
+        mse = lambda p: (p - truth).double().square().mean((0, 2, 3, 4))  # noqa: E731  per horizon
+        dist = lambda p: (centroid(p) - centroid(truth)).norm(dim=-1).double().mean(0)  # noqa: E731
+        copy, copy_dist = mse(preds["copy_last"]), dist(preds["copy_last"])
+        out = {}
+        for name, p in preds.items():
+            m, d = mse(p), dist(p)
+            scores = {
+                "pred_h1_rel": m[0] / copy[0],
+                "pred_h4_rel": m[-1] / copy[-1],
+                "pred_h1_mse": m[0],
+                "pred_h4_mse": m[-1],
+            }
+            scores.update(centroid_h1_px=d[0], centroid_h4_px=d[-1], centroid_h1_ratio=d[0] / copy_dist[0])
+            out[name] = {k: float(v) for k, v in {**scores, "centroid_h4_ratio": d[-1] / copy_dist[-1]}.items()}
+        return out
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         S, dev = self.S, x.device

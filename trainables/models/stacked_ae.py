@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from trainables.models.base import Metric, PackedModel, TrainConfig
-from trainables.models.frame_stats import Moments, per_seed_mean_se
+from trainables.models.frame_stats import Moments, per_seed_mean_se, trivial_mse
 from trainables.models.packed import PackedConv, fold, per_seed_sum
 from trainables.models.pixel_loss import LOSSES, per_seed_pixel_loss
 from trainables.models.registry import register
@@ -258,6 +258,12 @@ class StackedAE(PackedModel):
         return {"dec": dec, "enc": enc, "total": dec + enc}
 
     # -- evaluation --
+
+    @staticmethod
+    def baselines(cfg: StackedAEConfig, x: torch.Tensor, y: torch.Tensor) -> dict[str, dict[str, float]]:
+        """``mean_frame``, ``black`` and ``copy_last`` (frames 1..T-1) as the straight reconstruction."""
+        mse = trivial_mse(x, 0)
+        return {k: {"straight_mse": v, "straight_rel": v / mse["mean_frame"]} for k, v in mse.items()}
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per level: D_l(E_l(h_l)) and D_l(z*) vs h_l (h_0 = the frame, h_{l+1} = E_l(h_l)), each

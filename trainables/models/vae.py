@@ -248,6 +248,24 @@ class VAE(PackedModel):
             "compression": torch.full((self.S,), self.compression, dtype=torch.float64),
         }
 
+    @staticmethod
+    def baselines(cfg: VAEConfig, x: torch.Tensor, y: torch.Tensor) -> dict[str, dict[str, float]]:
+        """Outputs that ignore the input, on evaluate's windows: ``mean_frame`` (the validation windows'
+        per-pixel mean: nmse 1 by construction) and ``black``."""
+        clips = val_windows(x, cfg.clip_frames).double()
+        fg = foreground(clips)
+        var, fg_black = clips.var(0, correction=0).mean(), (clips.square() * fg).sum()
+        out = {}
+        for name, output in (("mean_frame", clips.mean(0, keepdim=True)), ("black", torch.zeros_like(clips[:1]))):
+            err = (output - clips).square()
+            mse = float(err.mean())
+            out[name] = {
+                "nmse": mse / float(var),
+                "psnr": psnr_from_mse(mse),
+                "fg_nmse": float((err * fg).sum() / fg_black),
+            }
+        return out
+
     def reconstruct(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Clips [n, L, 3, H, W] (the same for every seed) -> every seed's reconstruction from the
         latent mean [S, n, L, 3, H, W] in pixel units, and the latent mean and std [S, n, C, ...]."""

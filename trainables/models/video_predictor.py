@@ -37,6 +37,7 @@ from trainables.models.frames import (
     ChannelStandardiser,
     RunningMoments,
     centroid,
+    constant_velocity,
     take_windows,
     val_windows,
     window_starts,
@@ -236,6 +237,38 @@ class VideoPredictor(PackedModel):
             "loss_osc": self.loss_osc(),
             "score": torch.maximum(copy_ratio / COPY_RATIO_MAX, centroid_ratio / CENTROID_RATIO_MAX),
         }
+
+    @staticmethod
+    def baselines(cfg: VideoPredictorConfig, x: torch.Tensor, y: torch.Tensor) -> dict[str, dict[str, float]]:
+        """``copy_last`` (the last past frame for every future frame) and, with 2 or more past frames,
+        ``constant_velocity`` (the last frame moved on at the ball's last velocity), on evaluate's clips."""
+        P = cfg.n_past
+        clips = val_windows(x, P + cfg.n_future)
+        future, last = clips[:, P:], clips[:, P - 1]
+        preds = {"copy_last": last.unsqueeze(1).expand_as(future)}
+        if P >= 2:
+            preds["constant_velocity"] = constant_velocity(clips[:, P - 2], last, cfg.n_future)
+        copy = (future - last.unsqueeze(1)).double().square().mean()
+        copy_centroid = (centroid(last) - centroid(future[:, 0])).norm(dim=-1).double().mean()
+        true_std = future.double().std(0, correction=0).mean()
+        out = {}
+        for name, pred in preds.items():
+            mse_h = (pred - future).double().square().mean((0, 2, 3, 4))
+            centroid_h1 = (centroid(pred[:, 0]) - centroid(future[:, 0])).norm(dim=-1).double().mean()
+            copy_ratio, centroid_ratio = mse_h.mean() / copy, centroid_h1 / copy_centroid
+            scores = {
+                "mse": mse_h.mean(),
+                "mse_h1": mse_h[0],
+                "mse_last": mse_h[-1],
+                "psnr": psnr_from_mse(float(mse_h.mean())),
+                "copy_ratio": copy_ratio,
+                "centroid_h1": centroid_h1,
+                "centroid_ratio": centroid_ratio,
+                "diversity": pred.double().std(0, correction=0).mean() / true_std,
+                "score": torch.maximum(copy_ratio / COPY_RATIO_MAX, centroid_ratio / CENTROID_RATIO_MAX),
+            }
+            out[name] = {k: float(v) for k, v in scores.items()}
+        return out
 
     def loss_osc(self) -> torch.Tensor:
         """Per seed: std / mean (population std, float64) of the recorded training losses; NaN before any step."""

@@ -1,0 +1,142 @@
+"""The settledness check (spec key ``settle: {seeds: 4, factor: 2}``): are a sweep's outcomes those
+of a longer run? After a fixed sweep has finished, ``seeds`` of each configuration's finished seeds,
+a seeded random subset (the same seed numbers in every configuration where they finished), go on from
+their final checkpoint to ``factor`` x the spec's epochs; each one's outcome under the sweep's rule is
+compared with the one it ended the sweep with. ``analysis.settle`` counts the flips (success <->
+failure) per configuration with an exact interval, in the table and the report.
+
+How it runs: in the driver's process, one configuration after another, with the trainable's own
+``Pack`` restored from the trial's final checkpoint (Ray Tune's ``Result.checkpoint``) and cut to the
+chosen seeds (``Pack.continue_only``): they train on exactly as they would have in the trial (same
+generators, optimiser moments and LR schedule), and the seeds left out cost nothing. A Tuner over the
+chosen seeds would spread them over a cluster, but would have to restart a trial from a checkpoint of
+a different seed list; in-process is simpler and the numbers are the same. On a cluster the driver must
+read the trials' checkpoints (shared storage, which a cluster sweep needs anyway) and trains on its own
+device.
+
+Each continued seed's MLflow run gets the tags ``settle.success`` and ``settle.status`` and the
+metrics ``settle/<m>`` of every declared metric m at step ``factor x epochs`` (``records.SETTLE_TAGS``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from trainables.records import SETTLE_TAGS
+
+
+@dataclass(frozen=True)
+class Settle:
+    seeds: int  # seeds per configuration that go on (fewer where fewer finished)
+    factor: float  # they train to factor x the spec's epochs (> 1)
+    seed: int = 0  # the random subset's seed (the same subset on every rerun)
+
+    @classmethod
+    def parse(cls, raw, fixed: bool = True) -> Settle:
+        """``{seeds: N, factor: F[, seed: S]}`` -> a Settle; a ValueError says what is wrong (also for
+        a sweep with adaptive seeds, ``fixed`` False: the check runs after a fixed sweep)."""
+        if not fixed:
+            raise ValueError("the settledness check runs after a fixed sweep; give seeds a number")
+        if not isinstance(raw, dict) or set(raw) - {"seeds", "factor", "seed"} or not {"seeds", "factor"} <= set(raw):
+            raise ValueError(f"settle must be {{seeds: N, factor: F}} (optionally seed: S), got {raw!r}")
+        seeds, factor, seed = raw["seeds"], raw["factor"], raw.get("seed", 0)
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise ValueError(f"settle.seeds must be an integer >= 1, got {seeds!r}")
+        if (
+            isinstance(factor, bool)
+            or not isinstance(factor, (int, float))
+            or not (math.isfinite(factor) and factor > 1)
+        ):
+            raise ValueError(f"settle.factor must be a number > 1 (how many times the epochs), got {factor!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"settle.seed must be an integer, got {seed!r}")
+        return cls(seeds, float(factor), seed)
+
+    def __str__(self) -> str:
+        return f"after the sweep, {self.seeds} finished seeds per configuration (subset seed {self.seed}) train on to {self.factor:g} x the epochs; outcome flips reported"
+
+    def as_dict(self) -> dict:
+        return {"seeds": self.seeds, "factor": self.factor, "seed": self.seed}
+
+    def epochs(self, epochs: int) -> int:
+        """The epochs the chosen seeds end at."""
+        return max(epochs + 1, round(self.factor * epochs))
+
+    def chosen(self, seeds: list[int], finished: list[int]) -> list[int]:
+        """Up to ``self.seeds`` of ``finished`` (seed numbers), in the order of one seeded permutation
+        of all ``seeds``: the same numbers in every configuration where they finished."""
+        order = np.random.default_rng(self.seed).permutation(sorted(seeds))
+        return [int(s) for s in order if s in set(finished)][: self.seeds]
+
+
+def continue_trial(config: dict, checkpoint_dir: Path, settle: Settle, epochs: int) -> tuple[dict, list[dict]]:
+    """One trial's chosen seeds, restored from its checkpoint folder and trained on to
+    ``settle.epochs(epochs)``: (the checkpoint's MLflow run ids, the chosen seeds' final results)."""
+    import torch
+
+    from trainables.pack import Pack
+    from trainables.train import split_config
+
+    options, model_config = split_config(config)
+    pack = Pack(model_config, list(options.seeds))
+    pack.load_state_dict(torch.load(checkpoint_dir / "pack.pt", weights_only=False))
+    meta = json.loads((checkpoint_dir / "meta.json").read_text())
+    finished = [r["seed"] for r in meta["results"] if r["status"] == "finished"]
+    keep = [pack.seeds.index(s) for s in settle.chosen(pack.seeds, finished)]
+    if not keep:
+        return meta["run_ids"], []
+    pack.continue_only(keep)
+    for _ in range(pack.epoch, settle.epochs(epochs)):
+        pack.train_epoch()
+    results = pack.evaluate()
+    return meta["run_ids"], [results[i] for i in keep]
+
+
+def run(spec, results, tracking_uri: str) -> int:
+    """Continue the chosen seeds of every trial of a finished fixed sweep (``results``: Tune's
+    ``ResultGrid``) and record their outcomes on their MLflow runs; returns the seeds continued.
+    Torch keeps to a trial's CPUs meanwhile, as Ray's workers do."""
+    import torch
+
+    from trainables.records import open_client
+
+    settle, client, threads = Settle.parse(spec.settle), open_client(tracking_uri), torch.get_num_threads()
+    torch.set_num_threads(max(1, int(spec.resources["cpu"])))
+    try:
+        return sum(continue_result(spec, result, settle, client) for result in results)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def continue_result(spec, result, settle: Settle, client) -> int:
+    """One trial's chosen seeds trained on and recorded on their runs; returns how many."""
+    from trainables.models import MODELS
+    from trainables.records import retry
+
+    if result.error or result.checkpoint is None:
+        return 0
+    with result.checkpoint.as_directory() as folder:
+        run_ids, chosen = continue_trial(result.config, Path(folder), settle, spec.epochs)
+    step = settle.epochs(spec.epochs)
+    for r in chosen:
+        run_id = run_ids["seeds"][str(r["seed"])]
+        status = "finished" if r["status"] in ("running", "finished") else r["status"]
+        for key, value in zip(SETTLE_TAGS, (str(bool(r["success"])).lower(), status, str(step))):
+            retry(client.set_tag, run_id, key, value)
+        for m in MODELS[spec.model][1].metrics:
+            retry(client.log_metric, run_id, f"settle/{m.name}", float(r.get(m.name, math.nan)), step=step)
+    flipped = sum(bool(r["success"]) != before for r, before in zip(chosen, started(run_ids, chosen, client)))
+    print(
+        f"[{spec.name}] settle: {len(chosen)} seeds of a configuration to epoch {step}, {flipped} flipped", flush=True
+    )
+    return len(chosen)
+
+
+def started(run_ids: dict, chosen: list[dict], client) -> list[bool]:
+    """The chosen seeds' outcomes at the end of the sweep (their runs' ``success`` tags)."""
+    return [client.get_run(run_ids["seeds"][str(r["seed"])]).data.tags.get("success") == "true" for r in chosen]
