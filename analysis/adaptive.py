@@ -4,7 +4,7 @@ quantities that stay valid when seeds were added while looking (``analysis.seque
 Under optional stopping a fixed-n Wilson interval or a Fisher p-value no longer holds, so an
 adaptive sweep's table shows instead, per configuration: the confidence sequence (alpha / K, its
 running intersection over the rounds), the verdict of ``until`` and the anytime-valid p-value of
-the paired test against the best (``analysis.paired.pvalue``, Bonferroni over the K - 1
+the paired test against the best (``analysis.paired_sequential.pvalue``, Bonferroni over the K - 1
 comparisons), beside the Bayesian P(best).
 """
 
@@ -15,13 +15,14 @@ from itertools import islice
 import numpy as np
 import pandas as pd
 
-from analysis import paired, placements, settle
+from analysis import paired_sequential, placements, settle
 from analysis.confidence import running_intersection
 from analysis.order import natural_key
 from analysis.placements import LIMIT
 from analysis.seed_stop import candidates
 from analysis.sequential import Design, decide, pair_looks, recipe
 from analysis.success import COUNTED, outcome, prob_best_paired, success_table
+from trainables.rule import SuccessRule
 
 COLUMNS = [
     "round",
@@ -39,10 +40,10 @@ COLUMNS = [
 ]
 
 
-def outcomes(runs: pd.DataFrame, metric=None, below=None, above=None) -> dict[str, dict[int, bool]]:
+def outcomes(runs: pd.DataFrame, rule: SuccessRule | None = None) -> dict[str, dict[int, bool]]:
     """Each configuration's counted seeds (finished or diverged) as ``{seed: success}``: the pairs
     the paired tests read. A seed retried after a failure counts once, by its counted run."""
-    ok = outcome(runs, metric, below, above)
+    ok = outcome(runs, rule)
     counted = runs["status"].isin(COUNTED) & runs["seed"].notna()
     out: dict[str, dict[int, bool]] = {cid: {} for cid in runs["config_id"].unique()}
     for cid, seed, success in zip(runs.loc[counted, "config_id"], runs.loc[counted, "seed"], ok[counted]):
@@ -62,7 +63,7 @@ def stop_marks(runs: pd.DataFrame) -> dict[str, dict[int, str]]:
     return out
 
 
-def history(runs: pd.DataFrame, design: Design, rounds: int | None = None, metric=None, below=None, above=None):
+def history(runs: pd.DataFrame, design: Design, rounds: int | None = None, rule: SuccessRule | None = None):
     """The rule replayed from a sweep's seed runs (``analysis.runs.load_runs``): one row per round
     and configuration with the counts of the seeds given so far (finished and diverged count;
     ``failed`` seeds, retried in the next round, are shown), the confidence sequence, whether seeds
@@ -70,7 +71,7 @@ def history(runs: pd.DataFrame, design: Design, rounds: int | None = None, metri
     round_of = runs["seed"].map(lambda s: design.round_of(int(s)))
     last = int(round_of.max()) if rounds is None else rounds
     ids = sorted(runs["config_id"].unique(), key=natural_key)
-    everything = outcomes(runs, metric, below, above)
+    everything = outcomes(runs, rule)
     marks = stop_marks(runs)
     failed = runs["status"].eq("failed")
     rows, stopped = [], frozenset()
@@ -86,20 +87,20 @@ def history(runs: pd.DataFrame, design: Design, rounds: int | None = None, metri
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def anytime_table(runs: pd.DataFrame, metric=None, below=None, above=None) -> pd.DataFrame:
-    """``success_table`` with, for an adaptive sweep (``runs.attrs["design"]``), the anytime-valid
-    columns (and ``p_best`` on the seeds' pairs, ``paired_p_best``): ``anytime_low/high`` (running intersection of the confidence sequences at alpha / K
-    over the rounds; with seed_stop the upper end counts W+), ``verdict``, ``p_anytime`` (paired
-    test against the best, anytime-valid, Bonferroni over K - 1; with seed_stop on the rate
-    ``design.decide_on`` names). A fixed sweep's table is returned as it is. Both carry the
-    settledness check's flips in ``attrs["settle"]`` (``analysis.settle``)."""
-    table = success_table(runs, metric, below, above)
-    ok = outcome(runs, metric, below, above)
+def sweep_table(runs: pd.DataFrame, rule: SuccessRule | None = None) -> pd.DataFrame:
+    """The table of every sweep: ``success_table``, with, for an adaptive sweep (``runs.attrs["design"]``),
+    the anytime-valid columns (and ``p_best`` on the seeds' pairs, ``paired_p_best``): ``anytime_low/high``
+    (running intersection of the confidence sequences at alpha / K over the rounds; with seed_stop the
+    upper end counts W+), ``verdict``, ``p_anytime`` (paired test against the best, anytime-valid,
+    Bonferroni over K - 1; with seed_stop on the rate ``design.decide_on`` names). A fixed sweep's table
+    is returned as it is. Both carry the settledness check's flips in ``attrs["settle"]`` (``analysis.settle``)."""
+    table = success_table(runs, rule)
+    ok = outcome(runs, rule)
     table.attrs["settle"] = settle.flips(runs, ok, table.attrs["applied_rule"])  # None without the check
     if not runs.attrs.get("design"):
         return table
     design = Design.from_dict(runs.attrs["design"])
-    steps = history(runs, design, metric=metric, below=below, above=above)
+    steps = history(runs, design, rule=rule)
     k = len(table)
     low, high, verdict = {}, {}, {}
     for cid, path in steps.groupby("config_id", sort=False):
@@ -110,7 +111,7 @@ def anytime_table(runs: pd.DataFrame, metric=None, below=None, above=None) -> pd
     table.insert(table.columns.get_loc("wilson_low"), "anytime_high", table["config_id"].map(high).fillna(1.0))
     table["verdict"] = table["config_id"].map(verdict).fillna("open")
     best = reference(table)
-    everything, marks = outcomes(runs, metric, below, above), stop_marks(runs)
+    everything, marks = outcomes(runs, rule), stop_marks(runs)
     rounds = int(steps["round"].max()) if len(steps) else 1
     possible = steps.groupby("config_id").tail(1).set_index("config_id")["possible"]
 
@@ -138,7 +139,7 @@ def anytime_table(runs: pd.DataFrame, metric=None, below=None, above=None) -> pd
             )
             if len(looks) > LIMIT:
                 return 1.0
-        return min(1.0, (k - 1) * max(paired.pvalue(v, design.max, design.spend) for v in looks))
+        return min(1.0, (k - 1) * max(paired_sequential.pvalue(v, design.max, design.spend) for v in looks))
 
     table["p_anytime"] = [
         np.nan if cid == best or not everything.get(cid) or not everything.get(best) else p_anytime(cid)

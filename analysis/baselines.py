@@ -10,7 +10,6 @@ import math
 import pandas as pd
 
 from trainables.baselines import Score, against
-from trainables.rule import SuccessRule
 
 HEADER = "trivial baselines on the same validation data (no training; 95% bootstrap over validation sequences):"
 
@@ -18,9 +17,9 @@ HEADER = "trivial baselines on the same validation data (no training; 95% bootst
 def lines(table: pd.DataFrame) -> list[str]:
     """The baselines' lines for the table's rule (``table.attrs``: ``applied_rule``, ``baselines``): one
     per baseline when every configuration has the same score, else one per baseline and configuration."""
-    if not table.attrs.get("applied_rule"):
+    rule = table.attrs.get("applied_rule")
+    if rule is None:
         return []
-    rule = SuccessRule.parse(table.attrs["applied_rule"])
     rows = [r for r in table.attrs.get("baselines") or [] if r["metric"] == rule.metric]
     if not rows:
         return [f"{HEADER} none recorded for {rule.metric} (a family without any, or runs logged before them)"]

@@ -27,10 +27,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def analyze_command(args: argparse.Namespace) -> None:
     from analysis.report import fixed_comparison, format_table, write_report
 
-    if args.below is not None and args.above is not None:
-        raise ValueError("give one of --below / --above, not both")
-    if args.metric is not None and args.below is None and args.above is None:
-        raise ValueError(f"--metric {args.metric} needs --below X or --above X")
     out = args.out or f"reports/{args.name}"
     table = write_report(args.tracking_uri, args.name, out, args.metric, args.below, args.above, args.baseline)
     print(format_table(table, fixed_comparison(table, args.baseline)))
@@ -41,30 +37,30 @@ def analyze_command(args: argparse.Namespace) -> None:
 
 def print_success_table(tracking_uri: str, sweep: str) -> None:
     """Print the sweep's success table under its stored rule (the sweep runner's last step)."""
-    from analysis.adaptive import anytime_table
+    from analysis.adaptive import sweep_table
     from analysis.report import fixed_comparison, format_table
     from analysis.runs import load_runs
 
-    table = anytime_table(load_runs(tracking_uri, sweep))
+    table = sweep_table(load_runs(tracking_uri, sweep))
     print(format_table(table, fixed_comparison(table)))
 
 
 def suggest_for_sweep(tracking_uri: str, sweep: str, metric=None, below=None, above=None, sample: int = 400) -> str:
     """``seedsweep analyze NAME --suggest-seed-stop``: the rule ``suggest`` finds on the sweep's
     finished seeds (up to ``sample`` of them, spread over the configurations) under its success rule."""
-    from analysis.report import rule
     from analysis.runs import client, load_runs, metric_histories
     from analysis.seed_stop import describe_suggestion, suggest
-    from analysis.success import outcome
+    from analysis.success import outcome, resolve_rule
 
     mlflow_client = client(tracking_uri)
     runs = load_runs(tracking_uri, sweep, mlflow_client)
-    rule_metric, bound, threshold = rule(runs, runs.attrs.get("success_rule"), metric, below, above)
-    if rule_metric is None:
+    given = resolve_rule(runs, metric, below, above)
+    rule = given or runs.attrs["success_rule"]
+    if rule is None:
         return "no success rule stored or given: pass --metric M --below X (or --above X)"
-    ok = outcome(runs, metric, below, above)
+    ok = outcome(runs, given)
     finished = runs["status"].eq("finished")
     chosen = runs[finished].groupby("config_id", sort=False).head(max(1, sample // max(runs["config_id"].nunique(), 1)))
-    histories = metric_histories(mlflow_client, list(chosen["run_id"][:sample]), rule_metric)
-    found = suggest(histories, dict(zip(runs["run_id"], ok)), bound, float(threshold))
-    return describe_suggestion(rule_metric, found)
+    histories = metric_histories(mlflow_client, list(chosen["run_id"][:sample]), rule.metric)
+    found = suggest(histories, dict(zip(runs["run_id"], ok)), rule)
+    return describe_suggestion(rule.metric, found)

@@ -2,11 +2,11 @@
 holds for every placement of at most W+ of them (``seed_stop`` with ``decide_on: no_stop``).
 
 A claim "x is better than y" must hold however up to W+ of each one's stopped seeds would have
-ended. Turning a stopped seed into a success changes the pair's looks (``analysis.paired.looks``:
+ended. Turning a stopped seed into a success changes the pair's looks (``analysis.paired_sequential.looks``:
 seeds seen n, discordant m, discordant favouring x w) only through its side, its kind and the look
 it enters. For y's seed: where x succeeded the pair turns concordant (m - 1), where x failed it
 turns discordant for y (m + 1); either way x's lead 2w - m falls by one. For x's seed, likewise
-with the lead rising by one. The group-sequential test (``paired.difference``) reads a placement
+with the lead rising by one. The group-sequential test (``paired_sequential.difference``) reads a placement
 through these counts only, so it is enough to go through the per-look cumulative counts of
 converted seeds of each side and kind: each grows at a look by at most the stopped seeds of its
 kind that enter there (a seed turns at the look it enters, and counts at every later one, or
@@ -18,7 +18,7 @@ image.
 
 Turning the earliest stopped seeds into successes (what ``sequential.worst_cases`` does) is not
 enough for this test: the boundaries depend on the discordant counts, so a later placement can
-raise a later boundary. It is enough for the equivalence test (``paired.equivalent``): each
+raise a later boundary. It is enough for the equivalence test (``paired_sequential.equivalent``): each
 conversion lowers one of its betting martingales at every later seed and raises the other, so W+
 conversions at the earliest seeds of each kind, over every split between the kinds, are the worst.
 """
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis import paired
+from analysis import paired_sequential
 
 
 def available(common: np.ndarray, other: np.ndarray, stopped, counts: list[int]) -> tuple[list[int], list[int]]:
@@ -104,7 +104,7 @@ def variants(steps: list, avail: dict, budget: dict, sign: int):
 
 def holds(steps: list, avail: dict, budget: dict, sign: int, test) -> bool:
     """Whether the claim that the ``sign`` side is better (``test(looks)`` returns
-    ``paired.difference``'s (direction, look)) stands under every placement: on every count path
+    ``paired_sequential.difference``'s (direction, look)) stands under every placement: on every count path
     the first crossing is the claim's. ``avail``, ``budget``: as ``paths`` takes them. A claim
     whose count paths reach more than ``LIMIT`` states is not made: unchecked, it may not stand."""
     seen: set = set()
@@ -147,6 +147,6 @@ def arrangement(a: dict, b: dict, steps: list, sign: int, stops: tuple) -> tuple
     return avail, {"worse": int(w_worse), "better": int(w_better)}
 
 
-def direction_for(max_seeds: int, level: float, rho: float = paired.RHO, ladder: tuple = ()):
+def direction_for(max_seeds: int, level: float, rho: float = paired_sequential.RHO, ladder: tuple = ()):
     """``test`` for ``holds``: the paired group-sequential test at ``level`` in its Holm ``ladder``."""
-    return lambda looks: paired.difference(looks, max_seeds, level, rho, ladder)
+    return lambda looks: paired_sequential.difference(looks, max_seeds, level, rho, ladder)

@@ -89,7 +89,7 @@ def cells(p1: float, p2: float, rho: float) -> tuple[float, float]:
 @lru_cache(maxsize=64)
 def mcnemar_rejected(n: int, alpha: float) -> np.ndarray:
     """Boolean (n+1, n+1): [m, w] whether the exact two-sided McNemar test (scipy ``binomtest`` on
-    the discordant seeds, as ``analysis.pairs.mcnemar``) rejects with m discordant, w of them one way."""
+    the discordant seeds, as ``analysis.paired_fixed.mcnemar``) rejects with m discordant, w of them one way."""
     out = np.zeros((n + 1, n + 1), bool)
     for m in range(1, n + 1):
         w = np.arange(m + 1)

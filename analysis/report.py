@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import urllib.parse
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -11,17 +12,17 @@ import numpy as np
 import pandas as pd
 
 from analysis import baselines, plots, seed_stop, settle
-from analysis.adaptive import anytime_table
-from analysis.pairs import paired_table
+from analysis.adaptive import sweep_table
+from analysis.paired_fixed import paired_table
 from analysis.planning import seeds_for_halfwidth, seeds_for_power
 from analysis.runs import client, load_runs, metric_histories, seed_images, write_parquet
 from analysis.sequential import Design
 from analysis.success import (
-    check_rule,
     compare,
     forecast_by_epoch,
     metric_summary,
     outcome,
+    resolve_rule,
     settled_epoch,
     success_table,
 )
@@ -145,21 +146,24 @@ def write_report(
     tracking_uri: str, sweep: str, out_dir, metric=None, below=None, above=None, baseline=None
 ) -> pd.DataFrame:
     """Write ``out_dir/report.html`` (tables, PNGs beside it), ``runs.parquet`` and CSVs of the
-    tables; return the success table."""
+    tables; return the success table. ``metric``/``below``/``above``: a rule to recompute success by
+    (``success.resolve_rule``), else the stored success tags decide."""
     mlflow_client = client(tracking_uri)  # opened once: the runs, their curves and their images
     runs = load_runs(tracking_uri, sweep, mlflow_client)
-    table = anytime_table(runs, metric, below, above)  # both fail before anything is written
+    given = resolve_rule(runs, metric, below, above)  # both fail before anything is written
+    table = sweep_table(runs, given)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     comparison = fixed_comparison(table, baseline)
-    ok = outcome(runs, metric, below, above)
+    ok = outcome(runs, given)
     stored = runs.attrs["success_rule"]
-    rule_metric, bound, threshold = rule(runs, stored, metric, below, above)
-    also = [
-        x
-        for x in (stored or {}).get("also", [])
-        if stored["metric"] == rule_metric and bound in stored and x != threshold
-    ]
+    shown = given or stored  # the rule the plots draw: the one given, else the stored one
+    rule_metric, bound, threshold = (shown.metric, shown.bound, shown.threshold) if shown else (None, None, None)
+    also = (
+        [x for x in stored.also if (stored.metric, stored.bound) == (rule_metric, bound) and x != threshold]
+        if stored
+        else []
+    )
 
     write_parquet(runs, out / "runs.parquet")
     table.to_csv(out / "success.csv", index=False)
@@ -172,44 +176,14 @@ def write_report(
         )
     sections = []
     for x in also:  # the spec's other thresholds, on the same seeds
-        extra = success_table(runs, rule_metric, **{bound: x}, params=table.attrs["params"])
+        extra = success_table(runs, replace(shown, threshold=x, also=()), params=table.attrs["params"])
         extra.to_csv(out / f"success_{bound}_{x:g}.csv", index=False)
         sections.append(
             (f"Success rate with {rule_metric} {bound} {x:g} (also listed by the spec)", display_table(extra))
         )
-    if rule_metric in runs.columns:
-        thresholds = [t for t in (threshold, *also) if t is not None]
-        hist = plots.histogram(runs, rule_metric, out / f"hist_{safe(rule_metric)}.png", thresholds)
-        figures.append(
-            (
-                f"Final {rule_metric} per configuration, with the thresholds {', '.join(f'{t:g}' for t in thresholds) or '-'}",
-                hist,
-            )
-        )
-        box = plots.boxplot(runs, rule_metric, out / f"box_{safe(rule_metric)}.png", ok, threshold)
-        figures.append((f"Final {rule_metric}", box))
-        histories = metric_histories(mlflow_client, curve_sample(runs), rule_metric)
-        if histories:
-            outcomes = dict(zip(runs["run_id"], ok))
-            path = plots.curves(histories, outcomes, rule_metric, out / f"curves_{safe(rule_metric)}.png", threshold)
-            figures.append((f"Training curves of {rule_metric} ({len(histories)} seeds)", path))
-            if threshold is not None:
-                finished = dict(zip(runs["run_id"][runs["status"].eq("finished")], ok[runs["status"].eq("finished")]))
-                table_fc = forecast_by_epoch(histories, finished, bound, float(threshold))
-                settled = settled_epoch(table_fc)
-                path = plots.forecast(table_fc, rule_metric, out / "forecast.png", settled)
-                when = f"from epoch {settled}" if settled is not None else "not before the end"
-                figures.append(
-                    (
-                        f"How early the outcome shows: the rule at each epoch as a forecast of the final "
-                        f"outcome (accuracy >= 95% {when})",
-                        path,
-                    )
-                )
-        summary = metric_summary(runs, rule_metric)
-        sections.append(
-            (f"Final {rule_metric}: median and IQM with 95% bootstrap intervals (finished seeds)", numbers(summary))
-        )
+    more_figures, more_sections = rule_metric_parts(runs, shown, also, ok, mlflow_client, out)
+    figures += more_figures
+    sections += more_sections
     images = seed_images(mlflow_client, runs, ok, out / "seeds")
     for name, found in images.items():  # the model's PNGs of each seed, titled by file name
         figures += [(f"{stem.replace('_', ' ').capitalize()}, a {name}", path) for stem, path in found.items()]
@@ -245,23 +219,47 @@ def write_report(
     return table
 
 
+def rule_metric_parts(
+    runs: pd.DataFrame, shown, also: list, ok: pd.Series, mlflow_client, out: Path
+) -> tuple[list, list]:
+    """(figures, sections) of the rule's metric: its final values against the thresholds, the
+    training curves, how early the outcome shows, and its median and IQM; none without a rule or
+    without the metric in the runs."""
+    if shown is None or shown.metric not in runs.columns:
+        return [], []
+    rule_metric, threshold = shown.metric, shown.threshold
+    figures, sections = [], []
+    thresholds = [threshold, *also]
+    hist = plots.histogram(runs, rule_metric, out / f"hist_{safe(rule_metric)}.png", thresholds)
+    listed = ", ".join(f"{t:g}" for t in thresholds)
+    figures.append((f"Final {rule_metric} per configuration, with the thresholds {listed}", hist))
+    box = plots.boxplot(runs, rule_metric, out / f"box_{safe(rule_metric)}.png", ok, threshold)
+    figures.append((f"Final {rule_metric}", box))
+    histories = metric_histories(mlflow_client, curve_sample(runs), rule_metric)
+    if histories:
+        outcomes = dict(zip(runs["run_id"], ok))
+        path = plots.curves(histories, outcomes, rule_metric, out / f"curves_{safe(rule_metric)}.png", threshold)
+        figures.append((f"Training curves of {rule_metric} ({len(histories)} seeds)", path))
+        finished = runs["status"].eq("finished")
+        table_fc = forecast_by_epoch(histories, dict(zip(runs["run_id"][finished], ok[finished])), shown)
+        settled = settled_epoch(table_fc)
+        path = plots.forecast(table_fc, rule_metric, out / "forecast.png", settled)
+        when = f"from epoch {settled}" if settled is not None else "not before the end"
+        how_early = "How early the outcome shows: the rule at each epoch as a forecast of the final outcome"
+        figures.append((f"{how_early} (accuracy >= 95% {when})", path))
+    summary = metric_summary(runs, rule_metric)
+    sections.append(
+        (f"Final {rule_metric}: median and IQM with 95% bootstrap intervals (finished seeds)", numbers(summary))
+    )
+    return figures, sections
+
+
 def fixed_comparison(table: pd.DataFrame, baseline=None) -> pd.DataFrame | None:
     """Fisher/Boschloo + Holm against the reference, for a sweep of fixed n; None for an adaptive
     sweep (not valid under optional stopping) or without counted seeds."""
     if "anytime_low" in table or not table["n"].any():
         return None
     return compare(table, baseline)
-
-
-def rule(runs: pd.DataFrame, stored: dict | None, metric, below, above) -> tuple:
-    """(metric, "below" | "above", threshold) of the rule given, else of the one the sweep stored;
-    (None, None, None) without either."""
-    if metric is not None or below is not None or above is not None:
-        return check_rule(runs, metric, below, above)
-    if stored is None:
-        return None, None, None
-    bound = "below" if "below" in stored else "above"
-    return stored["metric"], bound, stored[bound]
 
 
 def mlflow_links(tracking_uri: str, experiment_id: str, table: pd.DataFrame) -> pd.DataFrame:

@@ -7,7 +7,7 @@ row holds its configuration params (typed: numbers become numbers), ``config_id`
 (latest-step) value of every metric. ``df.attrs`` lists which columns are ``params`` and
 ``metrics``, and holds the sweep's ``design`` (the adaptive seeds' rule as a dict, tag
 ``seedsweep.design`` on the experiment; ``None`` for fixed seeds) and the ``success_rule`` the configuration
-runs store (``SuccessRule.as_dict()``, or ``None``) and the ``baselines`` they hold (``config_baselines``):
+runs store (a ``SuccessRule``, or ``None``) and the ``baselines`` they hold (``config_baselines``):
 one load of the sweep serves the whole report.
 """
 
@@ -123,7 +123,7 @@ def load_runs(tracking_uri: str, sweep: str, mlflow_client=None) -> pd.DataFrame
         params=list(params.columns),
         metrics=list(metrics.columns),
         design=json.loads(design) if design else None,
-        success_rule=None if rule is None else rule.as_dict(),
+        success_rule=rule,
         baselines=config_baselines(configs),
     )
     return df
@@ -219,12 +219,16 @@ def no_progress_bar():
 
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write the runs table as Parquet (pyarrow), creating the folder."""
+    """Write the runs table as Parquet (pyarrow), creating the folder; ``attrs`` go along as JSON
+    (the success rule as its ``as_dict()``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    rule = df.attrs.get("success_rule")
+    df = df.copy(deep=False)
+    df.attrs = {**df.attrs, "success_rule": rule.as_dict() if rule else None}
     table = pa.Table.from_pandas(df, preserve_index=False)
     pq.write_table(table, path)
     return path

@@ -1,6 +1,6 @@
 """Per-seed ratios within one sweep: "how much worse is A than B?" as each seed's difference and
 ratio, not as two success rates (docs/seed000.md: 3-D vs 2-D at equal steps; z-SGD vs the plain AE
-as two metrics of one run). ``analysis.pairs`` tests the paired differences; this prints the pairs
+as two metrics of one run). ``analysis.paired_fixed`` tests the paired differences; this prints the pairs
 and their ratios, which a relative error calls for. Seed s sees the same data order in every
 configuration of a sweep, so the pair (A at seed s, B at seed s) differs only in the swept value.
 
@@ -20,7 +20,7 @@ from analysis.runs import load_runs
 from trainables.records import COUNTED
 
 
-def paired(runs: pd.DataFrame, param: str, a, b, metric: str, where: dict | None = None) -> pd.DataFrame:
+def per_seed(runs: pd.DataFrame, param: str, a, b, metric: str, where: dict | None = None) -> pd.DataFrame:
     """Per seed counted in both: ``metric`` at ``param`` = a and = b, their difference (a - b) and
     ratio (a / b). ``where``: {other param: value} fixing the other swept params, so that each side
     is one configuration (a retried seed counts once, by its counted run)."""
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         table = within(runs, *args.metric.split("/"))
     else:
         where = dict(w.split("=", 1) for w in args.where)
-        table = paired(runs, args.param, args.a, args.b, args.metric, where)
+        table = per_seed(runs, args.param, args.a, args.b, args.metric, where)
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     print(summary(table))
 

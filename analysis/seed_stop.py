@@ -31,6 +31,7 @@ from analysis.audit import corrected_interval, cp_bounds, false_stop_rate
 from analysis.confidence import ALPHA
 from analysis.sequential import Design
 from trainables.records import TRAINED
+from trainables.rule import SuccessRule
 from trainables.seed_stop import RATES
 
 
@@ -157,18 +158,17 @@ def note(table: pd.DataFrame) -> str:
 def suggest(
     histories: dict[str, tuple[np.ndarray, np.ndarray]],
     final_ok: dict[str, bool],
-    bound: str,
-    threshold: float,
+    rule: SuccessRule,
     max_false_stop: float = 0.05,
 ) -> dict | None:
     """A stop rule from finished seeds' curves (``analysis.runs.metric_histories``) and their final
-    success under the rule ``bound threshold`` (as ``success.forecast_by_epoch`` takes them): over
+    success under ``rule`` (as ``success.forecast_by_epoch`` takes them): over
     every evaluated epoch E and every threshold X among the success threshold and the deciles of
     the values at E, the rule "stop at the first evaluation from E on where the metric is on the
     failing side of X" (what ``seed_stop`` does) whose measured false-stop rate (candidates that
     succeeded / candidates) is at most ``max_false_stop`` and that saves the most seed-epochs. Returns ``{metric side, threshold, from_epoch,
     candidates, false_stops, false_stop_rate, fsr_low, fsr_high, saved_share}`` or None."""
-    side = "above" if bound == "below" else "below"  # the failing side of a success rule
+    side = "above" if rule.bound == "below" else "below"  # the failing side of a success rule
     runs = [r for r in histories if r in final_ok and len(histories[r][0])]
     if not runs:
         return None
@@ -184,7 +184,7 @@ def suggest(
             if len(seen):
                 at[r] = float(seen[-1])
         finite = np.array([v for v in at.values() if math.isfinite(v)])
-        grid = {float(threshold), *(np.quantile(finite, np.linspace(0.1, 0.9, 9)).tolist() if len(finite) else [])}
+        grid = {rule.threshold, *(np.quantile(finite, np.linspace(0.1, 0.9, 9)).tolist() if len(finite) else [])}
         for x in sorted(grid):
             first = {}  # each seed's first evaluation from ``epoch`` on that is on the failing side
             for r in at:

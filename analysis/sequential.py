@@ -11,12 +11,12 @@ stopping; the quantities below stay valid under it.
 while open, up to ``max``. ``until``:
 
 - ``decided`` (default): every pair of configurations is compared by a paired, group-sequential
-  test of the difference (``analysis.paired.difference``: discordant seeds, alpha spent by the
+  test of the difference (``analysis.paired_sequential.difference``: discordant seeds, alpha spent by the
   share of ``max`` seen), at alpha / (number of pairs) (Bonferroni over the K(K-1)/2 pairs, so any
   configuration may be the witness). A configuration another beats is ``worse`` and gets no more
   seeds (successive elimination: seeds go only where the ranking is still open); the last one
   standing is ``best``. With ``margin`` eps, a pair whose paired difference is shown within +-eps
-  (``analysis.paired.equivalent``) is a tie, and configurations tied with every other survivor
+  (``analysis.paired_sequential.equivalent``) is a tie, and configurations tied with every other survivor
   stop as ``tied``. A survivor none of whose open pairs could still be decided by ``max`` (the
   most favourable continuation does not reach the boundary) stops as ``undecided`` (futility).
 - ``separated``: a configuration stops once its confidence sequence (alpha / K) lies wholly below
@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis import paired, placements
+from analysis import paired_sequential, placements
 from analysis.audit import stopped_successes_bound
 from analysis.confidence import ALPHA, confidence_sequence
 from analysis.order import natural_key
@@ -69,7 +69,7 @@ class Design:
     halfwidth: float | None = None  # with until = "halfwidth": stop at this half-width
     alpha: float = ALPHA  # the family's error rate over all the sweep's claims
     margin: float | None = None  # with until = "decided": pairs shown within +-margin are ties
-    spend: float = paired.RHO  # with until = "decided": alpha spent as alpha * t**spend, t = seeds / max
+    spend: float = paired_sequential.RHO  # with until = "decided": alpha spent as alpha * t**spend, t = seeds / max
     stop_share: float = 0.0  # with decide_on no_stop: the share of alpha that bounds the stopped seeds' successes
     decide_on: str = "recipe"  # with seed_stop: verdicts on the rate with the stop rule, or "no_stop"
 
@@ -139,17 +139,17 @@ STOP_SHARE = 0.2  # with seed_stop, Design.stop_share: a fifth of alpha bounds t
 
 def pair_looks(a: dict[int, bool], b: dict[int, bool], design: Design, round_: int):
     """(looks, differences) of configurations with outcomes ``a`` and ``b`` ({seed: success}) over
-    their common seeds: ``analysis.paired.looks`` at the end of each round up to ``round_``."""
+    their common seeds: ``analysis.paired_sequential.looks`` at the end of each round up to ``round_``."""
     common = np.array(sorted(set(a) & set(b)), dtype=int)
     x = np.array([bool(a[s]) for s in common], dtype=bool)
     y = np.array([bool(b[s]) for s in common], dtype=bool)
     ends = [design.round_end(r) for r in range(1, round_ + 1)]
-    return paired.looks(common, x, y, ends), x.astype(int) - y.astype(int)
+    return paired_sequential.looks(common, x, y, ends), x.astype(int) - y.astype(int)
 
 
 def worst_cases(mine: dict[int, bool], stopped: list[int], other: dict[int, bool], w: int):
     """``mine`` with ``w`` of its ``stopped`` seeds turned into successes, in the placements most
-    against a claim that it is tied with ``other`` (``paired.equivalent``): the earliest seeds first,
+    against a claim that it is tied with ``other`` (``paired_sequential.equivalent``): the earliest seeds first,
     for every split between seeds where ``other`` succeeded and where it failed (exact for the
     equivalence test, ``analysis.placements``; the difference test goes through every placement
     there). Stopped seeds ``other`` has not run leave the pair's test as it is."""
@@ -191,13 +191,15 @@ def compare_pair(
     variants += [(a2, b) for a2 in worst_cases(a, stopped_a, b, w_a)] if w_a else []
     variants += [(a, b2) for b2 in worst_cases(b, stopped_b, a, w_b)] if w_b else []
     if design.margin and all(
-        paired.equivalent(pair_looks(x, y, design, round_)[1], design.margin, tie_alpha) for x, y in variants
+        paired_sequential.equivalent(pair_looks(x, y, design, round_)[1], design.margin, tie_alpha) for x, y in variants
     ):
         return "="
     future = [] if last else [design.round_end(r) for r in range(round_ + 1, design.rounds + 1)]
     n_now = steps[-1][0] if steps else 0
     future = [n for n in future if n > n_now]
-    return "open" if paired.could_decide(steps, future, design.max, level, design.spend, ladder) else "futile"
+    return (
+        "open" if paired_sequential.could_decide(steps, future, design.max, level, design.spend, ladder) else "futile"
+    )
 
 
 def possible_successes(

@@ -12,20 +12,19 @@ from trainables.rule import SuccessRule
 TAG, STATUS, EPOCHS = "settle.success", "settle.status", "settle.epochs"
 
 
-def settled_outcome(runs: pd.DataFrame, rule: dict | None) -> pd.Series:
+def settled_outcome(runs: pd.DataFrame, rule: SuccessRule | None) -> pd.Series:
     """Each continued seed's outcome after the longer run (NaN where none was continued): its
     ``settle/<metric>`` under ``rule`` when logged, else the stored tag; only a finished seed succeeds."""
     continued = runs[TAG].notna()
-    parsed = SuccessRule.parse(rule) if rule else None
-    column = f"settle/{parsed.metric}" if parsed else None
-    if parsed and column in runs:
-        ok = parsed.meets(runs[column].astype(float)) & runs[STATUS].eq("finished")
+    column = f"settle/{rule.metric}" if rule else None
+    if rule and column in runs:
+        ok = rule.meets(runs[column].astype(float)) & runs[STATUS].eq("finished")
     else:
         ok = runs[TAG].eq("true")
     return ok.astype(object).where(continued)
 
 
-def flips(runs: pd.DataFrame, ok: pd.Series, rule: dict | None) -> pd.DataFrame | None:
+def flips(runs: pd.DataFrame, ok: pd.Series, rule: SuccessRule | None) -> pd.DataFrame | None:
     """Per configuration: ``continued``, ``flips``, ``to_success``, ``to_failure``, ``epochs`` and the
     95% Clopper-Pearson ``flip_low``/``flip_high`` of the flip share; None without a settledness check."""
     from analysis.success import interval

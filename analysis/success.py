@@ -19,20 +19,20 @@ from analysis.confidence import ALPHA
 from analysis.order import natural_key
 from analysis.runs import INFO, mixed_settings
 from analysis.seed_stop import annotate
-from trainables.records import COUNTED
+from trainables.records import COUNTED, wilson
 from trainables.rule import SuccessRule
 
 SHOWN = ("diverged", "pruned", "running", "failed")
 
 
-def success_table(runs: pd.DataFrame, metric=None, below=None, above=None, params=None) -> pd.DataFrame:
+def success_table(runs: pd.DataFrame, rule: SuccessRule | None = None, params=None) -> pd.DataFrame:
     """One row per configuration: ``config_id``, swept params, ``n``, ``successes``, ``rate``,
     95% ``wilson_low/high`` and ``cp_low/high``, and ``diverged``/``pruned``/``running``/``failed``
     counts; for an adaptive sweep (``runs.attrs["design"]``) the anytime-valid ``anytime_low/high``
-    before Wilson (``analysis.sequential``, alpha split over the configurations). With ``metric`` /
-    ``below`` / ``above``, success is recomputed from each seed's final metric; otherwise the stored
+    before Wilson (``analysis.sequential``, alpha split over the configurations). With a ``rule``
+    (``resolve_rule``), success is recomputed from each seed's final metric; otherwise the stored
     ``success`` tag is used."""
-    ok = outcome(runs, metric, below, above)
+    ok = outcome(runs, rule)
     params = swept_params(runs) if params is None else list(params)
     status = runs["status"].fillna("unknown")
     extra = sorted(set(status) - set(COUNTED) - set(SHOWN)) + (["stopped"] if status.eq("stopped").any() else [])
@@ -70,10 +70,10 @@ def success_table(runs: pd.DataFrame, metric=None, below=None, above=None, param
     table = table[ordered + [*SHOWN, *extra]]
     table.attrs.update(
         params=params,
-        rule=describe_rule(runs, metric, below, above),
+        rule=describe_rule(runs, rule),
         design=runs.attrs.get("design"),
         mixed=mixed_settings(runs),  # seeds pooled across devices, precisions or code versions
-        applied_rule=applied_rule(runs, metric, below, above),
+        applied_rule=applied_rule(runs, rule),
         baselines=runs.attrs.get("baselines", []),  # the family's trivial baselines per configuration
     )
     if "stopped" in extra:  # seed_stop: audit, false stops and the corrected interval
@@ -129,60 +129,51 @@ def prob_best_paired(
     return {c: float(best[ids.index(c)]) if c in ids else np.nan for c in outcomes}
 
 
-def outcome(runs: pd.DataFrame, metric=None, below=None, above=None) -> pd.Series:
-    """Each seed's success (bool). Only ``finished`` seeds can succeed; with a rule, success is
-    ``final metric < below`` or ``> above`` (a missing or NaN metric fails), else the stored tag."""
+def outcome(runs: pd.DataFrame, rule: SuccessRule | None = None) -> pd.Series:
+    """Each seed's success (bool). Only ``finished`` seeds can succeed; with a ``rule`` (given on the
+    command line, ``resolve_rule``), success is the rule on the final metric (a missing or NaN metric
+    fails), else the stored ``success`` tag."""
     finished = runs["status"].eq("finished")
-    if metric is None and below is None and above is None:
+    if rule is None:
         return finished & runs["success"].fillna(False).astype(bool)
-    metric, bound, value = check_rule(runs, metric, below, above)
-    return finished & meets(runs[metric].astype(float), bound, value)
+    return finished & rule.meets(runs[rule.metric].astype(float))
 
 
-def meets(values, bound: str, threshold: float):
-    """``values < threshold`` for a ``below`` rule, ``> threshold`` for ``above``; NaN never meets it."""
-    return SuccessRule("", bound, threshold).meets(values)
-
-
-def check_rule(runs: pd.DataFrame, metric, below, above) -> tuple[str, str, float]:
-    """Validate a rule given on the command line; a bare ``below``/``above`` keeps the stored metric."""
+def resolve_rule(runs: pd.DataFrame, metric=None, below=None, above=None) -> SuccessRule | None:
+    """The rule given on the command line, checked against the runs (a bare ``below``/``above`` keeps
+    the stored metric); ``None`` when none is given: the stored success tags decide."""
+    if metric is None and below is None and above is None:
+        return None
     if below is not None and above is not None:
         raise ValueError("give one of --below / --above, not both")
     if below is None and above is None:
         raise ValueError(f"--metric {metric} needs --below X or --above X")
     if metric is None:
-        stored = runs["success.metric"].dropna().unique() if "success.metric" in runs else []
-        if len(stored) != 1:
+        stored = runs.attrs.get("success_rule")
+        if stored is None:
             raise ValueError("no stored success metric to apply the threshold to; pass --metric")
-        metric = stored[0]
+        metric = stored.metric
     metrics = runs.attrs.get("metrics") or [c for c in runs.select_dtypes("number") if c not in INFO]
     if metric not in runs.columns:
         raise ValueError(f"metric {metric!r} is not in the runs; metrics there: {', '.join(metrics) or 'none'}")
-    return metric, ("below" if below is not None else "above"), float(below if below is not None else above)
+    return SuccessRule.parse({"metric": metric, **({"below": below} if below is not None else {"above": above})})
 
 
-def applied_rule(runs: pd.DataFrame, metric=None, below=None, above=None) -> dict | None:
-    """The rule a table applies (``SuccessRule.as_dict()``): the one given (with the stored ``also`` when
-    the metric is the stored rule's), else the stored one (``runs.attrs["success_rule"]``), else None."""
+def applied_rule(runs: pd.DataFrame, rule: SuccessRule | None) -> SuccessRule | None:
+    """The rule a table applies: the one given (with the stored ``also`` when the metric is the
+    stored rule's), else the stored one (``runs.attrs["success_rule"]``), else None."""
     stored = runs.attrs.get("success_rule")
-    if metric is None and below is None and above is None:
-        return stored
-    metric, bound, value = check_rule(runs, metric, below, above)
-    also = (stored or {}).get("also", []) if (stored or {}).get("metric") == metric else []
-    return SuccessRule(metric, bound, value, tuple(x for x in also if x != value)).as_dict()
+    if rule is None or stored is None or stored.metric != rule.metric:
+        return rule or stored
+    return SuccessRule(rule.metric, rule.bound, rule.threshold, tuple(x for x in stored.also if x != rule.threshold))
 
 
-def describe_rule(runs: pd.DataFrame, metric, below, above) -> str:
-    if metric is None and below is None and above is None:
-        stored = [
-            runs[f"success.{k}"].dropna().unique() for k in ("metric", "below", "above") if f"success.{k}" in runs
-        ]
-        bound = "below" if "success.below" in runs else "above"
-        if len(stored) == 2 and all(len(s) == 1 for s in stored):
-            return f"stored rule: {stored[0][0]} {bound} {stored[1][0]:g}"
-        return "stored success tags"
-    metric, bound, value = check_rule(runs, metric, below, above)
-    return f"recomputed: final {metric} {bound} {value:g}"
+def describe_rule(runs: pd.DataFrame, rule: SuccessRule | None) -> str:
+    """The table footer's words for what decides success."""
+    if rule is not None:
+        return f"recomputed: final {rule.metric} {rule.bound} {rule.threshold:g}"
+    stored = runs.attrs.get("success_rule")
+    return f"stored rule: {stored.metric} {stored.bound} {stored.threshold:g}" if stored else "stored success tags"
 
 
 def swept_params(runs: pd.DataFrame) -> list[str]:
@@ -198,7 +189,10 @@ def swept_params(runs: pd.DataFrame) -> list[str]:
 
 
 def interval(k, n, method: str = "wilson", alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray]:
-    """Two-sided (1 - alpha) interval for k/n (statsmodels ``proportion_confint``); NaN where n = 0."""
+    """Two-sided (1 - alpha) interval for k/n: Wilson's (``records.wilson``, the trainable's too) or
+    another method of statsmodels' ``proportion_confint`` ("beta": Clopper-Pearson); NaN where n = 0."""
+    if method == "wilson":
+        return wilson(k, n, alpha)
     k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
     low, high = np.full(k.shape, np.nan), np.full(k.shape, np.nan)
     some = n > 0
@@ -291,7 +285,7 @@ def metric_summary(
     return out.sort_values("config_id", key=lambda ids: ids.map(natural_key), ignore_index=True)
 
 
-def forecast_by_epoch(histories: dict, final_ok: dict, bound: str, threshold: float) -> pd.DataFrame:
+def forecast_by_epoch(histories: dict, final_ok: dict, rule: SuccessRule) -> pd.DataFrame:
     """How early a seed's outcome shows (lab notes 12/16: "whether a run succeeds can be foretold at
     epoch 2000"). Per epoch, the rule applied to each seed's metric at that epoch is taken as a
     forecast of the seed's final success; over the seeds in ``final_ok`` (run id -> final success)
@@ -305,7 +299,7 @@ def forecast_by_epoch(histories: dict, final_ok: dict, bound: str, threshold: fl
             at = np.asarray(values, float)[np.asarray(steps) == epoch]
             if run_id not in final_ok or not len(at):
                 continue
-            forecast.append(bool(meets(at[-1], bound, threshold)))
+            forecast.append(bool(rule.meets(at[-1])))
             truth.append(bool(final_ok[run_id]))
         f, t = np.array(forecast), np.array(truth)
         tp, fp, fn = int((f & t).sum()), int((f & ~t).sum()), int((~f & t).sum())

@@ -104,6 +104,7 @@ def main() -> None:
 
     from analysis.audit import corrected_interval, cp_bounds
     from analysis.seed_stop import suggest
+    from trainables.rule import SuccessRule
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=40)
@@ -126,8 +127,7 @@ def main() -> None:
     plain = run_arm(configs, args)
     plain_wall = time.perf_counter() - t0
     rule_json = json.loads(args.rule) if args.rule else None
-    success = configs[0][1]["success"]
-    bound = "below" if "below" in success else "above"
+    success = SuccessRule.parse(configs[0][1]["success"])
     if rule_json is None:
         histories = {
             f"{p['label']}/{s}": (np.array([e for e, _ in c]), np.array([v for _, v in c], dtype=float))
@@ -135,12 +135,12 @@ def main() -> None:
             for s, c in p["curves"].items()
         }
         final_ok = {f"{p['label']}/{r['seed']}": bool(r["success"]) for p in plain for r in p["results"]}
-        found = suggest(histories, final_ok, bound, success[bound], args.max_false_stop)
+        found = suggest(histories, final_ok, success, args.max_false_stop)
         if found is None:
             print("no rule keeps the false-stop rate at the bound on these seeds; pass --rule")
             return
         rule_json = {
-            "metric": success["metric"],
+            "metric": success.metric,
             found["side"]: round(found["threshold"], 4),
             "from_epoch": found["from_epoch"],
             "audit": args.audit,

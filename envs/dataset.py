@@ -9,8 +9,11 @@ file that is truncated, corrupt or does not match.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
+import importlib
+import importlib.util
 import inspect
 import json
 import os
@@ -31,7 +34,6 @@ ENV_IDS = {
     "two_body": "seedsweep/TwoBody-v0",
 }
 CHUNK = 2048  # trajectories rolled out at a time (bounds memory; progress is shown per chunk)
-_SOURCES = ("base.py", "ball.py", "two_body.py", "camera.py", "dataset.py")
 
 
 def resolve_env_id(env_id: str) -> str:
@@ -48,13 +50,37 @@ def trajectory_seeds(seed: int, n: int) -> list[int]:
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(n, dtype=np.uint64) >> np.uint64(1)]
 
 
-def env_params(env_id: str, **env_kwargs) -> dict:
-    """Every constructor parameter of the env, defaults filled in, as JSON-ready values."""
+def world_class(env_id: str) -> type:
+    """The env class registered under ``env_id`` (or a short name)."""
     cls = gym.registry[resolve_env_id(env_id)].entry_point
     if isinstance(cls, str):
         module, name = cls.split(":")
-        cls = getattr(__import__(module, fromlist=[name]), name)
-    sig = inspect.signature(cls)
+        cls = getattr(importlib.import_module(module), name)
+    return cls
+
+
+def world_sources(env_id: str) -> list[Path]:
+    """The files a world's trajectories come from: its env class's module and the modules of its
+    package and of ``envs`` it imports, followed import by import, and this one (the rollout). The cache key reads
+    them, so a world's data is rebuilt when its code changes, a new world included."""
+    cls = world_class(env_id)
+    packages = {cls.__module__.split(".")[0], __name__.split(".")[0]}
+    todo, found = [cls.__module__, __name__], set()
+    while todo:
+        spec = importlib.util.find_spec(todo.pop())
+        path = Path(spec.origin)
+        if path in found:
+            continue
+        found.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module.split(".")[0] in packages:
+                todo.append(node.module)
+    return sorted(found)
+
+
+def env_params(env_id: str, **env_kwargs) -> dict:
+    """Every constructor parameter of the env, defaults filled in, as JSON-ready values."""
+    sig = inspect.signature(world_class(env_id))
     unknown = set(env_kwargs) - set(sig.parameters)
     if unknown:
         raise TypeError(f"{env_id} has no parameter(s) {sorted(unknown)}; it takes {sorted(sig.parameters)}")
@@ -128,7 +154,7 @@ def default_cache_dir() -> Path:
 
 
 def cache_path(env_id: str, n: int, frames: int, seed: int, cache_dir: str | Path | None = None, **env_kwargs) -> Path:
-    """Where ``load_or_generate`` keeps this dataset: named by a hash of every parameter and of the worlds' code."""
+    """Where ``load_or_generate`` keeps this dataset: named by a hash of every parameter and of the world's code (``world_sources``)."""
     env_id = resolve_env_id(env_id)
     key = {
         "env_id": env_id,
@@ -139,9 +165,8 @@ def cache_path(env_id: str, n: int, frames: int, seed: int, cache_dir: str | Pat
         "numpy": np.__version__,  # its random streams and float kernels make the bytes
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode())
-    here = Path(__file__).parent
-    for name in _SOURCES:
-        digest.update((here / name).read_bytes())
+    for path in world_sources(env_id):
+        digest.update(path.read_bytes())
     short = env_id.split("/")[-1].split("-")[0].lower()
     return Path(cache_dir or default_cache_dir()) / f"{short}-n{n}-f{frames}-s{seed}-{digest.hexdigest()[:16]}.parquet"
 

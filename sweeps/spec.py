@@ -46,37 +46,39 @@ from typing import Any
 import yaml
 
 from analysis.sequential import STOP_SHARE, Design
-from trainables.options import PATIENCE, RunOptions
+from trainables.options import DATA_KEYS, RUN_ONLY, RunOptions, number, run_keys
+from trainables.rule import SuccessRule
+from trainables.seed_stop import SeedStop
 
 SPACES = ("grid", "choice", "uniform", "loguniform", "randint")
 SEARCHERS = ("grid", "random", "optuna")
-TOP_KEYS = (
-    "name",
-    "model",
-    "env",
-    "data",
-    "params",
-    "seeds",
-    "searcher",
-    "num_samples",
-    "max_concurrent",
-    "epochs",
-    "checkpoint_every",
-    "eval_every",
-    "scheduler",
-    "resources",
-    "success",
-    "max_failures",
-    "tracking_patience",
-    "seed_stop",
-    "settle",
-)
+# run options a spec fills from its other fields (name, resources.gpu) or the runner per trial: not spec keys
+FILLED = ("seeds", "sweep", "experiment", "tracking_uri", "gpu", "round")
 SCHEDULER_KEYS = ("metric", "mode", "grace_period", "reduction_factor")
 ADAPTIVE_KEYS = ("start", "step", "max", "until", "alpha", "margin")
 
 
 class SpecError(ValueError):
     """A sweep spec that cannot run; the message names the file and the field."""
+
+
+class FieldError(ValueError):
+    """One field of a spec is wrong: ``from_dict`` turns it into a ``SpecError`` naming the file."""
+
+    def __init__(self, field_name: str, problem: str):
+        super().__init__(f"{field_name}: {problem}")
+
+
+def fail(field_name: str, problem: str):
+    raise FieldError(field_name, problem)
+
+
+def checked(field_name: str, value, hint: str = "", **bounds):
+    """``trainables.options.number`` on a spec field: its ValueError names the field (``hint``: an example after it)."""
+    try:
+        return number(value, **bounds)
+    except ValueError as err:
+        fail(field_name, f"{err}{hint}")
 
 
 @dataclass
@@ -101,19 +103,22 @@ class SweepSpec:
     searcher: str = "grid"
     num_samples: int = 1
     max_concurrent: int = 0  # 0: as many as resources allow
-    epochs: int = 20
-    checkpoint_every: int = 5
-    eval_every: int = (
-        1  # validation metrics (and the success count ASHA sees) at the first epoch, every N, and the last
-    )
     scheduler: Scheduler | None = None  # None: no early stopping
     resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
     success: dict[str, Any] | None = None  # None: the model's default rule (filled in by from_dict)
     max_failures: int = 2
-    tracking_patience: float = PATIENCE  # seconds a trial trains on with MLflow unreachable, then fails
     seed_stop: dict[str, Any] | None = None  # stop failed seeds inside their pack (trainables.seed_stop); None: never
     settle: dict[str, Any] | None = None  # after the sweep, some seeds train longer (sweeps.settle); None: none
+    # how each trial runs (epochs, eval_every, checkpoint_every, flush_every, tracking_patience: flat keys in
+    # the YAML); its seeds and tracking URI are filled per trial by ``run_options``
+    run: RunOptions = field(default_factory=RunOptions)
     path: str = "<dict>"
+
+    # the run options the driver reads, as the spec's own
+    epochs = property(lambda self: self.run.epochs)
+    eval_every = property(lambda self: self.run.eval_every)
+    checkpoint_every = property(lambda self: self.run.checkpoint_every)
+    tracking_patience = property(lambda self: self.run.tracking_patience)
 
     def swept(self) -> dict[str, dict]:
         """The params that are search spaces."""
@@ -128,12 +133,10 @@ class SweepSpec:
     ) -> RunOptions:
         """How each trial of the sweep runs (``seeds``: a round's seed numbers, else 0..seeds-1;
         ``round_``: the round of an adaptive sweep)."""
-        return RunOptions(
-            seeds=tuple(seeds) if seeds is not None else self.seeds,
-            epochs=self.epochs,
-            checkpoint_every=self.checkpoint_every,
-            eval_every=self.eval_every,
-            tracking_patience=self.tracking_patience,
+        seeds = tuple(seeds) if seeds is not None else self.seeds
+        return dataclasses.replace(
+            self.run,
+            seeds=seeds,
             sweep=self.name,
             experiment=self.name,
             tracking_uri=tracking_uri,
@@ -154,38 +157,9 @@ class SweepSpec:
         return {**base, "seed_stop": dict(self.seed_stop)} if self.seed_stop else base
 
 
+RUN_KEYS = tuple(k for k in run_keys() if k not in FILLED)  # a spec's run options, flat in the YAML
+TOP_KEYS = (*(f.name for f in dataclasses.fields(SweepSpec) if f.name not in ("adaptive", "run", "path")), *RUN_KEYS)
 RESOURCE_KEYS = ("cpu", "gpu", "accelerator_type", "custom")  # what a trial may ask Ray for
-
-
-def check_resources(resources: Any, fail) -> dict:
-    """``resources``: ``cpu`` (> 0), ``gpu`` (a share of one card in [0, 1]: a pack trains on one
-    device), ``accelerator_type`` (a card type, Ray's ``accelerator_type:<type>`` node resource, e.g.
-    H100) and ``custom`` ({name: amount} of a node's custom resources, ``ray start --resources``)."""
-    if not isinstance(resources, dict) or set(resources) - set(RESOURCE_KEYS):
-        fail("resources", f"must be a mapping with keys among {', '.join(RESOURCE_KEYS)}, got {resources!r}")
-    cpu, gpu = resources.get("cpu", 1), resources.get("gpu", 0)
-    card, custom = resources.get("accelerator_type"), resources.get("custom") or {}
-    if isinstance(cpu, bool) or not isinstance(cpu, (int, float)) or cpu <= 0:
-        fail("resources.cpu", f"must be a positive number, got {cpu!r}")
-    if isinstance(gpu, bool) or not isinstance(gpu, (int, float)) or not 0 <= gpu <= 1:
-        fail(
-            "resources.gpu",
-            f"must be a share of one GPU in [0, 1] (a pack trains on one device; 0.25 puts four trials on a "
-            f"card), got {gpu!r}",
-        )
-    if card is not None and (not isinstance(card, str) or not card or gpu == 0):
-        fail("resources.accelerator_type", f"must name a card type (e.g. H100) for a trial with gpu > 0, got {card!r}")
-    if not isinstance(custom, dict) or not all(
-        isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-        for k, v in custom.items()
-    ):
-        fail("resources.custom", f"must map node resource names to positive amounts, got {custom!r}")
-    return {
-        "cpu": cpu,
-        "gpu": gpu,
-        **({"accelerator_type": card} if card else {}),
-        **({"custom": custom} if custom else {}),
-    }
 
 
 def is_space(value: Any) -> bool:
@@ -205,74 +179,88 @@ def load(path: str | Path) -> SweepSpec:
 
 
 def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
-    """Validate a spec given as a dict (as parsed from YAML)."""
-
-    def fail(field_name: str, problem: str):
-        raise SpecError(f"{where}: {field_name}: {problem}")
-
+    """Validate a spec given as a dict (as parsed from YAML): each part by its checker, in order; the
+    first wrong field raises one ``SpecError`` naming ``where`` and the field."""
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: a sweep spec is a mapping of fields, got {type(raw).__name__}")
+    try:
+        spec = SweepSpec(name=check_top(raw), path=where)
+        check_plain(spec, raw)
+        model_cls = check_model(spec)
+        spec.data, spec.params = check_data(raw.get("data", {}) or {}), check_params(raw.get("params", {}) or {})
+        check_search(spec)
+        spec.resources = check_resources(raw.get("resources", spec.resources))
+        check_rules(spec, raw, model_cls)
+        spec.settle = check_settle(raw.get("settle"), spec)
+        spec.scheduler = check_scheduler(raw.get("scheduler"), spec, model_cls)
+        check_model_config(spec)
+    except FieldError as err:
+        raise SpecError(f"{where}: {err}") from None
+    return spec
+
+
+def check_top(raw: dict) -> str:
+    """The keys known and the name given; returns the name."""
     for key in raw:
         if key not in TOP_KEYS:
             fail(key, f"unknown field; known fields: {', '.join(TOP_KEYS)}")
     if not isinstance(raw.get("name"), str) or not raw["name"].strip() or "/" in raw["name"]:
         fail("name", "required: a non-empty name without '/'")
+    return raw["name"]
 
-    spec = SweepSpec(name=raw["name"], path=where)
+
+def check_plain(spec: SweepSpec, raw: dict) -> None:
+    """The strings, the seeds (a count or adaptive), the counts and the run options."""
     for key in ("model", "env", "searcher"):
         if key in raw:
             if not isinstance(raw[key], str):
                 fail(key, f"must be a string, got {raw[key]!r}")
             setattr(spec, key, raw[key])
     if isinstance(raw.get("seeds"), dict):
-        spec.adaptive = adaptive_seeds(raw["seeds"], fail)
+        spec.adaptive = adaptive_seeds(raw["seeds"])
         spec.seeds = spec.adaptive.start
-    for key, low in (
-        ("seeds", 1),
-        ("num_samples", 1),
-        ("max_concurrent", 0),
-        ("epochs", 1),
-        ("checkpoint_every", 1),
-        ("eval_every", 1),
-        ("max_failures", 0),
-    ):
-        if key in raw and not (key == "seeds" and spec.adaptive):
-            value = raw[key]
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                fail(key, f"must be an integer >= {low}, got {value!r}")
-            setattr(spec, key, value)
+    elif "seeds" in raw:
+        spec.seeds = checked("seeds", raw["seeds"], integer=True, low=1)
+    for key, low in (("num_samples", 1), ("max_concurrent", 0), ("max_failures", 0)):
+        if key in raw:
+            setattr(spec, key, checked(key, raw[key], integer=True, low=low))
+    options = {k: raw[k] for k in RUN_KEYS if k in raw}
+    try:
+        spec.run = RunOptions(seeds=spec.seeds, sweep=spec.name, **options)
+    except ValueError as err:  # "run option 'KEY' must be ...": name the spec's field
+        key = next(k for k in options if f"'{k}'" in str(err))
+        fail(key, str(err).split(f"'{key}' ", 1)[1])
 
-    if "tracking_patience" in raw:
-        value = raw["tracking_patience"]
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-            fail("tracking_patience", f"must be a number of seconds > 0, got {value!r}")
-        spec.tracking_patience = float(value)
 
+def check_model(spec: SweepSpec):
+    """The model, the world and the searcher are known; returns the model's class."""
+    from envs.dataset import resolve_env_id
     from trainables.models import DEFAULT_MODEL, MODELS
-    from trainables.options import DATA_KEYS, RUN_ONLY
-    from trainables.rule import SuccessRule
 
     spec.model = spec.model or DEFAULT_MODEL
     if spec.model not in MODELS:
         fail("model", f"unknown model {spec.model!r}; known: {', '.join(sorted(MODELS))}")
-    from envs.dataset import resolve_env_id
-
     try:
         resolve_env_id(spec.env)
     except ValueError as err:
         fail("env", str(err))
     if spec.searcher not in SEARCHERS:
         fail("searcher", f"must be one of {', '.join(SEARCHERS)}, got {spec.searcher!r}")
+    return MODELS[spec.model][1]
 
-    data = raw.get("data", {}) or {}
+
+def check_data(data) -> dict:
+    """The dataset's keys (their values are checked with the model config, ``check_model_config``)."""
     if not isinstance(data, dict):
         fail("data", "must be a mapping")
     for key in data:
         if key not in DATA_KEYS:
             fail(f"data.{key}", f"unknown; known: {', '.join(DATA_KEYS)}")
-    spec.data = dict(data)  # values are checked with the model config below
+    return dict(data)
 
-    params = raw.get("params", {}) or {}
+
+def check_params(params) -> dict:
+    """Hyperparameters: fixed values, or search spaces of a known kind; never a run-only key."""
     if not isinstance(params, dict):
         fail("params", "must be a mapping of hyperparameter -> value or search space")
     for key, value in params.items():
@@ -281,85 +269,109 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
         if isinstance(value, dict) and len(value) == 1 and next(iter(value)) not in SPACES:
             fail(f"params.{key}", f"unknown search space {next(iter(value))!r}; use one of {', '.join(SPACES)}")
         if is_space(value):
-            check_space(f"params.{key}", value, fail)
+            check_space(f"params.{key}", value)
             if key in RUN_ONLY:
                 fail(
                     f"params.{key}",
                     "says how to run, not what to train (it is not in config_id), so it cannot be swept",
                 )
-    spec.params = dict(params)
+    return dict(params)
+
+
+def check_search(spec: SweepSpec) -> None:
     if spec.searcher == "optuna" and any("grid" in v for v in spec.swept().values()):
         fail("searcher", "optuna cannot search a grid space; use choice, or searcher: grid")
     if spec.searcher != "grid" and not spec.swept() and spec.num_samples > 1:
         fail("num_samples", "nothing is swept, so one sample is the whole sweep")
 
-    spec.resources = check_resources(raw.get("resources", spec.resources), fail)
 
-    model_cls = MODELS[spec.model][1]
+def check_resources(resources) -> dict:
+    """``resources``: ``cpu`` (> 0), ``gpu`` (a share of one card in [0, 1]: a pack trains on one
+    device), ``accelerator_type`` (a card type, Ray's ``accelerator_type:<type>`` node resource, e.g.
+    H100) and ``custom`` ({name: amount} of a node's custom resources, ``ray start --resources``)."""
+    if not isinstance(resources, dict) or set(resources) - set(RESOURCE_KEYS):
+        fail("resources", f"must be a mapping with keys among {', '.join(RESOURCE_KEYS)}, got {resources!r}")
+    cpu = checked("resources.cpu", resources.get("cpu", 1), low=0, open_low=True, noun="a number of CPUs")
+    one_card = " (a pack trains on one device; 0.25 puts four trials on a card)"
+    gpu = checked("resources.gpu", resources.get("gpu", 0), one_card, low=0, high=1, noun="a share of one GPU")
+    card, custom = resources.get("accelerator_type"), resources.get("custom") or {}
+    if card is not None and (not isinstance(card, str) or not card or gpu == 0):
+        fail("resources.accelerator_type", f"must name a card type (e.g. H100) for a trial with gpu > 0, got {card!r}")
+    if not isinstance(custom, dict) or not all(isinstance(k, str) for k in custom):
+        fail("resources.custom", f"must map node resource names to positive amounts, got {custom!r}")
+    for name, amount in custom.items():
+        checked(f"resources.custom.{name}", amount, low=0, open_low=True, noun="a positive amount")
+    optional = {"accelerator_type": card, "custom": custom}
+    return {"cpu": cpu, "gpu": gpu, **{k: v for k, v in optional.items() if v}}
+
+
+def check_rules(spec: SweepSpec, raw: dict, model_cls) -> None:
+    """The success rule (the model's own when left out) and the optional seed_stop rule."""
     declared = [m.name for m in model_cls.metrics]
     try:
         spec.success = SuccessRule.parse(raw.get("success", model_cls.success), declared).as_dict()
     except ValueError as err:
         fail("success", f"{err} (model {spec.model})")
+    if raw.get("seed_stop") is None:
+        return
+    try:
+        spec.seed_stop = SeedStop.parse(raw["seed_stop"], {m.name: m.better for m in model_cls.metrics}).as_dict()
+    except ValueError as err:
+        fail("seed_stop", f"{err} (model {spec.model})")
+    if spec.seed_stop["from_epoch"] >= spec.epochs:
+        fail("seed_stop.from_epoch", f"must be below epochs ({spec.epochs}): no seed could stop")
+    if spec.adaptive is not None:  # verdicts on the recipe, or on the no-stop rate (analysis.sequential)
+        decide_on = spec.seed_stop["decide_on"]  # no_stop: a share of alpha bounds the stopped seeds
+        share = STOP_SHARE if decide_on == "no_stop" else 0.0
+        spec.adaptive = dataclasses.replace(spec.adaptive, decide_on=decide_on, stop_share=share)
 
-    if raw.get("seed_stop") is not None:
-        from trainables.seed_stop import SeedStop
 
-        try:
-            spec.seed_stop = SeedStop.parse(raw["seed_stop"], {m.name: m.better for m in model_cls.metrics}).as_dict()
-        except ValueError as err:
-            fail("seed_stop", f"{err} (model {spec.model})")
-        if spec.seed_stop["from_epoch"] >= spec.epochs:
-            fail("seed_stop.from_epoch", f"must be below epochs ({spec.epochs}): no seed could stop")
-        if spec.adaptive is not None:  # verdicts on the recipe, or on the no-stop rate (analysis.sequential)
-            decide_on = spec.seed_stop["decide_on"]  # no_stop: a share of alpha bounds the stopped seeds
-            share = STOP_SHARE if decide_on == "no_stop" else 0.0
-            spec.adaptive = dataclasses.replace(spec.adaptive, decide_on=decide_on, stop_share=share)
+def check_settle(settle, spec: SweepSpec) -> dict | None:
+    """The optional settle check: some seeds train longer after the sweep (sweeps.settle)."""
+    from sweeps.settle import Settle
 
-    if raw.get("settle") is not None:
-        from sweeps.settle import Settle
+    try:
+        return None if settle is None else Settle.parse(settle, fixed=spec.adaptive is None).as_dict()
+    except ValueError as err:
+        fail("settle", str(err))
 
-        try:
-            spec.settle = Settle.parse(raw["settle"], fixed=spec.adaptive is None).as_dict()
-        except ValueError as err:
-            fail("settle", str(err))
 
-    scheduler = raw.get("scheduler")
+def check_scheduler(scheduler, spec: SweepSpec, model_cls) -> Scheduler | None:
+    """ASHA's settings, its metric an aggregate of a declared metric and its mode that metric's."""
     if scheduler in (None, "none", False):
-        spec.scheduler = None
-    elif spec.adaptive is not None:
+        return None
+    if spec.adaptive is not None:
         fail(
             "scheduler",
             "ASHA cannot be combined with adaptive seeds: a pruned configuration has no counted seeds, so the rule "
             "could never compare it and would call another best without that comparison; drop scheduler, or give "
             "seeds a number",
         )
-    elif isinstance(scheduler, dict):
-        for key in scheduler:
-            if key not in SCHEDULER_KEYS:
-                fail(f"scheduler.{key}", f"unknown; ASHA takes {', '.join(SCHEDULER_KEYS)}")
-        spec.scheduler = Scheduler(**{"grace_period": min(Scheduler.grace_period, spec.epochs), **scheduler})
-        metric, mode = scheduler_objective(spec.scheduler.metric, model_cls)
-        if metric is None:
-            aggregates = ", ".join(f"median_{m} / best_{m}" for m in declared)
-            fail(
-                "scheduler.metric",
-                f"{spec.scheduler.metric!r} is not an aggregate of model {spec.model}'s metrics; use one of {aggregates}, success_rate",
-            )
-        if spec.scheduler.mode is not None and spec.scheduler.mode != mode:
-            fail(
-                "scheduler.mode",
-                f"{metric} is better {'lower' if mode == 'min' else 'higher'}, so the mode is {mode}, got {spec.scheduler.mode!r}",
-            )
-        spec.scheduler.metric, spec.scheduler.mode = metric, mode
-        if not isinstance(spec.scheduler.grace_period, int) or not 1 <= spec.scheduler.grace_period <= spec.epochs:
-            fail("scheduler.grace_period", f"must be an integer in [1, epochs={spec.epochs}]")
-        if not isinstance(spec.scheduler.reduction_factor, (int, float)) or spec.scheduler.reduction_factor < 2:
-            fail("scheduler.reduction_factor", "must be >= 2")
-    else:
+    if not isinstance(scheduler, dict):
         fail("scheduler", "must be an ASHA mapping or none")
+    for key in scheduler:
+        if key not in SCHEDULER_KEYS:
+            fail(f"scheduler.{key}", f"unknown; ASHA takes {', '.join(SCHEDULER_KEYS)}")
+    asha = Scheduler(**{"grace_period": min(Scheduler.grace_period, spec.epochs), **scheduler})
+    metric, mode = scheduler_objective(asha.metric, model_cls)
+    if metric is None:
+        aggregates = ", ".join(f"median_{m.name} / best_{m.name}" for m in model_cls.metrics)
+        fail(
+            "scheduler.metric",
+            f"{asha.metric!r} is not an aggregate of model {spec.model}'s metrics; use one of {aggregates}, success_rate",
+        )
+    if asha.mode is not None and asha.mode != mode:
+        better = "lower" if mode == "min" else "higher"
+        fail("scheduler.mode", f"{metric} is better {better}, so the mode is {mode}, got {asha.mode!r}")
+    asha.metric, asha.mode = metric, mode
+    noun = f"an integer (epochs={spec.epochs})"
+    checked("scheduler.grace_period", asha.grace_period, integer=True, low=1, high=spec.epochs, noun=noun)
+    checked("scheduler.reduction_factor", asha.reduction_factor, low=2)
+    return asha
 
-    # Finally the model itself: data sizes, and every fixed and swept param one of its config fields.
+
+def check_model_config(spec: SweepSpec) -> None:
+    """The model itself: data sizes, and every fixed and swept param one of its config fields."""
     from trainables.config import resolve_config
 
     sample = {k: first_value(v) for k, v in spec.swept().items()}
@@ -371,48 +383,32 @@ def from_dict(raw: Any, where: str = "<dict>") -> SweepSpec:
             (f for f in fields if f"'{f.split('.', 1)[1]}'" in str(err) or f" {f.split('.', 1)[1]}" in str(err)), None
         )
         fail(bad or "params", str(err))
-    return spec
 
 
-def adaptive_seeds(raw: dict, fail) -> Design:
+def adaptive_seeds(raw: dict) -> Design:
     """``seeds: {start, step, max, until: decided | separated | {halfwidth: h}, alpha, margin}`` -> a ``Design``."""
     for key in raw:
         if key not in ADAPTIVE_KEYS:
             fail(f"seeds.{key}", f"unknown; adaptive seeds take {', '.join(ADAPTIVE_KEYS)}")
+    example = "(e.g. seeds: {start: 8, step: 8, max: 64, until: decided})"
     for key in ("start", "step", "max"):
-        value = raw.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            fail(
-                f"seeds.{key}",
-                f"must be an integer >= 1, got {value!r} (e.g. seeds: {{start: 8, step: 8, max: 64, until: decided}})",
-            )
+        checked(f"seeds.{key}", raw.get(key), f" {example}", integer=True, low=1)
     if raw["max"] < raw["start"]:
         fail("seeds.max", f"must be at least seeds.start ({raw['start']}), got {raw['max']}")
     until, halfwidth = raw.get("until", "decided"), None
     if isinstance(until, dict) and set(until) == {"halfwidth"}:
         until, halfwidth = "halfwidth", until["halfwidth"]
-        if isinstance(halfwidth, bool) or not isinstance(halfwidth, (int, float)) or not 0 < halfwidth < 0.5:
-            fail("seeds.until.halfwidth", f"must be a number in (0, 0.5), got {halfwidth!r}")
+        checked("seeds.until.halfwidth", halfwidth, low=0, high=0.5, open_low=True, open_high=True)
     elif until not in ("decided", "separated"):
         fail("seeds.until", f"must be decided, separated or {{halfwidth: H}}, got {until!r}")
-    alpha = raw.get("alpha", 0.05)
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
-        fail("seeds.alpha", f"must be a number in (0, 1), got {alpha!r}")
+    alpha = checked("seeds.alpha", raw.get("alpha", 0.05), low=0, high=1, open_low=True, open_high=True)
     margin = raw.get("margin")
     if margin is not None:
         if until != "decided":
             fail("seeds.margin", f"ties within a margin need until: decided, got until: {until}")
-        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin < 1:
-            fail("seeds.margin", f"must be a rate difference in (0, 1), got {margin!r}")
-    return Design(
-        raw["start"],
-        raw["step"],
-        raw["max"],
-        until,
-        None if halfwidth is None else float(halfwidth),
-        float(alpha),
-        None if margin is None else float(margin),
-    )
+        checked("seeds.margin", margin, low=0, high=1, open_low=True, open_high=True, noun="a rate difference")
+    halfwidth, margin = (None if x is None else float(x) for x in (halfwidth, margin))
+    return Design(raw["start"], raw["step"], raw["max"], until, halfwidth, float(alpha), margin)
 
 
 def scheduler_objective(metric: str | None, model_cls) -> tuple[str | None, str]:
@@ -428,21 +424,23 @@ def scheduler_objective(metric: str | None, model_cls) -> tuple[str | None, str]
     return f"{stat}_{base}", "min" if by_name[base].better == "lower" else "max"
 
 
-def check_space(name: str, space: dict, fail) -> None:
+def check_space(name: str, space: dict) -> None:
     kind, args = next(iter(space.items()))
     if kind in ("grid", "choice"):
         if not isinstance(args, list) or not args:
             fail(name, f"{kind} needs a non-empty list of values, got {args!r}")
         return
-    if not isinstance(args, list) or len(args) != 2 or not all(isinstance(a, (int, float)) for a in args):
+    try:
+        low, high = (number(a) for a in (args if isinstance(args, list) and len(args) == 2 else ()))
+    except ValueError:
         fail(name, f"{kind} needs [low, high], got {args!r}")
-    low, high = args
     if not low < high:
         fail(name, f"{kind} needs low < high, got [{low}, {high}]")
     if kind == "loguniform" and low <= 0:
         fail(name, f"loguniform needs 0 < low, got {low}")
-    if kind == "randint" and not all(isinstance(a, int) for a in args):
-        fail(name, f"randint needs integer bounds, got {args!r}")
+    if kind == "randint":
+        for bound in args:
+            checked(name, bound, integer=True, noun="randint's bound, an integer,")
 
 
 def first_value(space: dict) -> Any:

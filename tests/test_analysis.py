@@ -11,8 +11,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
 from scipy import stats
+from support import RULE, frame, write_sweep
 
 from analysis import cli
 from analysis.report import format_table, write_report
@@ -22,55 +22,11 @@ from analysis.success import (
     holm,
     interval,
     metric_summary,
+    resolve_rule,
     success_table,
 )
 from trainables import records
-
-RULE = {"metric": "linear_proj_mse", "below": 0.2}
-
-
-def write_sweep(uri: str, sweep: str, configs: dict, epochs: int = 4, artifacts=None, rule=RULE) -> None:
-    """Write a synthetic sweep: ``configs = {config_id: (params, [(status, final linear_proj_mse[, tags]), ...])}``.
-    Seeds get a decreasing ``linear_proj_mse`` history ending at the final value, ``recon_mse`` =
-    half of it, and the ``success`` tag under RULE; with ``artifacts`` each finished seed logs the
-    trainable's two PNGs."""
-    client = MlflowClient(uri)
-    exp = client.create_experiment(sweep, artifact_location=artifacts)
-    rule = [Param(k, v) for k, v in records.flatten({"success": rule}).items()]  # as the trainable's tracker logs it
-    for t, (cid, (params, seeds)) in enumerate(configs.items()):
-        tags = {"sweep": sweep, "config_id": cid, "trial_id": f"trial_{t:05d}"}
-        config = [Param(k, str(v)) for k, v in params.items()] + rule
-        parent = client.create_run(exp, tags={**tags, "seedsweep.kind": "config"}, run_name=cid).info.run_id
-        client.log_batch(parent, params=config)
-        for seed, (status, final, *extra) in enumerate(seeds):
-            success = status == "finished" and final < RULE["below"]
-            run = client.create_run(
-                exp,
-                run_name=f"{cid}/{seed}",
-                tags={
-                    **tags,
-                    "seedsweep.kind": "seed",
-                    "mlflow.parentRunId": parent,
-                    "seed": str(seed),
-                    "status": status,
-                    "success": str(success).lower(),
-                    **(extra[0] if extra else {}),
-                },
-            ).info.run_id
-            mse = np.append(np.linspace(1.0, final, epochs)[:-1], final)
-            metrics = [
-                Metric(name, float(v * f), 0, e)
-                for e, v in enumerate(mse)
-                for name, f in (("linear_proj_mse", 1), ("recon_mse", 0.5))
-            ]
-            client.log_batch(
-                run, metrics=metrics, params=config + [Param("seed", str(seed))], tags=[RunTag("note", "x")]
-            )
-            if artifacts and status == "finished":
-                for png in ("latent_vs_position.png", "decoder_traversal.png"):
-                    client.log_image(run, np.zeros((8, 8, 3), np.uint8), png)
-            client.set_terminated(run, "FAILED" if status == "failed" else "FINISHED")
-        client.set_terminated(parent)
+from trainables.rule import SuccessRule
 
 
 @pytest.fixture(scope="module")
@@ -104,16 +60,6 @@ def store(tmp_path_factory):
     return uri
 
 
-def frame(config_rows: dict) -> pd.DataFrame:
-    """A runs table without MLflow: ``{config_id: [(status, success), ...]}``."""
-    rows = [
-        {"config_id": c, "status": s, "success": ok, "run_id": f"{c}-{i}"}
-        for c, seeds in config_rows.items()
-        for i, (s, ok) in enumerate(seeds)
-    ]
-    return pd.DataFrame(rows)
-
-
 def test_wilson_and_clopper_pearson_for_3_of_20():
     table = success_table(frame({"a": [("finished", True)] * 3 + [("finished", False)] * 17}))
     row = table.iloc[0]
@@ -130,6 +76,21 @@ def test_zero_and_all_successes_have_honest_intervals():
     assert low[0] == 0 and high[0] == pytest.approx(1 - 0.025 ** (1 / 20))  # Clopper-Pearson closed form at k = 0
     assert high[1] == 1 and low[1] == pytest.approx(0.025 ** (1 / 20))
     assert np.isnan(low[2]) and np.isnan(high[2])  # no seeds: no interval
+
+
+def test_the_one_wilson_agrees_with_statsmodels_everywhere():
+    """``records.wilson`` (the trainable's and the table's) against statsmodels' on every k of n <= 40,
+    at two levels; n = 0 gives NaN."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    k, n = np.array([(k, n) for n in range(1, 41) for k in range(n + 1)]).T
+    for alpha in (0.05, 0.1):
+        low, high = records.wilson(k, n, alpha)
+        want_low, want_high = proportion_confint(k, n, alpha=alpha, method="wilson")
+        inner = (k > 0) & (k < n)  # statsmodels rounds the ends at k = 0 / n to 1e-16 of 0 / 1
+        assert np.allclose(low[inner], want_low[inner], rtol=1e-12) and np.allclose(high, want_high, rtol=1e-12)
+        assert (low[k == 0] == 0).all() and (high[k == n] == 1).all()
+    assert np.isnan(records.wilson(0, 0)).all() and records.wilson(3, 20)[0] == interval([3], [20])[0][0]
 
 
 def test_fisher_p_value_matches_hand_computation():
@@ -163,19 +124,23 @@ def test_diverged_fail_and_pruned_are_counted_apart(store):
 
 def test_changed_rule_changes_the_table_without_retraining(store):
     runs = load_runs(store, "sym")
-    assert runs.attrs["success_rule"] == RULE
+    assert runs.attrs["success_rule"] == SuccessRule.parse(RULE)
     stored = success_table(runs).set_index("config_id")
-    looser = success_table(runs, below=0.5).set_index("config_id")  # the stored metric, a new threshold
-    other = success_table(runs, metric="recon_mse", below=0.2).set_index("config_id")  # recon = mse / 2
+    looser = success_table(runs, resolve_rule(runs, below=0.5)).set_index(
+        "config_id"
+    )  # the stored metric, a new threshold
+    other = success_table(runs, resolve_rule(runs, metric="recon_mse", below=0.2)).set_index(
+        "config_id"
+    )  # recon = mse / 2
     assert list(stored.successes) == [3, 1]
     assert list(looser.successes) == [5, 3]  # pruned seeds with a good metric still do not count
     assert list(other.successes) == [4, 3]
     assert list(looser.n) == list(stored.n) and "below 0.5" in looser.attrs["rule"]
-    assert list(success_table(runs, metric="recon_mse", above=0.2).successes) == [1, 3]
+    assert list(success_table(runs, resolve_rule(runs, metric="recon_mse", above=0.2)).successes) == [1, 3]
     with pytest.raises(ValueError, match="not both"):
-        success_table(runs, below=0.1, above=0.2)
+        resolve_rule(runs, below=0.1, above=0.2)
     with pytest.raises(ValueError, match="psnr.*metrics there: linear_proj_mse, recon_mse"):
-        success_table(runs, metric="psnr", above=20)
+        resolve_rule(runs, metric="psnr", above=20)
 
 
 def test_load_runs_pages_through_the_store(store, monkeypatch):
@@ -248,7 +213,7 @@ def test_report_shows_every_threshold_the_spec_lists_and_the_histogram(tmp_path)
         },
         rule={**RULE, "also": [0.03]},
     )
-    assert load_runs(uri, "two_rules").attrs["success_rule"] == {**RULE, "also": [0.03]}
+    assert load_runs(uri, "two_rules").attrs["success_rule"] == SuccessRule.parse({**RULE, "also": [0.03]})
     table = write_report(uri, "two_rules", tmp_path / "rep")
     assert list(table["successes"]) == [4, 1]  # below 0.2, the stored rule
     page = (tmp_path / "rep" / "report.html").read_text()
@@ -341,14 +306,14 @@ def test_reads_what_the_trainables_tracker_writes(tmp_path):
         results.append({"status": "diverged", "success": False})
         tracker.finish(results, artefacts)
     runs = load_runs(uri, "tracked")
-    assert len(runs) == 6 and runs.attrs["success_rule"] == RULE
+    assert len(runs) == 6 and runs.attrs["success_rule"] == SuccessRule.parse(RULE)
     table = success_table(runs)
     assert (
         table.attrs["params"] == ["symmetry"]
         and list(table["successes"]) == [1, 0]
         and list(table["diverged"]) == [1, 1]
     )
-    assert list(success_table(runs, below=0.25)["successes"]) == [2, 1]
+    assert list(success_table(runs, resolve_rule(runs, below=0.25))["successes"]) == [2, 1]
     assert runs["lr"].dtype == float and "linear_proj_mse" in runs.attrs["metrics"]
     images = seed_images(client(uri), runs, runs["status"].eq("finished") & runs["success"], tmp_path / "img")
     assert set(images) == {"success", "failure"}
@@ -377,7 +342,7 @@ def test_forecast_by_epoch_and_settled_epoch_by_hand():
         "pruned": (epochs[:2], np.array([0.1, 0.1])),  # not in final_ok: not counted
     }
     final = {"a": True, "b": False, "c": False, "d": False}
-    table = forecast_by_epoch(histories, final, "below", 0.2)
+    table = forecast_by_epoch(histories, final, SuccessRule("m", "below", 0.2))
     assert list(table["seeds"]) == [4] * 5
     # epoch 1: a-, b-, c-, d+ -> b, c right; 2: a-, b-, c+, d+ -> b right; 3, 4: d wrong; 5: NaN forecasts failure
     assert list(table["accuracy"]) == [0.5, 0.25, 0.75, 0.75, 1.0]
@@ -385,5 +350,5 @@ def test_forecast_by_epoch_and_settled_epoch_by_hand():
     assert list(table["recall"]) == [0.0, 0.0, 1.0, 1.0, 1.0]
     assert table["f1"][2] == pytest.approx(2 / 3)  # tp a, fp d
     assert settled_epoch(table) == 5 and settled_epoch(table, level=0.75) == 3 and settled_epoch(table, level=0.2) == 1
-    above = forecast_by_epoch(histories, final, "above", 0.5)  # the same rule turned around
+    above = forecast_by_epoch(histories, final, SuccessRule("m", "above", 0.5))  # the same rule turned around
     assert list(above["accuracy"]) == [0.5, 0.75, 0.25, 0.25, 0.25]

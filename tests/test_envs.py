@@ -301,3 +301,26 @@ def test_processes_starting_together_generate_a_dataset_once(tmp_path):
         child.join(120)
     assert [c.exitcode for c in children] == [0] * 4
     assert made.read_text().count("generated") == 1
+
+
+def test_the_cache_key_follows_a_new_worlds_own_code(tmp_path, monkeypatch):
+    """A world no list names (its own package, a helper module) gets its data rebuilt when any module
+    it imports changes: the key reads the world's modules, found through its imports."""
+    package = tmp_path / "newworlds"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helper.py").write_text("SCALE = 1.0\n")
+    (package / "world.py").write_text(
+        "from envs.ball import BouncingBall\nfrom newworlds.helper import SCALE\n\n\nclass NewWorld(BouncingBall):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    gym.register("seedsweep/NewWorld-v0", entry_point="newworlds.world:NewWorld")
+    try:
+        names = {p.name for p in envs.dataset.world_sources("seedsweep/NewWorld-v0")}
+        assert names == {"world.py", "helper.py", "ball.py", "base.py", "camera.py", "dataset.py"}
+        before = envs.dataset.cache_path("seedsweep/NewWorld-v0", 8, 10, 3, cache_dir=tmp_path)
+        assert envs.dataset.cache_path("seedsweep/NewWorld-v0", 8, 10, 3, cache_dir=tmp_path) == before
+        (package / "helper.py").write_text("SCALE = 2.0\n")
+        assert envs.dataset.cache_path("seedsweep/NewWorld-v0", 8, 10, 3, cache_dir=tmp_path) != before
+    finally:
+        del gym.registry["seedsweep/NewWorld-v0"]

@@ -223,5 +223,5 @@ def test_per_seed_data_gives_each_seed_its_own_training_set():
     assert losses["total"][1] == pytest.approx(lone["total"][0], rel=1e-5)
     assert lone["total"][0] != pytest.approx(common["total"][0], rel=1e-6)
     assert config_id(config) != config_id(TINY)
-    with pytest.raises(ValueError, match="non-negative integer or 'per_seed'"):
+    with pytest.raises(ValueError, match="'per_seed' or an integer >= 0"):
         resolve_config({**TINY, "data_seed": "each"})

@@ -68,9 +68,9 @@ def test_halfwidth_budget_is_exact_over_the_binomial():
 @pytest.mark.parametrize("p1, p2, rho, n", [(0.2, 0.5, 0.5, 14), (0.5, 0.85, 0.0, 12), (0.3, 0.5, 0.8, 10)])
 def test_mcnemar_power_against_brute_force(p1, p2, rho, n):
     """Every table of n paired seeds (n11, n10, n01, n00) with its multinomial probability, rejected
-    where analysis.pairs.mcnemar (scipy's binomtest on the discordant seeds) gives p <= alpha; the
+    where analysis.paired_fixed.mcnemar (scipy's binomtest on the discordant seeds) gives p <= alpha; the
     cells from the bivariate normal of the latent copula."""
-    from analysis.pairs import mcnemar
+    from analysis.paired_fixed import mcnemar
 
     z = stats.norm.ppf([p1, p2])
     both = stats.multivariate_normal([0, 0], [[1, rho], [rho, 1]]).cdf(z)

@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from test_sweep import seedsweep, write_spec
+from support import seedsweep, write_spec
 
 from sweeps import preflight
 from sweeps.server import free_port

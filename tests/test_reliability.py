@@ -12,13 +12,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from test_sweep import BIN, TINY, write_spec
+from support import BIN, SPEC_TINY, finish, start_sweep, wait_for, write_spec
 
 from sweeps import server as servers
 from trainables.records import KIND, bound_mlflow_http
@@ -26,8 +25,8 @@ from trainables.records import KIND, bound_mlflow_http
 pytestmark = pytest.mark.slow
 bound_mlflow_http()  # this process's own MLflow calls give up in seconds while the server is down
 
-ONE_CONFIG = {**TINY["params"], "symmetry": "none"}
-SLOWER = {**TINY["data"], "n_train": 256}  # epochs long enough (~0.2-1 s here) to act between them
+ONE_CONFIG = {**SPEC_TINY["params"], "symmetry": "none"}
+SLOWER = {**SPEC_TINY["data"], "n_train": 256}  # epochs long enough (~0.2-1 s here) to act between them
 
 
 class LabServer:
@@ -109,57 +108,9 @@ def command_lines() -> str:
     return "\n".join(lines)
 
 
-STARTED: list[subprocess.Popen] = []  # sweep drivers, killed (with their local Ray) if a test leaves one running
-
-
-@pytest.fixture(autouse=True)
-def no_driver_left():
-    yield
-    while STARTED:
-        driver = STARTED.pop()
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-            driver.communicate()
-
-
-def start_sweep(cwd: Path, spec: str, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "SEEDSWEEP_CACHE": str(cwd / "cache")}
-    driver = subprocess.Popen(
-        [str(BIN / "seedsweep"), "run", spec, *args],
-        cwd=cwd,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    STARTED.append(driver)
-    return driver
-
-
-def finish(driver: subprocess.Popen, timeout: float = 400) -> tuple[int, str, str]:
-    try:
-        out, err = driver.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(driver.pid, signal.SIGKILL)
-        out, err = driver.communicate()
-    return driver.returncode, out, err
-
-
 def runs_of(client: MlflowClient, sweep: str, kind: str) -> list:
     experiment = client.get_experiment_by_name(sweep)
     return [] if experiment is None else client.search_runs([experiment.experiment_id], f"tags.`{KIND}` = '{kind}'")
-
-
-def wait_for(what: str, condition, driver: subprocess.Popen, timeout: float = 300, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert driver.poll() is None, f"the sweep ended before {what}: {driver.communicate()}"
-        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
-        time.sleep(every)
 
 
 def assert_exactly_once(client: MlflowClient, sweep: str, seeds: int, epochs: int) -> list:

@@ -61,8 +61,7 @@ def test_the_plan_cleans_a_lost_attempt_and_decides_completeness(tmp_path):
 @pytest.mark.slow  # an adaptive sweep of two rounds in this process (~1-2 min on 2 cores)
 def test_a_round_loads_the_runs_once(tmp_path, monkeypatch):
     import ray
-    from test_rounds import ADAPTIVE
-    from test_sweep import TINY
+    from support import ADAPTIVE, SPEC_TINY
 
     from sweeps import rounds, runner
     from sweeps import spec as specs
@@ -71,7 +70,7 @@ def test_a_round_loads_the_runs_once(tmp_path, monkeypatch):
     monkeypatch.setattr(rounds, "load_runs", lambda *a, **k: loads.append(a) or load_runs(*a, **k))
     monkeypatch.setenv("SEEDSWEEP_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
-    spec = specs.from_dict({**TINY, **ADAPTIVE, "seeds": {"start": 4, "step": 4, "max": 8, "until": "decided"}})
+    spec = specs.from_dict({**SPEC_TINY, **ADAPTIVE, "seeds": {"start": 4, "step": 4, "max": 8, "until": "decided"}})
     where = Where(storage=str(tmp_path / "ray_results"), tracking_uri=f"sqlite:///{tmp_path / 'mlruns.db'}")
     try:
         out = runner.run(spec, where)

@@ -3,36 +3,18 @@ killed between rounds and resumed, then ``seedsweep analyze``."""
 
 import dataclasses
 import json
-import os
-import signal
-import subprocess
-import time
 from collections import Counter
 
 import pytest
 from mlflow import MlflowClient
-from test_sweep import BIN, TINY, runs, seedsweep, write_spec
+from support import ADAPTIVE, SPEC_TINY, frame, kill, runs, seedsweep, start_sweep, wait_for, write_spec, write_sweep
 
 from sweeps import rounds, runner
 from sweeps import spec as specs
 
-# lr 1e-9 cannot learn and lr 5e-2 learns in one epoch (on the plain scene's black background recon_mse
-# ~0.23-0.25 against 0.004-0.018; the SPS scene's grey is near an untrained decoder's output, 0.02 there):
-# every seed of the one fails the rule and every seed of the other meets it, so every seed is a
-# discordant pair: 8 of them (round 1, 1/8 of max 64's alpha) do not decide, 16 (round 2) do.
-ADAPTIVE = dict(
-    name="rounds",
-    epochs=1,
-    max_concurrent=2,
-    seeds={"start": 8, "step": 8, "max": 64, "until": "decided"},
-    data={**TINY["data"], "n_train": 64, "scene": "plain"},
-    params={**TINY["params"], "symmetry": "none", "lr": {"grid": [5e-2, 1e-9]}},
-    success={"metric": "recon_mse", "below": 0.1},
-)
-
 
 def test_adaptive_seeds_in_the_spec_and_the_plan():
-    spec = specs.from_dict({**TINY, **ADAPTIVE})
+    spec = specs.from_dict({**SPEC_TINY, **ADAPTIVE})
     assert spec.seeds == 8 and spec.adaptive.max == 64 and spec.adaptive.until == "decided"
     dry = runner.plan(spec)  # what --dry-run prints
     assert "until decided" in dry and "Holm step-down over 2 configurations" in dry
@@ -42,13 +24,13 @@ def test_adaptive_seeds_in_the_spec_and_the_plan():
 
     assert "latent correlation 0.5" in dry and "tell 0.2 from 0.45; 0.5 from 0.75" in dry  # paired planning
     assert power(0.2, 0.45, 64, test="mcnemar", rho=0.5) >= 0.8 > power(0.2, 0.4, 64, test="mcnemar", rho=0.5)
-    old = specs.from_dict({**TINY, "seeds": {"start": 4, "step": 4, "max": 16, "until": "separated"}})
+    old = specs.from_dict({**SPEC_TINY, "seeds": {"start": 4, "step": 4, "max": 16, "until": "separated"}})
     assert "until separated" in runner.plan(old) and "0.025 each over 2 configurations" in runner.plan(old)
-    tie = specs.from_dict({**TINY, "seeds": {"start": 8, "step": 8, "max": 64, "margin": 0.1}})
+    tie = specs.from_dict({**SPEC_TINY, "seeds": {"start": 8, "step": 8, "max": 64, "margin": 0.1}})
     assert tie.adaptive.until == "decided" and tie.adaptive.margin == 0.1 and "tied within +-0.1" in runner.plan(tie)
-    wide = specs.from_dict({**TINY, "seeds": {"start": 8, "step": 8, "max": 64, "until": {"halfwidth": 0.1}}})
+    wide = specs.from_dict({**SPEC_TINY, "seeds": {"start": 8, "step": 8, "max": 64, "until": {"halfwidth": 0.1}}})
     assert wide.adaptive.until == "halfwidth" and wide.adaptive.halfwidth == 0.1
-    assert specs.from_dict(TINY).adaptive is None  # a count is the fixed design
+    assert specs.from_dict(SPEC_TINY).adaptive is None  # a count is the fixed design
     for seeds, field, words in [
         ({"start": 4, "step": 4}, "seeds.max", "integer >= 1"),
         ({"start": 8, "step": 4, "max": 4}, "seeds.max", "at least seeds.start"),
@@ -63,7 +45,7 @@ def test_adaptive_seeds_in_the_spec_and_the_plan():
         ({"start": 4, "step": 4, "max": 8, "patience": 2}, "seeds.patience", "unknown"),
     ]:
         with pytest.raises(specs.SpecError, match=field) as err:
-            specs.from_dict({**TINY, "seeds": seeds})
+            specs.from_dict({**SPEC_TINY, "seeds": seeds})
         assert words in str(err.value) and "\n" not in str(err.value)
 
 
@@ -84,22 +66,10 @@ def test_a_later_round_trains_each_configuration_on_its_own_seeds(monkeypatch):
 def test_rounds_end_to_end_killed_between_rounds(tmp_path):
     """Five CLI calls, four Ray sessions, three rounds: 8-10 min on the shared, busy 2-core machine."""
     spec = write_spec(tmp_path, **ADAPTIVE)
-    env = {**os.environ, "SEEDSWEEP_CACHE": str(tmp_path / "cache")}
-    driver = subprocess.Popen(
-        [str(BIN / "seedsweep"), "run", spec],
-        cwd=tmp_path,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    driver = start_sweep(tmp_path, spec, output=False)
     marker = tmp_path / "ray_results" / "rounds" / "round_01" / "seedsweep_done.json"
-    deadline = time.time() + 240
-    while time.time() < deadline and not marker.exists():
-        assert driver.poll() is None, "the sweep ended before it could be killed"
-        time.sleep(0.1)
-    os.killpg(driver.pid, signal.SIGKILL)  # between round 1 and round 2
-    driver.wait()
+    wait_for("round 1's done marker", marker.exists, driver, timeout=240, every=0.1)
+    kill(driver)  # between round 1 and round 2
     assert {r.data.tags["seed"] for r in runs(tmp_path, "rounds", "seed")} <= {str(s) for s in range(8)}
 
     plain = seedsweep(tmp_path, "run", spec, check=False)
@@ -126,7 +96,6 @@ def test_analysis_of_an_adaptive_sweep_leads_with_anytime_quantities(tmp_path):
     """A store written in the trainable's layout with the design tagged: c0 fails all 16 seeds, c1
     meets the rule with all 16 (ADAPTIVE's design decides at round 2, as in the sweep above)."""
     from mlflow import MlflowClient
-    from test_analysis import frame, write_sweep
 
     from analysis.confidence import confidence_sequence
     from analysis.report import format_table, write_report
@@ -140,7 +109,7 @@ def test_analysis_of_an_adaptive_sweep_leads_with_anytime_quantities(tmp_path):
         {"c0": ({"lr": 1e-9}, [("finished", 0.9)] * 16), "c1": ({"lr": 0.05}, [("finished", 0.05)] * 16)},
     )
     client = MlflowClient(uri)
-    design = specs.from_dict({**TINY, **ADAPTIVE}).adaptive
+    design = specs.from_dict({**SPEC_TINY, **ADAPTIVE}).adaptive
     client.set_experiment_tag(
         client.get_experiment_by_name("adaptive").experiment_id, DESIGN_TAG, json.dumps(design.to_dict())
     )
@@ -166,9 +135,8 @@ def test_adaptive_analysis_corrects_for_stopped_seeds(tmp_path):
     seeds; c0 fails all 16, 12 of them stopped. With none of c0's candidates audited, its stopped
     seeds may all have succeeded: not worse, its anytime upper end counts them; with half of the
     candidates audited (and failed) the audit vouches for the stops: worse."""
-    from test_analysis import write_sweep
 
-    from analysis.adaptive import anytime_table
+    from analysis.adaptive import sweep_table
     from analysis.confidence import confidence_sequence
     from analysis.report import format_table
     from analysis.runs import load_runs
@@ -176,7 +144,7 @@ def test_adaptive_analysis_corrects_for_stopped_seeds(tmp_path):
 
     design = specs.from_dict(
         {
-            **TINY,
+            **SPEC_TINY,
             **ADAPTIVE,
             "epochs": 2,
             "seed_stop": {"metric": "recon_mse", "above": 0.2, "from_epoch": 1, "audit": 0.5, "decide_on": "no_stop"},
@@ -194,7 +162,7 @@ def test_adaptive_analysis_corrects_for_stopped_seeds(tmp_path):
         client.set_experiment_tag(
             client.get_experiment_by_name(name).experiment_id, DESIGN_TAG, json.dumps(design.to_dict())
         )
-        table = anytime_table(load_runs(uri, name)).set_index("config_id")
+        table = sweep_table(load_runs(uri, name)).set_index("config_id")
         steps = table.attrs["history"].groupby("config_id").tail(1).set_index("config_id")
         if audited:
             # 6 of 12 candidates seen failing still allow all 6 stops at this level (1/924 vs alpha 0.01 / 16)
@@ -213,7 +181,7 @@ def test_adaptive_analysis_corrects_for_stopped_seeds(tmp_path):
     client.set_experiment_tag(
         client.get_experiment_by_name(name).experiment_id, DESIGN_TAG, json.dumps(recipe.to_dict())
     )
-    table = anytime_table(load_runs(uri, name)).set_index("config_id")  # the audited sweep, as the recipe sees it
+    table = sweep_table(load_runs(uri, name)).set_index("config_id")  # the audited sweep, as the recipe sees it
     assert table.at["c0", "verdict"] == "worse" and table.attrs["history"]["possible"].eq(0).all()
     text = format_table(table.reset_index())
     assert "on the success rate of training with this stop rule" in text and "too few audited candidates" in text
@@ -228,9 +196,9 @@ def test_guards_of_adaptive_seeds():
     from sweeps.rounds import check_settings, retried
 
     with pytest.raises(specs.SpecError, match="scheduler") as err:
-        specs.from_dict({**TINY, **ADAPTIVE, "scheduler": {"grace_period": 1}})
+        specs.from_dict({**SPEC_TINY, **ADAPTIVE, "scheduler": {"grace_period": 1}})
     assert "pruned configuration" in str(err.value)
-    spec = specs.from_dict({**TINY, **ADAPTIVE})
+    spec = specs.from_dict({**SPEC_TINY, **ADAPTIVE})
     rows = pd.DataFrame(
         {
             "config_id": ["c0"] * 4,

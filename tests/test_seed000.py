@@ -451,7 +451,7 @@ def test_st_transformer_floor_and_centroid_ratios():
 def test_paired_per_seed_differences_and_ratios():
     import pandas as pd
 
-    from analysis.seed_ratios import paired, summary, within
+    from analysis.seed_ratios import per_seed, summary, within
 
     runs = pd.DataFrame(
         {
@@ -462,14 +462,14 @@ def test_paired_per_seed_differences_and_ratios():
             "l0_zopt_rel": [0.027, 0.036, 0.45, 0.02, 0.02, 0.9],
         }
     )
-    t = paired(runs, "time_kernel", 4, 1, "mean_frame_rel")
+    t = per_seed(runs, "time_kernel", 4, 1, "mean_frame_rel")
     assert list(t.index) == [0, 1]  # seeds in both configurations only
     assert t["ratio"].tolist() == pytest.approx([1.5, 2.0]) and t["diff"].tolist() == pytest.approx([0.01, 0.02])
     assert "geometric-mean ratio 1.73" in summary(t) and "2/2" in summary(t)
     lr = pd.concat([runs.assign(lr=1e-3), runs.assign(lr=1e-4, config_id=runs["config_id"] + "2")])
     with pytest.raises(ValueError, match="matches 2 configurations"):  # another swept param: say which
-        paired(lr, "time_kernel", 4, 1, "mean_frame_rel")
-    assert paired(lr, "time_kernel", 4, 1, "mean_frame_rel", {"lr": 1e-4})["ratio"].tolist() == pytest.approx(
+        per_seed(lr, "time_kernel", 4, 1, "mean_frame_rel")
+    assert per_seed(lr, "time_kernel", 4, 1, "mean_frame_rel", {"lr": 1e-4})["ratio"].tolist() == pytest.approx(
         [1.5, 2.0]
     )
     w = within(runs, "l0_zopt_rel", "mean_frame_rel")

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from crashing import crash_once_trainable
+from support import fit_crashing_once, kill, seed_runs, seedsweep, start_sweep, wait_for
 from tiny_sps import TINY as SPS_TINY
 from tolerances import PACKED, STOPPED, near
 
@@ -189,47 +189,21 @@ def trials(tmp_path_factory):
     after epoch 5 (checkpoint at 4, after the stops at 3 and 4) and is restored by Tune."""
     import ray
     from mlflow import MlflowClient
-    from ray import tune
-
-    crash_once = crash_once_trainable()
 
     root = tmp_path_factory.mktemp("seedstop")
     uri = f"sqlite:///{root / 'mlruns.db'}"
+    run = {"seeds": SEEDS, "epochs": EPOCHS, "checkpoint_every": 4, "sweep": "stopsweep", "tracking_uri": uri}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        results = tune.Tuner(
-            tune.with_resources(crash_once, {"cpu": 1}),
-            param_space={
-                **TINY,
-                "seed_stop": RAY_STOP,
-                "run": {
-                    "seeds": SEEDS,
-                    "epochs": EPOCHS,
-                    "checkpoint_every": 4,
-                    "sweep": "stopsweep",
-                    "tracking_uri": uri,
-                },
-                "crash": tune.grid_search([None, 5]),
-            },
-            run_config=tune.RunConfig(
-                name="s", storage_path=str(root / "ray"), verbose=0, failure_config=tune.FailureConfig(max_failures=1)
-            ),
-        ).fit()
+        results = fit_crashing_once(root, {**TINY, "seed_stop": RAY_STOP, "run": run}, crash_after=5, name="s")
     finally:
         ray.shutdown()
-    assert not results.errors, results.errors
-    return {"client": MlflowClient(uri), "results": {r.config["crash"]: r for r in results}}
-
-
-def seed_runs(client, trial_id: str) -> list:
-    exp = client.get_experiment_by_name("stopsweep").experiment_id
-    runs = client.search_runs([exp], f"tags.trial_id = '{trial_id}'", max_results=1000)
-    return sorted((r for r in runs if r.data.tags["seedsweep.kind"] == "seed"), key=lambda r: int(r.data.tags["seed"]))
+    return {"client": MlflowClient(uri), "results": results}
 
 
 def test_records_of_stopped_and_audited_seeds(trials):
     client, plain = trials["client"], trials["results"][None]
-    runs = seed_runs(client, plain.metrics["trial_id"])
+    runs = seed_runs(client, "stopsweep", plain.metrics["trial_id"])
     assert len(runs) == SEEDS
     stopped = [r for r in runs if r.data.tags["status"] == "stopped"]
     assert len(stopped) >= 3 and plain.metrics["n_stopped"] == len(stopped)
@@ -253,7 +227,10 @@ def test_restored_trial_keeps_its_stopped_seeds(trials):
     # restored from the checkpoint at epoch 4: two iterations (epochs 5, 6) since the restore (not
     # progress.csv: on restore Ray may bring back an older synced copy of it)
     assert (crashed.metrics["training_iteration"], crashed.metrics["iterations_since_restore"]) == (EPOCHS, 2)
-    for x, y in zip(seed_runs(client, plain.metrics["trial_id"]), seed_runs(client, crashed.metrics["trial_id"])):
+    for x, y in zip(
+        seed_runs(client, "stopsweep", plain.metrics["trial_id"]),
+        seed_runs(client, "stopsweep", crashed.metrics["trial_id"]),
+    ):
         for tag in ("status", "success", "stopped_epoch", "audit", "would_stop_epoch"):
             assert x.data.tags.get(tag) == y.data.tags.get(tag), tag
         for key, value in x.data.metrics.items():
@@ -265,22 +242,15 @@ def test_restored_trial_keeps_its_stopped_seeds(trials):
 def test_sweep_with_seed_stop_runs_resumes_and_analyses(tmp_path):
     """``seedsweep run`` of a spec with seed_stop, its driver killed after the first stops, ``--resume``,
     then ``seedsweep analyze --suggest-seed-stop``: every seed once, stopped seeds stay stopped."""
-    import os
-    import signal
-    import subprocess
-    import sys
     from collections import Counter
-    from pathlib import Path
 
     import yaml
     from mlflow import MlflowClient
 
-    bin_ = Path(sys.executable).parent
-    env = {**os.environ, "SEEDSWEEP_CACHE": str(tmp_path / "cache"), "TUNE_GLOBAL_CHECKPOINT_S": "1"}
     data = {**{k: TINY[k] for k in ("n_val", "frames", "image_size")}, "n_train": 32}
     params = {k: v for k, v in TINY.items() if k not in (*data, "env", "success")}
-    spec = tmp_path / "stop.yaml"
-    spec.write_text(
+    spec = str(tmp_path / "stop.yaml")
+    (tmp_path / "stop.yaml").write_text(
         yaml.safe_dump(
             {
                 "name": "stop",
@@ -298,33 +268,14 @@ def test_sweep_with_seed_stop_runs_resumes_and_analyses(tmp_path):
             }
         )
     )
-
-    def seedsweep(*args):
-        proc = subprocess.run(
-            [str(bin_ / "seedsweep"), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
-        )
-        assert proc.returncode == 0, (proc.stdout, proc.stderr)
-        return proc.stdout
-
-    assert "seed_stop: stop a seed when linear_proj_mse above 0.3 from epoch 2" in seedsweep(
-        "run", str(spec), "--dry-run"
-    )
-    driver = subprocess.Popen(
-        [str(bin_ / "seedsweep"), "run", str(spec)],
-        cwd=tmp_path,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 300
-    while time.time() < deadline and not list((tmp_path / "ray_results" / "stop").glob("*/checkpoint_00000[2-9]")):
-        assert driver.poll() is None, "the sweep ended before it could be killed"
-        time.sleep(0.2)
+    dry = seedsweep(tmp_path, "run", spec, "--dry-run", timeout=600).stdout
+    assert "seed_stop: stop a seed when linear_proj_mse above 0.3 from epoch 2" in dry
+    driver = start_sweep(tmp_path, spec, env={"TUNE_GLOBAL_CHECKPOINT_S": "1"}, output=False)
+    checkpoints = lambda: list((tmp_path / "ray_results" / "stop").glob("*/checkpoint_00000[2-9]"))  # noqa: E731
+    wait_for("a checkpoint past epoch 1", checkpoints, driver)
     time.sleep(1.5)
-    os.killpg(driver.pid, signal.SIGKILL)  # the driver and its local Ray die after the first stops
-    driver.wait()
-    assert "sweep 'stop' finished: 2 trials" in seedsweep("run", str(spec), "--resume")
+    kill(driver)  # the driver and its local Ray die after the first stops
+    assert "sweep 'stop' finished: 2 trials" in seedsweep(tmp_path, "run", spec, "--resume", timeout=600).stdout
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
     exp = client.get_experiment_by_name("stop").experiment_id
@@ -342,7 +293,7 @@ def test_sweep_with_seed_stop_runs_resumes_and_analyses(tmp_path):
         if r.data.tags["status"] == "stopped" or r.data.tags.get("audit") == "true":
             assert ticket(int(r.data.tags["seed"]), 0.25, salt) == (r.data.tags.get("audit") == "true"), r.data.tags
 
-    out = seedsweep("analyze", "stop", "--suggest-seed-stop")
+    out = seedsweep(tmp_path, "analyze", "stop", "--suggest-seed-stop", timeout=600).stdout
     assert "corrected 95%" in out and "stopped" in out and "seed-steps saved" in out
     assert "seed_stop: {metric: linear_proj_mse" in out or "no seed_stop rule" in out
     assert (tmp_path / "reports" / "stop" / "report.html").read_text().count("corrected 95%") >= 1

@@ -10,6 +10,7 @@ import pytest
 from analysis.audit import corrected_interval, cp_bounds
 from analysis.seed_stop import annotate, suggest
 from analysis.success import success_table
+from trainables.rule import SuccessRule
 
 
 def simulate(rng, p, n, flag_fail, flag_success, audit):
@@ -101,7 +102,7 @@ def test_suggest_finds_an_early_rule_that_does_not_stop_successes():
         # alike up to epoch 2, apart from epoch 3 on
         curve = 0.9 + (end - 0.9) * np.clip((steps - 2) / 3, 0, 1) + rng.normal(0, 0.05, 10)
         histories[f"r{i}"], final_ok[f"r{i}"] = (steps, curve), good
-    found = suggest(histories, final_ok, "below", 0.3)
+    found = suggest(histories, final_ok, SuccessRule("m", "below", 0.3))
     assert found is not None and found["side"] == "above" and found["false_stops"] == 0
     assert 3 <= found["from_epoch"] <= 5 and found["candidates"] >= 20 and found["saved_share"] > 0.3
 
@@ -113,7 +114,7 @@ def test_suggest_counts_a_seed_that_crosses_later_as_a_candidate():
     late_bump = np.array([0.9, 0.5, 0.4, 0.4, 1.2, 0.3, 0.2, 0.2, 0.1, 0.1])  # succeeds, but above 1.0 at epoch 5
     failing = np.full(10, 1.1)
     histories = {"a": (steps, late_bump), "b": (steps, failing), "c": (steps, failing + 0.1)}
-    found = suggest(histories, {"a": True, "b": False, "c": False}, "below", 0.3)
+    found = suggest(histories, {"a": True, "b": False, "c": False}, SuccessRule("m", "below", 0.3))
     assert found is not None and found["false_stops"] == 0
     assert found["threshold"] >= 1.2 or found["from_epoch"] >= 6  # no rule that catches a's bump
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy.special import betaln
 
-from analysis import paired
+from analysis import paired_sequential
 from analysis.adaptive import history
 from analysis.audit import stopped_successes_bound
 from analysis.confidence import confidence_sequence, log_ratio, running_intersection, sequence_table
@@ -238,8 +238,8 @@ def test_a_claim_must_hold_for_every_placement_of_the_stopped_seeds():
     level = design.test_alpha
     a = {s: c == "1" for s, c in enumerate("10101110101101111001011111011011")}
     b = {s: c == "1" for s, c in enumerate("11010001010000001000000110001000")}
-    assert paired.difference(pair_looks(a, {**b, 4: True}, design, 4)[0], 64, level)[0] == 1  # the earliest
-    assert paired.difference(pair_looks(a, {**b, 26: True}, design, 4)[0], 64, level)[0] == 0
+    assert paired_sequential.difference(pair_looks(a, {**b, 4: True}, design, 4)[0], 64, level)[0] == 1  # the earliest
+    assert paired_sequential.difference(pair_looks(a, {**b, 26: True}, design, 4)[0], 64, level)[0] == 0
     stops = (((), 0), ([4, 10, 18, 26, 27, 29], 1))
     assert compare_pair(a, b, design, 4, False, level, (level,), stops=(((), 0), ((), 0))) == ">"
     assert compare_pair(a, b, design, 4, False, level, (level,), stops=stops) not in "<>"
@@ -270,7 +270,7 @@ def claims_hold_under_every_placement(count: int, seed: int) -> tuple[int, int]:
         sign = 1 if said == ">" else -1
         turned = [[c for k in range(w + 1) for c in itertools.combinations(stopped, k)] for stopped, w in stops]
         wrong += any(
-            paired.difference(
+            paired_sequential.difference(
                 pair_looks({**a, **dict.fromkeys(ta, True)}, {**b, **dict.fromkeys(tb, True)}, design, round_)[0],
                 64,
                 level,
@@ -401,10 +401,10 @@ def test_history_corrects_a_configuration_whose_stopped_seeds_are_unaudited():
 def test_pvalue_is_where_the_test_rejects_at_every_larger_alpha(steps, max_seeds):
     """Rejection need not grow with alpha; p is the smallest u with a rejection at every alpha >= u
     (checked on a fine grid of alphas)."""
-    p = paired.pvalue(steps, max_seeds)
+    p = paired_sequential.pvalue(steps, max_seeds)
     grid = np.linspace(1e-4, 0.999, 1500)
-    rejects = np.array([paired.difference(steps, max_seeds, a)[0] != 0 for a in grid])
+    rejects = np.array([paired_sequential.difference(steps, max_seeds, a)[0] != 0 for a in grid])
     assert rejects[grid >= p * (1 + 1e-6)].all()
     assert p == 1.0 or not rejects[grid < p * (1 - 1e-6)][-1:].all()  # just below p it does not
     if max_seeds == 24:
-        assert paired.difference(steps, 24, 0.0835)[0] and p == pytest.approx(0.0989, abs=1e-4)
+        assert paired_sequential.difference(steps, 24, 0.0835)[0] and p == pytest.approx(0.0989, abs=1e-4)

@@ -9,6 +9,7 @@ from analysis import baselines as baseline_lines
 from analysis import settle as settle_counts
 from sweeps.settle import Settle
 from sweeps.spec import SpecError, from_dict
+from trainables.rule import SuccessRule
 
 RULE = {"metric": "linear_proj_mse", "below": 0.5}
 
@@ -55,18 +56,20 @@ def runs_frame() -> pd.DataFrame:
 def test_flips_are_counted_per_configuration_with_their_exact_interval():
     runs = runs_frame()
     ok = runs["linear_proj_mse"] < 0.5
-    found = settle_counts.flips(runs, ok, RULE).set_index("config_id")
+    found = settle_counts.flips(runs, ok, SuccessRule.parse(RULE)).set_index("config_id")
     assert found.loc["a", ["continued", "flips", "to_success", "to_failure"]].tolist() == [3, 2, 1, 1]
     assert found.loc["b", ["continued", "flips"]].tolist() == [2, 0]
     exact = stats.binomtest(2, 3).proportion_ci(0.95, method="exact")
     assert (found.loc["a", "flip_low"], found.loc["a", "flip_high"]) == pytest.approx((exact.low, exact.high))
-    stricter = settle_counts.flips(runs, runs["linear_proj_mse"] < 0.25, {**RULE, "below": 0.25}).set_index("config_id")
+    stricter = settle_counts.flips(
+        runs, runs["linear_proj_mse"] < 0.25, SuccessRule.parse({**RULE, "below": 0.25})
+    ).set_index("config_id")
     assert stricter.loc["a", "flips"] == 1  # seed 2 (0.3 -> 0.2) flips under the recomputed rule, 0 and 1 do not
     table = pd.DataFrame({"config_id": ["a", "b"]})
     table.attrs["settle"] = found.reset_index()
     lines = settle_counts.lines(table)
     assert "config a: 2/3 flipped by epoch 80" in lines[1] and "(1 to success, 1 to failure)" in lines[1]
-    assert settle_counts.flips(runs.drop(columns=["settle.success"]), ok, RULE) is None
+    assert settle_counts.flips(runs.drop(columns=["settle.success"]), ok, SuccessRule.parse(RULE)) is None
 
 
 def test_baseline_lines_say_once_what_every_configuration_shares_and_per_configuration_what_differs():
@@ -82,7 +85,7 @@ def test_baseline_lines_say_once_what_every_configuration_shares_and_per_configu
 
     table = pd.DataFrame({"config_id": ["a", "b"]})
     table.attrs.update(
-        applied_rule={"metric": "psnr_gain_black", "above": 1.0},
+        applied_rule=SuccessRule.parse({"metric": "psnr_gain_black", "above": 1.0}),
         baselines=[row("a", "blend", 3.9), row("b", "blend", 3.9), row("a", "copy", 1.4), row("b", "copy", 0.5)],
     )
     lines = baseline_lines.lines(table)

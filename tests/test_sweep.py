@@ -7,7 +7,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -17,57 +16,7 @@ import pytest
 import yaml
 from cluster_sim import stop_cluster
 from mlflow import MlflowClient
-
-BIN = Path(sys.executable).parent
-TINY = {
-    "name": "tiny",
-    "model": "sps",
-    "env": "ball",
-    "data": {"n_train": 32, "n_val": 16, "frames": 6, "image_size": 16, "data_seed": 0},
-    "params": {
-        "symmetry": {"grid": ["none", "T2R2"]},
-        "channels": [4, 8],
-        "dec_hidden": [8],
-        "rnn_width": 8,
-        "batch_size": 16,
-        "rnn_min_context": 2,
-    },
-    "seeds": 3,
-    "epochs": 3,
-    "checkpoint_every": 1,  # no scheduler key: no early stopping
-    "resources": {"cpu": 1, "gpu": 0},
-    "success": {"metric": "linear_proj_mse", "below": 0.9, "also": [0.5]},
-}
-
-
-def seedsweep(
-    cwd: Path, *args: str, timeout: float = 300, check: bool = True, env: dict | None = None
-) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SEEDSWEEP_CACHE": str(cwd / "cache"), **(env or {})}
-    proc = subprocess.run(
-        [str(BIN / "seedsweep"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"seedsweep {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def write_spec(cwd: Path, **change) -> str:
-    spec = {**TINY, **change}
-    path = cwd / f"{spec['name']}.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return str(path)
-
-
-def runs(cwd: Path, sweep: str, kind: str) -> list:
-    client = MlflowClient(f"sqlite:///{cwd / 'mlruns.db'}")
-    experiment = client.get_experiment_by_name(sweep)
-    return client.search_runs([experiment.experiment_id], f"tags.`seedsweep.kind` = '{kind}'", max_results=1000)
-
-
-def history_steps(cwd: Path, run_id: str, metric: str) -> list[int]:
-    client = MlflowClient(f"sqlite:///{cwd / 'mlruns.db'}")
-    return sorted(m.step for m in client.get_metric_history(run_id, metric))
+from support import BIN, SPEC_TINY, history_steps, kill, runs, seedsweep, start_sweep, wait_for, write_spec
 
 
 def test_sweep_end_to_end(tmp_path):
@@ -184,8 +133,8 @@ def test_asha_stops_a_clearly_worse_configuration(tmp_path):
         epochs=4,
         max_concurrent=1,
         seeds=2,
-        data={**TINY["data"], "n_train": 64},
-        params={**TINY["params"], "symmetry": "none", "lr": {"grid": [1e-3, 1e-9]}},
+        data={**SPEC_TINY["data"], "n_train": 64},
+        params={**SPEC_TINY["params"], "symmetry": "none", "lr": {"grid": [1e-3, 1e-9]}},
         scheduler={"metric": "median_recon_mse", "mode": "min", "grace_period": 1, "reduction_factor": 2},
     )
     seedsweep(tmp_path, "run", spec)
@@ -208,23 +157,11 @@ def test_asha_stops_a_clearly_worse_configuration(tmp_path):
 @pytest.mark.slow  # ~100 s on 2 cores; .ci/run runs it
 def test_killed_driver_resumes_each_seed_exactly_once(tmp_path):
     spec = write_spec(tmp_path, name="resume", epochs=6, seeds=2, max_concurrent=1)
-    env = {**os.environ, "SEEDSWEEP_CACHE": str(tmp_path / "cache"), "TUNE_GLOBAL_CHECKPOINT_S": "1"}
-    driver = subprocess.Popen(
-        [str(BIN / "seedsweep"), "run", spec],
-        cwd=tmp_path,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    driver = start_sweep(tmp_path, spec, env={"TUNE_GLOBAL_CHECKPOINT_S": "1"}, output=False)
     run_dir = tmp_path / "ray_results" / "resume"
-    deadline = time.time() + 240
-    while time.time() < deadline and not list(run_dir.glob("*/checkpoint_00000[2-9]")):
-        assert driver.poll() is None, "the sweep ended before it could be killed"
-        time.sleep(0.2)
+    wait_for("a checkpoint past epoch 1", lambda: list(run_dir.glob("*/checkpoint_00000[2-9]")), driver, timeout=240)
     time.sleep(1.5)  # let Tune write its experiment state past that checkpoint (at most ~1 s old)
-    os.killpg(driver.pid, signal.SIGKILL)  # the driver, and the local Ray it started, die mid-sweep
-    driver.wait()
+    kill(driver)  # the driver, and the local Ray it started, die mid-sweep
     done_before = [r for r in runs(tmp_path, "resume", "seed") if r.data.tags["status"] == "finished"]
     assert len(done_before) < 4, "the sweep finished before it was killed"
 
@@ -245,22 +182,10 @@ def test_killed_driver_resumes_each_seed_exactly_once(tmp_path):
 @pytest.mark.slow  # ~100 s on 2 cores; .ci/run runs it
 def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
     spec = write_spec(
-        tmp_path, name="ctrlc", epochs=5, seeds=1, max_concurrent=1, data={**TINY["data"], "n_train": 256}
+        tmp_path, name="ctrlc", epochs=5, seeds=1, max_concurrent=1, data={**SPEC_TINY["data"], "n_train": 256}
     )
-    env = {**os.environ, "SEEDSWEEP_CACHE": str(tmp_path / "cache")}
-    driver = subprocess.Popen(
-        [str(BIN / "seedsweep"), "run", spec],
-        cwd=tmp_path,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 240
-    while time.time() < deadline and not list((tmp_path / "ray_results" / "ctrlc").glob("*/checkpoint_*")):
-        assert driver.poll() is None, "the sweep ended before Ctrl-C"
-        time.sleep(0.2)
+    driver = start_sweep(tmp_path, spec)
+    wait_for("a checkpoint", lambda: list((tmp_path / "ray_results" / "ctrlc").glob("*/checkpoint_*")), driver, 240)
     os.killpg(driver.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends to the foreground group
     out, err = driver.communicate(timeout=120)
     assert driver.returncode == 1 and "did not finish (interrupted)" in err and "--resume" in err, (out, err)
@@ -336,7 +261,7 @@ def test_optuna_search_keeps_its_study_beside_the_results(tmp_path):
         seeds=1,
         epochs=2,
         max_concurrent=1,
-        params={**TINY["params"], "symmetry": {"choice": ["none", "T2R2"]}, "lr": {"loguniform": [1e-4, 1e-2]}},
+        params={**SPEC_TINY["params"], "symmetry": {"choice": ["none", "T2R2"]}, "lr": {"loguniform": [1e-4, 1e-2]}},
     )
     seedsweep(tmp_path, "run", spec)
     parents = runs(tmp_path, "tpe", "config")
@@ -411,7 +336,7 @@ def test_settle_continues_the_chosen_seeds_as_a_longer_run_would(tmp_path):
     from sweeps.settle import Settle
     from trainables import fit
 
-    params = {**TINY["params"], "symmetry": "none"}
+    params = {**SPEC_TINY["params"], "symmetry": "none"}
     settle = {"seeds": 2, "factor": 2, "seed": 5}
     spec = write_spec(tmp_path, name="settled", params=params, epochs=2, settle=settle)
     assert "settle: after the sweep, 2 finished seeds" in seedsweep(tmp_path, "run", spec, "--dry-run").stdout
@@ -420,7 +345,7 @@ def test_settle_continues_the_chosen_seeds_as_a_longer_run_would(tmp_path):
     seeds = runs(tmp_path, "settled", "seed")
     continued = {int(r.data.tags["seed"]): r for r in seeds if "settle.success" in r.data.tags}
     assert sorted(continued) == sorted(Settle.parse(settle).chosen([0, 1, 2], [0, 1, 2]))
-    config = {"model": "sps", "env": "ball", **TINY["data"], **params, "success": TINY["success"]}
+    config = {"model": "sps", "env": "ball", **SPEC_TINY["data"], **params, "success": SPEC_TINY["success"]}
     longer = fit(config, sorted(continued), epochs=4, device="cpu")
     flipped = 0
     for alone in longer:

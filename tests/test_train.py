@@ -10,8 +10,8 @@ from dataclasses import FrozenInstanceError
 
 import numpy as np
 import pytest
-from crashing import crash_once_trainable
 from mlflow import MlflowClient
+from support import fit_crashing_once, seed_runs
 
 from trainables import figures, records, tracking
 from trainables.models import SPS
@@ -54,12 +54,6 @@ def histories(client: MlflowClient, run_id: str) -> dict[str, list[int]]:
     return {key: sorted(m.step for m in client.get_metric_history(run_id, key)) for key in keys}
 
 
-def seed_runs(client: MlflowClient, trial_id: str) -> list:
-    exp = client.get_experiment_by_name("trainsweep").experiment_id
-    runs = client.search_runs([exp], f"tags.trial_id = '{trial_id}'", max_results=1000)
-    return sorted((r for r in runs if r.data.tags[records.KIND] == "seed"), key=lambda r: int(r.data.tags["seed"]))
-
-
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     """Two trials of the same configuration through Tune at once: one plain, one that crashes after
@@ -71,32 +65,13 @@ def sweep(tmp_path_factory):
 
     from trainables.train import train
 
-    crash_once = crash_once_trainable()
-
     root = tmp_path_factory.mktemp("train")
     uri = f"sqlite:///{root / 'mlruns.db'}"
+    run = {"seeds": SEEDS, "epochs": EPOCHS, "checkpoint_every": 2, "eval_every": 2, "flush_every": 600}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        tuner = tune.Tuner(
-            tune.with_resources(crash_once, {"cpu": 1}),
-            param_space={
-                **TINY,
-                "run": {
-                    "seeds": SEEDS,
-                    "epochs": EPOCHS,
-                    "checkpoint_every": 2,
-                    "eval_every": 2,
-                    "flush_every": 600,
-                    "sweep": "trainsweep",
-                    "tracking_uri": uri,
-                },
-                "crash": tune.grid_search([None, 3]),
-            },
-            run_config=tune.RunConfig(
-                name="t", storage_path=str(root / "ray"), verbose=0, failure_config=tune.FailureConfig(max_failures=1)
-            ),
-        )
-        results = tuner.fit()
+        space = {**TINY, "run": {**run, "sweep": "trainsweep", "tracking_uri": uri}}
+        by_crash = fit_crashing_once(root, space, crash_after=3, name="t")
         # and a configuration whose seeds all diverge, in a sweep of its own
         diverging = tune.Tuner(
             tune.with_resources(train, {"cpu": 1}),
@@ -109,8 +84,7 @@ def sweep(tmp_path_factory):
         ).fit()
     finally:
         ray.shutdown()
-    assert not results.errors and not diverging.errors, (results.errors, diverging.errors)
-    by_crash = {r.config["crash"]: r for r in results}
+    assert not diverging.errors, diverging.errors
     return {
         "uri": uri,
         "plain": by_crash[None],
@@ -135,7 +109,7 @@ def test_mlflow_layout(sweep, tmp_path):
             and float(parent.data.params["success.below"]) == 0.2
         )
         assert parent.info.status == "FINISHED"
-        children = seed_runs(client, trial_id)
+        children = seed_runs(client, "trainsweep", trial_id)
         assert [r.data.tags["seed"] for r in children] == [str(s) for s in range(SEEDS)]
         for run in children:
             tags = run.data.tags
@@ -178,7 +152,10 @@ def test_restored_trial_matches_uninterrupted(sweep):
     # restore. (Not progress.csv: on restore Ray may bring back an older synced copy of it.)
     assert (crashed.metrics["training_iteration"], crashed.metrics["iterations_since_restore"]) == (4, 2)
     assert plain.metrics["iterations_since_restore"] == 4
-    a, b = seed_runs(client, plain.metrics["trial_id"]), seed_runs(client, crashed.metrics["trial_id"])
+    a, b = (
+        seed_runs(client, "trainsweep", plain.metrics["trial_id"]),
+        seed_runs(client, "trainsweep", crashed.metrics["trial_id"]),
+    )
     for x, y in zip(a, b):
         assert x.data.tags["status"] == y.data.tags["status"] and x.data.tags["success"] == y.data.tags["success"]
         assert x.data.metrics.keys() == y.data.metrics.keys()

@@ -10,7 +10,7 @@ from dataclasses import asdict, fields
 
 from trainables.data import PER_SEED
 from trainables.models import MODELS, PackedModel, metric_names
-from trainables.options import COMMON, DATA_KEYS, NOT_IN_ID
+from trainables.options import COMMON, DATA_KEYS, NOT_IN_ID, number
 from trainables.rule import SuccessRule
 from trainables.seed_stop import SeedStop
 
@@ -51,9 +51,8 @@ def resolve_config(config: dict) -> Resolved:
         value = out[key]
         if key == "data_seed" and value == PER_SEED:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "data_seed" else 1):
-            what = f"a non-negative integer or {PER_SEED!r}" if key == "data_seed" else "a positive integer"
-            raise ValueError(f"config key '{key}' must be {what}, got {value!r}")
+        noun = f"{PER_SEED!r} or an integer" if key == "data_seed" else "an integer"
+        number(value, f"config key '{key}'", integer=True, low=0 if key == "data_seed" else 1, noun=noun)
     from envs.dataset import resolve_env_id
 
     out["env"] = resolve_env_id(out["env"])

@@ -44,18 +44,52 @@ DATA_KEYS = ("n_train", "n_val", "frames", "image_size", "data_seed", "scene")  
 RUN_KEY = "run"  # the key of a trial config that holds its RunOptions (as a dict)
 
 
+def number(
+    value,
+    name: str = "",
+    *,
+    integer: bool = False,
+    low: float | None = None,
+    high: float | None = None,
+    open_low: bool = False,
+    open_high: bool = False,
+    finite: bool = True,
+    noun: str | None = None,
+) -> float:
+    """``value`` checked as a number (an ``int`` with ``integer``; a bool is neither; finite unless
+    ``finite=False``) within ``low``/``high`` (excluded with ``open_low``/``open_high``), returned as is.
+    Otherwise a ValueError: ``"[name ]must be <noun> <range>, got <value>"``, e.g. "must be an integer
+    >= 1, got 0"; ``noun`` (default "an integer" or "a number") says what the number counts."""
+    kinds = int if integer else (int, float)
+    ok = not isinstance(value, bool) and isinstance(value, kinds) and (not finite or math.isfinite(value))
+    ok = ok and (low is None or (value > low if open_low else value >= low))
+    ok = ok and (high is None or (value < high if open_high else value <= high))
+    if ok:
+        return value
+    if low is not None and high is not None:
+        span = f" in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+    elif low is not None:
+        span = f" {'>' if open_low else '>='} {low:g}"
+    elif high is not None:
+        span = f" {'<' if open_high else '<='} {high:g}"
+    else:
+        span = ""
+    noun = noun or ("an integer" if integer else "a finite number" if finite else "a number")
+    raise ValueError(f"{name + ' ' if name else ''}must be {noun}{span}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How one trial runs; everything else in its config is what it trains."""
 
     seeds: tuple[int, ...] = (0, 1, 2, 3)  # the seed numbers packed in the trial (a count n in a spec: 0..n-1)
-    epochs: int = 10
+    epochs: int = 20
     checkpoint_every: int = 5  # epochs between checkpoints (and one at the end)
     eval_every: int = 1  # epochs between evaluations (and one at the end)
     # seconds between MLflow sends at most (also sent before the report of an epoch that evaluated,
     # checkpointed or ended the run)
     flush_every: float = 10.0
-    tracking_patience: float = PATIENCE  # seconds of unreachable tracking server a trial trains through
+    tracking_patience: float = PATIENCE  # seconds (> 0) of unreachable tracking server a trial trains through
     sweep: str = "default"  # the sweep's name, a tag on every run
     experiment: str | None = None  # the MLflow experiment; None: the sweep's name
     tracking_uri: str | None = None  # None: sqlite:///<driver cwd>/mlruns.db
@@ -80,16 +114,15 @@ class RunOptions:
             )
         object.__setattr__(self, "seeds", seeds)
         for key in ("epochs", "checkpoint_every", "eval_every"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"run option '{key}' must be an integer >= 1, got {value!r}")
-        for key in ("flush_every", "tracking_patience"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"run option '{key}' must be a number of seconds >= 0, got {value!r}")
-            object.__setattr__(self, key, float(value))
-        if self.gpu is not None and (isinstance(self.gpu, bool) or not 0 <= self.gpu <= 1):
-            raise ValueError(f"run option 'gpu' must be a share of one GPU in [0, 1], got {self.gpu!r}")
+            number(getattr(self, key), f"run option '{key}'", integer=True, low=1)
+        # flush_every 0: send at every epoch; a patience of 0 would fail a trial at the first refused request
+        for key, open_low in (("flush_every", False), ("tracking_patience", True)):
+            seconds = number(
+                getattr(self, key), f"run option '{key}'", low=0, open_low=open_low, noun="a number of seconds"
+            )
+            object.__setattr__(self, key, float(seconds))
+        if self.gpu is not None:
+            number(self.gpu, "run option 'gpu'", low=0, high=1, noun="a share of one GPU")
         if self.experiment is None:
             object.__setattr__(self, "experiment", self.sweep)
 

@@ -80,17 +80,7 @@ class Pack:
         self.model = model_cls(self.cfg, self.gens, train_x.shape[-1]).to(self.device)
         self.n_train = train_x.shape[1] if self.per_seed_data else len(train_x)
         self.speed = Speed.for_device(self.config, self.device)
-        self.model.set_channels_last(self.speed.channels_last)
-        self.model.conv_gemm(self.speed.conv_gemm)
-        mode = self.speed.compile if isinstance(self.speed.compile, str) else None
-        self._losses = torch.compile(self.model.losses, mode=mode) if self.speed.compile else self.model.losses
-        groups = [{"params": params, "lr": self.cfg.lr * mult} for params, mult in self.model.param_groups()]
-        self.optimizer = torch.optim.Adam(
-            groups, lr=self.cfg.lr, fused=self.device.type == "cuda"
-        )  # elementwise: seeds stay apart
-        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(
-            self.optimizer, gamma=self.cfg.lr_decay
-        )  # every group, per step
+        self.optimizer, self.scheduler, self._losses = self._build(self.model)
         self.alive = torch.ones(len(self.seeds), dtype=torch.bool, device=self.device)
         self.finished = False
         self.epoch = self.step = 0
@@ -279,25 +269,37 @@ class Pack:
         fresh = [torch.Generator().manual_seed(self.seeds[i]) for i in keep]  # init draws only: replaced below
         model = type(self.model)(self.cfg, fresh, self.train_x.shape[-1]).to(self.device)
         model.load_state_dict(shrink_state(self.model.state_dict(), model.state_dict(), positions, len(self.held)))
-        model.set_channels_last(self.speed.channels_last)
-        model.conv_gemm(self.speed.conv_gemm)
         model.train(self.model.training)
-        groups = [{"params": params, "lr": self.cfg.lr * mult} for params, mult in model.param_groups()]
-        optimizer = torch.optim.Adam(groups, lr=self.cfg.lr, fused=self.device.type == "cuda")
+        optimizer, scheduler, losses = self._build(model)
         params = [p for group in optimizer.param_groups for p in group["params"]]
         optimizer.load_state_dict(
             shrink_optimizer_state(
                 self.optimizer.state_dict(), optimizer.state_dict(), params, positions, len(self.held)
             )
         )
-        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.cfg.lr_decay)
         scheduler.load_state_dict(self.scheduler.state_dict())
         self.alive = self.alive[torch.tensor(positions, device=self.alive.device)]
         if self.per_seed_data:  # each seed's own training set leaves with it
             self.train_x = self.train_x[torch.tensor(positions, device=self.train_x.device)]
-        self.model, self.optimizer, self.scheduler, self.held = model, optimizer, scheduler, list(keep)
+        self.model, self.optimizer, self.scheduler, self._losses, self.held = (
+            model,
+            optimizer,
+            scheduler,
+            losses,
+            list(keep),
+        )
+
+    def _build(self, model) -> tuple:
+        """``model`` set to the pack's speed settings, and its (Adam, LR schedule, losses function):
+        one definition for a new pack and one shrunk by seed_stop."""
+        model.set_channels_last(self.speed.channels_last)
+        model.conv_gemm(self.speed.conv_gemm)
+        groups = [{"params": params, "lr": self.cfg.lr * mult} for params, mult in model.param_groups()]
+        # Adam is elementwise: the seeds stay apart
+        optimizer = torch.optim.Adam(groups, lr=self.cfg.lr, fused=self.device.type == "cuda")
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.cfg.lr_decay)  # every group, per step
         mode = self.speed.compile if isinstance(self.speed.compile, str) else None
-        self._losses = torch.compile(self.model.losses, mode=mode) if self.speed.compile else self.model.losses
+        return optimizer, scheduler, torch.compile(model.losses, mode=mode) if self.speed.compile else model.losses
 
     def artefacts(self, seed_index: int, folder) -> list:
         """The model's pictures of one seed on the validation set, written into ``folder`` (PNG paths);

@@ -14,8 +14,9 @@ stopped), ``success`` ("true" | "false"), ``device`` and ``precision`` (what tra
 ends at the stop, its last metrics those of the stop; it counts in n as a failure). Per-seed metrics use
 step = epoch; at its last epoch a counted seed (finished, diverged or stopped) also logs the metric
 ``success`` (1 or 0; a pruned or failed seed has none), so MLflow's own "group by config_id, average
-success" shows k/n. The parent holds the aggregates over seeds, at the last epoch ``n`` (counted seeds), ``n_success``, ``success_rate`` (k/n)
-and the ends of its 95% Wilson interval ``success_low`` / ``success_high``, and the tag
+success" shows k/n. The parent holds the aggregates over seeds at every evaluated epoch (``n_success``, ``success_rate``:
+``train.aggregate``), at the last epoch also ``n`` (counted seeds) and the ends of its 95% Wilson
+interval ``success_low`` / ``success_high`` (``config_outcome``), and the tag
 ``seedsweep.metrics``: the model's declared metrics as JSON (``{name: {"better": ..., "doc": ...}}``),
 so the analysis knows them without the model.
 """
@@ -24,15 +25,16 @@ from __future__ import annotations
 
 import fcntl
 import json
-import math
 import os
 import random
 import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from statistics import NormalDist
 from urllib.parse import unquote, urlparse
 
+import numpy as np
 from mlflow import MlflowClient
 
 from trainables.rule import BOUNDS, SuccessRule
@@ -64,7 +66,6 @@ MLFLOW_STATUS = {  # MLflow's own run status -> seed status, used only when a se
     "FAILED": "failed",
     "KILLED": "pruned",
 }
-Z95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
 
 
 def seed_outcome(result: dict) -> dict[str, float]:
@@ -75,29 +76,29 @@ def seed_outcome(result: dict) -> dict[str, float]:
 
 
 def config_outcome(results: list[dict]) -> dict[str, float]:
-    """A configuration's final metrics over its seeds' results: ``n``, ``n_success``, ``success_rate``
-    (k/n) and the ends of its 95% Wilson interval (``success_low``, ``success_high``; NaN when n = 0),
-    as the analysis's success table computes them."""
+    """A configuration's final metrics over its seeds' results beside ``n_success`` and
+    ``success_rate`` (``train.aggregate``'s, logged at the same step): ``n`` (counted seeds) and the
+    ends of its 95% Wilson interval (``success_low``, ``success_high``; NaN when n = 0), as the
+    analysis's success table computes them."""
     outcomes = [seed_outcome(r) for r in results]
     n = sum(1 for o in outcomes if o)
-    k = sum(o.get(SUCCESS, 0.0) for o in outcomes)
-    low, high = wilson(k, n)
-    return {
-        "n": float(n),
-        "n_success": k,
-        "success_rate": k / n if n else math.nan,
-        "success_low": low,
-        "success_high": high,
-    }
+    low, high = wilson(sum(o.get(SUCCESS, 0.0) for o in outcomes), n)
+    return {"n": float(n), "success_low": float(low), "success_high": float(high)}
 
 
-def wilson(k: float, n: float, z: float = Z95) -> tuple[float, float]:
-    """Wilson's score interval for k/n (NaN for n = 0; exactly 0 / 1 at k = 0 / n)."""
-    if n == 0:
-        return math.nan, math.nan
-    centre, denominator = k + z * z / 2, n + z * z
-    half = z * math.sqrt(k * (n - k) / n + z * z / 4)
-    return (0.0 if k == 0 else (centre - half) / denominator), (1.0 if k == n else (centre + half) / denominator)
+def wilson(k, n, alpha: float = 0.05) -> tuple:
+    """Wilson's score interval for k/n at level 1 - alpha (Newcombe 1998, method 3; what statsmodels'
+    ``proportion_confint(method="wilson")`` computes, tests/test_analysis.py checks it), for numbers or
+    arrays: NaN where n = 0, exactly 0 / 1 at k = 0 / n. The one definition, here so the trainable
+    needs neither scipy nor statsmodels; ``analysis.success.interval`` reads it."""
+    z = NormalDist().inv_cdf(1 - alpha / 2)
+    k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centre, denominator = k + z * z / 2, n + z * z
+        half = z * np.sqrt(k * (n - k) / n + z * z / 4)
+        low = np.where(n > 0, np.where(k == 0, 0.0, (centre - half) / denominator), np.nan)
+        high = np.where(n > 0, np.where(k == n, 1.0, (centre + half) / denominator), np.nan)
+    return low, high
 
 
 def stored_rule(params: dict[str, str]) -> SuccessRule | None:

@@ -7,10 +7,11 @@ spec checker and the analysis; no torch here, so ``seedsweep analyze`` can use i
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
+
+from trainables.options import number
 
 BOUNDS = ("below", "above")
 
@@ -35,19 +36,20 @@ class SuccessRule:
             raise ValueError(
                 f"the success rule needs a metric and exactly one of below / above (and optionally also: [X, ...]), got {rule!r}"
             )
-        value = rule[bounds[0]]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"success.{bounds[0]} must be a finite number, got {value!r}")
+        value = number(rule[bounds[0]], f"success.{bounds[0]}")
         if names is not None and rule["metric"] not in names:
             raise ValueError(
                 f"success.metric {rule['metric']!r} is not a metric of this model; it declares {', '.join(names)}"
             )
         also = rule.get("also", [])
-        finite = lambda x: not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(x)  # noqa: E731
-        if not isinstance(also, (list, tuple)) or not all(finite(x) for x in also):
+        try:
+            if not isinstance(also, (list, tuple)):
+                raise ValueError
+            [number(x) for x in also]
+        except ValueError:
             raise ValueError(
                 f"success.also must be a list of finite numbers (more thresholds of {rule['metric']} to report), got {also!r}"
-            )
+            ) from None
         return cls(rule["metric"], bounds[0], float(value), tuple(float(x) for x in also))
 
     def as_dict(self) -> dict:

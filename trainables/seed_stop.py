@@ -35,6 +35,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from trainables.options import number
+
 KEYS = ("metric", "above", "below", "from_epoch", "audit", "patience", "decide_on", "salt")
 DECIDE_ON = ("recipe", "no_stop")  # what verdicts are about: the rate with this stop rule, or had none stopped
 BLOCK = 8  # seed numbers per audit block: exactly round(audit * BLOCK) audit tickets in each
@@ -86,27 +88,19 @@ class SeedStop:
         bounds = [k for k in ("above", "below") if k in rule]
         if len(bounds) != 1:
             raise ValueError(f"seed_stop needs exactly one of above / below (the failing side), got {rule!r}")
-        value = rule[bounds[0]]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"seed_stop.{bounds[0]} must be a finite number, got {value!r}")
-        epoch = rule.get("from_epoch")
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
-            raise ValueError(f"seed_stop.from_epoch must be an integer >= 1, got {epoch!r}")
-        audit = rule.get("audit")
-        if isinstance(audit, bool) or not isinstance(audit, (int, float)) or not 0 <= audit <= 1:
-            raise ValueError(f"seed_stop.audit must be a share in [0, 1] of the stop candidates, got {audit!r}")
-        patience = rule.get("patience", 1)
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ValueError(f"seed_stop.patience must be an integer >= 1 (evaluations in a row), got {patience!r}")
+        value = number(rule[bounds[0]], f"seed_stop.{bounds[0]}")
+        epoch = number(rule.get("from_epoch"), "seed_stop.from_epoch", integer=True, low=1)
+        audit = number(rule.get("audit"), "seed_stop.audit", low=0, high=1, noun="a share of the stop candidates")
+        patience = number(
+            rule.get("patience", 1), "seed_stop.patience", integer=True, low=1, noun="a count of evaluations in a row"
+        )
         decide_on = rule.get("decide_on", "recipe")
         if decide_on not in DECIDE_ON:
             raise ValueError(
                 f"seed_stop.decide_on must be recipe (the rate with this stop rule) or no_stop (the rate had no "
                 f"seed been stopped), got {decide_on!r}"
             )
-        salt = rule.get("salt", 0)
-        if isinstance(salt, bool) or not isinstance(salt, int) or salt < 0:
-            raise ValueError(f"seed_stop.salt must be an integer >= 0 (the sweep's audit salt), got {salt!r}")
+        salt = number(rule.get("salt", 0), "seed_stop.salt", integer=True, low=0)
         if metrics is not None:
             names = dict(metrics) if isinstance(metrics, dict) else {m: None for m in metrics}
             if rule["metric"] not in names:

@@ -302,18 +302,13 @@ class Tracker:
 
     def finish(self, results: list[dict], artefacts: Callable[[int, Path], list[Path]] | None = None) -> None:
         """Final tags; at the last step logged, each counted seed's ``success`` metric (1 / 0) and the
-        configuration's ``n``, ``success_rate`` and interval ends (``records.config_outcome``); the PNGs
+        configuration's ``n`` and interval ends (``records.config_outcome``); the PNGs
         ``artefacts(i, folder)`` writes for seed index i (the model's, if it draws any) logged on that
         seed's run; and every run terminated."""
         results = [{**r, "status": "finished" if r["status"] == "running" else r["status"]} for r in results]
         self.set_seeds(results)
         self.log(self.step, config_outcome(results), [seed_outcome(r) for r in results])
-        n_success = sum(bool(r["success"]) for r in results)
-        self.pending_tags[self.parent] = {
-            "n_seeds": str(len(results)),
-            "n_success": str(n_success),
-            "status": "finished",
-        }
+        self.pending_tags[self.parent] = {"n_seeds": str(len(results)), "status": "finished"}
         self._wait(self._send)
         if artefacts is not None:
             for i, child in enumerate(self.children):

@@ -142,12 +142,11 @@ def train(config: dict) -> None:
             pack.load_state_dict(torch.load(Path(folder) / "pack.pt", weights_only=False))
             meta = json.loads((Path(folder) / "meta.json").read_text())
     start = meta["epoch"]
-    trial_id = tune.get_context().get_trial_id()
     tracker = Tracker(
         absolute_uri(run.tracking_uri or "sqlite:///mlruns.db"),
         run.experiment,
         run.sweep,
-        trial_id,
+        tune.get_context().get_trial_id(),
         config_id(resolved),
         resolved,
         seeds,
@@ -161,10 +160,8 @@ def train(config: dict) -> None:
         **{DEVICE_TAG: device_name(pack.device), PRECISION_TAG: pack.speed.precision, CODE_TAG: code_hash()},
         **({ROUND_TAG: str(run.round)} if run.round else {}),
     )
-    if ray.is_initialized():
-        tracker.tag_config(
-            node_id=ray.get_runtime_context().get_node_id(), pid=str(os.getpid())
-        )  # where it ran (last attempt)
+    if ray.is_initialized():  # where it ran (last attempt)
+        tracker.tag_config(node_id=ray.get_runtime_context().get_node_id(), pid=str(os.getpid()))
     if start == 0:  # the family's trivial baselines on this configuration's validation data, once
         scores = baselines.estimate(type(pack.model), pack.cfg, pack.val_x, pack.val_y)
         tracker.log(0, baselines.as_metrics(scores), [{} for _ in seeds])
@@ -182,10 +179,9 @@ def train(config: dict) -> None:
             pack.finish()  # seeds still running become finished
         if epoch % run.eval_every == 0 or epoch == epochs or results is None:
             results = fresh = [plain(r) for r in pack.stop_seeds(pack.evaluate())]
+            saved = (epochs - epoch) * pack.steps_per_epoch
             for i in set(pack.stopped) - gone:  # stopped now: their metrics at the stop are the last ones
-                results[i]["seed_steps_saved"] = pack.stopped[i]["seed_steps_saved"] = (
-                    epochs - epoch
-                ) * pack.steps_per_epoch
+                results[i]["seed_steps_saved"] = pack.stopped[i]["seed_steps_saved"] = saved
             tracker.set_seeds(results)
             tracker.end_seeds(sorted(set(pack.stopped) - gone))
         train_medians = {f"median_train/{t}": finite_median(v) for t, v in losses.items()}
@@ -201,13 +197,8 @@ def train(config: dict) -> None:
         if last:
             tracker.finish(results, pack.artefacts)
         if save:
-            meta = {
-                "epoch": epoch,
-                "run_ids": tracker.run_ids,
-                "results": results,
-                "report": report,
-                "unsent": tracker.unsent(),
-            }  # what an unreachable tracking server has not taken yet
+            unsent = tracker.unsent()  # what an unreachable tracking server has not taken yet
+            meta = dict(epoch=epoch, run_ids=tracker.run_ids, results=results, report=report, unsent=unsent)
             report_with_checkpoint(report, pack, meta)
         else:
             tune.report(report)

@@ -18,7 +18,6 @@ the seeds independent (the Pack clips gradients and freezes diverged seeds per s
 
 from __future__ import annotations
 
-import math
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -27,6 +26,8 @@ from typing import ClassVar, Literal, Union, get_args, get_origin
 
 import torch
 from torch import nn
+
+from trainables.options import number
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,11 @@ def coerce(name: str, value, hint):
             raise bad
         return value
     if hint in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        if hint is int and (not math.isfinite(value) or value != int(value)):
+        try:
+            number(value, finite=hint is int)
+        except ValueError:
+            raise bad from None
+        if hint is int and value != int(value):
             raise bad
         return hint(value)
     if hint is str:

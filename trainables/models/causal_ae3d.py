@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from trainables.models.base import Metric, PackedModel, TrainConfig
-from trainables.models.frame_stats import Moments, trivial_mse
+from trainables.models.frame_stats import LevelStack, Moments, trivial_mse
 from trainables.models.packed import PackedConv, fold, per_seed_sum
 from trainables.models.pixel_loss import LOSSES, per_seed_pixel_loss
 from trainables.models.registry import register
@@ -76,7 +76,7 @@ class CausalAE3dConfig(TrainConfig):
         return self.time_kernel - 1 - (0 if self.causal else 2 * ((self.time_kernel - 1) // 2))
 
 
-class CausalAE3d(PackedModel):
+class CausalAE3d(LevelStack, PackedModel):
     """S seeds of a stack of ``len(channels)`` causal 3-D conv AE levels."""
 
     metrics = (
@@ -155,18 +155,17 @@ class CausalAE3d(PackedModel):
     def encode(self, l: int, h: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.enc[l](h))
 
+    def decode_logits(self, l: int, z: torch.Tensor) -> torch.Tensor:
+        return self.dec[l](z)
+
     def decode(self, l: int, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.dec[l](z))
+        return torch.sigmoid(self.decode_logits(l, z))
 
     def run(self, h: torch.Tensor, levels: range, logits: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Levels ``levels`` on features h [N, S*C, T, H, W]: (output trimmed to its kept frames, the
         matching targets of h) per the module docstring; ``logits``: the last decoder's before its sigmoid."""
         D, dx = self.dt * len(levels), self.dx
-        z = h[:, :, : h.shape[2] - dx]
-        for l in levels:
-            z = self.encode(l, z)
-        for l in reversed(levels):
-            z = self.dec[l](z) if logits and l == levels[0] else self.decode(l, z)
+        z = self.decode_all(self.encode_all(h[:, :, : h.shape[2] - dx], levels)[-1], levels, logits)
         return z[:, :, D : z.shape[2] - D], h[:, :, 2 * D + dx :]
 
     def stage(self, step: int) -> int:

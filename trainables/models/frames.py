@@ -106,19 +106,20 @@ def constant_velocity(prev: torch.Tensor, last: torch.Tensor, steps: int) -> tor
 
 
 class RunningMoments:
-    """Mean and variance over dim 1 of chunks [S, n, ...] in float64, merged chunk by chunk with Chan
-    et al.'s pairwise update (each chunk two-pass). E[x^2] - E[x]^2 over float32 sums cancels when the
-    mean dwarfs the spread (a nearly constant background): a seed packed and the same seed alone,
-    whose outputs differ by float rounding, then differ by percents (the review's 1.6% in diversity)."""
+    """Mean and variance over dim ``dim`` of chunks (default [S, n, ...], over n) in float64, merged
+    chunk by chunk with Chan et al.'s pairwise update (each chunk two-pass). E[x^2] - E[x]^2 over
+    float32 sums cancels when the mean dwarfs the spread (a nearly constant background): a seed packed
+    and the same seed alone, whose outputs differ by float rounding, then differ by percents (1.6% in
+    the video predictor's diversity metric). The one moments helper of the model families."""
 
-    def __init__(self):
-        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+    def __init__(self, dim: int = 1):
+        self.dim, self.n, self.mean, self.m2 = dim, 0, 0.0, 0.0
 
     def add(self, chunk: torch.Tensor) -> None:
-        chunk = chunk.double()
-        n = chunk.shape[1]
-        mean = chunk.mean(1)
-        m2 = (chunk - mean.unsqueeze(1)).square().sum(1)
+        chunk = chunk.detach().double()
+        n = chunk.shape[self.dim]
+        mean = chunk.mean(self.dim)
+        m2 = (chunk - mean.unsqueeze(self.dim)).square().sum(self.dim)
         total = self.n + n
         delta = mean - self.mean
         self.mean = self.mean + delta * (n / total)

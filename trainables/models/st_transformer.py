@@ -237,9 +237,7 @@ class STTransformer(PackedModel):
         """Frames [S, B, T, 3, H, W] -> top latents as tokens [S, B, T - D, P, C] (latent frame j: input frames j .. j + D)."""
         S, B, T = x.shape[:3]
         if self.is3d:
-            z = self.ae.clips(x)  # [B, S*3, T, H, W]
-            for l in range(self.L):
-                z = self.ae.encode(l, z)
+            z = self.ae.encode_all(self.ae.clips(x))[-1]  # clips [B, S*3, T, H, W] -> [B, S*C, T', h, w]
             return unfold_seeds(z, S).permute(0, 1, 3, 4, 5, 2).flatten(3, 4)  # [S, B, C, T', h, w] -> [S, B, T', P, C]
         z = unfold_seeds(self.ae.encode_all(self.ae.frames(x))[-1], S)  # [S, B*T, C, h, w]
         return z.flatten(3).transpose(2, 3).unflatten(1, (B, T))
@@ -253,12 +251,10 @@ class STTransformer(PackedModel):
             tok = torch.cat([context, new], 2)
             m = tok.shape[2]
             z = fold(tok.unflatten(3, (self.side, self.side)).permute(0, 1, 5, 2, 3, 4))  # [B, S*C, m, h, w]
-            for l in reversed(range(self.L)):
-                z = self.ae.decode(l, z)  # -> [B, S*3, m + D, H, W]; output j reconstructs input frame j + D
+            z = self.ae.decode_all(z)  # -> [B, S*3, m + D, H, W]; output j reconstructs input frame j + D
             return unfold_seeds(z[:, :, m - n : m], S).transpose(2, 3)
         z = fold(new.flatten(1, 2).transpose(2, 3).unflatten(3, (self.side, self.side)), self.ae.channels_last)
-        for l in reversed(range(self.L)):
-            z = self.ae.decode_logits(l, z) if logits and l == 0 else self.ae.decode(l, z)
+        z = self.ae.decode_all(z, logits=logits)
         return unfold_seeds(z, S).unflatten(1, (B, n))
 
     def predict(self, tok: torch.Tensor) -> torch.Tensor:

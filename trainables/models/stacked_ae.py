@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from trainables.models.base import Metric, PackedModel, TrainConfig
-from trainables.models.frame_stats import Moments, per_seed_mean_se, trivial_mse
+from trainables.models.frame_stats import LevelStack, Moments, per_seed_mean_se, trivial_mse
 from trainables.models.packed import PackedConv, fold, per_seed_sum
 from trainables.models.pixel_loss import LOSSES, per_seed_pixel_loss
 from trainables.models.registry import register
@@ -101,7 +101,7 @@ def z_sgd(z0: list[torch.Tensor], objective, lrs, steps: int) -> list[torch.Tens
     return [z.detach() for z in zs]
 
 
-class StackedAE(PackedModel):
+class StackedAE(LevelStack, PackedModel):
     """S seeds of a stack of ``len(channels)`` conv AE levels; activations folded [N, S*C, H, W]."""
 
     metrics = (
@@ -190,20 +190,6 @@ class StackedAE(PackedModel):
     def recon_loss(self, l: int, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """Level l's decoder on z against h under the config's ``loss`` -> [S]."""
         return per_seed_pixel_loss(self.decode_logits(l, z), h, self.S, self.cfg.loss, self.cfg.fg_weight)
-
-    def encode_all(self, h: torch.Tensor, levels: int | None = None) -> list[torch.Tensor]:
-        """[h_1, ..., h_levels]: the encoders' outputs level after level."""
-        out = []
-        for l in range(self.L if levels is None else levels):
-            h = self.encode(l, h)
-            out.append(h)
-        return out
-
-    def decode_all(self, z: torch.Tensor, top: int | None = None) -> torch.Tensor:
-        """The top latent (of level ``top``, default the last) decoded down to pixels."""
-        for l in reversed(range(self.L if top is None else top + 1)):
-            z = self.decode(l, z)
-        return z
 
     def zopt_level(self, l: int, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """z* of level l: z-SGD from ``z`` so that D_l(z*) reconstructs h. The objective is each

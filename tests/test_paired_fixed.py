@@ -1,11 +1,11 @@
-"""analysis.pairs and the Bayesian P(best): the paired view of a fixed sweep against known values."""
+"""analysis.paired_fixed and the Bayesian P(best): the paired view of a fixed sweep against known values."""
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import integrate, stats
 
-from analysis.pairs import mcnemar, median_difference, paired_table
+from analysis.paired_fixed import mcnemar, median_difference, paired_table
 from analysis.success import prob_best
 
 

@@ -1,4 +1,4 @@
-"""The paired view of a sweep: every configuration trains the same seed numbers (the same init and
+"""The paired view of a sweep of fixed seeds (fixed n; adaptive seeds: ``analysis.paired_sequential``): every configuration trains the same seed numbers (the same init and
 data-order streams), so seed s of configuration A and seed s of B form a pair.
 
 ``paired_table`` compares each configuration with the reference on the seeds both counted:

@@ -1,4 +1,5 @@
-"""Paired, sequential tests of two configurations' success rates, for seeds added in rounds.
+"""Paired, sequential tests of two configurations' success rates, for seeds added in rounds (fixed
+seeds: ``analysis.paired_fixed``).
 
 Every configuration of a sweep trains the same seed numbers (the same init and data-order
 streams), so seed s gives a pair (x_s, y_s) of outcomes. Under H0: p_x = p_y the two discordant
