@@ -217,6 +217,10 @@ def start_ray(spec: SweepSpec, where: Where, address: str | None = None, dashboa
                     "(ray start --head), fix --address, or leave it out to run here"
                 ) from None
         else:
+            # Ray starts its workers at nice 15 (worker_niceness) so that its own processes stay responsive; on a
+            # shared machine that starves the trials behind any busy process of the user's: a tiny sweep beside two
+            # busy loops took 15x its time alone, at nice 0 1.6x (benchmarks/sweep_under_load.py)
+            os.environ.setdefault("RAY_worker_niceness", "0")
             try:  # the dashboard, if asked for, on loopback only (README: reaching it from elsewhere)
                 ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", log_to_driver=False)
             except Exception as err:
