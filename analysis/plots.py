@@ -94,6 +94,10 @@ def boxplot(runs: pd.DataFrame, metric: str, path, ok: pd.Series | None = None, 
     groups = list(finished.groupby("config_id", sort=False))
     fig = Figure(figsize=(8, 1.2 + 0.28 * max(len(groups), 1)))
     ax = fig.add_subplot()
+    if not groups:  # every seed stopped, pruned or failed: nothing to draw but that
+        ax.text(0.5, 0.5, f"no finished seed has a final {metric}", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return save(fig, path)
     y = np.arange(len(groups))[::-1]
     ax.boxplot(
         [g[metric].to_numpy(float) for _, g in groups],

@@ -301,7 +301,7 @@ def forecast_by_epoch(histories: dict, final_ok: dict, rule: SuccessRule) -> pd.
                 continue
             forecast.append(bool(rule.meets(at[-1])))
             truth.append(bool(final_ok[run_id]))
-        f, t = np.array(forecast), np.array(truth)
+        f, t = np.array(forecast, dtype=bool), np.array(truth, dtype=bool)  # empty when no seed counts
         tp, fp, fn = int((f & t).sum()), int((f & ~t).sum()), int((~f & t).sum())
         precision = tp / (tp + fp) if tp + fp else np.nan
         recall = tp / (tp + fn) if tp + fn else np.nan

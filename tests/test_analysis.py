@@ -352,3 +352,17 @@ def test_forecast_by_epoch_and_settled_epoch_by_hand():
     assert settled_epoch(table) == 5 and settled_epoch(table, level=0.75) == 3 and settled_epoch(table, level=0.2) == 1
     above = forecast_by_epoch(histories, final, SuccessRule("m", "above", 0.5))  # the same rule turned around
     assert list(above["accuracy"]) == [0.5, 0.75, 0.25, 0.25, 0.25]
+
+
+def test_the_report_draws_a_sweep_whose_every_seed_stopped(tmp_path):
+    """seed_stop may stop every seed of a small sweep: the boxplot says so, the forecast has no rows to count."""
+    from analysis import plots
+    from analysis.success import forecast_by_epoch
+    from trainables.rule import SuccessRule
+
+    runs = frame({"a": [("stopped", False)] * 3, "b": [("stopped", False)] * 2})
+    runs["linear_proj_mse"] = [0.9, 0.8, 0.7, 0.95, 0.85]
+    assert plots.boxplot(runs, "linear_proj_mse", tmp_path / "box.png").stat().st_size > 0
+    rule = SuccessRule.parse({"metric": "linear_proj_mse", "below": 0.5})
+    forecast = forecast_by_epoch({"a-0": ([1, 2], [0.9, 0.8])}, {}, rule)
+    assert forecast["seeds"].tolist() == [0, 0] and forecast["accuracy"].isna().all()
