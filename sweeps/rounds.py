@@ -40,6 +40,7 @@ from sweeps.tuner import (
     make_tuner,
     param_space,
     read_done,
+    restorable,
     summary,
     write_done,
 )
@@ -120,7 +121,7 @@ def plan_lines(spec: SweepSpec) -> list[str]:
 def started(sweep_dir: str) -> bool:
     """Whether an adaptive sweep has begun (its first round finished or has Tune state to continue)."""
     first = round_dir(sweep_dir, 1)
-    return read_done(first) is not None or tune.Tuner.can_restore(first)
+    return read_done(first) is not None or restorable(first)
 
 
 def run_rounds(
@@ -253,7 +254,7 @@ def fit_round(spec: SweepSpec, where: Where, sweep_dir: str, round_: int, seeds:
         space = {**param_space(fixed, where, seeds, round_), "configuration": tune.grid_search(configurations)}
     else:
         space = param_space(spec, where, seeds, round_)
-    resume = tune.Tuner.can_restore(round_dir(sweep_dir, round_))
+    resume = restorable(round_dir(sweep_dir, round_))
     if not resume and plan is not None:
         forget_lost_attempt(spec, where, round_, plan)
     trainable = train_configuration if plan is not None else None

@@ -14,8 +14,6 @@ import itertools
 import time
 from typing import Any
 
-from ray import tune
-
 from sweeps import cost, preflight, rounds, settle
 from sweeps.spec import SweepSpec
 from sweeps.tuner import (
@@ -25,6 +23,7 @@ from sweeps.tuner import (
     grid_points,
     make_tuner,
     read_done,
+    restorable,
     start_ray,
     summary,
     write_done,
@@ -104,7 +103,7 @@ def run(
     if done is not None:
         raise AlreadyDone(spec.name, done)
     start_ray(spec, where, address, dashboard)  # on a cluster: every node checked before any run exists
-    started = rounds.started(run_dir) if spec.adaptive else tune.Tuner.can_restore(run_dir)
+    started = rounds.started(run_dir) if spec.adaptive else restorable(run_dir)
     check_resume(spec, where, run_dir, started, resume, allow_mixed)
     client = open_client(where.tracking_uri)
     exp_id = ensure_experiment(client, spec.name)  # one MLflow experiment per sweep

@@ -239,6 +239,19 @@ def start_ray(spec: SweepSpec, where: Where, address: str | None = None, dashboa
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # make_tuner adds the JSON logger alone
 
 
+def restorable(run_dir: str) -> bool:
+    """Whether Tune left state to continue in ``run_dir``: ``Tuner.can_restore`` (its tuner.pkl) and an
+    experiment state file. A driver killed between the two (as a round's Tuner starts) left only the
+    first, and ``Tuner.restore`` then fails: such a folder starts again."""
+    import pyarrow.fs
+
+    if not tune.Tuner.can_restore(run_dir):
+        return False
+    fs, path = storage_fs(run_dir)
+    found = fs.get_file_info(pyarrow.fs.FileSelector(path.split("?")[0]))
+    return any(f.base_name.startswith("experiment_state-") for f in found)
+
+
 def read_done(run_dir: str) -> dict | None:
     """The summary a finished sweep left in its results folder (local or a URI), or ``None``."""
     fs, path = storage_fs(join(run_dir, DONE))
