@@ -10,7 +10,9 @@ joined and before MLflow or Tune is touched:
 - one small task per alive node (pinned there: ``NodeAffinitySchedulingStrategy``, no CPU asked)
   reads a marker the driver wrote into the storage (a local folder must be shared), reaches the
   tracking server from that node (HTTP 401/403 is "refused", not "unreachable"), loads the model
-  family the spec trains, and reports the hash of the code it imported;
+  family the spec trains, and reports the hash of the code it imported; a node that Ray marks
+  dead before its check answers (lost between the list and the check, as on a resume after a
+  lost node) is skipped with a line, and the others must still fit a trial;
 - at least one node must fit a trial (CPUs, GPU share, card type, custom resources), node by node,
   not the cluster's totals.
 
@@ -181,6 +183,7 @@ def check_nodes(spec, where) -> None:
         ): n
         for n in nodes
     }
+    gone = []
     try:
         done, late = ray.wait(list(refs), num_returns=len(refs), timeout=NODE_TIMEOUT)
         for ref in done:
@@ -189,6 +192,9 @@ def check_nodes(spec, where) -> None:
             try:
                 seen = ray.get(ref)
             except Exception as err:
+                if not alive(node):
+                    gone.append(name)
+                    continue
                 raise Unusable(f"{name} failed its check: {str(err).strip().splitlines()[-1]}") from None
             if seen["problem"]:
                 raise Unusable(f"{name} {seen['problem']}")
@@ -197,10 +203,14 @@ def check_nodes(spec, where) -> None:
                     f"{name} runs seedsweep code {seen['code']}, this machine {code_hash()}: "
                     "the job's code did not reach it (check its runtime_env log)"
                 )
-        if late:
-            node = refs[late[0]]
+        for ref in late:
+            node = refs[ref]
+            name = f"node {node['NodeID'][:8]} ({node['NodeManagerAddress']})"
+            if not alive(node):
+                gone.append(name)
+                continue
             raise Unusable(
-                f"node {node['NodeID'][:8]} ({node['NodeManagerAddress']}) did not answer its check within "
+                f"{name} did not answer its check within "
                 f"{NODE_TIMEOUT:g} s: is it alive and can it set up the job's runtime_env?"
             )
     finally:
@@ -209,6 +219,16 @@ def check_nodes(spec, where) -> None:
             fs.delete_file(marker)
         except OSError:
             pass
+    if gone:  # a node lost between Ray's list and its check (a resume after a lost node): the sweep goes on without it
+        print(f"left the cluster during the node checks: {', '.join(gone)}; the sweep goes on without it", flush=True)
+        check_fit(spec, [n for n in nodes if alive(n)])
+
+
+def alive(node: dict) -> bool:
+    """Whether Ray's control store still lists the node alive (a killed node is marked dead within its health checks)."""
+    import ray
+
+    return any(n["NodeID"] == node["NodeID"] and n.get("Alive") for n in ray.nodes())
 
 
 def check_fit(spec, nodes: list[dict]) -> None:

@@ -145,6 +145,38 @@ def test_what_cannot_work_on_a_cluster_is_refused_in_seconds(tmp_path):
         nothing_started(cluster)
 
 
+@pytest.mark.slow  # ~1 min on 2 cores
+def test_a_node_lost_between_rays_list_and_its_check_is_left_out(tmp_path, monkeypatch, capsys):
+    """As on a resume right after a lost machine: Ray still lists the node alive, its check cannot run."""
+    import ray
+
+    from sweeps import cluster as lab
+    from sweeps.preflight import Unusable, Where
+    from sweeps.spec import load
+
+    with (
+        two_nodes(tmp_path, worker_cpus=2, head_cpus=1, env={"SEEDSWEEP_MODELS": TINY_MODEL}) as cluster,
+        cluster.driver(),
+    ):
+        served = fake_mlflow(cluster.head_ip, 200)
+        where = Where(str(cluster.shared / "ray_results"), f"http://{cluster.head_ip}:{served.server_port}")
+        spec, big = load(write_spec(cluster.work)), load(write_spec(cluster.work, "big.yaml", resources={"cpu": 2}))
+        lab.check_nodes(big, where)  # both nodes answer; the worker fits two CPUs
+        listed = ray.nodes()
+        cluster.kill_worker()
+        stale = iter([listed])
+        monkeypatch.setattr(ray, "nodes", lambda real=ray.nodes: next(stale, None) or real())
+        start = time.monotonic()
+        lab.check_nodes(spec, where)
+        assert time.monotonic() - start < lab.NODE_TIMEOUT + 30  # Ray marks the node dead within its health checks
+        out = capsys.readouterr().out
+        assert re.search(rf"left the cluster during the node checks: node \w+ \({re.escape(cluster.worker_ip)}\)", out)
+        stale = iter([listed])
+        with pytest.raises(Unusable, match=r"no node fits a trial \(CPU 2"):  # the head alone holds one CPU
+            lab.check_nodes(big, where)
+        served.shutdown()
+
+
 def start_server(folder: Path, host: str) -> tuple[subprocess.Popen, str]:
     """``seedsweep server FOLDER --host HOST`` (PostgreSQL + MLflow), as the README's recipe starts it."""
     proc = subprocess.Popen(
