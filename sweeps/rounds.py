@@ -33,10 +33,10 @@ from analysis.planning import RHO, power
 from analysis.runs import load_runs
 from analysis.sequential import Design
 from sweeps.preflight import join, storage_fs
+from sweeps.progress import complete
 from sweeps.spec import SweepSpec
 from sweeps.tuner import (
     Where,
-    grid_points,
     make_tuner,
     param_space,
     read_done,
@@ -99,7 +99,7 @@ def paired_reach(design: Design, k: int, base: tuple = (0.2, 0.5)) -> str:
 
 def plan_lines(spec: SweepSpec) -> list[str]:
     """The dry-run plan's seed lines for a sweep in rounds (``runner.plan`` prints them)."""
-    design, k = spec.adaptive, grid_points(spec) * spec.num_samples
+    design, k = spec.adaptive, spec.trials()
     stops = {
         "decided": "a paired test shows it worse than another, it is the last one standing (best)"
         + (f", it is tied within +-{design.margin:g} with every other open one" if design.margin else "")
@@ -293,21 +293,6 @@ def forget_lost_attempt(spec: SweepSpec, where: Where, round_: int, plan: list[d
             "the round starts again",
             flush=True,
         )
-
-
-def complete(runs, spec: SweepSpec, round_: int, plan: list[dict] | None) -> bool:
-    """Every (configuration, seed) the round was to train has a run of this round and none is still
-    running. Round 1 (its configurations made by the searcher): as many configurations as the spec
-    makes, each with a run for every seed of the block."""
-    mine = runs[runs["round"].eq(round_)] if "round" in runs else runs.iloc[:0]
-    if mine["status"].eq("running").any():
-        return False
-    if plan is None:
-        per_trial = mine.groupby("trial_id")["seed"].nunique()
-        expected = grid_points(spec) * spec.num_samples
-        return len(per_trial) == expected and (per_trial >= len(spec.adaptive.round_seeds(round_))).all()
-    have = set(zip(mine["config_id"], mine["seed"].astype(int)))
-    return all((c["config_id"], int(s)) in have for c in plan for s in c["seeds"])
 
 
 def made_configurations(spec: SweepSpec, results) -> list[dict]:

@@ -14,13 +14,14 @@ import itertools
 import time
 from typing import Any
 
+from analysis.runs import load_runs
 from sweeps import cost, preflight, rounds, settle
+from sweeps.progress import complete
 from sweeps.spec import SweepSpec
 from sweeps.tuner import (
     AlreadyDone,
     Where,
     check_resume,
-    grid_points,
     make_tuner,
     read_done,
     restorable,
@@ -28,7 +29,7 @@ from sweeps.tuner import (
     summary,
     write_done,
 )
-from trainables.records import bound_mlflow_http, ensure_experiment, open_client, sweep_progress, unreachable
+from trainables.records import bound_mlflow_http, ensure_experiment, open_client, unreachable
 from trainables.rule import SuccessRule
 from trainables.seed_stop import SeedStop
 
@@ -39,7 +40,7 @@ MAX_LISTED = 50  # grid points listed one per line by the plan
 
 def plan(spec: SweepSpec) -> str:
     """A human-readable plan: configurations, seeds and resources, without training."""
-    grid = grid_points(spec)
+    grid = spec.grid_points()
     configs = grid * spec.num_samples
     if spec.adaptive:  # the seed lines say the rule instead
         seed_count, seed_lines = "", rounds.plan_lines(spec)
@@ -119,19 +120,18 @@ def run(
 
 
 def fit(spec: SweepSpec, where: Where, resume: bool, start: float) -> dict[str, Any]:
-    """A sweep with a fixed number of seeds: one Tune experiment. Complete: every configuration was
-    begun and none of its seeds is still running, by MLflow's account (after Ctrl-C, Tune returns
-    normally with trials left to --resume)."""
+    """A sweep with a fixed number of seeds: one Tune experiment, complete as ``progress.complete``
+    says from its runs (after Ctrl-C, Tune returns normally with trials left to --resume)."""
     results = make_tuner(spec, where, resume=resume).fit()
     try:
-        begun, running = sweep_progress(where.tracking_uri, spec.name)
-        reachable = True
+        done, reachable = complete(load_runs(where.tracking_uri, spec.name), spec), True
+    except ValueError:  # no seed run yet
+        done, reachable = False, True
     except Exception as err:
         if not unreachable(err):
             raise
-        begun, running, reachable = 0, 0, False
-    complete = begun == grid_points(spec) * spec.num_samples and running == 0  # summary adds: no errors
-    out = summary(spec, where, len(results), results, start, complete, reachable)
+        done, reachable = False, False
+    out = summary(spec, where, len(results), results, start, done, reachable)  # summary adds: no errors
     if out["complete"] and spec.settle:  # a subset of each configuration's seeds trains on (sweeps.settle)
         out["settled_seeds"] = settle.run(spec, results, where.tracking_uri)
     return out

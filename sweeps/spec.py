@@ -39,6 +39,7 @@ compares success rates should not set ``scheduler`` (the report says how many se
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,14 @@ class SweepSpec:
     def fixed(self) -> dict[str, Any]:
         """The params with one value."""
         return {k: v for k, v in self.params.items() if not is_space(v)}
+
+    def grid_points(self) -> int:
+        """How many points the swept grids make (1 without a grid)."""
+        return math.prod(len(v["grid"]) for v in self.swept().values() if "grid" in v)
+
+    def trials(self) -> int:
+        """How many configurations (Tune trials) the sweep makes: its grid points x ``num_samples``."""
+        return self.grid_points() * self.num_samples
 
     def run_options(
         self, tracking_uri: str | None = None, seeds: list[int] | None = None, round_: int | None = None

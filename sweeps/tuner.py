@@ -14,11 +14,12 @@ from typing import Any
 
 from ray import tune
 
+from sweeps import progress
 from sweeps.preflight import Unusable, Where, join, storage_fs
 from sweeps.spec import SweepSpec
 from trainables.code import code_hash
 from trainables.options import RUN_KEY
-from trainables.records import mark_trial, sweep_codes, sweep_progress, unreachable
+from trainables.records import sweep_codes, unreachable
 
 DONE = "seedsweep_done.json"  # written beside the Tune results when a sweep has finished
 
@@ -44,14 +45,6 @@ def param_space(
     run options (``seeds``: a round's seed numbers, else 0..spec.seeds-1; ``round_``: its round)."""
     options = spec.run_options(where.tracking_uri, seeds, round_).as_dict()
     return {**spec.base_config(), **search_space(spec), RUN_KEY: options}
-
-
-def grid_points(spec: SweepSpec) -> int:
-    points = 1
-    for space in spec.swept().values():
-        if "grid" in space:
-            points *= len(space["grid"])
-    return points
 
 
 def grid_size(space: dict | None) -> int:
@@ -101,7 +94,7 @@ def make_tuner(
     from trainables.train import train
 
     name = name or spec.name
-    total = grid_points(spec) * spec.num_samples if search else grid_size(space)
+    total = spec.trials() if search else grid_size(space)
     trainable = tune.with_resources(trainable or train, spec.trial_resources())
     # Optuna's study beside the results; with a URI storage, in ./optuna.db here (one study per sweep name)
     run_dir = Path(where.storage) / name if "://" not in where.storage else Path(".")
@@ -191,7 +184,7 @@ def check_resume(
                 f"{code_hash()}: its seeds would pool into one rate. Resume with the code that began it, "
                 "or pass --allow-mixed to pool them anyway"
             )
-    if not started and sweep_progress(where.tracking_uri, spec.name)[0]:
+    if not started and progress.begun(where.tracking_uri, spec.name):
         raise RuntimeError(
             f"MLflow ({where.tracking_uri}) already holds runs of sweep {spec.name!r}, but "
             f"{run_dir} has no Tune results to continue; pick another --name (or --storage)"
@@ -317,7 +310,7 @@ class Progress(tune.Callback):
         last = trial.last_result or {}
         if status == "failed" or last.get("epoch", 0) < self.spec.epochs:
             try:
-                mark_trial(
+                progress.mark_trial(
                     self.tracking_uri, trial.trial_id, status, experiment=self.spec.name
                 )  # touches only seed runs still running
             except Exception as err:

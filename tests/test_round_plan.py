@@ -9,7 +9,8 @@ from mlflow import MlflowClient
 
 from analysis.runs import load_runs
 from sweeps.preflight import Where
-from sweeps.rounds import complete, forget_lost_attempt, read_plan, retried, write_plan
+from sweeps.progress import complete
+from sweeps.rounds import forget_lost_attempt, read_plan, retried, write_plan
 from trainables.records import KIND, ROUND_TAG
 
 PLAN = [  # round 2: c1 retries its failed seed 1; both get the block 2, 3

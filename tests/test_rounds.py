@@ -92,6 +92,67 @@ def test_rounds_end_to_end_killed_between_rounds(tmp_path):
     assert "after round 2" in page and "worse than" in page and "anytime_intervals.png" in page
 
 
+@pytest.mark.slow  # ~2-3 min on 2 cores: three CLI calls
+def test_a_driver_killed_as_round_2_begins_with_a_retried_seed_in_flight(tmp_path):
+    """Round 1's width-2 trial fails at its first step (tests/tiny_model.py's TINY_FAIL_WHILE), so round 2
+    retries its seeds 0-3 beside the block 4-7. The driver is killed once a retried seed's run of
+    round 2 exists, and Tune's state of the round is taken away (as if the driver died before Tune
+    saved it): the resume deletes that lost attempt and runs the plan again. Every (configuration,
+    seed) ends counted exactly once; the failed round-1 runs stay as failed attempts."""
+    from tiny_model import FAIL_WHILE
+
+    from trainables.records import COUNTED, ROUND_TAG
+
+    flag = tmp_path / "fail"
+    flag.touch()
+    spec = write_spec(
+        tmp_path,
+        name="retry",
+        model="tiny",
+        data={"n_train": 32, "n_val": 16, "frames": 4, "image_size": 8, "data_seed": 0},
+        params={"width": {"grid": [2, 4]}},
+        seeds={"start": 4, "step": 4, "max": 8, "until": "decided"},
+        epochs=2,
+        max_failures=0,
+        max_concurrent=2,
+        success={"metric": "pooled_mse", "below": 0.05},
+    )
+    env = {FAIL_WHILE: str(flag)}
+    driver = start_sweep(tmp_path, spec, env=env, output=False)
+    folder = tmp_path / "ray_results" / "retry"
+    wait_for("round 1's done marker", (folder / "round_01" / "seedsweep_done.json").exists, driver, 240, 0.05)
+    flag.unlink()  # round 2's packs train
+
+    def retried_in_flight():
+        return [
+            r
+            for r in runs(tmp_path, "retry", "seed")
+            if r.data.tags.get(ROUND_TAG) == "2" and r.data.params.get("width") == "2" and r.data.tags["seed"] == "0"
+        ]
+
+    wait_for("a retried seed's run of round 2", retried_in_flight, driver, 240, 0.05)
+    kill(driver)
+    for state in (folder / "round_02").glob("experiment_state-*"):
+        state.unlink()  # Tune had not saved the round
+    plan = json.loads((folder / "round_02" / "plan.json").read_text())
+    assert sorted(len(c["seeds"]) for c in plan) == [4, 8] and {0, 1, 2, 3} < set(max(plan, key=len)["seeds"])
+
+    out = seedsweep(tmp_path, "run", spec, "--resume", timeout=400, env=env).stdout
+    assert "round 2 done" in out and "seed runs of round 2 that Tune did not record" in out
+    seeds = runs(tmp_path, "retry", "seed")
+    counted = Counter(
+        (r.data.params["width"], int(r.data.tags["seed"])) for r in seeds if r.data.tags["status"] in COUNTED
+    )
+    assert counted == {(w, s): 1 for w in ("2", "4") for s in range(8)}  # every (configuration, seed) once
+    failed = sorted(
+        (r.data.tags[ROUND_TAG], int(r.data.tags["seed"])) for r in seeds if r.data.tags["status"] == "failed"
+    )
+    assert failed == [("1", s) for s in range(4)]  # round 1's attempts of the retried seeds, kept
+    assert not [r for r in seeds if r.data.tags["status"] == "running"]
+    table = seedsweep(tmp_path, "analyze", "retry").stdout
+    assert table.count("/8 ") == 2, table  # both configurations counted at 8 seeds
+
+
 def test_analysis_of_an_adaptive_sweep_leads_with_anytime_quantities(tmp_path):
     """A store written in the trainable's layout with the design tagged: c0 fails all 16 seeds, c1
     meets the rule with all 16 (ADAPTIVE's design decides at round 2, as in the sweep above)."""

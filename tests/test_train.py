@@ -13,6 +13,7 @@ import pytest
 from mlflow import MlflowClient
 from support import fit_crashing_once, seed_runs
 
+from sweeps import progress
 from trainables import figures, records, tracking
 from trainables.models import SPS
 from trainables.options import RunOptions
@@ -239,8 +240,8 @@ def test_tracker_exactly_once_and_mark_trial(tmp_path):
 
     found.set_seeds([{"status": "diverged", "success": False}, {"status": "running", "success": False}])
     found.flush()
-    assert records.mark_trial(uri, "trial_1", "pruned", experiment="another") == 0  # another sweep's trial ids
-    assert records.mark_trial(uri, "trial_1", "pruned", experiment="exp") == 1  # only the seed still running
+    assert progress.mark_trial(uri, "trial_1", "pruned", experiment="another") == 0  # another sweep's trial ids
+    assert progress.mark_trial(uri, "trial_1", "pruned", experiment="exp") == 1  # only the seed still running
     runs = {r.info.run_id: r for r in client.search_runs([client.get_experiment_by_name("exp").experiment_id])}
     assert runs[first.children[0]].data.tags["status"] == "diverged"
     assert runs[first.children[1]].data.tags["status"] == "pruned" and runs[first.children[1]].info.status == "KILLED"

@@ -230,19 +230,6 @@ def search_kind(client: MlflowClient, exp_id: str, sweep: str, kind: str) -> lis
     return search_all(client, [exp_id], f"tags.sweep = {quote(sweep)} AND tags.`{KIND}` = '{kind}'")
 
 
-def sweep_progress(tracking_uri: str, experiment: str) -> tuple[int, int]:
-    """(configurations begun, seed runs still ``running``) of a sweep's MLflow experiment."""
-    client = open_client(tracking_uri)
-    found = retry(client.get_experiment_by_name, experiment)
-    if found is None:
-        return 0, 0
-
-    def count(query: str) -> int:
-        return len(search_all(client, [found.experiment_id], query))
-
-    return count(f"tags.`{KIND}` = 'config'"), count(f"tags.`{KIND}` = 'seed' AND tags.status = 'running'")
-
-
 def sweep_codes(tracking_uri: str, experiment: str) -> set[str]:
     """The code hashes (``CODE_TAG``) a sweep's seed runs were trained with ("?" for a run without one)."""
     client = open_client(tracking_uri)
@@ -251,32 +238,3 @@ def sweep_codes(tracking_uri: str, experiment: str) -> set[str]:
         return set()
     runs = search_all(client, [found.experiment_id], f"tags.`{KIND}` = 'seed'")
     return {r.data.tags.get(CODE_TAG, "?") for r in runs}
-
-
-def mark_trial(tracking_uri: str, trial_id: str, status: str = "pruned", experiment: str | None = None) -> int:
-    """Give the seed runs of ``trial_id`` (in that MLflow experiment, or in any) still ``running``
-    the status ``status`` (``pruned`` when ASHA stopped the trial, ``failed`` when it errored) and
-    terminate them (KILLED / FAILED), with their parent. Returns the number of seed runs changed.
-    For the sweep runner's callback."""
-    client = open_client(tracking_uri)
-    if experiment is not None:
-        found = retry(client.get_experiment_by_name, experiment)
-        experiments = [found.experiment_id] if found else []
-    else:
-        experiments = [e.experiment_id for e in retry(client.search_experiments)]
-    if not experiments:
-        return 0
-    query = f"tags.trial_id = {quote(trial_id)}"
-    runs = search_all(client, experiments, query)
-    end = MLFLOW_END.get(status, "FINISHED")
-    changed = 0
-    for run in runs:
-        if run.data.tags.get(KIND) == "seed" and run.data.tags.get("status") == "running":
-            retry(client.set_tag, run.info.run_id, "status", status)
-            retry(client.set_terminated, run.info.run_id, end)
-            changed += 1
-    for run in runs:
-        if run.data.tags.get(KIND) == "config" and run.info.status == "RUNNING":
-            retry(client.set_tag, run.info.run_id, "status", status)
-            retry(client.set_terminated, run.info.run_id, end)
-    return changed

@@ -67,7 +67,10 @@ class Tracker:
     """The MLflow runs of one trial. ``run_ids`` (from a checkpoint) reopens them; without it the
     trial's runs are looked up by ``trial_id`` and created only if missing, so a trial restarted
     before its first checkpoint does not make a second set. ``unsent`` (from the checkpoint too) is
-    what was still queued then; ``patience``: seconds to ride out an unreachable server."""
+    what was still queued then; ``patience``: seconds to ride out an unreachable server; ``seed_tags``:
+    what every seed run is tagged with, at its creation (the device, precision and code it trains
+    with, an adaptive sweep's round: a run that exists carries them even if its trial dies before its
+    first flush) and again when a restored trial reopens it (on another node, maybe another device)."""
 
     def __init__(
         self,
@@ -81,6 +84,7 @@ class Tracker:
         run_ids: dict | None = None,
         unsent: dict | None = None,
         patience: float = PATIENCE,
+        seed_tags: dict[str, str] | None = None,
     ):
         bound_mlflow_http()
         self.tracking_uri, self.seeds, self.patience = tracking_uri, list(seeds), patience
@@ -89,6 +93,7 @@ class Tracker:
         self.uncertain: set[str] = set()  # runs whose last send failed, and may have arrived all the same
         self.client = self._wait(open_client, tracking_uri)
         self.tags = dict(zip(RUN_TAGS, (sweep, config_id, trial_id)))
+        self.seed_tags = dict(seed_tags or {})
         self.params = [Param(k, v) for k, v in flatten(config).items()]
         self.experiment_id = self._wait(ensure_experiment, self.client, experiment)
         self.last_step: dict[str, dict[str, int]] = {}  # run -> metric -> last step MLflow holds
@@ -125,6 +130,7 @@ class Tracker:
             if child is None:
                 tags = {
                     **self.tags,
+                    **self.seed_tags,
                     KIND: "seed",
                     "mlflow.parentRunId": parent,
                     "seed": str(seed),
@@ -134,7 +140,7 @@ class Tracker:
                 child = self._create(tags, f"{self.tags['config_id']}/{seed}", self.params + [Param("seed", str(seed))])
             else:
                 self._reopen(child)
-                self.pending_tags[child] = {"status": "running"}
+                self.pending_tags[child] = {"status": "running", **self.seed_tags}
             children.append(child)
         return parent, children
 
@@ -235,11 +241,6 @@ class Tracker:
     def end_seeds(self, indices: list[int]) -> None:
         """Terminate the runs of these seeds (stopped by seed_stop) once their records are sent."""
         self.ending.update(self.children[i] for i in indices)
-
-    def tag_seeds(self, **tags: str) -> None:
-        """Queue the same tags on every seed run, e.g. the device and precision they trained with."""
-        for child in self.children:
-            self.pending_tags[child] = {**self.pending_tags.get(child, {}), **tags}
 
     def tag_config(self, **tags: str) -> None:
         """Queue tags on the configuration's (parent) run, e.g. the Ray node it runs on."""

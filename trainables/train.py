@@ -153,13 +153,15 @@ def train(config: dict) -> None:
         meta["run_ids"],
         meta.get("unsent"),
         run.tracking_patience,
+        {
+            DEVICE_TAG: device_name(pack.device),
+            PRECISION_TAG: pack.speed.precision,
+            CODE_TAG: code_hash(),
+            **({ROUND_TAG: str(run.round)} if run.round else {}),
+        },
     )
     metrics = type(pack.model).metrics
     tracker.tag_config(**{METRICS_TAG: metrics_json(metrics)})
-    tracker.tag_seeds(
-        **{DEVICE_TAG: device_name(pack.device), PRECISION_TAG: pack.speed.precision, CODE_TAG: code_hash()},
-        **({ROUND_TAG: str(run.round)} if run.round else {}),
-    )
     if ray.is_initialized():  # where it ran (last attempt)
         tracker.tag_config(node_id=ray.get_runtime_context().get_node_id(), pid=str(os.getpid()))
     if start == 0:  # the family's trivial baselines on this configuration's validation data, once
