@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trainables.options import number
 from trainables.records import SETTLE_TAGS
 
 
@@ -44,17 +45,11 @@ class Settle:
             raise ValueError("the settledness check runs after a fixed sweep; give seeds a number")
         if not isinstance(raw, dict) or set(raw) - {"seeds", "factor", "seed"} or not {"seeds", "factor"} <= set(raw):
             raise ValueError(f"settle must be {{seeds: N, factor: F}} (optionally seed: S), got {raw!r}")
-        seeds, factor, seed = raw["seeds"], raw["factor"], raw.get("seed", 0)
-        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-            raise ValueError(f"settle.seeds must be an integer >= 1, got {seeds!r}")
-        if (
-            isinstance(factor, bool)
-            or not isinstance(factor, (int, float))
-            or not (math.isfinite(factor) and factor > 1)
-        ):
-            raise ValueError(f"settle.factor must be a number > 1 (how many times the epochs), got {factor!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"settle.seed must be an integer, got {seed!r}")
+        seeds = number(raw["seeds"], "settle.seeds", integer=True, low=1)
+        factor = number(
+            raw["factor"], "settle.factor", low=1, open_low=True, noun="a number (how many times the epochs)"
+        )
+        seed = number(raw.get("seed", 0), "settle.seed", integer=True)
         return cls(seeds, float(factor), seed)
 
     def __str__(self) -> str:

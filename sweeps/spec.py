@@ -362,7 +362,9 @@ def check_scheduler(scheduler, spec: SweepSpec, model_cls) -> Scheduler | None:
         if key not in SCHEDULER_KEYS:
             fail(f"scheduler.{key}", f"unknown; ASHA takes {', '.join(SCHEDULER_KEYS)}")
     asha = Scheduler(**{"grace_period": min(Scheduler.grace_period, spec.epochs), **scheduler})
-    metric, mode = scheduler_objective(asha.metric, model_cls)
+    from trainables.train import objective
+
+    metric, mode = objective(asha.metric, model_cls)
     if metric is None:
         aggregates = ", ".join(f"median_{m.name} / best_{m.name}" for m in model_cls.metrics)
         fail(
@@ -418,19 +420,6 @@ def adaptive_seeds(raw: dict) -> Design:
         checked("seeds.margin", margin, low=0, high=1, open_low=True, open_high=True, noun="a rate difference")
     halfwidth, margin = (None if x is None else float(x) for x in (halfwidth, margin))
     return Design(raw["start"], raw["step"], raw["max"], until, halfwidth, float(alpha), margin)
-
-
-def scheduler_objective(metric: str | None, model_cls) -> tuple[str | None, str]:
-    """(reported aggregate, min | max) for a spec's ``scheduler.metric`` (None: the model's
-    ``scheduler_metric``); (None, "") if it is not an aggregate of a declared metric."""
-    if metric == "success_rate":
-        return metric, "max"
-    by_name = {m.name: m for m in model_cls.metrics}
-    name = model_cls.scheduler_metric if metric is None else metric
-    stat, base = ("median", name) if name in by_name else name.split("_", 1) if "_" in name else ("", name)
-    if stat not in ("median", "best") or base not in by_name:
-        return None, ""
-    return f"{stat}_{base}", "min" if by_name[base].better == "lower" else "max"
 
 
 def check_space(name: str, space: dict) -> None:

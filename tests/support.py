@@ -1,18 +1,23 @@
 """What the tests share: the ``seedsweep`` CLI and a tiny sweep spec, sweep drivers started in their
 own process group and killed by signal (``start_sweep``, ``wait_for``, ``kill``, ``finish``), reads of
-the MLflow store, a Tune trainable that crashes once, and fake sweeps written in the MLflow layout."""
+the MLflow store, a lab's tracking server (``LabServer``), a Tune trainable that crashes once, and
+fake sweeps written in the MLflow layout."""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
@@ -126,6 +131,59 @@ def finish(driver: subprocess.Popen, timeout: float = 400) -> tuple[int, str, st
         os.killpg(driver.pid, signal.SIGKILL)
         out, err = driver.communicate()
     return driver.returncode, out, err
+
+
+# ---- a lab's tracking server ----
+
+
+class LabServer:
+    """``seedsweep server`` (PostgreSQL + MLflow, as a lab starts it) on ``host``, with ``--auth`` if
+    asked, in a fresh folder outside pytest's root-only tmp (the postgres user enters it); ``stop``
+    and ``start`` again keep its ports; ``close`` stops it and removes the folder. Skips the calling
+    test where PostgreSQL's server programs are missing, except under CI (.ci/run installs them)."""
+
+    def __init__(self, host: str = "127.0.0.1", auth: bool = False):
+        from sweeps import server as servers
+
+        try:
+            servers.pg_bindir()
+        except RuntimeError as err:
+            if os.environ.get("CI"):
+                raise
+            pytest.skip(str(err))
+        self.folder = Path(tempfile.mkdtemp(prefix="seedsweep-lab-"))
+        self.folder.chmod(0o755)
+        self.host, self.auth = host, auth
+        self.port, self.pg_port = servers.free_port(), servers.free_port()
+        self.proc, self.said = None, []
+        self.start()
+
+    @property
+    def uri(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        command = [str(BIN / "seedsweep"), "server", str(self.folder), "--host", self.host]
+        command += ["--port", str(self.port), "--pg-port", str(self.pg_port), "--workers", "1"]
+        self.proc = subprocess.Popen(
+            command + (["--auth"] if self.auth else []),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.said = [self.proc.stdout.readline() for _ in range(2 if self.auth else 1)]  # once both servers answer
+        found = re.search(r"--tracking-uri (\S+)", self.said[0])
+        assert found and found.group(1) == self.uri, "".join(self.said) + self.proc.stdout.read()
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)  # seedsweep server stops MLflow, then PostgreSQL
+        assert self.proc.wait(timeout=120) == 0
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 # ---- reading the store ----

@@ -143,57 +143,23 @@ def test_a_resume_with_other_code_is_refused_unless_allowed(tmp_path):
 
 @pytest.mark.slow  # starts PostgreSQL and MLflow (~20-40 s)
 def test_the_lab_server_offers_mlflows_login(monkeypatch):
-    import shutil
-    import signal
-    import subprocess
-    import sys
-    import tempfile
-    from pathlib import Path
-
     from mlflow import MlflowClient
+    from support import LabServer
 
-    from sweeps import server as servers
     from sweeps.preflight import check_tracking
 
+    server = LabServer(auth=True)
     try:
-        servers.pg_bindir()
-    except RuntimeError as err:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(err))
-    folder = Path(tempfile.mkdtemp(prefix="seedsweep-auth-"))  # not under pytest's root-only tmp: postgres enters it
-    folder.chmod(0o755)
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "seedsweep"),
-            "server",
-            str(folder),
-            "--port",
-            "0",
-            "--workers",
-            "1",
-            "--auth",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        first = proc.stdout.readline()
-        uri = first.split("--tracking-uri ")[1].split()[0]
-        assert "MLFLOW_TRACKING_USERNAME=admin" in proc.stdout.readline()
-        password = (folder / "mlflow-password").read_text().strip()
-        assert (folder / "mlflow-password").stat().st_mode & 0o077 == 0  # the owner's only
+        assert "MLFLOW_TRACKING_USERNAME=admin" in server.said[1]
+        password = (server.folder / "mlflow-password").read_text().strip()
+        assert (server.folder / "mlflow-password").stat().st_mode & 0o077 == 0  # the owner's only
         monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
         with pytest.raises(Unusable, match=r"refused access \(HTTP 401\)"):
-            check_tracking(uri)
+            check_tracking(server.uri)
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
         monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
-        check_tracking(uri)
-        assert MlflowClient(uri).create_experiment("with-login")
+        check_tracking(server.uri)
+        assert MlflowClient(server.uri).create_experiment("with-login")
         assert cluster.carried_env()["MLFLOW_TRACKING_PASSWORD"] == password  # what the nodes get
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=120)
-        shutil.rmtree(folder, ignore_errors=True)
+        server.close()

@@ -11,11 +11,9 @@ import http.server
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -25,6 +23,7 @@ import pytest
 import yaml
 from cluster_sim import two_nodes
 from mlflow import MlflowClient
+from support import LabServer
 
 BIN = Path(sys.executable).parent
 TINY_MODEL = str(Path(__file__).parent / "tiny_model.py")
@@ -177,37 +176,13 @@ def test_a_node_lost_between_rays_list_and_its_check_is_left_out(tmp_path, monke
         served.shutdown()
 
 
-def start_server(folder: Path, host: str) -> tuple[subprocess.Popen, str]:
-    """``seedsweep server FOLDER --host HOST`` (PostgreSQL + MLflow), as the README's recipe starts it."""
-    proc = subprocess.Popen(
-        [str(BIN / "seedsweep"), "server", str(folder), "--host", host, "--port", "0", "--workers", "1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    seen = []
-    for line in proc.stdout:
-        found = re.search(r"--tracking-uri (\S+)", line)
-        if found:
-            return proc, found.group(1)
-        seen.append(line)
-    raise AssertionError(f"seedsweep server did not start ({proc.wait()}): {''.join(seen)}")
-
-
 @pytest.mark.slow  # ~4 min on 2 cores
-@pytest.mark.skipif(
-    not any(Path("/usr/lib/postgresql").glob("*/bin/initdb")) and not os.popen("command -v initdb").read(),
-    reason="PostgreSQL's server programs are not installed (.ci/run installs them)",
-)
 def test_the_readme_recipe_survives_a_killed_driver_and_a_lost_node(tmp_path):
     # nodes started without the plugin: it reaches them with the job, from the driver's environment
     with two_nodes(tmp_path, worker_cpus=2, head_cpus=1, env={"SEEDSWEEP_MODELS": ""}) as cluster:
-        folder = Path(tempfile.mkdtemp(prefix="seedsweep-lab-"))  # not under pytest's root-only tmp: postgres enters it
-        folder.chmod(0o755)
-        server, uri = start_server(folder, cluster.head_ip)
+        server = LabServer(host=cluster.head_ip)  # the README's seedsweep server --host <head address>
+        uri = server.uri
         try:
-            assert cluster.head_ip in uri
             spec = write_spec(cluster.work)
             args = [
                 spec,
@@ -266,9 +241,7 @@ def test_the_readme_recipe_survives_a_killed_driver_and_a_lost_node(tmp_path):
                 assert r.data.tags["seedsweep.code"] == code_version()
             assert not list(cluster.worker_disk.rglob("mlruns.db")) and not list(cluster.work.rglob("mlruns.db"))
         finally:
-            os.killpg(server.pid, signal.SIGTERM)  # seedsweep server stops MLflow, then PostgreSQL
-            server.wait(timeout=120)
-            shutil.rmtree(folder, ignore_errors=True)
+            server.close()
 
 
 def training_on(cluster) -> bool:

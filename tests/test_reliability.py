@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import subprocess
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from support import BIN, SPEC_TINY, finish, start_sweep, wait_for, write_spec
+from support import SPEC_TINY, LabServer, finish, start_sweep, wait_for, write_spec
 
 from sweeps import server as servers
 from trainables.records import KIND, bound_mlflow_http
@@ -29,61 +26,11 @@ ONE_CONFIG = {**SPEC_TINY["params"], "symmetry": "none"}
 SLOWER = {**SPEC_TINY["data"], "n_train": 256}  # epochs long enough (~0.2-1 s here) to act between them
 
 
-class LabServer:
-    """``seedsweep server FOLDER`` (PostgreSQL + MLflow, as a lab starts it), stopped and started
-    again on the same ports by the tests."""
-
-    def __init__(self, folder: Path):
-        self.folder, self.port, self.pg_port = folder, servers.free_port(), servers.free_port()
-        self.proc = None
-        self.start()
-
-    @property
-    def uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                str(BIN / "seedsweep"),
-                "server",
-                str(self.folder),
-                "--port",
-                str(self.port),
-                "--pg-port",
-                str(self.pg_port),
-                "--workers",
-                "1",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        first = self.proc.stdout.readline()  # printed once both servers answer
-        assert f"--tracking-uri {self.uri}" in first, first + self.proc.stdout.read()
-
-    def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)  # seedsweep server stops MLflow, then PostgreSQL
-        assert self.proc.wait(timeout=120) == 0
-
-
 @pytest.fixture(scope="module")
 def tracking():
-    try:
-        servers.pg_bindir()
-    except RuntimeError as err:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(err))
-    folder = Path(
-        tempfile.mkdtemp(prefix="seedsweep-lab-")
-    )  # not under pytest's root-only tmp: the postgres user enters it
-    folder.chmod(0o755)
-    server = LabServer(folder)
+    server = LabServer()
     yield server
-    server.stop()
-    shutil.rmtree(folder)
+    server.close()
 
 
 def listening(port: int) -> set[str]:

@@ -94,6 +94,19 @@ def aggregate(results: list[dict], metrics: tuple[Metric, ...]) -> dict[str, flo
     return out
 
 
+def objective(metric: str | None, model_cls) -> tuple[str | None, str]:
+    """(one of ``aggregate``'s names, min | max) for a spec's ``scheduler.metric`` (None: the model's
+    ``scheduler_metric``; a bare declared metric m: ``median_<m>``); (None, "") for any other name."""
+    if metric == "success_rate":
+        return metric, "max"
+    by_name = {m.name: m for m in model_cls.metrics}
+    name = model_cls.scheduler_metric if metric is None else metric
+    stat, base = ("median", name) if name in by_name else name.split("_", 1) if "_" in name else ("", name)
+    if stat not in ("median", "best") or base not in by_name:
+        return None, ""
+    return f"{stat}_{base}", "min" if by_name[base].better == "lower" else "max"
+
+
 def metrics_json(metrics: tuple[Metric, ...]) -> str:
     """The model's declared metrics as the ``seedsweep.metrics`` tag: JSON {name: {better, doc}}."""
     return json.dumps({m.name: {"better": m.better, "doc": m.doc} for m in metrics})
