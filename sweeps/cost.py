@@ -84,4 +84,13 @@ def plan_lines(spec: SweepSpec) -> list[str]:
     head = (
         f"  cost: {steps_text} seed-steps, about {hours_text} H100-hours ({seeds} seeds a configuration; rate: {ROW})"
     )
+    if spec.settle:  # the chosen seeds' extra epochs (sweeps.settle)
+        from sweeps.settle import Settle
+
+        settle = Settle.parse(spec.settle)
+        extra = settle.seeds * (settle.epochs(spec.epochs) - spec.epochs) / spec.epochs
+        head += (
+            f"; the settledness check adds up to {round(total_steps * extra):,} seed-steps, "
+            f"about {total_hours * extra:.2f} H100-hours"
+        )
     return [head, *(lines if len(lines) > 1 else [])]

@@ -114,6 +114,9 @@ def run(
         out = rounds.run_rounds(spec, where, run_dir, client, exp_id, started, allow_mixed)
     else:
         out = fit(spec, where, resume, start)
+    if out["complete"] and spec.settle:  # some seeds train on (sweeps.settle): a fixed sweep's, or round 1's
+        first = rounds.round_dir(run_dir, 1) if spec.adaptive else run_dir
+        out["settled_seeds"] = settle.run(spec, first, run_dir, where.tracking_uri)
     if out["complete"]:
         write_done(run_dir, out)
     return out
@@ -131,7 +134,4 @@ def fit(spec: SweepSpec, where: Where, resume: bool, start: float) -> dict[str, 
         if not unreachable(err):
             raise
         done, reachable = False, False
-    out = summary(spec, where, len(results), results, start, done, reachable)  # summary adds: no errors
-    if out["complete"] and spec.settle:  # a subset of each configuration's seeds trains on (sweeps.settle)
-        out["settled_seeds"] = settle.run(spec, results, where.tracking_uri)
-    return out
+    return summary(spec, where, len(results), results, start, done, reachable)  # summary adds: no errors

@@ -1,18 +1,17 @@
 """The settledness check (spec key ``settle: {seeds: 4, factor: 2}``): are a sweep's outcomes those
-of a longer run? After a fixed sweep has finished, ``seeds`` of each configuration's finished seeds,
-a seeded random subset (the same seed numbers in every configuration where they finished), go on from
+of a longer run? After a fixed sweep has finished (an adaptive one: on its first round, whose seeds
+every configuration has), ``seeds`` of each configuration's finished seeds, a seeded random subset (the same seed numbers in every configuration where they finished), go on from
 their final checkpoint to ``factor`` x the spec's epochs; each one's outcome under the sweep's rule is
 compared with the one it ended the sweep with. ``analysis.settle`` counts the flips (success <->
 failure) per configuration with an exact interval, in the table and the report.
 
-How it runs: in the driver's process, one configuration after another, with the trainable's own
-``Pack`` restored from the trial's final checkpoint (Ray Tune's ``Result.checkpoint``) and cut to the
-chosen seeds (``Pack.continue_only``): they train on exactly as they would have in the trial (same
-generators, optimiser moments and LR schedule), and the seeds left out cost nothing. A Tuner over the
-chosen seeds would spread them over a cluster, but would have to restart a trial from a checkpoint of
-a different seed list; in-process is simpler and the numbers are the same. On a cluster the driver must
-read the trials' checkpoints (shared storage, which a cluster sweep needs anyway) and trains on its own
-device.
+How it runs: as a Tune experiment of its own (``settle`` in the sweep's results folder), one trial
+per sweep trial, each with the trial's resources, so the continued seeds spread over the cluster's
+nodes like the sweep's and a killed driver's ``--resume`` finishes them. Each trial
+(``settle_trial``) restores the trainable's own ``Pack`` from the sweep trial's final checkpoint (read
+back with ``tune.ExperimentAnalysis``, fetched from the storage with ``tune.Checkpoint``) and cuts it
+to the chosen seeds (``Pack.continue_only``): they train on exactly as they would have in the trial
+(same generators, optimiser moments and LR schedule), and the seeds left out cost nothing.
 
 Each continued seed's MLflow run gets the tags ``settle.success`` and ``settle.status`` and the
 metrics ``settle/<m>`` of every declared metric m at step ``factor x epochs`` (``records.SETTLE_TAGS``).
@@ -38,11 +37,8 @@ class Settle:
     seed: int = 0  # the random subset's seed (the same subset on every rerun)
 
     @classmethod
-    def parse(cls, raw, fixed: bool = True) -> Settle:
-        """``{seeds: N, factor: F[, seed: S]}`` -> a Settle; a ValueError says what is wrong (also for
-        a sweep with adaptive seeds, ``fixed`` False: the check runs after a fixed sweep)."""
-        if not fixed:
-            raise ValueError("the settledness check runs after a fixed sweep; give seeds a number")
+    def parse(cls, raw) -> Settle:
+        """``{seeds: N, factor: F[, seed: S]}`` -> a Settle; a ValueError says what is wrong."""
         if not isinstance(raw, dict) or set(raw) - {"seeds", "factor", "seed"} or not {"seeds", "factor"} <= set(raw):
             raise ValueError(f"settle must be {{seeds: N, factor: F}} (optionally seed: S), got {raw!r}")
         seeds = number(raw["seeds"], "settle.seeds", integer=True, low=1)
@@ -92,44 +88,70 @@ def continue_trial(config: dict, checkpoint_dir: Path, settle: Settle, epochs: i
     return meta["run_ids"], [results[i] for i in keep]
 
 
-def run(spec, results, tracking_uri: str) -> int:
-    """Continue the chosen seeds of every trial of a finished fixed sweep (``results``: Tune's
-    ``ResultGrid``) and record their outcomes on their MLflow runs; returns the seeds continued.
-    Torch keeps to a trial's CPUs meanwhile, as Ray's workers do."""
-    import torch
+def run(spec, experiment: str, sweep_dir: str, tracking_uri: str) -> int:
+    """Continue the chosen seeds of every trial of a finished Tune experiment (``experiment``: its
+    folder or URI; a fixed sweep's, or an adaptive sweep's first round) in the Tune experiment
+    ``settle`` under ``sweep_dir`` (continued where a killed driver left it), and record their
+    outcomes on their MLflow runs; returns the seeds continued."""
+    import dataclasses
+    import posixpath
 
-    from trainables.records import open_client
+    from ray import tune
 
-    settle, client, threads = Settle.parse(spec.settle), open_client(tracking_uri), torch.get_num_threads()
-    torch.set_num_threads(max(1, int(spec.resources["cpu"])))
-    try:
-        return sum(continue_result(spec, result, settle, client) for result in results)
-    finally:
-        torch.set_num_threads(threads)
+    from sweeps.preflight import Where, join, storage_fs
+    from sweeps.tuner import make_tuner, restorable
 
-
-def continue_result(spec, result, settle: Settle, client) -> int:
-    """One trial's chosen seeds trained on and recorded on their runs; returns how many."""
-    from trainables.models import MODELS
-    from trainables.records import retry
-
-    if result.error or result.checkpoint is None:
+    fs, root = storage_fs(experiment)
+    done = tune.ResultGrid(tune.ExperimentAnalysis(root, storage_filesystem=fs))
+    tasks = [
+        {"config": r.config, "checkpoint": join(experiment, posixpath.relpath(r.checkpoint.path, root))}
+        for r in done
+        if not r.error and r.checkpoint is not None
+    ]
+    if not tasks:
         return 0
-    with result.checkpoint.as_directory() as folder:
-        run_ids, chosen = continue_trial(result.config, Path(folder), settle, spec.epochs)
-    step = settle.epochs(spec.epochs)
+    settle = Settle.parse(spec.settle)
+    space = {"task": tune.grid_search(tasks), "settle": settle.as_dict(), "epochs": spec.epochs, "sweep": spec.name}
+    tuner = make_tuner(
+        dataclasses.replace(spec, seeds=settle.seeds),  # the progress lines count the continued seeds
+        Where(storage=sweep_dir, tracking_uri=tracking_uri),
+        resume=restorable(join(sweep_dir, "settle")),
+        name="settle",
+        space=space,
+        trainable=settle_trial,
+        search=False,
+    )
+    return sum(int(r.metrics.get("continued", 0)) for r in tuner.fit() if r.metrics)
+
+
+def settle_trial(config: dict) -> None:
+    """Tune function trainable: one sweep trial's chosen seeds (``config["task"]``: its config and the
+    URI of its final checkpoint) trained on and recorded on their MLflow runs."""
+    from ray import tune
+
+    from sweeps.preflight import storage_fs
+    from trainables.models import MODELS
+    from trainables.records import open_client, retry
+    from trainables.train import absolute_uri, split_config
+
+    settle, task, epochs = Settle(**config["settle"]), config["task"], config["epochs"]
+    fs, path = storage_fs(task["checkpoint"])
+    with tune.Checkpoint(path, filesystem=fs).as_directory() as folder:
+        run_ids, chosen = continue_trial(task["config"], Path(folder), settle, epochs)
+    options, model_config = split_config(task["config"])
+    client = open_client(absolute_uri(options.tracking_uri or "sqlite:///mlruns.db"))
+    step = settle.epochs(epochs)
     for r in chosen:
         run_id = run_ids["seeds"][str(r["seed"])]
         status = "finished" if r["status"] in ("running", "finished") else r["status"]
         for key, value in zip(SETTLE_TAGS, (str(bool(r["success"])).lower(), status, str(step))):
             retry(client.set_tag, run_id, key, value)
-        for m in MODELS[spec.model][1].metrics:
+        for m in MODELS[model_config["model"]][1].metrics:
             retry(client.log_metric, run_id, f"settle/{m.name}", float(r.get(m.name, math.nan)), step=step)
     flipped = sum(bool(r["success"]) != before for r, before in zip(chosen, started(run_ids, chosen, client)))
-    print(
-        f"[{spec.name}] settle: {len(chosen)} seeds of a configuration to epoch {step}, {flipped} flipped", flush=True
-    )
-    return len(chosen)
+    print(f"[{config['sweep']}] settle: {len(chosen)} seeds of a configuration to epoch {step}, {flipped} flipped")
+    n_success = sum(bool(r["success"]) for r in chosen)
+    tune.report({"epoch": epochs, "continued": len(chosen), "flipped": flipped, "n_success": n_success})
 
 
 def started(run_ids: dict, chosen: list[dict], client) -> list[bool]:

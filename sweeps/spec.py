@@ -336,11 +336,11 @@ def check_rules(spec: SweepSpec, raw: dict, model_cls) -> None:
 
 
 def check_settle(settle, spec: SweepSpec) -> dict | None:
-    """The optional settle check: some seeds train longer after the sweep (sweeps.settle)."""
+    """The optional settle check: some seeds train longer after the sweep (or its first round; sweeps.settle)."""
     from sweeps.settle import Settle
 
     try:
-        return None if settle is None else Settle.parse(settle, fixed=spec.adaptive is None).as_dict()
+        return None if settle is None else Settle.parse(settle).as_dict()
     except ValueError as err:
         fail("settle", str(err))
 

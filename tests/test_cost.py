@@ -45,6 +45,8 @@ def test_plan_lines_add_up():
     adaptive = plan_lines(from_dict({**raw, "seeds": {"start": 4, "step": 4, "max": 12}}))
     assert f"cost: {2 * steps * 4:,} to {2 * steps * 12:,} seed-steps" in adaptive[0]
     assert len(fixed) == 3 and f"{steps:,} steps x {flops[1] / 1e9:.1f} GFLOP" in fixed[2]
+    settled = plan_lines(from_dict({**raw, "seeds": 5, "settle": {"seeds": 2, "factor": 2}}))[0]
+    assert f"the settledness check adds up to {2 * steps * 2:,} seed-steps" in settled  # 2 seeds x 3 more epochs
 
 
 def test_note_004_specs_load_with_their_cost():

@@ -60,7 +60,7 @@ def test_the_plan_cleans_a_lost_attempt_and_decides_completeness(tmp_path):
 
 
 @pytest.mark.slow  # an adaptive sweep of two rounds in this process (~1-2 min on 2 cores)
-def test_a_round_loads_the_runs_once(tmp_path, monkeypatch):
+def test_a_round_loads_the_runs_once_and_the_first_round_settles(tmp_path, monkeypatch):
     import ray
     from support import ADAPTIVE, SPEC_TINY
 
@@ -71,7 +71,8 @@ def test_a_round_loads_the_runs_once(tmp_path, monkeypatch):
     monkeypatch.setattr(rounds, "load_runs", lambda *a, **k: loads.append(a) or load_runs(*a, **k))
     monkeypatch.setenv("SEEDSWEEP_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
-    spec = specs.from_dict({**SPEC_TINY, **ADAPTIVE, "seeds": {"start": 4, "step": 4, "max": 8, "until": "decided"}})
+    seeds, settle = {"start": 4, "step": 4, "max": 8, "until": "decided"}, {"seeds": 2, "factor": 2}
+    spec = specs.from_dict({**SPEC_TINY, **ADAPTIVE, "seeds": seeds, "settle": settle})
     where = Where(storage=str(tmp_path / "ray_results"), tracking_uri=f"sqlite:///{tmp_path / 'mlruns.db'}")
     try:
         out = runner.run(spec, where)
@@ -80,3 +81,7 @@ def test_a_round_loads_the_runs_once(tmp_path, monkeypatch):
     assert out["complete"] and out["rounds"] == len(loads)  # one load a round
     plan = read_plan(str(tmp_path / "ray_results" / "rounds" / "round_02"))
     assert out["rounds"] == 1 or plan and all(c["seeds"][-4:] == [4, 5, 6, 7] for c in plan)
+    runs = load_runs(where.tracking_uri, "rounds")
+    settled = runs[runs["settle.success"].notna()]
+    assert out["settled_seeds"] == len(settled) == 4 and set(settled["round"]) == {1}  # 2 of each configuration's
+    assert settled.groupby("config_id")["seed"].nunique().tolist() == [2, 2]
