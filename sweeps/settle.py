@@ -151,7 +151,10 @@ def settle_trial(config: dict) -> None:
     flipped = sum(bool(r["success"]) != before for r, before in zip(chosen, started(run_ids, chosen, client)))
     print(f"[{config['sweep']}] settle: {len(chosen)} seeds of a configuration to epoch {step}, {flipped} flipped")
     n_success = sum(bool(r["success"]) for r in chosen)
-    tune.report({"epoch": epochs, "continued": len(chosen), "flipped": flipped, "n_success": n_success})
+    rate = n_success / len(chosen) if chosen else 0.0  # the metric the Tuner's config names
+    tune.report(
+        {"epoch": epochs, "continued": len(chosen), "flipped": flipped, "n_success": n_success, "success_rate": rate}
+    )
 
 
 def started(run_ids: dict, chosen: list[dict], client) -> list[bool]:

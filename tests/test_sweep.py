@@ -355,3 +355,17 @@ def test_settle_continues_the_chosen_seeds_as_a_longer_run_would(tmp_path):
         assert run.data.tags["settle.success"] == str(alone["success"]).lower()
         flipped += run.data.tags["settle.success"] != run.data.tags["success"]
     assert f"{flipped}/2 flipped by epoch 4" in out
+    assert len(list((tmp_path / "ray_results" / "settled" / "settle").glob("settle_trial_*"))) == 1  # a trial each
+
+    import ray
+
+    from sweeps import settle as settling
+    from sweeps import spec as specs
+
+    folder = str(tmp_path / "ray_results" / "settled")
+    try:  # run again (as a resumed driver would): Tune restores the finished settle experiment, nothing trains again
+        assert settling.run(specs.load(spec), folder, folder, f"sqlite:///{tmp_path / 'mlruns.db'}") == 2
+    finally:
+        ray.shutdown()
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
+    assert all(len(client.get_metric_history(r.info.run_id, "settle/linear_proj_mse")) == 1 for r in continued.values())
