@@ -45,8 +45,7 @@ from sweeps.tuner import (
     write_done,
 )
 from trainables.options import RUN_KEY
-from trainables.records import COUNTED, DESIGN_TAG, KIND, ROUND_TAG, SALT_TAG, open_client, retry, search_all
-from trainables.seed_stop import draw_salt
+from trainables.records import COUNTED, DESIGN_TAG, KIND, ROUND_TAG, open_client, retry, search_all
 
 PLAN = "plan.json"  # a round's plan, beside its Tune experiment: [{config_id, params, seeds}]
 
@@ -65,18 +64,6 @@ def train_configuration(config: dict) -> None:
     if "seeds" in swept:  # a run option: it goes with the others under config["run"]
         rest[RUN_KEY] = {**rest[RUN_KEY], "seeds": swept.pop("seeds")}
     train({**rest, **swept})
-
-
-def audit_salt(spec: SweepSpec, client, exp_id: str) -> SweepSpec:
-    """``spec`` with its seed_stop's audit salt: the one stored on the sweep's MLflow experiment
-    (``SALT_TAG``: a resumed sweep audits the same seeds), else a fresh one, stored there now."""
-    if not spec.seed_stop:
-        return spec
-    stored = retry(client.get_experiment, exp_id).tags.get(SALT_TAG)
-    salt = int(stored) if stored is not None else draw_salt()
-    if stored is None:
-        retry(client.set_experiment_tag, exp_id, SALT_TAG, str(salt))
-    return dataclasses.replace(spec, seed_stop={**spec.seed_stop, "salt": salt})
 
 
 def paired_reach(design: Design, k: int, base: tuple = (0.2, 0.5)) -> str:
@@ -116,12 +103,6 @@ def plan_lines(spec: SweepSpec) -> list[str]:
         f"  a configuration stops getting seeds when {stops}, or at {design.max} seeds; failed seeds are retried"
         " in the next round",
     ]
-
-
-def started(sweep_dir: str) -> bool:
-    """Whether an adaptive sweep has begun (its first round finished or has Tune state to continue)."""
-    first = round_dir(sweep_dir, 1)
-    return read_done(first) is not None or restorable(first)
 
 
 def run_rounds(

@@ -10,6 +10,7 @@ adaptive sweep in rounds in ``sweeps.rounds``.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from typing import Any
@@ -29,9 +30,9 @@ from sweeps.tuner import (
     summary,
     write_done,
 )
-from trainables.records import bound_mlflow_http, ensure_experiment, open_client, unreachable
+from trainables.records import SALT_TAG, bound_mlflow_http, ensure_experiment, open_client, retry, unreachable
 from trainables.rule import SuccessRule
-from trainables.seed_stop import SeedStop
+from trainables.seed_stop import SeedStop, draw_salt
 
 __all__ = ["AlreadyDone", "Where", "plan", "run"]
 
@@ -104,22 +105,34 @@ def run(
     if done is not None:
         raise AlreadyDone(spec.name, done)
     start_ray(spec, where, address, dashboard)  # on a cluster: every node checked before any run exists
-    started = rounds.started(run_dir) if spec.adaptive else restorable(run_dir)
+    first = rounds.round_dir(run_dir, 1) if spec.adaptive else run_dir  # the sweep's first Tune experiment
+    started = read_done(first) is not None or restorable(first)  # begun: an adaptive sweep's first round may be done
     check_resume(spec, where, run_dir, started, resume, allow_mixed)
     client = open_client(where.tracking_uri)
     exp_id = ensure_experiment(client, spec.name)  # one MLflow experiment per sweep
-    spec = rounds.audit_salt(spec, client, exp_id)  # seed_stop's audit salt: stored on it, kept on resume
+    spec = audit_salt(spec, client, exp_id)  # seed_stop's audit salt: stored on it, kept on resume
     start = time.time()
     if spec.adaptive:
         out = rounds.run_rounds(spec, where, run_dir, client, exp_id, started, allow_mixed)
     else:
         out = fit(spec, where, resume, start)
     if out["complete"] and spec.settle:  # some seeds train on (sweeps.settle): a fixed sweep's, or round 1's
-        first = rounds.round_dir(run_dir, 1) if spec.adaptive else run_dir
         out["settled_seeds"] = settle.run(spec, first, run_dir, where.tracking_uri)
     if out["complete"]:
         write_done(run_dir, out)
     return out
+
+
+def audit_salt(spec: SweepSpec, client, exp_id: str) -> SweepSpec:
+    """``spec`` with its seed_stop's audit salt: the one stored on the sweep's MLflow experiment
+    (``SALT_TAG``: a resumed sweep audits the same seeds), else a fresh one, stored there now."""
+    if not spec.seed_stop:
+        return spec
+    stored = retry(client.get_experiment, exp_id).tags.get(SALT_TAG)
+    salt = int(stored) if stored is not None else draw_salt()
+    if stored is None:
+        retry(client.set_experiment_tag, exp_id, SALT_TAG, str(salt))
+    return dataclasses.replace(spec, seed_stop={**spec.seed_stop, "salt": salt})
 
 
 def fit(spec: SweepSpec, where: Where, resume: bool, start: float) -> dict[str, Any]:

@@ -7,7 +7,7 @@ failing side of X (``above``: M > X fails; ``below``: M < X; a NaN value fails) 
 belongs to the **audit** (``audited``): in every block of ``BLOCK`` seed numbers (0..7, 8..15, ...,
 the blocks adaptive rounds add) exactly round(f * 8) seeds hold an audit ticket, chosen by a
 permutation salted with the sweep's ``salt``. The salt is drawn when the sweep starts and stored
-with it (the MLflow experiment tag ``seedsweep.audit_salt``, sweeps.rounds.audit_salt), so a
+with it (the MLflow experiment tag ``seedsweep.audit_salt``, sweeps.runner.audit_salt), so a
 resumed sweep audits the same seeds, another sweep other ones, and which seeds are audited never
 depends on how they train: the audited candidates are a random sample of the candidates. An
 audited candidate trains to the end and keeps its real outcome; the epoch at which it would have
@@ -66,7 +66,7 @@ class SeedStop:
     audit: float  # share of seeds (exact in every block of 8 seed numbers) whose candidates train on
     patience: int = 1  # consecutive candidate evaluations before a seed stops
     decide_on: str = "recipe"  # verdicts about the rate with this rule ("recipe") or had none stopped ("no_stop")
-    salt: int = 0  # the sweep's audit salt (drawn when it starts, sweeps.rounds.audit_salt)
+    salt: int = 0  # the sweep's audit salt (drawn when it starts, sweeps.runner.audit_salt)
 
     @classmethod
     def parse(cls, rule, metrics: dict[str, str] | Iterable[str] | None = None) -> SeedStop:
