@@ -117,7 +117,7 @@ def run(
     else:
         out = fit(spec, where, resume, start)
     if out["complete"] and spec.settle:  # some seeds train on (sweeps.settle): a fixed sweep's, or round 1's
-        out["settled_seeds"] = settle.run(spec, first, run_dir, where.tracking_uri)
+        out["settled_seeds"] = settle_seeds(spec, first, run_dir, where.tracking_uri)
     if out["complete"]:
         write_done(run_dir, out)
     return out
@@ -148,3 +148,35 @@ def fit(spec: SweepSpec, where: Where, resume: bool, start: float) -> dict[str, 
             raise
         done, reachable = False, False
     return summary(spec, where, len(results), results, start, done, reachable)  # summary adds: no errors
+
+
+def settle_seeds(spec: SweepSpec, experiment: str, sweep_dir: str, tracking_uri: str) -> int:
+    """The settledness check (``sweeps.settle``): continue the chosen seeds of every trial of a finished
+    Tune experiment (``experiment``: its folder or URI; a fixed sweep's, or an adaptive sweep's first
+    round) in the Tune experiment ``settle`` under ``sweep_dir`` (continued where a killed driver left
+    it), and record their outcomes on their MLflow runs; returns the seeds continued."""
+    import posixpath
+
+    from ray import tune
+
+    fs, root = preflight.storage_fs(experiment)
+    done = tune.ResultGrid(tune.ExperimentAnalysis(root, storage_filesystem=fs))
+    tasks = [
+        {"config": r.config, "checkpoint": preflight.join(experiment, posixpath.relpath(r.checkpoint.path, root))}
+        for r in done
+        if not r.error and r.checkpoint is not None
+    ]
+    if not tasks:
+        return 0
+    check = settle.Settle.parse(spec.settle)
+    space = {"task": tune.grid_search(tasks), "settle": check.as_dict(), "epochs": spec.epochs, "sweep": spec.name}
+    tuner = make_tuner(
+        dataclasses.replace(spec, seeds=check.seeds),  # the progress lines count the continued seeds
+        Where(storage=sweep_dir, tracking_uri=tracking_uri),
+        resume=restorable(preflight.join(sweep_dir, "settle")),
+        name="settle",
+        space=space,
+        trainable=settle.settle_trial,
+        search=False,
+    )
+    return sum(int(r.metrics.get("continued", 0)) for r in tuner.fit() if r.metrics)

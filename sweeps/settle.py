@@ -5,7 +5,7 @@ their final checkpoint to ``factor`` x the spec's epochs; each one's outcome und
 compared with the one it ended the sweep with. ``analysis.settle`` counts the flips (success <->
 failure) per configuration with an exact interval, in the table and the report.
 
-How it runs: as a Tune experiment of its own (``settle`` in the sweep's results folder), one trial
+How it runs (``sweeps.runner.settle``): as a Tune experiment of its own (``settle`` in the sweep's results folder), one trial
 per sweep trial, each with the trial's resources, so the continued seeds spread over the cluster's
 nodes like the sweep's and a killed driver's ``--resume`` finishes them. Each trial
 (``settle_trial``) restores the trainable's own ``Pack`` from the sweep trial's final checkpoint (read
@@ -86,42 +86,6 @@ def continue_trial(config: dict, checkpoint_dir: Path, settle: Settle, epochs: i
         pack.train_epoch()
     results = pack.evaluate()
     return meta["run_ids"], [results[i] for i in keep]
-
-
-def run(spec, experiment: str, sweep_dir: str, tracking_uri: str) -> int:
-    """Continue the chosen seeds of every trial of a finished Tune experiment (``experiment``: its
-    folder or URI; a fixed sweep's, or an adaptive sweep's first round) in the Tune experiment
-    ``settle`` under ``sweep_dir`` (continued where a killed driver left it), and record their
-    outcomes on their MLflow runs; returns the seeds continued."""
-    import dataclasses
-    import posixpath
-
-    from ray import tune
-
-    from sweeps.preflight import Where, join, storage_fs
-    from sweeps.tuner import make_tuner, restorable
-
-    fs, root = storage_fs(experiment)
-    done = tune.ResultGrid(tune.ExperimentAnalysis(root, storage_filesystem=fs))
-    tasks = [
-        {"config": r.config, "checkpoint": join(experiment, posixpath.relpath(r.checkpoint.path, root))}
-        for r in done
-        if not r.error and r.checkpoint is not None
-    ]
-    if not tasks:
-        return 0
-    settle = Settle.parse(spec.settle)
-    space = {"task": tune.grid_search(tasks), "settle": settle.as_dict(), "epochs": spec.epochs, "sweep": spec.name}
-    tuner = make_tuner(
-        dataclasses.replace(spec, seeds=settle.seeds),  # the progress lines count the continued seeds
-        Where(storage=sweep_dir, tracking_uri=tracking_uri),
-        resume=restorable(join(sweep_dir, "settle")),
-        name="settle",
-        space=space,
-        trainable=settle_trial,
-        search=False,
-    )
-    return sum(int(r.metrics.get("continued", 0)) for r in tuner.fit() if r.metrics)
 
 
 def settle_trial(config: dict) -> None:

@@ -359,12 +359,12 @@ def test_settle_continues_the_chosen_seeds_as_a_longer_run_would(tmp_path):
 
     import ray
 
-    from sweeps import settle as settling
+    from sweeps import runner
     from sweeps import spec as specs
 
     folder = str(tmp_path / "ray_results" / "settled")
     try:  # run again (as a resumed driver would): Tune restores the finished settle experiment, nothing trains again
-        assert settling.run(specs.load(spec), folder, folder, f"sqlite:///{tmp_path / 'mlruns.db'}") == 2
+        assert runner.settle_seeds(specs.load(spec), folder, folder, f"sqlite:///{tmp_path / 'mlruns.db'}") == 2
     finally:
         ray.shutdown()
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
