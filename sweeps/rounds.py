@@ -228,7 +228,6 @@ def fit_round(spec: SweepSpec, where: Where, sweep_dir: str, round_: int, seeds:
     the spec says (searcher, ASHA), later rounds over exactly the plan's configurations and seeds."""
     inner = Where(storage=sweep_dir, tracking_uri=where.tracking_uri)
     name = f"round_{round_:02d}"
-    this = dataclasses.replace(spec, seeds=len(seeds))  # the progress lines count this round's seeds
     if plan is not None:
         fixed = dataclasses.replace(spec, params=spec.fixed())  # the swept values come per configuration
         configurations = [{**c["params"], "seeds": c["seeds"]} for c in plan]
@@ -239,7 +238,7 @@ def fit_round(spec: SweepSpec, where: Where, sweep_dir: str, round_: int, seeds:
     if not resume and plan is not None:
         forget_lost_attempt(spec, where, round_, plan)
     trainable = train_configuration if plan is not None else None
-    tuner = make_tuner(this, inner, resume=resume, name=name, space=space, trainable=trainable, search=plan is None)
+    tuner = make_tuner(spec, inner, resume=resume, name=name, space=space, trainable=trainable, search=plan is None)
     return tuner.fit()
 
 

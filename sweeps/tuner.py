@@ -280,10 +280,20 @@ class Progress(tune.Callback):
         self.spec, self.tracking_uri, self.total = spec, tracking_uri, total  # total: trials the sweep will run
         self.done: dict[str, int] = {}
         self.latest: dict[str, dict] = {}  # trial id -> its last result
+        self.seeds: dict[str, int] = {}  # trial id -> how many seeds it trains
         self.shown = time.time()
+
+    def count(self, trial) -> int:
+        """How many seeds ``trial`` trains: its own list (a round's plan gives a configuration its retried
+        seeds beside the block), else the spec's number."""
+        config = trial.config
+        listed = (config.get("configuration") or {}).get("seeds") or (config.get(RUN_KEY) or {}).get("seeds")
+        self.seeds[trial.trial_id] = len(listed) if listed else self.spec.seeds
+        return self.seeds[trial.trial_id]
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.latest[trial.trial_id] = result
+        self.count(trial)
         if time.time() - self.shown < self.EVERY:
             return
         self.shown = time.time()
@@ -292,7 +302,7 @@ class Progress(tune.Callback):
         now = sum(int(r.get("n_success", 0)) for r in self.latest.values())
         print(
             f"[{self.spec.name}] trials done {len(self.done)}/{self.of(trials)}; running at epoch {epochs or '-'}; "
-            f"seeds meeting the success rule now {now}/{len(self.latest) * self.spec.seeds}",
+            f"seeds meeting the success rule now {now}/{sum(self.seeds[t] for t in self.latest)}",
             flush=True,
         )
 
@@ -322,8 +332,9 @@ class Progress(tune.Callback):
                     flush=True,
                 )
         self.done[trial.trial_id] = int(last.get("n_success", 0))
+        self.count(trial)
         print(
             f"[{self.spec.name}] trials done {len(self.done)}/{self.of(trials)}; seeds succeeded so far "
-            f"{sum(self.done.values())}/{len(self.done) * self.spec.seeds}",
+            f"{sum(self.done.values())}/{sum(self.seeds[t] for t in self.done)}",
             flush=True,
         )

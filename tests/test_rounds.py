@@ -3,6 +3,7 @@ killed between rounds and resumed, then ``seedsweep analyze``."""
 
 import dataclasses
 import json
+import re
 from collections import Counter
 
 import pytest
@@ -139,6 +140,7 @@ def test_a_driver_killed_as_round_2_begins_with_a_retried_seed_in_flight(tmp_pat
 
     out = seedsweep(tmp_path, "run", spec, "--resume", timeout=400, env=env).stdout
     assert "round 2 done" in out and "seed runs of round 2 that Tune did not record" in out
+    assert re.search(r"\[retry\] trials done 2/2; seeds succeeded so far \d+/12\n", out)  # 8 + 4: retried seeds count
     seeds = runs(tmp_path, "retry", "seed")
     counted = Counter(
         (r.data.params["width"], int(r.data.tags["seed"])) for r in seeds if r.data.tags["status"] in COUNTED
