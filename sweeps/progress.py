@@ -17,14 +17,13 @@ def complete(runs, spec: SweepSpec, round_: int | None = None, plan: list[dict] 
     the spec makes, each with a run for every seed (the spec's, or the round's block)."""
     if round_ is not None:
         runs = runs[runs["round"].eq(round_)] if "round" in runs else runs.iloc[:0]
-    mine = runs
-    if mine["status"].eq("running").any():
+    if runs["status"].eq("running").any():
         return False
     if plan is None:
         seeds = spec.seeds if round_ is None else len(spec.adaptive.round_seeds(round_))
-        per_trial = mine.groupby("trial_id")["seed"].nunique()
+        per_trial = runs.groupby("trial_id")["seed"].nunique()
         return len(per_trial) == spec.trials() and (per_trial >= seeds).all()
-    have = set(zip(mine["config_id"], mine["seed"].astype(int)))
+    have = set(zip(runs["config_id"], runs["seed"].astype(int)))
     return all((c["config_id"], int(s)) in have for c in plan for s in c["seeds"])
 
 

@@ -1,17 +1,19 @@
 """The settledness check (spec key ``settle: {seeds: 4, factor: 2}``): are a sweep's outcomes those
 of a longer run? After a fixed sweep has finished (an adaptive one: on its first round, whose seeds
-every configuration has), ``seeds`` of each configuration's finished seeds, a seeded random subset (the same seed numbers in every configuration where they finished), go on from
-their final checkpoint to ``factor`` x the spec's epochs; each one's outcome under the sweep's rule is
-compared with the one it ended the sweep with. ``analysis.settle`` counts the flips (success <->
-failure) per configuration with an exact interval, in the table and the report.
+every configuration has), ``seeds`` of each configuration's finished seeds, a seeded random subset
+(the same seed numbers in every configuration where they finished), go on from their final
+checkpoint to ``factor`` x the spec's epochs; each one's outcome under the sweep's rule is compared
+with the one it ended the sweep with. ``analysis.settle`` counts the flips (success <-> failure) per
+configuration with an exact interval, in the table and the report.
 
-How it runs (``sweeps.runner.settle``): as a Tune experiment of its own (``settle`` in the sweep's results folder), one trial
-per sweep trial, each with the trial's resources, so the continued seeds spread over the cluster's
-nodes like the sweep's and a killed driver's ``--resume`` finishes them. Each trial
-(``settle_trial``) restores the trainable's own ``Pack`` from the sweep trial's final checkpoint (read
-back with ``tune.ExperimentAnalysis``, fetched from the storage with ``tune.Checkpoint``) and cuts it
-to the chosen seeds (``Pack.continue_only``): they train on exactly as they would have in the trial
-(same generators, optimiser moments and LR schedule), and the seeds left out cost nothing.
+How it runs (``sweeps.runner.settle_seeds``): as a Tune experiment of its own (``settle`` in the
+sweep's results folder), one trial per sweep trial, each with the trial's resources, so the
+continued seeds spread over the cluster's nodes like the sweep's and a killed driver's ``--resume``
+finishes them. Each trial (``settle_trial``) restores the trainable's own ``Pack`` from the sweep
+trial's final checkpoint (read back with ``tune.ExperimentAnalysis``, fetched from the storage with
+``tune.Checkpoint``) and cuts it to the chosen seeds (``Pack.continue_only``): they train on exactly
+as they would have in the trial (same generators, optimiser moments and LR schedule), and the seeds
+left out cost nothing.
 
 Each continued seed's MLflow run gets the tags ``settle.success`` and ``settle.status`` and the
 metrics ``settle/<m>`` of every declared metric m at step ``factor x epochs`` (``records.SETTLE_TAGS``).
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +94,7 @@ def continue_trial(config: dict, checkpoint_dir: Path, settle: Settle, epochs: i
 def settle_trial(config: dict) -> None:
     """Tune function trainable: one sweep trial's chosen seeds (``config["task"]``: its config and the
     URI of its final checkpoint) trained on and recorded on their MLflow runs."""
+    from mlflow.entities import Metric, RunTag
     from ray import tune
 
     from sweeps.preflight import storage_fs
@@ -103,15 +107,17 @@ def settle_trial(config: dict) -> None:
     with tune.Checkpoint(path, filesystem=fs).as_directory() as folder:
         run_ids, chosen = continue_trial(task["config"], Path(folder), settle, epochs)
     options, model_config = split_config(task["config"])
-    client = open_client(absolute_uri(options.tracking_uri or "sqlite:///mlruns.db"))
+    client = open_client(absolute_uri(options.tracking_uri))
     step = settle.epochs(epochs)
+    now = int(time.time() * 1000)
     for r in chosen:
-        run_id = run_ids["seeds"][str(r["seed"])]
         status = "finished" if r["status"] in ("running", "finished") else r["status"]
-        for key, value in zip(SETTLE_TAGS, (str(bool(r["success"])).lower(), status, str(step))):
-            retry(client.set_tag, run_id, key, value)
-        for m in MODELS[model_config["model"]][1].metrics:
-            retry(client.log_metric, run_id, f"settle/{m.name}", float(r.get(m.name, math.nan)), step=step)
+        tags = [RunTag(k, v) for k, v in zip(SETTLE_TAGS, (str(bool(r["success"])).lower(), status, str(step)))]
+        metrics = [
+            Metric(f"settle/{m.name}", float(r.get(m.name, math.nan)), now, step)
+            for m in MODELS[model_config["model"]][1].metrics
+        ]
+        retry(client.log_batch, run_ids["seeds"][str(r["seed"])], metrics=metrics, tags=tags)
     flipped = sum(bool(r["success"]) != before for r, before in zip(chosen, started(run_ids, chosen, client)))
     print(f"[{config['sweep']}] settle: {len(chosen)} seeds of a configuration to epoch {step}, {flipped} flipped")
     n_success = sum(bool(r["success"]) for r in chosen)

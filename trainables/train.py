@@ -67,8 +67,10 @@ def split_config(config: dict) -> tuple[RunOptions, dict]:
     return options, {k: v for k, v in config.items() if k != RUN_KEY}
 
 
-def absolute_uri(uri: str) -> str:
-    """A relative ``sqlite:///`` path is made absolute against the driver's working folder."""
+def absolute_uri(uri: str | None) -> str:
+    """The trial's tracking URI (default: ``./mlruns.db``); a relative ``sqlite:///`` path is made
+    absolute against the driver's working folder."""
+    uri = uri or "sqlite:///mlruns.db"
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         base = Path(os.environ.get("TUNE_ORIG_WORKING_DIR", os.getcwd()))
         return f"sqlite:///{(base / uri[len('sqlite:///') :]).resolve()}"
@@ -156,7 +158,7 @@ def train(config: dict) -> None:
             meta = json.loads((Path(folder) / "meta.json").read_text())
     start = meta["epoch"]
     tracker = Tracker(
-        absolute_uri(run.tracking_uri or "sqlite:///mlruns.db"),
+        absolute_uri(run.tracking_uri),
         run.experiment,
         run.sweep,
         tune.get_context().get_trial_id(),
